@@ -1,0 +1,458 @@
+"""The configuration: one TOML file, loaded once into frozen, typed objects.
+
+Nothing here reads the environment by itself: ``load_config`` is handed the
+environment mapping, so tests and the composition root decide what it sees.
+Every mistake becomes one ``ConfigError`` naming the file, the key and what is
+expected.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from string import Template
+from typing import Any, Callable, Mapping
+
+from core.errors import ConfigError
+
+DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
+DEFAULT_CLOSED = ("Qualified", "Disqualified")
+DEFAULT_SOURCES = ("Email", "Website", "Partner")
+DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
+SECURITY_MODES = ("tls", "starttls", "plain")
+LEAD_FIELDS = ("name", "email", "phone", "company", "message")
+
+
+class Secret:
+    """A password that never shows itself in a repr, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///leadtap.db"
+
+
+@dataclass(frozen=True)
+class LeadsConfig:
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    closed_statuses: tuple[str, ...] = DEFAULT_CLOSED
+    default_status: str = "New"
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    default_source: str = "Email"
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    enabled: bool = True
+    role: str = "sales"
+
+
+@dataclass(frozen=True)
+class OpportunitiesConfig:
+    auto_create: bool = True
+    stages: tuple[str, ...] = DEFAULT_STAGES
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    batch_size: int = 100
+    max_message_size: int = 25 * 1024 * 1024
+    max_attempts: int = 3
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    email: str
+    name: str
+    roles: tuple[str, ...] = ()
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    name: str
+    host: str
+    username: str
+    password: Secret = field(repr=False)
+    port: int = 993
+    security: str = "tls"
+    folder: str = "INBOX"
+    active: bool = True
+    unread_only: bool = True
+    source: str = "Email"
+    templates: tuple[str, ...] = ()
+    poll_interval: timedelta = timedelta(seconds=60)
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    name: str
+    body: str
+    from_glob: str | None = None
+    subject_glob: str | None = None
+
+    def accepts(self, sender: str, subject: str) -> bool:
+        """True when the optional sender and subject globs both pass."""
+        if self.from_glob and not fnmatch.fnmatchcase(sender.lower(), self.from_glob.lower()):
+            return False
+        if self.subject_glob and not fnmatch.fnmatchcase(subject.lower(), self.subject_glob.lower()):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig = DatabaseConfig()
+    leads: LeadsConfig = LeadsConfig()
+    assignment: AssignmentConfig = AssignmentConfig()
+    opportunities: OpportunitiesConfig = OpportunitiesConfig()
+    ingest: IngestConfig = IngestConfig()
+    owners: tuple[OwnerConfig, ...] = ()
+    mailboxes: tuple[MailboxConfig, ...] = ()
+    templates: tuple[TemplateConfig, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def mailbox(self, name: str) -> MailboxConfig:
+        for box in self.mailboxes:
+            if box.name == name:
+                return box
+        raise KeyError(name)
+
+    def template(self, name: str) -> TemplateConfig:
+        for tpl in self.templates:
+            if tpl.name == name:
+                return tpl
+        raise KeyError(name)
+
+    def is_open(self, status: str) -> bool:
+        return status not in self.leads.closed_statuses
+
+
+def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
+    """Read and validate the TOML file at ``path``; raise ``ConfigError``."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found (pass --config PATH or set LEADTAP_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read the file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse_config(raw, path, environ)
+
+
+def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
+    root = Section(raw, path, "")
+    warnings: list[str] = []
+    database = DatabaseConfig(**root.table("database").take({"url": str}))
+    leads = parse_leads(root.table("leads"))
+    assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str}))
+    opportunities = parse_opportunities(root.table("opportunities"))
+    ingest = parse_ingest(root.table("ingest"))
+    owners = tuple(parse_owner(s) for s in root.array("owners"))
+    templates = tuple(parse_template(s) for s in root.array("extraction_templates"))
+    template_names = [t.name for t in templates]
+    mailboxes = tuple(
+        parse_mailbox(s, environ, leads, template_names, warnings) for s in root.array("mailboxes")
+    )
+    root.finish()
+    check_unique(path, "owners", "email", [o.email.lower() for o in owners])
+    check_unique(path, "mailboxes", "name", [m.name for m in mailboxes])
+    check_unique(path, "extraction_templates", "name", template_names)
+    return Config(
+        path=path,
+        database=database,
+        leads=leads,
+        assignment=assignment,
+        opportunities=opportunities,
+        ingest=ingest,
+        owners=owners,
+        mailboxes=mailboxes,
+        templates=templates,
+        warnings=tuple(warnings),
+    )
+
+
+def parse_leads(s: "Section") -> LeadsConfig:
+    values = s.take(
+        {
+            "statuses": list_of_str,
+            "closed_statuses": list_of_str,
+            "default_status": str,
+            "sources": list_of_str,
+            "default_source": str,
+        }
+    )
+    leads = LeadsConfig(**values)
+    if not leads.statuses:
+        s.fail("statuses", "at least one status is expected")
+    for status in leads.closed_statuses:
+        if status not in leads.statuses:
+            s.fail("closed_statuses", f"unknown status {status!r}; expected one of {list(leads.statuses)}")
+    if leads.default_status not in leads.statuses:
+        s.fail("default_status", f"unknown status {leads.default_status!r}; expected one of {list(leads.statuses)}")
+    if leads.default_status in leads.closed_statuses:
+        s.fail("default_status", "a new lead must start in an open status, not a closed one")
+    if leads.default_source not in leads.sources:
+        s.fail("default_source", f"unknown source {leads.default_source!r}; expected one of {list(leads.sources)}")
+    return leads
+
+
+def parse_opportunities(s: "Section") -> OpportunitiesConfig:
+    opportunities = OpportunitiesConfig(**s.take({"auto_create": bool, "stages": list_of_str}))
+    if not opportunities.stages:
+        s.fail("stages", "at least one stage is expected")
+    return opportunities
+
+
+def parse_ingest(s: "Section") -> IngestConfig:
+    values = s.take(
+        {"batch_size": int, "max_message_size": parse_size, "max_attempts": int, "timeout": parse_seconds}
+    )
+    ingest = IngestConfig(**values)
+    if ingest.batch_size < 1:
+        s.fail("batch_size", "a whole number of at least 1 is expected")
+    if ingest.max_attempts < 1:
+        s.fail("max_attempts", "a whole number of at least 1 is expected")
+    return ingest
+
+
+def parse_owner(s: "Section") -> OwnerConfig:
+    values = s.take({"email": str, "name": str, "roles": list_of_str, "active": bool}, required=("email",))
+    if not EMAIL_RE.fullmatch(values["email"]):
+        s.fail("email", f"{values['email']!r} is not an email address")
+    values.setdefault("name", values["email"])
+    return OwnerConfig(**values)
+
+
+def parse_template(s: "Section") -> TemplateConfig:
+    values = s.take({"name": str, "from": str, "subject": str, "body": str}, required=("name", "body"))
+    if not values["body"].strip():
+        s.fail("body", "the template body is empty")
+    return TemplateConfig(
+        name=values["name"],
+        body=values["body"],
+        from_glob=values.get("from"),
+        subject_glob=values.get("subject"),
+    )
+
+
+def parse_mailbox(
+    s: "Section",
+    environ: Mapping[str, str],
+    leads: LeadsConfig,
+    template_names: list[str],
+    warnings: list[str],
+) -> MailboxConfig:
+    values = s.take(
+        {
+            "name": str,
+            "host": str,
+            "port": int,
+            "security": str,
+            "username": str,
+            "password": str,
+            "password_env": str,
+            "password_file": str,
+            "folder": str,
+            "active": bool,
+            "unread_only": bool,
+            "source": str,
+            "templates": list_of_str,
+            "poll_interval": parse_seconds,
+            "ca_file": str,
+        },
+        required=("name", "host", "username"),
+    )
+    values["password"] = resolve_password(s, values, environ, warnings)
+    for key in ("password_env", "password_file"):
+        values.pop(key, None)
+    security = values.get("security", "tls")
+    if security not in SECURITY_MODES:
+        s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")
+    if security == "plain" and not is_loopback(values["host"]):
+        s.fail("security", f"plain (unencrypted) IMAP is only allowed to a loopback host, not {values['host']!r}")
+    values.setdefault("port", 993 if security == "tls" else 143)
+    if not 0 < values["port"] < 65536:
+        s.fail("port", "a TCP port between 1 and 65535 is expected")
+    source = values.setdefault("source", leads.default_source)
+    if source not in leads.sources:
+        s.fail("source", f"unknown source {source!r}; expected one of {list(leads.sources)}")
+    for name in values.get("templates", ()):
+        if name not in template_names:
+            s.fail("templates", f"unknown extraction template {name!r}; defined: {template_names}")
+    if "poll_interval" in values:
+        values["poll_interval"] = timedelta(seconds=values["poll_interval"])
+    return MailboxConfig(**values)
+
+
+def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], warnings: list[str]) -> Secret:
+    given = [k for k in ("password", "password_env", "password_file") if k in values]
+    if len(given) != 1:
+        s.fail("password_env", "exactly one of password_env, password_file or password is expected")
+    key = given[0]
+    if key == "password_env":
+        name = values[key]
+        if name not in environ:
+            s.fail(key, f"environment variable {name} is not set")
+        return Secret(environ[name])
+    if key == "password_file":
+        try:
+            file = Template(values[key]).substitute(environ)
+        except (KeyError, ValueError) as exc:
+            s.fail(key, f"cannot expand {values[key]!r}: variable {exc} is not set")
+        try:
+            return Secret(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
+        except OSError as exc:
+            s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
+    warnings.append(
+        f"{s.path}: {s.where('password')}: a literal password in the config file; "
+        "prefer password_env or password_file"
+    )
+    return Secret(values["password"])
+
+
+def check_unique(path: Path, array: str, key: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(path, f"{array}[{i}].{key}", f"duplicate {key} {value!r}; each must be unique")
+        seen.add(value)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- value parsers -----------------------------------------------------------
+
+EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
+SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def list_of_str(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("a list of strings is expected")
+    return tuple(value)
+
+
+def parse_seconds(value: Any) -> float:
+    """Parse "90s", "15m", "1h30m", "2d" (or a number of seconds) into seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("a positive duration is expected")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError('a duration such as "60s", "15m", "2d" is expected')
+    text = value.replace(" ", "")
+    parts = DURATION_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f'{value!r} is not a duration; expected e.g. "60s", "15m", "1h30m", "2d"')
+    seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("a positive duration is expected")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Parse "25MB", "512KiB" (or a number of bytes) into bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f'{value!r} is not a size; expected e.g. "25MB" or a number of bytes')
+    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+class Section:
+    """One TOML table being read: knows its path for error messages."""
+
+    def __init__(self, data: Any, file: Path, where: str):
+        if not isinstance(data, dict):
+            raise ConfigError(file, where, "a table is expected")
+        self.data = dict(data)
+        self.path = file
+        self.prefix = where
+
+    def where(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key: str, message: str):
+        raise ConfigError(self.path, self.where(key), message)
+
+    def table(self, key: str) -> "Section":
+        return Section(self.data.pop(key, {}), self.path, self.where(key))
+
+    def array(self, key: str) -> list["Section"]:
+        items = self.data.pop(key, [])
+        if not isinstance(items, list):
+            self.fail(key, f"an array of tables is expected ([[{key}]])")
+        return [Section(item, self.path, f"{self.where(key)}[{i}]") for i, item in enumerate(items)]
+
+    def take(self, schema: dict[str, Callable[[Any], Any]], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Convert the keys in ``schema``; refuse missing required and unknown keys."""
+        values: dict[str, Any] = {}
+        for key, convert in schema.items():
+            if key not in self.data:
+                if key in required:
+                    self.fail(key, "this key is required")
+                continue
+            values[key] = self.convert(key, self.data.pop(key), convert)
+        self.finish()
+        return values
+
+    def convert(self, key: str, value: Any, convert: Callable[[Any], Any]) -> Any:
+        if convert in (str, int, bool):
+            if type(value) is not convert:
+                self.fail(key, f"a {TYPE_NAMES[convert]} is expected, got {value!r}")
+            if convert is str and not value.strip() and key != "folder":
+                self.fail(key, "an empty string is not allowed")
+            return value
+        try:
+            return convert(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+
+    def finish(self) -> None:
+        if self.data:
+            unknown = sorted(self.data)
+            self.fail(unknown[0], "unknown key" + (f"s {unknown}" if len(unknown) > 1 else ""))
+
+
+TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true or false)"}

@@ -1,0 +1,42 @@
+"""leadtap's own exceptions. Adapters translate library errors into these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LeadtapError(Exception):
+    """Base of every error leadtap reports to a user without a traceback."""
+
+
+class ConfigError(LeadtapError):
+    """The configuration file is wrong; says which file, which key, what is expected."""
+
+    def __init__(self, path: Path | str, key: str, message: str):
+        self.path, self.key, self.message = Path(path), key, message
+        where = f"{self.path}: {key}" if key else f"{self.path}"
+        super().__init__(f"{where}: {message}")
+
+
+class SchemaError(LeadtapError):
+    """The database schema is missing or older than this version of leadtap."""
+
+
+class DatabaseUnavailable(LeadtapError):
+    """The database cannot be reached."""
+
+
+class ImapError(LeadtapError):
+    """The IMAP server could not be reached or refused a command."""
+
+
+class ImapLoginError(ImapError):
+    """The IMAP server refused the credentials."""
+
+
+class MessageError(LeadtapError):
+    """A message cannot be processed (broken MIME, undecodable charset, ...)."""
+
+
+class TemplateError(LeadtapError):
+    """An extraction template is not valid."""

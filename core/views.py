@@ -1,0 +1,108 @@
+"""Read models for the command line: leads and failed messages as plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterator
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, ThreadMessage
+from core.model import Outcome
+
+LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) -> dict:
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "company": lead.company,
+        "message": lead.message,
+        "fields": lead.fields or {},
+        "source": lead.source,
+        "status": lead.status,
+        "status_changed_at": iso(lead.status_changed_at),
+        "owner": owner.email if owner else None,
+        "owner_name": owner.name if owner else None,
+        "opportunity": (
+            {"id": opportunity.id, "title": opportunity.title, "stage": opportunity.stage} if opportunity else None
+        ),
+        "mailbox": lead.mailbox,
+        "subject": lead.subject,
+        "received_at": iso(lead.received_at),
+        "created_at": iso(lead.created_at),
+    }
+
+
+def list_leads(session: Session, status: str | None = None, owner: str | None = None) -> Iterator[dict]:
+    query = (
+        select(Lead, Owner, Opportunity)
+        .outerjoin(Owner, Owner.id == Lead.owner_id)
+        .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+        .order_by(Lead.id)
+    )
+    if status:
+        query = query.where(Lead.status == status)
+    if owner:
+        query = query.where(Owner.email == owner.lower())
+    for lead, lead_owner, opportunity in session.execute(query).yield_per(500):
+        yield lead_dict(lead, lead_owner, opportunity)
+
+
+def show_lead(session: Session, lead_id: int) -> dict | None:
+    row = session.execute(
+        select(Lead, Owner, Opportunity)
+        .outerjoin(Owner, Owner.id == Lead.owner_id)
+        .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+        .where(Lead.id == lead_id)
+    ).first()
+    if row is None:
+        return None
+    result = lead_dict(*row)
+    result["thread"] = list(session.scalars(select(ThreadMessage.message_id).where(ThreadMessage.lead_id == lead_id)))
+    result["activities"] = [
+        {"at": iso(a.at), "kind": a.kind, "summary": a.summary, "details": a.details}
+        for a in session.scalars(select(Activity).where(Activity.lead_id == lead_id).order_by(Activity.id))
+    ]
+    return result
+
+
+def failed_messages(session: Session) -> list[dict]:
+    rows = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.outcome == Outcome.FAILED.value).order_by(LedgerEntry.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "mailbox": e.mailbox,
+            "uidvalidity": e.uidvalidity,
+            "uid": e.uid,
+            "message_id": e.message_id,
+            "sender": e.sender,
+            "subject": e.subject,
+            "error": e.error,
+            "reason": e.reason,
+            "attempts": e.attempts,
+            "updated_at": iso(e.updated_at),
+        }
+        for e in rows
+    ]
+
+
+def reset_failed(session: Session, ids: list[int] | None) -> list[tuple[str, int]]:
+    """Give failed messages their attempts back; return (mailbox, uid) of each."""
+    query = select(LedgerEntry).where(LedgerEntry.outcome == Outcome.FAILED.value)
+    if ids is not None:
+        query = query.where(LedgerEntry.id.in_(ids))
+    entries = list(session.scalars(query))
+    if entries:
+        session.execute(update(LedgerEntry).where(LedgerEntry.id.in_([e.id for e in entries])).values(attempts=0))
+    return [(e.mailbox, e.uid) for e in entries]

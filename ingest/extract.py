@@ -1,0 +1,170 @@
+"""Extraction templates: the text of a notification email with ``{{ field }}``
+where the values stand (Hanna CRM's "template variables").
+
+Rules, each tested in ``tests/test_extract.py``:
+
+- each template line is matched on its own, anywhere in the body, in any order;
+- literal text matches case-insensitively, a run of whitespace matches any run;
+- a value runs to the end of its line, or to the literal text that follows it
+  on the same line, and is trimmed;
+- ``| optional`` fields may be missing; a template whose required fields are
+  not all found does not match;
+- ``| multiline`` values run on over the following lines until the next line
+  that matches another template line, or the end of the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from core.config import TemplateConfig
+from core.errors import TemplateError
+from core.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from_message
+
+FILTERS = ("optional", "multiline")
+PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}")
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    name: str
+    optional: bool = False
+    multiline: bool = False
+
+
+@dataclass(frozen=True)
+class TemplateLine:
+    text: str
+    pattern: re.Pattern
+    placeholders: tuple[Placeholder, ...]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What one template found in one body."""
+
+    template: str
+    fields: dict[str, str]
+    missing: tuple[str, ...]
+
+    @property
+    def matched(self) -> bool:
+        return not self.missing
+
+
+@dataclass(frozen=True)
+class ExtractionTemplate:
+    name: str
+    lines: tuple[TemplateLine, ...]
+    required: tuple[str, ...] = field(default=())
+
+    def extract(self, body: str) -> Extraction:
+        body_lines = body.splitlines()
+        found: dict[str, str] = {}
+        for line in self.lines:
+            self._extract_line(line, body_lines, found)
+        missing = tuple(name for name in self.required if not found.get(name))
+        return Extraction(self.name, {k: v for k, v in found.items() if v}, missing)
+
+    def _extract_line(self, line: TemplateLine, body_lines: list[str], found: dict[str, str]) -> None:
+        if not line.placeholders or all(p.name in found for p in line.placeholders):
+            return
+        for index, text in enumerate(body_lines):
+            match = line.pattern.match(text)
+            if not match:
+                continue
+            for group, placeholder in enumerate(line.placeholders, start=1):
+                value = match.group(group).strip()
+                if placeholder.multiline:
+                    value = self._continue_value(value, body_lines[index + 1 :], line)
+                found.setdefault(placeholder.name, value)
+            return
+
+    def _continue_value(self, first: str, following: list[str], own: TemplateLine) -> str:
+        collected = [first]
+        for text in following:
+            if any(other is not own and other.pattern.match(text) for other in self.lines):
+                break
+            collected.append(text.rstrip())
+        return "\n".join(collected).strip()
+
+
+def compile_template(name: str, body: str) -> ExtractionTemplate:
+    """Compile a template body; raise ``TemplateError`` naming the line at fault."""
+    lines: list[TemplateLine] = []
+    required: list[str] = []
+    for number, text in enumerate(body.splitlines(), start=1):
+        if not text.strip():
+            continue
+        line = compile_line(text, number)
+        lines.append(line)
+        for p in line.placeholders:
+            if not p.optional and p.name not in required:
+                required.append(p.name)
+    if not any(line.placeholders for line in lines):
+        raise TemplateError(f"template {name!r} has no {{{{ field }}}} placeholder")
+    return ExtractionTemplate(name, tuple(lines), tuple(required))
+
+
+def compile_line(text: str, number: int) -> TemplateLine:
+    pattern = [r"[ \t]*"]
+    placeholders: list[Placeholder] = []
+    position = 0
+    for match in PLACEHOLDER_RE.finditer(text):
+        pattern.append(literal_pattern(text[position : match.start()]))
+        placeholders.append(parse_placeholder(match.group(1), number))
+        pattern.append(r"(.*?)")
+        position = match.end()
+    rest = text[position:]
+    if "{{" in rest or "}}" in rest:
+        raise TemplateError(f"line {number}: unbalanced '{{{{' or '}}}}' in {text.strip()!r}")
+    pattern.append(literal_pattern(rest))
+    pattern.append(r"[ \t]*$")
+    return TemplateLine(text, re.compile("".join(pattern), re.IGNORECASE), tuple(placeholders))
+
+
+def literal_pattern(literal: str) -> str:
+    """Whitespace runs match any whitespace run; the rest matches itself."""
+    parts = [re.escape(word) for word in literal.split()]
+    if not parts:
+        return r"[ \t]*"
+    lead = r"[ \t]*" if literal[:1].isspace() else ""
+    tail = r"[ \t]*" if literal[-1:].isspace() else ""
+    return lead + r"[ \t]+".join(parts) + tail
+
+
+def parse_placeholder(inner: str, number: int) -> Placeholder:
+    name, *filters = [part.strip() for part in inner.split("|")]
+    if not IDENTIFIER_RE.fullmatch(name):
+        raise TemplateError(f"line {number}: {{{{ {inner.strip()} }}}}: {name!r} is not a field name")
+    for f in filters:
+        if f not in FILTERS:
+            raise TemplateError(f"line {number}: {{{{ {inner.strip()} }}}}: unknown filter {f!r}; known: {list(FILTERS)}")
+    return Placeholder(name, optional="optional" in filters, multiline="multiline" in filters)
+
+
+@dataclass(frozen=True)
+class BoundTemplate:
+    """A template's sender/subject filters with its compiled body."""
+
+    config: TemplateConfig
+    compiled: ExtractionTemplate
+
+    def try_on(self, message: IncomingMessage) -> Extraction | None:
+        """None when the filters refuse the message, else what the body gave."""
+        sender = message.sender.email if message.sender else ""
+        if not self.config.accepts(sender, message.subject):
+            return None
+        return self.compiled.extract(message.text)
+
+
+def extract_lead(message: IncomingMessage, templates: list[BoundTemplate]) -> LeadDraft:
+    """The first template (in the mailbox's order) that matches wins; when none
+    does, the lead is built from the message itself."""
+    for template in templates:
+        found = template.try_on(message)
+        if found is not None and found.matched:
+            return draft_from_fields(template.compiled.name, found.fields)
+    return draft_from_message(message)

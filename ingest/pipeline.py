@@ -1,0 +1,244 @@
+"""The ingest pass: the messages of one mailbox become leads, exactly once.
+
+Per batch of UIDs:
+
+1. skip what the ledger already settled (re-flagging ``\\Seen`` if a crash
+   came between the commit and the flag), and what was set aside;
+2. read ``RFC822.SIZE``; a message over the limit is recorded as failed
+   without being downloaded;
+3. fetch the rest with ``BODY.PEEK[]`` in one round trip;
+4. parse → classify → extract, outside any transaction;
+5. one transaction: lock the rotation, then per message a savepoint in which
+   it is matched to a thread or made a lead, with its ledger row; a message
+   that breaks is rolled back alone and recorded as failed;
+6. commit, then flag ``\\Seen`` what was settled.
+
+A crash anywhere loses nothing: until step 6 the messages are unread, and the
+ledger (committed with the leads) stops them from becoming leads twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterable, Iterator
+
+import structlog
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.config import Config, MailboxConfig
+from core.db import Database, describe_db_error, utcnow
+from core.errors import DatabaseUnavailable, ImapError, MessageError
+from core.model import IncomingMessage, LeadDraft, Outcome
+from core.services import (
+    LeadSettings,
+    MessageRef,
+    Result,
+    advance_last_uid,
+    last_uid,
+    ledger_entries,
+    lock_rotation,
+    record_lead_message,
+    record_outcome,
+    retryable_uids,
+)
+from ingest.classify import not_a_lead
+from ingest.extract import BoundTemplate, extract_lead
+from ingest.imap import ImapMailbox
+from ingest.parse import parse_message
+
+OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
+
+
+@dataclass
+class PassReport:
+    """What one pass over one mailbox did."""
+
+    mailbox: str
+    counts: Counter = field(default_factory=Counter)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.counts[Outcome.FAILED] > 0
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.mailbox}: not polled: {self.error}"
+        parts = [f"{self.counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if self.counts[o]]
+        return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
+
+
+@dataclass
+class Prepared:
+    """A fetched message after the steps that need no database."""
+
+    uid: int
+    message: IncomingMessage | None = None
+    draft: LeadDraft | None = None
+    not_lead: str | None = None
+    error: str | None = None
+
+
+class MailboxIngest:
+    def __init__(
+        self,
+        config: Config,
+        box: MailboxConfig,
+        db: Database,
+        templates: list[BoundTemplate],
+        open_mailbox: OpenMailbox,
+        clock: Callable[[], datetime] = utcnow,
+        should_stop: Callable[[], bool] = lambda: False,
+    ):
+        self.config, self.box, self.db = config, box, db
+        self.templates = templates
+        self.open_mailbox = open_mailbox
+        self.clock = clock
+        self.should_stop = should_stop
+        self.settings = LeadSettings.for_mailbox(config, box)
+        self.max_attempts = config.ingest.max_attempts
+        self.log = structlog.get_logger("leadtap.ingest").bind(mailbox=box.name)
+
+    def run(self) -> PassReport:
+        report = PassReport(self.box.name)
+        try:
+            with self.open_mailbox(self.box) as imap:
+                uids = self.candidates(imap)
+                if uids:
+                    self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
+                for batch in chunks(uids, self.config.ingest.batch_size):
+                    if self.should_stop():
+                        break
+                    self.ingest_batch(imap, batch, report)
+        except ImapError as exc:
+            report.error = str(exc)
+        except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
+            report.error = f"database unavailable: {describe_db_error(exc)}"
+        if report.error:
+            self.log.error("pass_failed", error=report.error)
+        elif sum(report.counts.values()):
+            self.log.info("pass_finished", **{o.value: n for o, n in report.counts.items()})
+        return report
+
+    def candidates(self, imap: ImapMailbox) -> list[int]:
+        if self.box.unread_only:
+            return imap.unseen_uids()
+        with self.db.transaction() as session:
+            after = last_uid(session, self.box.name, imap.uidvalidity)
+            retry = retryable_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
+        return sorted(set(imap.uids_after(after)) | {u for u in retry if u <= after})
+
+    def ingest_batch(self, imap: ImapMailbox, uids: list[int], report: PassReport) -> None:
+        todo = self.settle_known(imap, uids)
+        sizes = imap.sizes(todo)
+        too_large = [u for u in todo if sizes.get(u, 0) > self.config.ingest.max_message_size]
+        raws = imap.bodies([u for u in todo if u not in too_large])
+        prepared = [self.prepare(uid, raws[uid]) for uid in todo if uid in raws]
+        results = self.persist_batch(imap.uidvalidity, uids, prepared, too_large, sizes)
+        imap.mark_seen([uid for uid, result in results.items() if result.outcome.is_final])
+        for uid, result in results.items():
+            report.counts[result.outcome] += 1
+            self.log_result(uid, result)
+
+    def settle_known(self, imap: ImapMailbox, uids: list[int]) -> list[int]:
+        """The UIDs still to process; re-flag those already settled."""
+        with self.db.transaction() as session:
+            known = ledger_entries(session, self.box.name, imap.uidvalidity, uids)
+        settled = [uid for uid, e in known.items() if Outcome(e.outcome).is_final]
+        imap.mark_seen(settled)
+        set_aside = {uid for uid, e in known.items() if e.outcome == Outcome.FAILED and e.attempts >= self.max_attempts}
+        return [uid for uid in uids if uid not in settled and uid not in set_aside]
+
+    def prepare(self, uid: int, raw: bytes) -> Prepared:
+        """Parse → classify → extract: the steps that need no database."""
+        try:
+            message = parse_message(raw)
+        except MessageError as exc:
+            return Prepared(uid, error=str(exc))
+        reason = not_a_lead(message)
+        if reason:
+            return Prepared(uid, message, not_lead=reason)
+        try:
+            return Prepared(uid, message, draft=extract_lead(message, self.templates))
+        except Exception as exc:  # a bug in extraction must not stop the batch
+            return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
+
+    def persist_batch(
+        self,
+        uidvalidity: int,
+        uids: list[int],
+        prepared: list[Prepared],
+        too_large: list[int],
+        sizes: dict[int, int],
+    ) -> dict[int, Result]:
+        now = self.clock()
+        results: dict[int, Result] = {}
+        with self.db.transaction() as session:
+            rotation = lock_rotation(session, self.settings.role)
+            for item in prepared:
+                ref = MessageRef(self.box.name, uidvalidity, item.uid)
+                results[item.uid] = self.persist_one(session, rotation, ref, item, now)
+            for uid in too_large:
+                ref = MessageRef(self.box.name, uidvalidity, uid)
+                error = f"too large: {sizes[uid]} bytes, the limit is {self.config.ingest.max_message_size}"
+                results[uid] = Result(Outcome.FAILED, error=error, reason="too large")
+                record_outcome(session, ref, results[uid], now, attempts_to_add=self.max_attempts)
+            if not self.box.unread_only and uids:
+                advance_last_uid(session, self.box.name, uidvalidity, max(uids))
+        return results
+
+    def persist_one(self, session, rotation, ref: MessageRef, item: Prepared, now: datetime) -> Result:
+        if item.error:
+            return self.record_failure(session, ref, item, item.error, now)
+        if item.not_lead:
+            result = Result(Outcome.NOT_LEAD, reason=item.not_lead)
+            record_outcome(session, ref, result, now, item.message)
+            return result
+        try:
+            with session.begin_nested():
+                result = record_lead_message(session, ref, item.message, item.draft, self.settings, rotation, now)
+                record_outcome(session, ref, result, now, item.message)
+            return result
+        except OperationalError:
+            raise  # the database itself is gone: the whole batch stays unread
+        except Exception as exc:  # this message only: rolled back, recorded, set aside
+            return self.record_failure(session, ref, item, f"{type(exc).__name__}: {exc}", now)
+
+    def record_failure(self, session, ref: MessageRef, item: Prepared, error: str, now: datetime) -> Result:
+        result = Result(Outcome.FAILED, error=error)
+        entry = record_outcome(session, ref, result, now, item.message, attempts_to_add=1)
+        if entry.attempts >= self.max_attempts:
+            return Result(Outcome.FAILED, error=error, reason=f"set aside after {entry.attempts} attempts")
+        return result
+
+    def log_result(self, uid: int, result: Result) -> None:
+        fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}
+        if result.outcome is Outcome.FAILED:
+            self.log.warning("message_failed", error=result.error, reason=result.reason, **fields)
+        else:
+            self.log.info("message_" + result.outcome.value, reason=result.reason, **fields)
+
+
+def ingest_mailboxes(
+    config: Config,
+    db: Database,
+    templates: dict[str, BoundTemplate],
+    open_mailbox: OpenMailbox,
+    names: Iterable[str] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> list[PassReport]:
+    """One pass over each active mailbox (or the named ones); one mailbox's
+    failure never stops the others."""
+    boxes = [b for b in config.mailboxes if (b.name in names if names else b.active)]
+    return [
+        MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock).run()
+        for box in boxes
+    ]
+
+
+def chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,5 @@
+import sys
+
+from leadtap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The composition root: the one place where configuration, the database and
+the adapters are put together. Nothing else opens an engine or a socket."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from core.config import Config, MailboxConfig, load_config
+from core.db import Database
+from core.errors import ConfigError, TemplateError
+from core.services import sync_owners
+from ingest.extract import BoundTemplate, compile_template
+from ingest.imap import ImapMailbox
+
+DEFAULT_CONFIG = "leadtap.toml"
+
+
+def config_path(given: str | None, environ: Mapping[str, str]) -> Path:
+    """--config, else $LEADTAP_CONFIG, else ./leadtap.toml."""
+    return Path(given or environ.get("LEADTAP_CONFIG") or DEFAULT_CONFIG)
+
+
+def compile_templates(config: Config) -> dict[str, BoundTemplate]:
+    """Compile every extraction template; a bad one is a config error naming it."""
+    compiled = {}
+    for index, template in enumerate(config.templates):
+        try:
+            compiled[template.name] = BoundTemplate(template, compile_template(template.name, template.body))
+        except TemplateError as exc:
+            raise ConfigError(config.path, f"extraction_templates[{index}].body", str(exc)) from None
+    return compiled
+
+
+@dataclass
+class App:
+    """Everything a command needs, built once."""
+
+    config: Config
+    templates: dict[str, BoundTemplate]
+    _db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.config.database.url)
+        return self._db
+
+    def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
+        return ImapMailbox(box, timeout=self.config.ingest.timeout)
+
+    def ready_database(self) -> Database:
+        """The database, checked to be at the newest schema, owners in sync."""
+        self.db.check_schema()
+        with self.db.transaction() as session:
+            sync_owners(session, self.config)
+        return self.db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+
+
+def build_app(config_file: str | None, environ: Mapping[str, str] | None = None) -> App:
+    environ = os.environ if environ is None else environ
+    config = load_config(config_path(config_file, environ), environ)
+    return App(config, compile_templates(config))

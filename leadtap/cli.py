@@ -1,0 +1,239 @@
+"""The ``leadtap`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import structlog
+
+from core.db import upgrade_schema
+from core.errors import ConfigError, LeadtapError, MessageError
+from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
+from ingest.parse import parse_message
+from ingest.pipeline import ingest_mailboxes
+from leadtap.bootstrap import App, build_app
+from leadtap.logs import configure_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        app = build_app(args.config)
+    except ConfigError as exc:
+        print(f"leadtap: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in app.config.warnings:
+        structlog.get_logger("leadtap").warning("config_warning", detail=warning)
+    try:
+        return args.handler(app, args)
+    except LeadtapError as exc:
+        print(f"leadtap: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        app.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadtap", description="Turns the mail of IMAP mailboxes into CRM leads.")
+    parser.add_argument("--config", help="the TOML config (default: $LEADTAP_CONFIG, then ./leadtap.toml)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="create or upgrade the schema").set_defaults(handler=cmd_db_upgrade)
+
+    poll = commands.add_parser("poll", help="one ingest pass over the active mailboxes, then exit")
+    poll.add_argument("--mailbox", action="append", help="only this mailbox (may be repeated)")
+    poll.set_defaults(handler=cmd_poll)
+
+    extract = commands.add_parser("extract", help="try an extraction template on a saved message")
+    extract.add_argument("--template", required=True, help="the template's name")
+    extract.add_argument("file", type=Path, help="a saved message (.eml)")
+    extract.set_defaults(handler=cmd_extract)
+
+    leads = commands.add_parser("leads", help="list or show leads").add_subparsers(dest="leads_command", required=True)
+    listing = leads.add_parser("list", help="list leads")
+    listing.add_argument("--status")
+    listing.add_argument("--owner", help="the owner's email")
+    listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    listing.set_defaults(handler=cmd_leads_list)
+    show = leads.add_parser("show", help="one lead with its thread and activities")
+    show.add_argument("id", type=int)
+    show.set_defaults(handler=cmd_leads_show)
+
+    failed = commands.add_parser("failed", help="messages that could not be processed")
+    failed_commands = failed.add_subparsers(dest="failed_command", required=True)
+    failed_commands.add_parser("list", help="list them").set_defaults(handler=cmd_failed_list)
+    retry = failed_commands.add_parser("retry", help="try them again now")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the failed message's id (from `failed list`)")
+    which.add_argument("--all", action="store_true", help="every failed message")
+    retry.set_defaults(handler=cmd_failed_retry)
+
+    commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
+        handler=cmd_check
+    )
+    return parser
+
+
+# --- commands ----------------------------------------------------------------
+
+
+def cmd_db_upgrade(app: App, args: argparse.Namespace) -> int:
+    before, after = upgrade_schema(app.db.engine)
+    print(f"schema {'created' if before is None else 'at ' + before} → {after}" if before != after else
+          f"schema already at {after}")
+    return EXIT_OK
+
+
+def cmd_poll(app: App, args: argparse.Namespace) -> int:
+    names = args.mailbox
+    for name in names or ():
+        if name not in [b.name for b in app.config.mailboxes]:
+            print(f"leadtap: no mailbox named {name!r} in {app.config.path}", file=sys.stderr)
+            return EXIT_USAGE
+    db = app.ready_database()
+    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names)
+    for report in reports:
+        print(report.summary())
+    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def cmd_extract(app: App, args: argparse.Namespace) -> int:
+    template = app.templates.get(args.template)
+    if template is None:
+        print(f"leadtap: no extraction template named {args.template!r}; defined: {list(app.templates)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        message = parse_message(args.file.read_bytes())
+    except OSError as exc:
+        print(f"leadtap: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except MessageError as exc:
+        print(f"leadtap: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    found = template.try_on(message)
+    result = {
+        "template": args.template,
+        "filters_pass": found is not None,
+        "matched": bool(found and found.matched),
+        "fields": found.fields if found else {},
+        "missing": list(found.missing) if found else [],
+        "body": message.text,
+    }
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return EXIT_OK if result["matched"] else EXIT_FAILED
+
+
+def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        write_leads(list_leads(session, args.status, args.owner), args.format, sys.stdout)
+    return EXIT_OK
+
+
+def write_leads(leads, fmt: str, out) -> None:
+    if fmt == "json":
+        json.dump(list(leads), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = None
+        for lead in leads:
+            row = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in lead.items()}
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+    else:
+        rows = [[str(lead[c] if lead[c] is not None else "") for c in LEAD_COLUMNS] for lead in leads]
+        print_table(list(LEAD_COLUMNS), rows, out)
+
+
+def print_table(header: list[str], rows: list[list[str]], out) -> None:
+    rows = [[cell.replace("\n", " ")[:40] for cell in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    for line in [header] + rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
+    out.write(f"({len(rows)} lead{'s' if len(rows) != 1 else ''})\n")
+
+
+def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        lead = show_lead(session, args.id)
+    if lead is None:
+        print(f"leadtap: no lead with id {args.id}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(lead, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_failed_list(app: App, args: argparse.Namespace) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        rows = failed_messages(session)
+    for row in rows:
+        state = "set aside" if row["attempts"] >= app.config.ingest.max_attempts else "will retry"
+        print(f"{row['id']:>6}  {row['mailbox']} uid {row['uid']}  attempts {row['attempts']} ({state})  "
+              f"{row['subject'] or ''!s:.40}  — {row['error']}")
+    print(f"({len(rows)} failed message{'s' if len(rows) != 1 else ''})")
+    return EXIT_OK
+
+
+def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
+    db = app.ready_database()
+    with db.transaction() as session:
+        reset = reset_failed(session, None if args.all else [args.id])
+    if not reset:
+        print("leadtap: no such failed message" if not args.all else "no failed messages")
+        return EXIT_FAILED if not args.all else EXIT_OK
+    names = sorted({mailbox for mailbox, _ in reset if mailbox in [b.name for b in app.config.mailboxes]})
+    print(f"retrying {len(reset)} message(s) in {', '.join(names) or 'no configured mailbox'}")
+    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names)
+    for report in reports:
+        print(report.summary())
+    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def cmd_check(app: App, args: argparse.Namespace) -> int:
+    checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
+    checks.append(("database", lambda: check_database(app)))
+    for box in app.config.mailboxes:
+        if box.active:
+            checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
+    failures = 0
+    for name, check in checks:
+        try:
+            detail = check()
+            print(f"ok    {name}: {detail}")
+        except LeadtapError as exc:
+            failures += 1
+            print(f"FAIL  {name}: {exc}")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def check_database(app: App) -> str:
+    app.db.check_schema()
+    return f"reachable, schema up to date ({app.db.engine.dialect.name})"
+
+
+def check_mailbox(app: App, box) -> str:
+    with app.open_mailbox(box) as imap:
+        unread = len(imap.unseen_uids())
+    return f"logged in as {box.username}, folder {box.folder!r} selected, {unread} unread"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

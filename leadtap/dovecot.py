@@ -1,0 +1,176 @@
+"""A throwaway Dovecot IMAP server in a temporary directory.
+
+Used by the test suite, the benchmark and the demo: it listens on free
+loopback ports (one plain, one TLS with a throwaway CA), serves the users it
+is given from a ``passwd-file`` and is stopped (and its directory removed) on
+``stop()``. Running as root in a sandbox needs a few facts respected: mail is
+owned by the ``dovecot`` system user (the userdb must not hand out uid 0) and
+``base_dir``/``state_dir``/``log_path`` live in the temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOVECOT_BINARY = "/usr/sbin/dovecot"
+
+
+class DovecotUnavailable(RuntimeError):
+    """Dovecot is not installed or did not start."""
+
+
+@dataclass
+class Dovecot:
+    users: dict[str, str]
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="leadtap-dovecot-")))
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_port: int = 0
+    ca_pem: Path | None = None
+    tls: bool = True  # a second, TLS listener with a throwaway CA (needs trustme)
+    _process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15.0) -> "Dovecot":
+        if not os.path.exists(DOVECOT_BINARY):
+            raise DovecotUnavailable(f"{DOVECOT_BINARY} not found (apt-get install dovecot-imapd)")
+        os.chmod(self.root, 0o755)  # the auth process runs as dovecot and reads the passwd-file
+        self.port, self.tls_port = free_port(), free_port()
+        if self.tls:
+            self._write_tls_files()
+        self._write_users()
+        conf = self.root / "dovecot.conf"
+        conf.write_text(self._config())
+        self._process = subprocess.Popen(
+            [DOVECOT_BINARY, "-F", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for_port(self.host, self.port, timeout, self._process, self.root / "dovecot.log")
+        if self.tls:
+            wait_for_port(self.host, self.tls_port, timeout, self._process, self.root / "dovecot.log")
+        return self
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "Dovecot":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def add_user(self, name: str, password: str) -> None:
+        """Add a user; the passwd-file is re-read by Dovecot on every login."""
+        self.users[name] = password
+        self._write_users()
+
+    def _write_users(self) -> None:
+        passwd = self.root / "users"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
+        os.chmod(passwd, 0o644)
+
+    def _write_tls_files(self) -> None:
+        import trustme  # only the TLS listener needs it
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self.root / "server.pem"))
+        self.ca_pem = self.root / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_pem))
+
+    def _config(self) -> str:
+        mail_user = pwd.getpwnam("dovecot")
+        mail_dir = self.root / "mail"
+        mail_dir.mkdir(exist_ok=True)
+        os.chown(mail_dir, mail_user.pw_uid, mail_user.pw_gid)
+        for sub in ("run", "state"):
+            (self.root / sub).mkdir(exist_ok=True)
+        return f"""
+protocols = imap
+listen = {self.host}
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.root}/dovecot.log
+info_log_path = {self.root}/dovecot.log
+{self._ssl_config()}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_uid = {mail_user.pw_uid}
+mail_gid = {mail_user.pw_gid}
+mail_location = maildir:{mail_dir}/%u
+default_login_user = dovenull
+default_internal_user = dovecot
+default_internal_group = dovecot
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.root}/users
+}}
+userdb {{
+  driver = static
+  args = uid={mail_user.pw_uid} gid={mail_user.pw_gid} home={mail_dir}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    address = {self.host}
+    port = {self.tls_port if self.tls else 0}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+protocol imap {{
+  mail_max_userip_connections = 100
+}}
+"""
+
+
+    def _ssl_config(self) -> str:
+        if not self.tls:
+            return "ssl = no"
+        return f"ssl = yes\nssl_cert = <{self.root}/server.pem\nssl_key = <{self.root}/server.pem"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            detail = log.read_text(errors="replace") if log.exists() else ""
+            raise DovecotUnavailable(f"dovecot exited: {err.strip()} {detail.strip()}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise DovecotUnavailable(f"dovecot did not listen on {host}:{port} within {timeout}s")
