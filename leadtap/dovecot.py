@@ -1,8 +1,8 @@
 """A throwaway Dovecot IMAP server in a temporary directory.
 
 Used by the test suite, the benchmark and the demo: it listens on free
-loopback ports (one plain, one TLS with a throwaway CA), serves the users it
-is given from a ``passwd-file`` and is stopped (and its directory removed) on
+loopback ports (one plain, one TLS with a throwaway CA), lets any user name
+log in with one password (each name is a fresh, empty mailbox) and is stopped (and its directory removed) on
 ``stop()``. Running as root in a sandbox needs a few facts respected: mail is
 owned by the ``dovecot`` system user (the userdb must not hand out uid 0) and
 ``base_dir``/``state_dir``/``log_path`` live in the temporary directory.
@@ -30,7 +30,10 @@ class DovecotUnavailable(RuntimeError):
 
 @dataclass
 class Dovecot:
-    users: dict[str, str]
+    """Every user name logs in with ``password`` (a static passdb), so a test can
+    take a fresh, empty mailbox just by using a new name."""
+
+    password: str = "leadtap-test"
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="leadtap-dovecot-")))
     host: str = "127.0.0.1"
     port: int = 0
@@ -42,11 +45,10 @@ class Dovecot:
     def start(self, timeout: float = 15.0) -> "Dovecot":
         if not os.path.exists(DOVECOT_BINARY):
             raise DovecotUnavailable(f"{DOVECOT_BINARY} not found (apt-get install dovecot-imapd)")
-        os.chmod(self.root, 0o755)  # the auth process runs as dovecot and reads the passwd-file
+        os.chmod(self.root, 0o755)  # Dovecot's own processes run as the dovecot user
         self.port, self.tls_port = free_port(), free_port()
         if self.tls:
             self._write_tls_files()
-        self._write_users()
         conf = self.root / "dovecot.conf"
         conf.write_text(self._config())
         self._process = subprocess.Popen(
@@ -74,16 +76,6 @@ class Dovecot:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def add_user(self, name: str, password: str) -> None:
-        """Add a user; the passwd-file is re-read by Dovecot on every login."""
-        self.users[name] = password
-        self._write_users()
-
-    def _write_users(self) -> None:
-        passwd = self.root / "users"
-        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
-        os.chmod(passwd, 0o644)
 
     def _write_tls_files(self) -> None:
         import trustme  # only the TLS listener needs it
@@ -119,8 +111,8 @@ default_login_user = dovenull
 default_internal_user = dovecot
 default_internal_group = dovecot
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.root}/users
+  driver = static
+  args = password={self.password}
 }}
 userdb {{
   driver = static

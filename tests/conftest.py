@@ -29,7 +29,7 @@ def unavailable(what: str, why: str) -> None:
 
 @pytest.fixture(scope="session")
 def dovecot():
-    server = Dovecot(users={})
+    server = Dovecot()
     try:
         server.start()
     except DovecotUnavailable as exc:
@@ -42,9 +42,7 @@ def dovecot():
 @pytest.fixture
 def mailbox(dovecot: Dovecot) -> Mailbox:
     """A fresh IMAP user (an empty INBOX) for this test."""
-    user = f"u{uuid.uuid4().hex[:12]}"
-    dovecot.add_user(user, "secret-" + user)
-    return Mailbox(dovecot, user, "secret-" + user)
+    return Mailbox(dovecot, f"u{uuid.uuid4().hex[:12]}", dovecot.password)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,539 @@
+"""Ingest against a real Dovecot, on SQLite and PostgreSQL: every unread
+message becomes a lead exactly once, extracted, assigned, with its opportunity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from core.db import Lead, LedgerEntry, Opportunity, Owner
+from core.model import Outcome
+from core.views import list_leads
+from ingest.pipeline import MailboxIngest
+from leadtap.bootstrap import build_app
+from leadtap.cli import main
+from tests.helpers import FIXTURES, Mailbox, enquiry, plain_message, write_config
+
+SEEN = b"\\Seen"
+
+
+class Env:
+    """A config pointing at test mailboxes and a test database."""
+
+    def __init__(self, tmp_path: Path, database_url: str, capsys):
+        self.path = tmp_path / "leadtap.toml"
+        self.database_url = database_url
+        self.capsys = capsys
+        self.sections: list[str] = []
+        self.extra = ""
+        self.owners: str | None = None
+
+    def configure(self, *sections: str, extra: str = "", owners: str | None = None) -> Path:
+        self.sections, self.extra, self.owners = list(sections), extra, owners
+        kwargs = {"owners": owners} if owners is not None else {}
+        write_config(self.path, self.database_url, "\n".join(sections), extra=extra, **kwargs)
+        return self.path
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["--config", str(self.path), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def upgrade(self) -> None:
+        assert self.cli("db", "upgrade")[0] == 0
+
+    def poll(self, *args: str) -> int:
+        return self.cli("poll", *args)[0]
+
+    def leads(self) -> list[dict]:
+        app = build_app(str(self.path))
+        try:
+            with app.db.transaction() as session:
+                return list(list_leads(session))
+        finally:
+            app.close()
+
+    def ledger(self) -> list[LedgerEntry]:
+        app = build_app(str(self.path))
+        try:
+            with app.db.transaction() as session:
+                return list(session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)))
+        finally:
+            app.close()
+
+    def execute(self, statement) -> None:
+        app = build_app(str(self.path))
+        try:
+            with app.db.transaction() as session:
+                session.execute(statement)
+        finally:
+            app.close()
+
+
+@pytest.fixture
+def env(tmp_path, database_url, capsys) -> Env:
+    return Env(tmp_path, database_url, capsys)
+
+
+def owners_of(leads: list[dict]) -> list[str]:
+    return [lead["owner"] for lead in leads]
+
+
+# --- the basic promise --------------------------------------------------------
+
+
+def test_every_unread_message_becomes_a_lead_with_fields_owner_and_opportunity(env, mailbox):
+    for i in range(3):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test", company=f"Co {i}"))
+    env.configure(mailbox.section(source="Website"))
+    env.upgrade()
+
+    assert env.poll() == 0
+
+    leads = env.leads()
+    assert [lead["name"] for lead in leads] == ["Person 0", "Person 1", "Person 2"]
+    assert [lead["email"] for lead in leads] == ["p0@client.test", "p1@client.test", "p2@client.test"]
+    assert leads[0]["phone"] == "+370 600 00000" and leads[0]["company"] == "Co 0"
+    assert leads[0]["message"] == "Please send a quote."
+    assert {lead["status"] for lead in leads} == {"New"}
+    assert {lead["source"] for lead in leads} == {"Website"}
+    assert owners_of(leads) == ["ana@example.com", "ben@example.com", "cy@example.com"]
+    assert [lead["opportunity"]["stage"] for lead in leads] == ["Discovery"] * 3
+    assert all(SEEN in flags for flags in mailbox.flags().values())
+
+
+def test_a_second_pass_creates_nothing_twice(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    assert env.poll() == 0
+    assert len(env.leads()) == 1
+    assert len(env.ledger()) == 1
+
+
+def test_messages_already_read_are_left_alone_when_unread_only(env, mailbox):
+    mailbox.append(enquiry(email="read@client.test"), flags=(SEEN,))
+    mailbox.append(enquiry(email="new@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    assert [lead["email"] for lead in env.leads()] == ["new@client.test"]
+
+
+def test_with_unread_only_false_read_messages_count_and_flags_stay_untouched(env, mailbox):
+    mailbox.append(enquiry(email="read@client.test"), flags=(SEEN,))
+    mailbox.append(enquiry(email="unread@client.test"))
+    env.configure(mailbox.section(unread_only=False))
+    env.upgrade()
+
+    env.poll()
+    assert [lead["email"] for lead in env.leads()] == ["read@client.test", "unread@client.test"]
+    assert mailbox.unseen() == [2]  # leadtap changed no flag
+
+    # UID n:* returns the last message even when nothing is newer: no repeat.
+    env.poll()
+    assert len(env.leads()) == 2
+    mailbox.append(enquiry(email="later@client.test"))
+    env.poll()
+    assert [lead["email"] for lead in env.leads()][-1] == "later@client.test"
+    assert len(env.leads()) == 3
+
+
+def test_auto_opportunity_can_be_switched_off(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section(), extra="[opportunities]\nauto_create = false\n")
+    env.upgrade()
+    env.poll()
+    assert env.leads()[0]["opportunity"] is None
+
+
+def test_assignment_can_be_switched_off(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section(), extra="[assignment]\nenabled = false\n")
+    env.upgrade()
+    env.poll()
+    assert env.leads()[0]["owner"] is None
+
+
+def test_without_a_matching_template_the_lead_comes_from_the_message(env, mailbox):
+    mailbox.append(plain_message("Could you call me back?", sender="Dana Doe <dana@client.test>", subject="Call"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    (lead,) = env.leads()
+    assert (lead["name"], lead["email"], lead["message"]) == ("Dana Doe", "dana@client.test", "Could you call me back?")
+
+
+# --- owners in turn -----------------------------------------------------------
+
+
+def test_the_rotation_continues_across_a_restart(env, mailbox):
+    env.configure(mailbox.section())
+    env.upgrade()
+    for i in range(2):
+        mailbox.append(enquiry(email=f"a{i}@client.test"))
+    env.poll()
+    for i in range(2):
+        mailbox.append(enquiry(email=f"b{i}@client.test"))
+    env.poll()  # a new process would build a new App: the turn is in the database
+    assert owners_of(env.leads()) == ["ana@example.com", "ben@example.com", "cy@example.com", "ana@example.com"]
+
+
+def test_an_inactive_owner_gets_no_new_leads_and_keeps_the_old_ones(env, mailbox):
+    env.configure(mailbox.section())
+    env.upgrade()
+    for i in range(2):
+        mailbox.append(enquiry(email=f"a{i}@client.test"))
+    env.poll()
+    env.configure(mailbox.section(), owners=OWNERS_BEN_INACTIVE)
+    for i in range(3):
+        mailbox.append(enquiry(email=f"b{i}@client.test"))
+    env.poll()
+    assert owners_of(env.leads()) == [
+        "ana@example.com", "ben@example.com", "cy@example.com", "ana@example.com", "cy@example.com",
+    ]
+
+
+def test_an_owner_removed_from_the_config_stops_receiving_leads(env, mailbox):
+    env.configure(mailbox.section())
+    env.upgrade()
+    mailbox.append(enquiry(email="a@client.test"))
+    env.poll()
+    env.configure(mailbox.section(), owners=OWNERS_WITHOUT_BEN)
+    for i in range(2):
+        mailbox.append(enquiry(email=f"b{i}@client.test"))
+    env.poll()
+    assert owners_of(env.leads()) == ["ana@example.com", "cy@example.com", "ana@example.com"]
+
+
+def test_the_owner_follows_the_contact_of_a_closed_lead_and_takes_no_turn(env, mailbox):
+    env.configure(mailbox.section())
+    env.upgrade()
+    mailbox.append(enquiry(email="jo@client.test"))
+    mailbox.append(enquiry(email="kim@client.test"))
+    env.poll()
+    env.execute(update(Lead).where(Lead.contact == "jo@client.test").values(status="Disqualified"))
+    mailbox.append(enquiry(email="JO@client.test", message="Back again"))
+    mailbox.append(enquiry(email="lee@client.test"))
+    env.poll()
+    leads = env.leads()
+    assert len(leads) == 4
+    assert owners_of(leads) == ["ana@example.com", "ben@example.com", "ana@example.com", "cy@example.com"]
+
+
+# --- replies and repeat senders -----------------------------------------------
+
+
+def test_a_reply_joins_the_lead_of_its_thread(env, mailbox):
+    mailbox.append(enquiry(message_id="<first@forms.example.com>"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    mailbox.append(
+        plain_message(
+            "Any news?",
+            sender="Jo <jo.private@elsewhere.test>",
+            subject="Re: New enquiry",
+            headers={"In-Reply-To": "<first@forms.example.com>", "References": "<first@forms.example.com>"},
+        )
+    )
+    env.poll()
+    assert len(env.leads()) == 1
+    entry = env.ledger()[-1]
+    assert (entry.outcome, entry.lead_id, entry.reason) == ("attached", 1, "reply")
+    code, out, _ = env.cli("leads", "show", "1")
+    shown = json.loads(out)
+    assert [a["kind"] for a in shown["activities"]] == ["created", "reply"]
+    assert len(shown["thread"]) == 2
+
+
+def test_a_repeat_sender_with_an_open_lead_is_attached_not_duplicated(env, mailbox):
+    mailbox.append(enquiry(email="jo@client.test", message="First"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    mailbox.append(enquiry(email="jo@client.test", message="Second"))
+    env.poll()
+    assert len(env.leads()) == 1
+    assert env.ledger()[-1].outcome == "attached"
+
+
+# --- not leads ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers, sender, reason",
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Jo <jo@client.test>", "auto-reply"),
+        ({"X-Autoreply": "yes"}, "Jo <jo@client.test>", "auto-reply"),
+        ({"Precedence": "bulk"}, "News <news@client.test>", "bulk"),
+        ({"List-Id": "<news.client.test>"}, "News <news@client.test>", "mailing list"),
+        ({}, "Mail Delivery System <MAILER-DAEMON@mx.test>", "bounce"),
+        ({"X-Leadtap": "reminder"}, "leadtap <crm@example.com>", "leadtap"),
+    ],
+)
+def test_noise_is_recorded_as_not_a_lead_and_marked_read(env, mailbox, headers, sender, reason):
+    mailbox.append(plain_message("Out of office until Monday", sender=sender, headers=headers))
+    env.configure(mailbox.section())
+    env.upgrade()
+    assert env.poll() == 0
+    assert env.leads() == []
+    (entry,) = env.ledger()
+    assert entry.outcome == "not_lead" and reason in entry.reason
+    assert SEEN in mailbox.flags()[1]
+
+
+# --- failures -----------------------------------------------------------------
+
+
+def test_a_broken_message_at_the_lowest_uid_does_not_stop_the_others(env, mailbox):
+    mailbox.append((FIXTURES / "broken_charset.eml").read_bytes())
+    mailbox.append(enquiry(email="one@client.test"))
+    mailbox.append(enquiry(email="two@client.test"))
+    env.configure(mailbox.section(), extra="[ingest]\nmax_attempts = 2\n")
+    env.upgrade()
+
+    assert env.poll() == 1  # the exit code says something failed
+    assert [lead["email"] for lead in env.leads()] == ["one@client.test", "two@client.test"]
+    broken = env.ledger()[0]
+    assert (broken.uid, broken.outcome, broken.attempts) == (1, "failed", 1)
+    assert "charset" in broken.error
+    assert mailbox.unseen() == [1]
+
+    env.poll()
+    assert env.ledger()[0].attempts == 2  # retried once more, then set aside
+    assert env.poll() == 0
+    assert env.ledger()[0].attempts == 2
+
+    code, out, _ = env.cli("failed", "list")
+    assert "uid 1" in out and "set aside" in out
+
+
+def test_failed_retry_gives_a_message_its_attempts_back(env, mailbox):
+    mailbox.append((FIXTURES / "broken_charset.eml").read_bytes())
+    env.configure(mailbox.section(), extra="[ingest]\nmax_attempts = 1\n")
+    env.upgrade()
+    env.poll()
+    entry_id = env.ledger()[0].id
+    code, out, _ = env.cli("failed", "retry", str(entry_id))
+    assert code == 1 and "1 failed" in out
+    assert env.ledger()[0].attempts == 1
+
+
+def test_a_message_over_the_size_limit_is_recorded_without_download(env, mailbox):
+    mailbox.append(enquiry(message="x" * 5000))
+    mailbox.append(enquiry(email="small@client.test"))
+    env.configure(mailbox.section(), extra='[ingest]\nmax_message_size = "2KB"\n')
+    env.upgrade()
+    env.poll()
+    assert [lead["email"] for lead in env.leads()] == ["small@client.test"]
+    large = env.ledger()
+    assert [(e.uid, e.outcome, e.reason) for e in large if e.outcome == "failed"] == [(1, "failed", "too large")]
+    assert mailbox.unseen() == [1]
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing catches it."""
+
+
+class CrashOnFlag:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __enter__(self):
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.inner.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def mark_seen(self, uids):
+        if uids:
+            raise Crash("killed between commit and flag")
+
+
+def test_a_crash_between_commit_and_flag_creates_no_second_lead(env, mailbox):
+    mailbox.append(enquiry(email="one@client.test"))
+    mailbox.append(enquiry(email="two@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    app = build_app(str(env.path))
+    try:
+        db = app.ready_database()
+        box = app.config.mailboxes[0]
+        crashing = MailboxIngest(app.config, box, db, [app.templates["contact-form"]],
+                                 lambda b: CrashOnFlag(app.open_mailbox(b)))
+        with pytest.raises(Crash):
+            crashing.run()
+    finally:
+        app.close()
+    assert len(env.leads()) == 2 and mailbox.unseen() == [1, 2]
+
+    assert env.poll() == 0
+    assert len(env.leads()) == 2
+    assert mailbox.unseen() == []
+
+
+def test_a_refused_login_on_one_mailbox_leaves_the_other_working(env, mailbox, dovecot):
+    mailbox.append(enquiry())
+    bad = mailbox.section(name="partners", password="wrong-password-123")
+    env.configure(bad, mailbox.section(name="sales"))
+    env.upgrade()
+    code, out, err = env.cli("poll")
+    assert code == 1
+    assert "partners: not polled" in out and "login refused" in out
+    assert "sales: 1 lead" in out
+    assert "wrong-password-123" not in out + err
+    assert err.count("pass_failed") == 1
+
+
+def test_an_unreachable_server_is_reported_and_the_pass_ends(env, mailbox):
+    env.configure(mailbox.section(port=1))
+    env.upgrade()
+    code, out, _ = env.cli("poll")
+    assert code == 1 and "connection failed" in out
+
+
+def test_poll_refuses_an_out_of_date_schema(env, mailbox):
+    env.configure(mailbox.section())
+    code, _, err = env.cli("poll")
+    assert code == 1 and "leadtap db upgrade" in err
+    assert "Traceback" not in err
+
+
+# --- the same message twice ---------------------------------------------------
+
+
+def test_a_uidvalidity_change_creates_no_second_lead(env, mailbox):
+    raws = [enquiry(email=f"v{i}@client.test") for i in range(2)]
+    with mailbox.client() as client:
+        client.create_folder("Leads")
+    for raw in raws:
+        mailbox.append(raw, folder="Leads")
+    env.configure(mailbox.section(folder="Leads"))
+    env.upgrade()
+    env.poll()
+    with mailbox.client() as client:  # the folder is recreated: new UIDVALIDITY
+        client.delete_folder("Leads")
+        client.create_folder("Leads")
+    for raw in raws:
+        mailbox.append(raw, folder="Leads")
+    assert env.poll() == 0
+    assert len(env.leads()) == 2
+    assert [e.outcome for e in env.ledger()] == ["lead", "lead", "duplicate", "duplicate"]
+    assert len({e.uidvalidity for e in env.ledger()}) == 2
+    assert all(SEEN in flags for flags in mailbox.flags("Leads").values())
+
+
+def test_one_message_in_two_watched_mailboxes_is_one_lead(env, mailbox, dovecot):
+    other = Mailbox(dovecot, mailbox.user + "b", dovecot.password)
+    raw = enquiry()
+    mailbox.append(raw)
+    other.append(raw)
+    env.configure(mailbox.section(name="sales"), other.section(name="info"))
+    env.upgrade()
+    env.poll()
+    assert len(env.leads()) == 1
+    assert sorted(e.outcome for e in env.ledger()) == ["duplicate", "lead"]
+    assert other.unseen() == []
+
+
+def test_two_messages_sharing_a_message_id_stay_two(env, mailbox):
+    mailbox.append(enquiry(email="a@client.test", subject="New enquiry A", message_id="<same@forms.test>"))
+    mailbox.append(enquiry(email="b@client.test", subject="New enquiry B", message_id="<same@forms.test>"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    assert [lead["email"] for lead in env.leads()] == ["a@client.test", "b@client.test"]
+
+
+# --- TLS ----------------------------------------------------------------------
+
+
+def test_tls_with_certificate_verification(env, mailbox, dovecot):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section(security="tls", port=dovecot.tls_port, ca_file=str(dovecot.ca_pem)))
+    env.upgrade()
+    assert env.poll() == 0
+    assert len(env.leads()) == 1
+
+
+def test_tls_refuses_a_certificate_it_cannot_verify(env, mailbox, dovecot):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section(security="tls", port=dovecot.tls_port))
+    env.upgrade()
+    code, out, _ = env.cli("poll")
+    assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in out
+    assert env.leads() == []
+
+
+# --- the command line ---------------------------------------------------------
+
+
+def test_leads_list_as_json_and_csv(env, mailbox):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    code, out, _ = env.cli("leads", "list", "--format", "json")
+    (lead,) = json.loads(out)
+    for key in ("id", "name", "email", "phone", "company", "message", "fields", "source", "status", "owner",
+                "opportunity", "mailbox", "received_at"):
+        assert key in lead
+    assert lead["owner"] == "ana@example.com" and lead["opportunity"]["stage"] == "Discovery"
+    code, out, _ = env.cli("leads", "list", "--format", "csv", "--owner", "ana@example.com")
+    assert out.splitlines()[0].startswith("id,name,email") and "jo@client.test" in out
+    code, out, _ = env.cli("leads", "list", "--status", "Qualified")
+    assert "(0 leads)" in out
+
+
+def test_check_reports_each_connection(env, mailbox):
+    env.configure(mailbox.section(name="sales"), mailbox.section(name="broken", password="nope"))
+    env.upgrade()
+    code, out, _ = env.cli("check")
+    assert code == 1
+    assert "ok    database" in out and "ok    mailbox sales" in out and "FAIL  mailbox broken" in out
+
+
+def test_every_message_event_carries_mailbox_uid_and_lead(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section())
+    env.upgrade()
+    _, _, err = env.cli("poll")
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    (created,) = [e for e in events if e["event"] == "message_lead"]
+    assert (created["mailbox"], created["uid"], created["lead_id"]) == ("sales", 1, 1)
+
+
+OWNERS_BEN_INACTIVE = """
+[[owners]]
+email = "ana@example.com"
+roles = ["sales"]
+
+[[owners]]
+email = "ben@example.com"
+roles = ["sales"]
+active = false
+
+[[owners]]
+email = "cy@example.com"
+roles = ["sales"]
+"""
+
+OWNERS_WITHOUT_BEN = """
+[[owners]]
+email = "ana@example.com"
+roles = ["sales"]
+
+[[owners]]
+email = "cy@example.com"
+roles = ["sales"]
+"""
