@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -333,6 +334,8 @@ def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], war
             return Secret(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
         except OSError as exc:
             s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
+        except UnicodeDecodeError:
+            s.fail(key, f"the password file {file!r} is not UTF-8 text")
     warnings.append(
         f"{s.path}: {s.where('password')}: a literal password in the config file; "
         "prefer password_env or password_file"
@@ -361,6 +364,7 @@ def is_loopback(host: str) -> bool:
 
 EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+MAX_DURATION = 10 * 365 * 86400
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
 SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -375,18 +379,21 @@ def list_of_str(value: Any) -> tuple[str, ...]:
 def parse_seconds(value: Any) -> float:
     """Parse "90s", "15m", "1h30m", "2d" (or a number of seconds) into seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError("a positive duration is expected")
-        return float(value)
+        return checked_seconds(float(value))
     if not isinstance(value, str):
         raise ValueError('a duration such as "60s", "15m", "2d" is expected')
     text = value.replace(" ", "")
     parts = DURATION_RE.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f'{value!r} is not a duration; expected e.g. "60s", "15m", "1h30m", "2d"')
-    seconds = sum(float(n) * DURATION_UNITS[u] for n, u in parts)
-    if seconds <= 0:
+    return checked_seconds(sum(float(n) * DURATION_UNITS[u] for n, u in parts))
+
+
+def checked_seconds(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError("a positive duration is expected")
+    if seconds > MAX_DURATION:
+        raise ValueError("a duration of at most 10 years is expected")
     return seconds
 
 
@@ -395,9 +402,10 @@ def parse_size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     match = SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if not match:
-        raise ValueError(f'{value!r} is not a size; expected e.g. "25MB" or a number of bytes')
-    return int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()])
+    size = int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()]) if match else 0
+    if size <= 0:
+        raise ValueError(f'{value!r} is not a positive size; expected e.g. "25MB" or a number of bytes')
+    return size
 
 
 class Section:
@@ -440,7 +448,8 @@ class Section:
     def convert(self, key: str, value: Any, convert: Callable[[Any], Any]) -> Any:
         if convert in (str, int, bool):
             if type(value) is not convert:
-                self.fail(key, f"a {TYPE_NAMES[convert]} is expected, got {value!r}")
+                shown = "a value of another type" if key in SECRET_KEYS else repr(value)
+                self.fail(key, f"a {TYPE_NAMES[convert]} is expected, got {shown}")
             if convert is str and not value.strip() and key != "folder":
                 self.fail(key, "an empty string is not allowed")
             return value
@@ -455,4 +464,5 @@ class Section:
             self.fail(unknown[0], "unknown key" + (f"s {unknown}" if len(unknown) > 1 else ""))
 
 
+SECRET_KEYS = {"password"}
 TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true or false)"}

@@ -137,8 +137,8 @@ class MailboxIngest:
         too_large = [u for u in todo if sizes.get(u, 0) > self.config.ingest.max_message_size]
         raws = imap.bodies([u for u in todo if u not in too_large])
         prepared = [self.prepare(uid, raws[uid]) for uid in todo if uid in raws]
-        results = self.persist_batch(imap.uidvalidity, uids, prepared, too_large, sizes)
-        imap.mark_seen([uid for uid, result in results.items() if result.outcome.is_final])
+        results, settled = self.persist_batch(imap.uidvalidity, uids, prepared, too_large, sizes)
+        imap.mark_seen(settled + [uid for uid, result in results.items() if result.outcome.is_final])
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
@@ -173,12 +173,19 @@ class MailboxIngest:
         prepared: list[Prepared],
         too_large: list[int],
         sizes: dict[int, int],
-    ) -> dict[int, Result]:
+    ) -> tuple[dict[int, Result], list[int]]:
+        """Persist the batch in one transaction; return the results and the UIDs
+        another worker settled while this one was fetching."""
         now = self.clock()
         results: dict[int, Result] = {}
         with self.db.transaction() as session:
             rotation = lock_rotation(session, self.settings.role)
+            # Read again under the lock: another worker may have taken these meanwhile.
+            known = ledger_entries(session, self.box.name, uidvalidity, [p.uid for p in prepared])
+            settled = [uid for uid, e in known.items() if Outcome(e.outcome).is_final]
             for item in prepared:
+                if item.uid in settled:
+                    continue
                 ref = MessageRef(self.box.name, uidvalidity, item.uid)
                 results[item.uid] = self.persist_one(session, rotation, ref, item, now)
             for uid in too_large:
@@ -188,7 +195,7 @@ class MailboxIngest:
                 record_outcome(session, ref, results[uid], now, attempts_to_add=self.max_attempts)
             if not self.box.unread_only and uids:
                 advance_last_uid(session, self.box.name, uidvalidity, max(uids))
-        return results
+        return results, settled
 
     def persist_one(self, session, rotation, ref: MessageRef, item: Prepared, now: datetime) -> Result:
         if item.error:

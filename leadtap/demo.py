@@ -1,0 +1,96 @@
+"""The demo: a local Dovecot with a few sample enquiries, one ingest pass into
+SQLite, and the leads it created. Run by ``scripts/demo.sh``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from leadtap.cli import main
+from leadtap.dovecot import Dovecot
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIL = ROOT / "demo" / "mail"
+
+CONFIG = """\
+# Written by the leadtap demo: a local Dovecot mailbox and a SQLite file.
+[database]
+url = "sqlite:///{db}"
+
+[leads]
+statuses = ["New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified"]
+closed_statuses = ["Qualified", "Disqualified"]
+default_status = "New"
+sources = ["Email", "Website", "Partner"]
+default_source = "Email"
+
+[assignment]
+enabled = true
+role = "sales"
+
+[opportunities]
+auto_create = true
+stages = ["Discovery", "Proposal", "Negotiation", "Won", "Lost"]
+
+[[owners]]
+email = "ana@example.com"
+name = "Ana"
+roles = ["sales"]
+
+[[owners]]
+email = "ben@example.com"
+name = "Ben"
+roles = ["sales"]
+
+[[mailboxes]]
+name = "sales"
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+username = "sales@example.com"
+password_file = "{password_file}"
+source = "Website"
+templates = ["contact-form"]
+
+[[extraction_templates]]
+name = "contact-form"
+from = "*@forms.example.com"
+body = \"\"\"
+Name: {{{{ name }}}}
+Email: {{{{ email }}}}
+Phone: {{{{ phone | optional }}}}
+Company: {{{{ company | optional }}}}
+Message: {{{{ message | multiline }}}}
+\"\"\"
+"""
+
+
+def run(workdir: Path) -> int:
+    workdir.mkdir(exist_ok=True)
+    for stale in workdir.glob("leadtap.db*"):
+        stale.unlink()
+    with Dovecot(tls=False) as server:
+        password_file = workdir / "mailbox-password"
+        password_file.write_text(server.password)
+        config = workdir / "leadtap.toml"
+        config.write_text(CONFIG.format(db=workdir / "leadtap.db", port=server.port, password_file=password_file))
+        with IMAPClient(server.host, port=server.port, ssl=False) as client:
+            client.login("sales@example.com", server.password)
+            for eml in sorted(MAIL.glob("*.eml")):
+                client.append("INBOX", eml.read_bytes())
+        print(f"demo: a local Dovecot on 127.0.0.1:{server.port} holds {len(list(MAIL.glob('*.eml')))} messages")
+        for args in (["db", "upgrade"], ["poll"]):
+            print(f"$ leadtap {' '.join(args)}")
+            if main(["--config", str(config), "--log-level", "warning", *args]) != 0:
+                return 1
+    print("$ leadtap leads list")
+    code = main(["--config", str(config), "--log-level", "warning", "leads", "list"])
+    print(f"\nThe config and the SQLite file are in {workdir}/; try:\n"
+          f"  .venv/bin/leadtap --config {config} leads list --format json")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "demo-run"))
