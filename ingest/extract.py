@@ -25,6 +25,7 @@ from core.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from
 FILTERS = ("optional", "multiline")
 PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}")
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SPACE = r"[^\S\r\n]"  # any whitespace within a line, the no-break space included
 
 
 @dataclass(frozen=True)
@@ -109,30 +110,33 @@ def compile_template(name: str, body: str) -> ExtractionTemplate:
 
 
 def compile_line(text: str, number: int) -> TemplateLine:
-    pattern = [r"[ \t]*"]
+    pattern = [SPACE + r"*"]
     placeholders: list[Placeholder] = []
     position = 0
     for match in PLACEHOLDER_RE.finditer(text):
-        pattern.append(literal_pattern(text[position : match.start()]))
+        pattern.append(literal_pattern(check_literal(text[position : match.start()], text, number)))
         placeholders.append(parse_placeholder(match.group(1), number))
         pattern.append(r"(.*?)")
         position = match.end()
-    rest = text[position:]
-    if "{{" in rest or "}}" in rest:
-        raise TemplateError(f"line {number}: unbalanced '{{{{' or '}}}}' in {text.strip()!r}")
-    pattern.append(literal_pattern(rest))
-    pattern.append(r"[ \t]*$")
+    pattern.append(literal_pattern(check_literal(text[position:], text, number)))
+    pattern.append(SPACE + r"*$")
     return TemplateLine(text, re.compile("".join(pattern), re.IGNORECASE), tuple(placeholders))
+
+
+def check_literal(literal: str, line: str, number: int) -> str:
+    if "{{" in literal or "}}" in literal:
+        raise TemplateError(f"line {number}: unbalanced '{{{{' or '}}}}' in {line.strip()!r}")
+    return literal
 
 
 def literal_pattern(literal: str) -> str:
     """Whitespace runs match any whitespace run; the rest matches itself."""
     parts = [re.escape(word) for word in literal.split()]
     if not parts:
-        return r"[ \t]*"
-    lead = r"[ \t]*" if literal[:1].isspace() else ""
-    tail = r"[ \t]*" if literal[-1:].isspace() else ""
-    return lead + r"[ \t]+".join(parts) + tail
+        return SPACE + r"*"
+    lead = SPACE + r"*" if literal[:1].isspace() else ""
+    tail = SPACE + r"*" if literal[-1:].isspace() else ""
+    return lead + (SPACE + "+").join(parts) + tail
 
 
 def parse_placeholder(inner: str, number: int) -> Placeholder:

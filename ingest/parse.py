@@ -111,9 +111,10 @@ def first_message_id(value: object) -> str | None:
 def first_address(values: list | None) -> Address | None:
     if not values:
         return None
-    for name, email in getaddresses([decode(v) for v in values]):
+    # Split first, decode after: an encoded name may hide a comma ("Müller, Jörg").
+    for name, email in getaddresses([str(v) for v in values]):
         if email:
-            return Address(name=name.strip(), email=email.strip())
+            return Address(name=decode(name), email=email.strip())
     return None
 
 
@@ -173,7 +174,9 @@ class TextExtractor(HTMLParser):
         self.in_pre = 0
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in SKIP_TAGS:
+        if tag == "body":
+            self.skipping = 0  # an unclosed <head> ends where <body> starts
+        elif tag in SKIP_TAGS:
             self.skipping += 1
         elif tag in BLOCK_TAGS:
             self.end_line()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from sqlalchemy.exc import IntegrityError
+
 from core.config import Config, MailboxConfig, load_config
 from core.db import Database
 from core.errors import ConfigError, TemplateError
@@ -54,8 +56,14 @@ class App:
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""
         self.db.check_schema()
-        with self.db.transaction() as session:
-            sync_owners(session, self.config)
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as session:
+                    sync_owners(session, self.config)
+                break
+            except IntegrityError:  # another worker added the same owners just now
+                if attempt == 2:
+                    raise
         return self.db
 
     def close(self) -> None:

@@ -1,0 +1,262 @@
+"""Raw bytes → IncomingMessage (ingest.parse) and "is this a lead at all?"
+(ingest.classify). No servers needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import MessageError
+from core.model import LEADTAP_HEADER, Address
+from ingest.classify import not_a_lead
+from ingest.extract import extract_lead
+from ingest.parse import parse_message
+from tests.helpers import FIXTURES, enquiry, plain_message
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def reason(raw: bytes) -> str | None:
+    return not_a_lead(parse_message(raw))
+
+
+# --- not a lead ------------------------------------------------------------------------
+
+
+def test_a_normal_enquiry_is_a_possible_lead():
+    assert reason(enquiry()) is None
+    assert reason(plain_message("Hi, please call me back.", headers={"Return-Path": "<jo@acme.test>"})) is None
+
+
+@pytest.mark.parametrize("value", ["auto-replied", "auto-generated", "auto-notified", "Auto-Replied"])
+def test_auto_submitted_other_than_no_is_not_a_lead(value):
+    found = reason(plain_message("I am away.", headers={"Auto-Submitted": value}))
+
+    assert isinstance(found, str) and "auto-reply" in found
+
+
+@pytest.mark.parametrize("value", ["no", "No", " no "])
+def test_auto_submitted_no_is_not_refused(value):
+    assert reason(plain_message("Please send a quote.", headers={"Auto-Submitted": value})) is None
+
+
+def test_an_auto_reply_fixture_is_not_a_lead():
+    assert "auto-replied" in reason(fixture("auto_reply.eml"))
+
+
+@pytest.mark.parametrize("header", ["X-Autoreply", "X-Autorespond"])
+def test_x_autoreply_and_x_autorespond_are_not_leads(header):
+    assert reason(plain_message("I am away.", headers={header: "yes"})) == "auto-reply"
+
+
+def test_an_out_of_office_reply_is_not_a_lead():
+    assert reason(fixture("out_of_office.eml")) == "auto-reply"
+
+
+@pytest.mark.parametrize("value", ["bulk", "junk", "list", "auto_reply", "Bulk"])
+def test_bulk_junk_list_and_auto_reply_precedence_are_not_leads(value):
+    found = reason(plain_message("News", headers={"Precedence": value}))
+
+    assert isinstance(found, str) and value.lower() in found
+
+
+def test_an_ordinary_precedence_is_not_refused():
+    assert reason(plain_message("Please send a quote.", headers={"Precedence": "first-class"})) is None
+
+
+def test_a_multipart_report_is_a_bounce():
+    parsed = parse_message(fixture("bounce_report.eml"))
+
+    assert parsed.content_type == "multipart/report"
+    assert "bounce" in not_a_lead(parsed)
+
+
+@pytest.mark.parametrize("sender", ["MAILER-DAEMON@mx.example.com", "Mail System <postmaster@example.net>"])
+def test_mail_from_mailer_daemon_or_postmaster_is_a_bounce(sender):
+    found = reason(plain_message("Delivery failed.", sender=sender))
+
+    assert isinstance(found, str) and found.startswith("bounce (from ")
+
+
+def test_an_empty_return_path_is_a_bounce():
+    raw = plain_message("Delivery failed.", headers={"Return-Path": "<>"})
+
+    parsed = parse_message(raw)
+
+    assert parsed.return_path == ""
+    assert not_a_lead(parsed) == "bounce (empty return path)"
+
+
+def test_a_message_with_a_list_id_is_mailing_list_mail():
+    assert reason(fixture("mailing_list.eml")) == "mailing list"
+    assert reason(plain_message("News", headers={"List-Id": "<news.example.org>"})) == "mailing list"
+
+
+def test_leadtaps_own_mail_is_not_a_lead():
+    assert reason(plain_message("Reminder: 3 leads wait.", headers={LEADTAP_HEADER: "reminder"})) == "leadtap's own mail"
+
+
+# --- messages that cannot be processed ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("unknown_charset.eml", "unknown charset 'x-no-such-charset-42'"),
+        ("bad_utf8.eml", "not valid in its charset 'utf-8'"),
+        ("broken_base64.eml", "InvalidBase64"),
+        ("broken_multipart.eml", "StartBoundaryNotFound"),
+    ],
+)
+def test_a_message_that_cannot_be_read_faithfully_is_a_message_error(name, problem):
+    with pytest.raises(MessageError) as raised:
+        parse_message(fixture(name))
+
+    assert problem in str(raised.value)
+
+
+HEADERS = b"From: Jo <jo@acme.test>\nTo: sales@example.com\nSubject: x\nMessage-ID: <x@acme.test>\nMIME-Version: 1.0\n"
+
+
+def test_base64_without_its_padding_is_a_message_error():
+    raw = HEADERS + b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\nSGVsbG8gd29ybGQ\n"
+
+    with pytest.raises(MessageError, match="InvalidBase64Padding"):
+        parse_message(raw)
+
+
+def test_bytes_not_valid_in_the_charset_of_an_html_part_are_a_message_error():
+    raw = HEADERS + b"Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<p>J=F6rg</p>\n"
+
+    with pytest.raises(MessageError, match="utf-8"):
+        parse_message(raw)
+
+
+def test_broken_base64_inside_a_text_part_of_a_multipart_is_a_message_error():
+    raw = HEADERS + (
+        b'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain; charset=utf-8\n'
+        b"Content-Transfer-Encoding: base64\n\nSGVsbG8*&^%$\n--B--\n"
+    )
+
+    with pytest.raises(MessageError):
+        parse_message(raw)
+
+
+def test_text_in_a_declared_non_utf8_charset_is_read():
+    raw = HEADERS + b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\n\nJ\xf6rg\n"
+
+    assert parse_message(raw).text.strip() == "Jörg"
+
+
+# --- identity ----------------------------------------------------------------------------
+
+
+def test_the_same_raw_message_has_the_same_identity():
+    raw = fixture("reply.eml")
+
+    assert parse_message(raw).identity == parse_message(bytes(raw)).identity
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b"From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <jorg@acme.test>", b"From: Eve <eve@elsewhere.test>"),
+        (b"Date: Fri, 20 Nov 2026 10:00:00 +0100", b"Date: Sat, 21 Nov 2026 10:00:00 +0100"),
+        (b"Subject: =?utf-8?b?UmU6IFByZWlza2Fsa3VsYXRpb24gZsO8ciBNw7xsbGVy?=", b"Subject: Something else"),
+    ],
+    ids=["sender", "date", "subject"],
+)
+def test_messages_sharing_a_message_id_but_not_sender_date_or_subject_have_different_identities(change):
+    raw = fixture("reply.eml")
+    old, new = change
+    assert old in raw
+    other = raw.replace(old, new)
+
+    first, second = parse_message(raw), parse_message(other)
+
+    assert first.message_id == second.message_id == "<reply-1@acme.test>"
+    assert first.identity != second.identity
+
+
+def test_a_message_with_a_message_id_keeps_its_identity_when_only_the_body_differs():
+    one = enquiry(message_id="<same@forms.example.com>", message="Please send a quote.")
+    two = enquiry(message_id="<same@forms.example.com>", message="Please send a quote!")
+
+    assert parse_message(one).identity == parse_message(two).identity
+
+
+def test_a_message_without_message_id_is_keyed_by_its_raw_bytes():
+    raw = fixture("no_message_id.eml")
+    same_headers_other_body = raw.replace(b"I would like a quote.", b"I would like two quotes.")
+
+    first = parse_message(raw)
+
+    assert first.message_id is None
+    assert first.identity == parse_message(raw).identity
+    assert first.identity != parse_message(same_headers_other_body).identity
+
+
+# --- headers ------------------------------------------------------------------------------
+
+
+def test_in_reply_to_and_references_are_parsed_into_message_ids():
+    parsed = parse_message(fixture("reply.eml"))
+
+    assert parsed.in_reply_to == ("<quote-7@example.com>",)
+    assert parsed.references == ("<enquiry-1@forms.example.com>", "<quote-7@example.com>")
+    assert parsed.thread_ids == ("<quote-7@example.com>", "<enquiry-1@forms.example.com>")
+
+
+def test_a_message_without_thread_headers_has_no_thread_ids():
+    parsed = parse_message(fixture("no_message_id.eml"))
+
+    assert parsed.in_reply_to == () and parsed.references == ()
+
+
+def test_encoded_word_subjects_and_names_are_decoded():
+    parsed = parse_message(fixture("reply.eml"))
+
+    assert parsed.subject == "Re: Preiskalkulation für Müller"
+    assert parsed.sender == Address("Jörg Müller", "jorg@acme.test")
+
+
+def test_encoded_words_split_over_a_folded_subject_are_joined():
+    raw = b"From: jo@acme.test\nSubject: =?utf-8?q?Anfrage_f=C3=BCr_?=\n =?utf-8?q?St=C3=BChle?=\nMessage-ID: <f@acme.test>\n\nHi\n"
+
+    assert parse_message(raw).subject == "Anfrage für Stühle"
+
+
+def test_reply_to_is_read_and_preferred_as_the_correspondent():
+    parsed = parse_message(fixture("reply.eml"))
+
+    assert parsed.reply_to == Address("Sales Desk", "desk@acme.test")
+    assert parsed.correspondent == parsed.reply_to
+    draft = extract_lead(parsed, [])
+    assert (draft.name, draft.email, draft.message) == ("Sales Desk", "desk@acme.test", "Thanks, that works for us.")
+
+
+def test_a_quoted_display_name_with_a_comma_is_one_address():
+    raw = plain_message("Hi", sender='"Smith, Jo" <jo@acme.test>')
+
+    assert parse_message(raw).sender == Address("Smith, Jo", "jo@acme.test")
+
+
+def test_an_encoded_display_name_with_a_comma_is_one_address():
+    raw = (
+        b"From: =?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?= <jorg@acme.test>\n"
+        b"Reply-To: =?utf-8?q?Desk=2C_Sales?= <desk@acme.test>\n"
+        b"Subject: Anfrage\nMessage-ID: <c@acme.test>\n\nHallo\n"
+    )
+
+    parsed = parse_message(raw)
+
+    assert parsed.sender == Address("Müller, Jörg", "jorg@acme.test")
+    assert parsed.reply_to == Address("Desk, Sales", "desk@acme.test")
+
+
+def test_date_and_message_id_are_read():
+    parsed = parse_message(fixture("reply.eml"))
+
+    assert parsed.message_id == "<reply-1@acme.test>"
+    assert parsed.date is not None and parsed.date.isoformat() == "2026-11-20T10:00:00+01:00"
