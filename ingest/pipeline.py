@@ -8,9 +8,10 @@ Per batch of UIDs:
    without being downloaded;
 3. fetch the rest with ``BODY.PEEK[]`` in one round trip;
 4. parse → classify → extract, outside any transaction;
-5. one transaction: lock the rotation, then per message a savepoint in which
-   it is matched to a thread or made a lead, with its ledger row; a message
-   that breaks is rolled back alone and recorded as failed;
+5. one transaction: lock the rotation, decide every message in memory and
+   write the batch in a few statements (``core.batch``); if that fails, the
+   batch is written again one message at a time, each in a savepoint, so the
+   message at fault is rolled back alone and recorded as failed;
 6. commit, then flag ``\\Seen`` what was settled.
 
 A crash anywhere loses nothing: until step 6 the messages are unread, and the
@@ -32,6 +33,7 @@ from core.config import Config, MailboxConfig
 from core.db import Database, describe_db_error, utcnow
 from core.errors import DatabaseUnavailable, ImapError, MessageError
 from core.model import IncomingMessage, LeadDraft, Outcome
+from core.batch import LeadBatch
 from core.services import (
     LeadSettings,
     MessageRef,
@@ -39,9 +41,8 @@ from core.services import (
     advance_last_uid,
     last_uid,
     ledger_entries,
+    ledger_settled,
     lock_rotation,
-    record_lead_message,
-    record_outcome,
     retryable_uids,
 )
 from ingest.classify import not_a_lead
@@ -80,6 +81,7 @@ class Prepared:
     draft: LeadDraft | None = None
     not_lead: str | None = None
     error: str | None = None
+    too_large: bool = False
 
 
 class MailboxIngest:
@@ -134,11 +136,17 @@ class MailboxIngest:
     def ingest_batch(self, imap: ImapMailbox, uids: list[int], report: PassReport) -> None:
         todo = self.settle_known(imap, uids)
         sizes = imap.sizes(todo)
-        too_large = [u for u in todo if sizes.get(u, 0) > self.config.ingest.max_message_size]
+        limit = self.config.ingest.max_message_size
+        too_large = {u for u in todo if sizes.get(u, 0) > limit}
         raws = imap.bodies([u for u in todo if u not in too_large])
-        prepared = [self.prepare(uid, raws[uid]) for uid in todo if uid in raws]
-        results, settled = self.persist_batch(imap.uidvalidity, uids, prepared, too_large, sizes)
-        imap.mark_seen(settled + [uid for uid, result in results.items() if result.outcome.is_final])
+        prepared = [
+            Prepared(uid, error=f"too large: {sizes[uid]} bytes, the limit is {limit}", too_large=True)
+            if uid in too_large else self.prepare(uid, raws[uid])
+            for uid in todo
+            if uid in too_large or uid in raws
+        ]
+        results, settled = self.persist_batch(imap.uidvalidity, uids, prepared)
+        imap.mark_seen(sorted(settled) + [uid for uid, result in results.items() if result.outcome.is_final])
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
@@ -167,59 +175,72 @@ class MailboxIngest:
             return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
 
     def persist_batch(
-        self,
-        uidvalidity: int,
-        uids: list[int],
-        prepared: list[Prepared],
-        too_large: list[int],
-        sizes: dict[int, int],
-    ) -> tuple[dict[int, Result], list[int]]:
-        """Persist the batch in one transaction; return the results and the UIDs
-        another worker settled while this one was fetching."""
+        self, uidvalidity: int, uids: list[int], prepared: list[Prepared]
+    ) -> tuple[dict[int, Result], set[int]]:
+        """The whole batch in one transaction and a few statements; if that
+        fails, again one message at a time, so the one at fault is found and
+        recorded as failed while the others go in."""
+        try:
+            return self.write_batch(uidvalidity, uids, prepared, one_by_one=False)
+        except OperationalError:
+            raise  # the database itself is gone: the whole batch stays unread
+        except Exception as exc:
+            self.log.warning("batch_retried_one_by_one", error=f"{type(exc).__name__}: {exc}", uids=len(prepared))
+            return self.write_batch(uidvalidity, uids, prepared, one_by_one=True)
+
+    def write_batch(
+        self, uidvalidity: int, uids: list[int], prepared: list[Prepared], one_by_one: bool
+    ) -> tuple[dict[int, Result], set[int]]:
         now = self.clock()
-        results: dict[int, Result] = {}
         with self.db.transaction() as session:
             rotation = lock_rotation(session, self.settings.role)
-            # Read again under the lock: another worker may have taken these meanwhile.
-            known = ledger_entries(session, self.box.name, uidvalidity, [p.uid for p in prepared])
-            settled = [uid for uid, e in known.items() if Outcome(e.outcome).is_final]
-            for item in prepared:
-                if item.uid in settled:
-                    continue
-                ref = MessageRef(self.box.name, uidvalidity, item.uid)
-                results[item.uid] = self.persist_one(session, rotation, ref, item, now)
-            for uid in too_large:
-                ref = MessageRef(self.box.name, uidvalidity, uid)
-                error = f"too large: {sizes[uid]} bytes, the limit is {self.config.ingest.max_message_size}"
-                results[uid] = Result(Outcome.FAILED, error=error, reason="too large")
-                record_outcome(session, ref, results[uid], now, attempts_to_add=self.max_attempts)
+            # Read the ledger again under the lock: another worker may have taken some meanwhile.
+            settled = ledger_settled(session, self.box.name, uidvalidity, [p.uid for p in prepared])
+            todo = [p for p in prepared if p.uid not in settled]
+            if one_by_one:
+                results = self.write_one_by_one(session, rotation, uidvalidity, todo, now)
+            else:
+                results = self.decide_and_write(session, rotation, uidvalidity, todo, now)
             if not self.box.unread_only and uids:
                 advance_last_uid(session, self.box.name, uidvalidity, max(uids))
         return results, settled
 
-    def persist_one(self, session, rotation, ref: MessageRef, item: Prepared, now: datetime) -> Result:
-        if item.error:
-            return self.record_failure(session, ref, item, item.error, now)
-        if item.not_lead:
-            result = Result(Outcome.NOT_LEAD, reason=item.not_lead)
-            record_outcome(session, ref, result, now, item.message)
-            return result
-        try:
-            with session.begin_nested():
-                result = record_lead_message(session, ref, item.message, item.draft, self.settings, rotation, now)
-                record_outcome(session, ref, result, now, item.message)
-            return result
-        except OperationalError:
-            raise  # the database itself is gone: the whole batch stays unread
-        except Exception as exc:  # this message only: rolled back, recorded, set aside
-            return self.record_failure(session, ref, item, f"{type(exc).__name__}: {exc}", now)
+    def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], now) -> dict[int, Result]:
+        results: dict[int, Result] = {}
+        for item in todo:
+            try:
+                with session.begin_nested():
+                    results |= self.decide_and_write(session, rotation, uidvalidity, [item], now)
+            except OperationalError:
+                raise
+            except Exception as exc:  # this message only: rolled back, recorded, set aside
+                broken = Prepared(item.uid, item.message, error=f"{type(exc).__name__}: {exc}")
+                results |= self.decide_and_write(session, rotation, uidvalidity, [broken], now)
+        return results
 
-    def record_failure(self, session, ref: MessageRef, item: Prepared, error: str, now: datetime) -> Result:
-        result = Result(Outcome.FAILED, error=error)
-        entry = record_outcome(session, ref, result, now, item.message, attempts_to_add=1)
-        if entry.attempts >= self.max_attempts:
-            return Result(Outcome.FAILED, error=error, reason=f"set aside after {entry.attempts} attempts")
-        return result
+    def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], now) -> dict[int, Result]:
+        batch = LeadBatch(session, self.settings, rotation, now)
+        batch.load([i.uid for i in items], self.box.name, uidvalidity, [i.message for i in items if i.message])
+        batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact])
+        for item in items:
+            ref = MessageRef(self.box.name, uidvalidity, item.uid)
+            if item.error:
+                attempts = self.max_attempts if item.too_large else 1
+                reason = "too large" if item.too_large else None
+                batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, attempts)
+            elif item.not_lead:
+                batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
+            else:
+                batch.add_lead_message(ref, item.message, item.draft)
+        results = {}
+        for decided in batch.write():
+            result = decided.result()
+            if result.outcome is Outcome.FAILED and not result.reason:
+                attempts = batch.attempts(decided.ref.uid)
+                if attempts >= self.max_attempts:
+                    result = Result(Outcome.FAILED, error=result.error, reason=f"set aside after {attempts} attempts")
+            results[decided.ref.uid] = result
+        return results
 
     def log_result(self, uid: int, result: Result) -> None:
         fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}

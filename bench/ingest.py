@@ -1,0 +1,161 @@
+"""Ingest benchmark: N synthetic web-form notifications (text + HTML, 1–4 KB)
+in a local Dovecot, one `leadtap poll` into SQLite, and — on the same messages,
+in the same run — mail-parser's parse-only rate for comparison.
+
+    .venv/bin/python bench/ingest.py [-n 50000]
+
+Prints messages/s of the whole pass, its peak memory (the poll runs in a child
+process, so its peak RSS is its own), the parse-only rate and their ratio.
+Targets: ratio >= 0.6, peak memory < 200 MB at N = 50,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import mailparser  # noqa: E402
+from imapclient import IMAPClient  # noqa: E402
+
+from leadtap.dovecot import Dovecot  # noqa: E402
+
+WORDS = ("quote seats annual plan licence support onboarding training team budget invoice "
+         "integration renewal migration pilot timeline contract pricing demo call").split()
+
+CONFIG = """
+[database]
+url = "sqlite:///{db}"
+
+[ingest]
+batch_size = {batch}
+
+[[owners]]
+email = "ana@example.com"
+roles = ["sales"]
+
+[[owners]]
+email = "ben@example.com"
+roles = ["sales"]
+
+[[mailboxes]]
+name = "bench"
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+username = "bench"
+password = "{password}"
+templates = ["contact-form"]
+
+[[extraction_templates]]
+name = "contact-form"
+from = "*@forms.example.com"
+body = '''
+Name: {{{{ name }}}}
+Email: {{{{ email }}}}
+Phone: {{{{ phone | optional }}}}
+Company: {{{{ company | optional }}}}
+Message: {{{{ message | multiline }}}}
+'''
+"""
+
+
+def notification(i: int, rng: random.Random) -> bytes:
+    """A web-form notification, text and HTML, of 1–4 KB."""
+    name, company = f"Person {i}", f"Company {i % 997}"
+    text_words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 220)))
+    fields = [("Name", name), ("Email", f"person{i}@client{i % 389}.example"), ("Phone", f"+370 6{i:07d}"),
+              ("Company", company), ("Message", text_words)]
+    msg = EmailMessage()
+    msg["From"] = "Website <noreply@forms.example.com>"
+    msg["To"] = "sales@example.com"
+    msg["Subject"] = f"New enquiry #{i}"
+    msg["Date"] = format_datetime(datetime(2026, 11, 1, tzinfo=timezone.utc) + timedelta(minutes=i))
+    msg["Message-ID"] = f"<bench-{i}@forms.example.com>"
+    msg.set_content("".join(f"{k}: {v}\n" for k, v in fields))
+    rows = "".join(f"<tr><td>{k}:</td><td>{v}</td></tr>" for k, v in fields)
+    msg.add_alternative(f"<html><body><p>New enquiry</p><table>{rows}</table></body></html>", subtype="html")
+    return bytes(msg)
+
+
+def fill_mailbox(server: Dovecot, n: int) -> None:
+    rng = random.Random(7)
+    started = time.perf_counter()
+    with IMAPClient(server.host, port=server.port, ssl=False) as client:
+        client.login("bench", server.password)
+        chunk: list[bytes] = []
+        for i in range(n):
+            chunk.append(notification(i, rng))
+            if len(chunk) == 500 or i == n - 1:
+                client.multiappend("INBOX", chunk)
+                chunk = []
+                print(f"\rappending: {i + 1}/{n}", end="", file=sys.stderr, flush=True)
+    print(f"\rappended {n} messages in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+def run_poll(config: Path) -> tuple[float, float, str]:
+    """One `leadtap poll` in a child process: (seconds, peak RSS in MB, output)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "warning", "poll"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if result.returncode != 0:
+        raise SystemExit(f"poll failed ({result.returncode}): {result.stdout}\n{result.stderr[-2000:]}")
+    # ru_maxrss of children is the largest child so far; the poll is the largest.
+    return seconds, max(peak, before) / 1024, result.stdout.strip()
+
+
+def parse_only_rate(n: int) -> float:
+    rng = random.Random(7)
+    messages = [notification(i, rng) for i in range(n)]
+    started = time.perf_counter()
+    for raw in messages:
+        mailparser.parse_from_bytes(raw)
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=50_000, help="messages (default 50,000)")
+    parser.add_argument("--batch", type=int, default=100, help="ingest batch size")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="leadtap-bench-"))
+    with Dovecot(tls=False) as server:
+        fill_mailbox(server, args.n)
+        config = work / "leadtap.toml"
+        config.write_text(CONFIG.format(db=work / "bench.db", port=server.port, password=server.password,
+                                        batch=args.batch))
+        subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "error",
+                        "db", "upgrade"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        print("running one ingest pass ...", file=sys.stderr)
+        seconds, peak_mb, summary = run_poll(config)
+    print("parsing the same messages with mail-parser alone ...", file=sys.stderr)
+    parse_rate = parse_only_rate(args.n)
+    rate = args.n / seconds
+    print(f"messages:              {args.n}")
+    print(f"poll result:           {summary}")
+    print(f"ingest pass:           {seconds:.1f} s, {rate:.0f} messages/s")
+    print(f"peak memory (poll):    {peak_mb:.0f} MB")
+    print(f"mail-parser alone:     {parse_rate:.0f} messages/s")
+    print(f"ratio ingest/parse:    {rate / parse_rate:.2f}  (target >= 0.6)")
+    print(f"machine:               {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""A batch of messages becomes leads in a handful of statements.
+
+``LeadBatch`` is used inside the ingest transaction, after the rotation lock:
+
+1. ``load``: the batch's known identities, thread ids, the contacts' earlier
+   leads, the owners and the existing ledger rows — one query each;
+2. ``add_*``: each message is decided in order, in memory (a message may join
+   a lead created earlier in the same batch);
+3. ``write``: new leads (their ids returned), then their opportunities, thread
+   ids, activities, identities and ledger rows, one ``executemany`` each, and
+   the rotation's new position.
+
+Deciding a message never touches the database, so the whole batch costs the
+same few round trips whatever its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Rotation, SeenMessage, ThreadMessage
+from core.model import Candidate, IncomingMessage, LeadDraft, Outcome, next_in_turn
+from core.services import LeadSettings, MessageRef, Result, clip, message_details
+
+
+class NewLead:
+    """A lead decided in this batch; its id is known once written."""
+
+    def __init__(self, row: dict):
+        self.row = row
+        self.id: int | None = None
+
+
+LeadRef = int | NewLead
+
+
+def lead_id(lead: LeadRef | None) -> int | None:
+    return lead.id if isinstance(lead, NewLead) else lead
+
+
+@dataclass
+class Decided:
+    ref: MessageRef
+    outcome: Outcome
+    lead: LeadRef | None = None
+    reason: str | None = None
+    error: str | None = None
+    message: IncomingMessage | None = None
+    attempts_to_add: int = 0
+
+    def result(self) -> Result:
+        return Result(self.outcome, lead_id=lead_id(self.lead), reason=self.reason, error=self.error)
+
+
+@dataclass
+class ContactLeads:
+    """A contact's most recent lead, and its most recent open one."""
+
+    latest: tuple[LeadRef, str, int | None] | None = None  # (lead, status, owner id)
+    open: LeadRef | None = None
+
+
+@dataclass
+class LeadBatch:
+    session: Session
+    settings: LeadSettings
+    rotation: Rotation
+    now: datetime
+    decided: list[Decided] = field(default_factory=list)
+    identities: dict[str, LeadRef | None] = field(default_factory=dict)
+    threads: dict[str, LeadRef] = field(default_factory=dict)
+    contacts: dict[str, ContactLeads] = field(default_factory=dict)
+    owners: dict[int, Owner] = field(default_factory=dict)
+    ledger: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # uid -> (row id, attempts, outcome)
+    activities: list[dict] = field(default_factory=list)
+    thread_rows: list[tuple[LeadRef, str]] = field(default_factory=list)
+    new_leads: list[NewLead] = field(default_factory=list)
+    turns_taken: int = 0
+
+    # --- 1. load -----------------------------------------------------------
+
+    def load(self, ref_uids: list[int], mailbox: str, uidvalidity: int, messages: list[IncomingMessage]) -> None:
+        session = self.session
+        identities = [m.identity for m in messages]
+        for identity, known_lead in session.execute(
+            select(SeenMessage.identity, SeenMessage.lead_id).where(SeenMessage.identity.in_(identities))
+        ):
+            self.identities[identity] = known_lead
+        thread_ids = sorted({tid for m in messages for tid in m.thread_ids})
+        for message_id, known_lead in session.execute(
+            select(ThreadMessage.message_id, ThreadMessage.lead_id)
+            .where(ThreadMessage.message_id.in_(thread_ids))
+            .order_by(ThreadMessage.lead_id)
+        ):
+            self.threads[message_id] = known_lead
+        self.owners = {o.id: o for o in session.scalars(select(Owner))}
+        for uid, row_id, attempts, outcome in session.execute(
+            select(LedgerEntry.uid, LedgerEntry.id, LedgerEntry.attempts, LedgerEntry.outcome).where(
+                LedgerEntry.mailbox == mailbox, LedgerEntry.uidvalidity == uidvalidity, LedgerEntry.uid.in_(ref_uids)
+            )
+        ):
+            self.ledger[uid] = (row_id, attempts, outcome)
+
+    def settled(self) -> set[int]:
+        """UIDs whose ledger row is final: another worker took them meanwhile."""
+        return {uid for uid, (_, _, outcome) in self.ledger.items() if Outcome(outcome).is_final}
+
+    def attempts(self, uid: int) -> int:
+        """Attempts recorded for ``uid``, counting this batch's."""
+        before = self.ledger[uid][1] if uid in self.ledger else 0
+        return before + sum(d.attempts_to_add for d in self.decided if d.ref.uid == uid)
+
+    def load_contacts(self, contacts: list[str]) -> None:
+        rows = self.session.execute(
+            select(Lead.id, Lead.contact, Lead.status, Lead.owner_id)
+            .where(Lead.contact.in_(sorted(set(contacts))))
+            .order_by(Lead.id)
+        )
+        for known_lead, contact, status, owner_id in rows:
+            self.note_lead(contact, known_lead, status, owner_id)
+
+    def note_lead(self, contact: str, lead: LeadRef, status: str, owner_id: int | None) -> None:
+        entry = self.contacts.setdefault(contact, ContactLeads())
+        entry.latest = (lead, status, owner_id)
+        if status not in self.settings.open_statuses_exclude:
+            entry.open = lead
+
+    # --- 2. decide ---------------------------------------------------------
+
+    def add_outcome(self, ref: MessageRef, result: Result, message: IncomingMessage | None = None,
+                    attempts_to_add: int = 0) -> Decided:
+        decided = Decided(ref, result.outcome, result.lead_id, result.reason, result.error, message, attempts_to_add)
+        self.decided.append(decided)
+        return decided
+
+    def add_lead_message(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> Decided:
+        """A duplicate, a reply or repeat sender joining a lead, or a new lead."""
+        if message.identity in self.identities:
+            known = self.identities[message.identity]
+            return self.keep(Decided(ref, Outcome.DUPLICATE, known, "already handled", message=message))
+        lead = self.lead_of_thread(message)
+        reason = "reply"
+        if lead is None and draft.contact:
+            lead = self.contacts.get(draft.contact, ContactLeads()).open
+            reason = "repeat sender"
+        if lead is not None:
+            self.attach(lead, ref, message)
+            decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
+        else:
+            decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft), message=message)
+        self.identities[message.identity] = decided.lead
+        return self.keep(decided)
+
+    def keep(self, decided: Decided) -> Decided:
+        self.decided.append(decided)
+        return decided
+
+    def lead_of_thread(self, message: IncomingMessage) -> LeadRef | None:
+        for thread_id in message.thread_ids:
+            if thread_id in self.threads:
+                return self.threads[thread_id]
+        return None
+
+    def attach(self, lead: LeadRef, ref: MessageRef, message: IncomingMessage) -> None:
+        self.add_thread_id(lead, message.message_id)
+        kind = "reply" if message.thread_ids else "email"
+        self.activities.append({"lead": lead, "kind": kind, "summary": message.subject,
+                                "details": message_details(ref, message)})
+
+    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> NewLead:
+        owner_id, how = self.choose_owner(draft.contact)
+        lead = NewLead({
+            "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
+            "company": clip(draft.company, 300), "message": draft.message, "fields": dict(draft.fields),
+            "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
+            "owner_id": owner_id, "mailbox": ref.mailbox, "contact": draft.contact,
+            "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,
+        })
+        self.new_leads.append(lead)
+        self.add_thread_id(lead, message.message_id)
+        owner = self.owners.get(owner_id) if owner_id else None
+        details = message_details(ref, message) | {
+            "template": draft.template, "owner": owner.email if owner else None, "assigned_by": how,
+        }
+        self.activities.append({"lead": lead, "kind": "created", "summary": message.subject, "details": details})
+        if draft.contact:
+            self.note_lead(draft.contact, lead, self.settings.status, owner_id)
+        return lead
+
+    def choose_owner(self, contact: str | None) -> tuple[int | None, str]:
+        """The contact's earlier owner when still active (no turn taken), else the next in turn."""
+        if not self.settings.assign:
+            return None, "assignment disabled"
+        earlier = self.contacts.get(contact).latest if contact and contact in self.contacts else None
+        if earlier and earlier[2] and self.owners.get(earlier[2]) and self.owners[earlier[2]].active:
+            return earlier[2], "follows contact"
+        chosen = self.next_owner()
+        return (chosen, "round-robin") if chosen else (None, "no active owner holds the role")
+
+    def next_owner(self) -> int | None:
+        role = self.rotation.role
+        pool = [Candidate(o.id, o.position) for o in self.owners.values() if o.active and role in (o.roles or [])]
+        last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
+        chosen = next_in_turn(pool, last.position if last else None)
+        if chosen is None:
+            return None
+        self.rotation.last_owner_id = chosen.id
+        self.turns_taken += 1
+        return chosen.id
+
+    def add_thread_id(self, lead: LeadRef, message_id: str | None) -> None:
+        if message_id:
+            self.thread_rows.append((lead, message_id[:998]))
+            self.threads.setdefault(message_id, lead)
+
+    # --- 3. write ----------------------------------------------------------
+
+    def write(self) -> list[Decided]:
+        session = self.session
+        self.write_leads()
+        if self.settings.opportunity_stage is not None and self.new_leads:
+            session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
+        rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
+        if rows:
+            session.execute(insert(ThreadMessage), rows)
+        rows = [{"lead_id": lead_id(a["lead"]), "kind": a["kind"], "at": self.now, "summary": a["summary"] or "",
+                 "details": a["details"]} for a in self.activities]
+        if rows:
+            session.execute(insert(Activity), rows)
+        self.write_identities()
+        self.write_ledger()
+        if self.turns_taken:
+            self.rotation.turns += self.turns_taken
+        session.flush()
+        return self.decided
+
+    def write_leads(self) -> None:
+        if not self.new_leads:
+            return
+        ids = self.session.scalars(
+            insert(Lead).returning(Lead.id, sort_by_parameter_order=True), [lead.row for lead in self.new_leads]
+        ).all()
+        for lead, new_id in zip(self.new_leads, ids):
+            lead.id = new_id
+
+    def opportunity_row(self, lead: NewLead) -> dict:
+        row = lead.row
+        who = row["company"] or row["name"] or row["email"] or "Lead"
+        title = f"{who} — {row['subject']}" if row["subject"] else who
+        return {"lead_id": lead.id, "owner_id": row["owner_id"], "title": clip(title, 500),
+                "stage": self.settings.opportunity_stage, "created_at": self.now}
+
+    def write_identities(self) -> None:
+        rows = [
+            {"identity": d.message.identity, "lead_id": lead_id(d.lead), "outcome": d.outcome.value,
+             "first_seen_at": self.now}
+            for d in self.decided
+            if d.outcome in (Outcome.LEAD, Outcome.ATTACHED) and d.message is not None
+        ]
+        if rows:
+            self.session.execute(insert(SeenMessage), rows)
+
+    def write_ledger(self) -> None:
+        fresh, known = [], []
+        for d in self.decided:
+            row = self.ledger_row(d)
+            if d.ref.uid in self.ledger:
+                row_id, attempts, _ = self.ledger[d.ref.uid]
+                known.append(row | {"row_id": row_id, "attempts": attempts + d.attempts_to_add})
+            else:
+                fresh.append(row | {"mailbox": d.ref.mailbox, "uidvalidity": d.ref.uidvalidity, "uid": d.ref.uid,
+                                    "attempts": d.attempts_to_add, "created_at": self.now})
+        if fresh:
+            self.session.execute(insert(LedgerEntry), fresh)
+        if known:
+            table = LedgerEntry.__table__
+            self.session.connection().execute(update(table).where(table.c.id == bindparam("row_id")), known)
+
+    def ledger_row(self, d: Decided) -> dict[str, Any]:
+        message = d.message
+        return {
+            "identity": message.identity if message else None,
+            "message_id": message.message_id if message else None,
+            "sender": message.sender.email[:320] if message and message.sender else None,
+            "subject": message.subject[:998] if message else None,
+            "outcome": d.outcome.value,
+            "reason": d.reason,
+            "lead_id": lead_id(d.lead),
+            "error": d.error,
+            "updated_at": self.now,
+        }
