@@ -119,6 +119,19 @@ def retryable_uids(session: Session, mailbox: str, uidvalidity: int, max_attempt
     )
 
 
+def set_aside_uids(session: Session, mailbox: str, uidvalidity: int, max_attempts: int) -> set[int]:
+    return set(
+        session.scalars(
+            select(LedgerEntry.uid).where(
+                LedgerEntry.mailbox == mailbox,
+                LedgerEntry.uidvalidity == uidvalidity,
+                LedgerEntry.outcome == Outcome.FAILED.value,
+                LedgerEntry.attempts >= max_attempts,
+            )
+        )
+    )
+
+
 def last_uid(session: Session, mailbox: str, uidvalidity: int) -> int:
     state = session.get(MailboxState, mailbox)
     return state.last_uid if state and state.uidvalidity == uidvalidity else 0

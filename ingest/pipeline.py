@@ -2,8 +2,7 @@
 
 Per batch of UIDs:
 
-1. skip what the ledger already settled (re-flagging ``\\Seen`` if a crash
-   came between the commit and the flag), and what was set aside;
+1. leave out what was set aside (failed too often);
 2. read ``RFC822.SIZE``; a message over the limit is recorded as failed
    without being downloaded;
 3. fetch the rest with ``BODY.PEEK[]`` in one round trip;
@@ -12,7 +11,8 @@ Per batch of UIDs:
    write the batch in a few statements (``core.batch``); if that fails, the
    batch is written again one message at a time, each in a savepoint, so the
    message at fault is rolled back alone and recorded as failed;
-6. commit, then flag ``\\Seen`` what was settled.
+6. commit, then flag ``\\Seen`` what was settled — including messages the
+   ledger had settled before (a crash came between a commit and its flag).
 
 A crash anywhere loses nothing: until step 6 the messages are unread, and the
 ledger (committed with the leads) stops them from becoming leads twice.
@@ -40,10 +40,10 @@ from core.services import (
     Result,
     advance_last_uid,
     last_uid,
-    ledger_entries,
     ledger_settled,
     lock_rotation,
     retryable_uids,
+    set_aside_uids,
 )
 from ingest.classify import not_a_lead
 from ingest.extract import BoundTemplate, extract_lead
@@ -70,6 +70,15 @@ class PassReport:
             return f"{self.mailbox}: not polled: {self.error}"
         parts = [f"{self.counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if self.counts[o]]
         return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
+
+
+@dataclass
+class Fetched:
+    """One batch as the server gave it: raw messages, and the sizes of those too large."""
+
+    uids: list[int]
+    raws: dict[int, bytes]
+    too_large: dict[int, int]
 
 
 @dataclass
@@ -111,10 +120,7 @@ class MailboxIngest:
                 uids = self.candidates(imap)
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
-                for batch in chunks(uids, self.config.ingest.batch_size):
-                    if self.should_stop():
-                        break
-                    self.ingest_batch(imap, batch, report)
+                    self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
         except ImapError as exc:
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
@@ -126,39 +132,43 @@ class MailboxIngest:
         return report
 
     def candidates(self, imap: ImapMailbox) -> list[int]:
-        if self.box.unread_only:
-            return imap.unseen_uids()
+        """Unread UIDs (or those above the last one seen), less the set-aside ones."""
         with self.db.transaction() as session:
             after = last_uid(session, self.box.name, imap.uidvalidity)
             retry = retryable_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
-        return sorted(set(imap.uids_after(after)) | {u for u in retry if u <= after})
+            set_aside = set_aside_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
+        if self.box.unread_only:
+            found = imap.unseen_uids()
+        else:
+            found = sorted(set(imap.uids_after(after)) | {u for u in retry if u <= after})
+        return [uid for uid in found if uid not in set_aside]
 
-    def ingest_batch(self, imap: ImapMailbox, uids: list[int], report: PassReport) -> None:
-        todo = self.settle_known(imap, uids)
-        sizes = imap.sizes(todo)
+    def ingest_batches(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
+        for uids in batches:
+            if self.should_stop():
+                break
+            self.ingest_fetched(imap, self.fetch(imap, uids), report)
+
+    def fetch(self, imap: ImapMailbox, uids: list[int]) -> "Fetched":
+        """Sizes first; the messages within the size limit with BODY.PEEK[]."""
+        sizes = imap.sizes(uids)
         limit = self.config.ingest.max_message_size
-        too_large = {u for u in todo if sizes.get(u, 0) > limit}
-        raws = imap.bodies([u for u in todo if u not in too_large])
+        too_large = {u: sizes[u] for u in uids if sizes.get(u, 0) > limit}
+        return Fetched(uids, imap.bodies([u for u in uids if u not in too_large]), too_large)
+
+    def ingest_fetched(self, imap: ImapMailbox, fetched: "Fetched", report: PassReport) -> None:
+        limit = self.config.ingest.max_message_size
         prepared = [
-            Prepared(uid, error=f"too large: {sizes[uid]} bytes, the limit is {limit}", too_large=True)
-            if uid in too_large else self.prepare(uid, raws[uid])
-            for uid in todo
-            if uid in too_large or uid in raws
+            Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit}", too_large=True)
+            if uid in fetched.too_large else self.prepare(uid, fetched.raws[uid])
+            for uid in fetched.uids
+            if uid in fetched.too_large or uid in fetched.raws
         ]
-        results, settled = self.persist_batch(imap.uidvalidity, uids, prepared)
+        results, settled = self.persist_batch(imap.uidvalidity, fetched.uids, prepared)
         imap.mark_seen(sorted(settled) + [uid for uid, result in results.items() if result.outcome.is_final])
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
-
-    def settle_known(self, imap: ImapMailbox, uids: list[int]) -> list[int]:
-        """The UIDs still to process; re-flag those already settled."""
-        with self.db.transaction() as session:
-            known = ledger_entries(session, self.box.name, imap.uidvalidity, uids)
-        settled = [uid for uid, e in known.items() if Outcome(e.outcome).is_final]
-        imap.mark_seen(settled)
-        set_aside = {uid for uid, e in known.items() if e.outcome == Outcome.FAILED and e.attempts >= self.max_attempts}
-        return [uid for uid in uids if uid not in settled and uid not in set_aside]
 
     def prepare(self, uid: int, raw: bytes) -> Prepared:
         """Parse → classify → extract: the steps that need no database."""

@@ -537,3 +537,39 @@ roles = ["sales"]
 email = "cy@example.com"
 roles = ["sales"]
 """
+
+
+def test_a_message_that_breaks_the_batch_write_is_set_aside_alone(env, mailbox, monkeypatch):
+    from core.batch import LeadBatch
+
+    original = LeadBatch.create
+
+    def create(self, ref, message, draft):
+        if draft.name == "Boom":
+            raise RuntimeError("a bug met by this message only")
+        return original(self, ref, message, draft)
+
+    monkeypatch.setattr(LeadBatch, "create", create)
+    mailbox.append(enquiry(name="Good One", email="one@client.test"))
+    mailbox.append(enquiry(name="Boom", email="boom@client.test"))
+    mailbox.append(enquiry(name="Good Two", email="two@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    assert env.poll() == 1
+    assert [lead["name"] for lead in env.leads()] == ["Good One", "Good Two"]
+    assert owners_of(env.leads()) == ["ana@example.com", "ben@example.com"]  # the failed one took no turn
+    failed = [e for e in env.ledger() if e.outcome == "failed"]
+    assert [(e.uid, e.attempts) for e in failed] == [(2, 1)]
+    assert "a bug met by this message only" in failed[0].error
+    assert mailbox.unseen() == [2]
+
+
+def test_an_unreachable_database_leaves_every_message_unread(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section())
+    env.database_url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+    env.configure(mailbox.section())
+    code, _, err = env.cli("poll")
+    assert code == 1 and "cannot reach the database" in err
+    assert "Traceback" not in err
+    assert mailbox.unseen() == [1]
