@@ -84,6 +84,7 @@ class IngestConfig:
     max_message_size: int = 25 * 1024 * 1024
     max_attempts: int = 3
     timeout: float = 30.0
+    parallel_parsing: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,13 @@ def parse_opportunities(s: "Section") -> OpportunitiesConfig:
 
 def parse_ingest(s: "Section") -> IngestConfig:
     values = s.take(
-        {"batch_size": int, "max_message_size": parse_size, "max_attempts": int, "timeout": parse_seconds}
+        {
+            "batch_size": int,
+            "max_message_size": parse_size,
+            "max_attempts": int,
+            "timeout": parse_seconds,
+            "parallel_parsing": bool,
+        }
     )
     ingest = IngestConfig(**values)
     if ingest.batch_size < 1:

@@ -60,33 +60,35 @@ class ExtractionTemplate:
     name: str
     lines: tuple[TemplateLine, ...]
     required: tuple[str, ...] = field(default=())
+    # Per line: one pattern matching any *other* line, where a multiline value stops.
+    others: tuple[re.Pattern, ...] = field(default=())
 
     def extract(self, body: str) -> Extraction:
         body_lines = body.splitlines()
         found: dict[str, str] = {}
-        for line in self.lines:
-            self._extract_line(line, body_lines, found)
+        for index, line in enumerate(self.lines):
+            self._extract_line(index, line, body_lines, found)
         missing = tuple(name for name in self.required if not found.get(name))
         return Extraction(self.name, {k: v for k, v in found.items() if v}, missing)
 
-    def _extract_line(self, line: TemplateLine, body_lines: list[str], found: dict[str, str]) -> None:
+    def _extract_line(self, index: int, line: TemplateLine, body_lines: list[str], found: dict[str, str]) -> None:
         if not line.placeholders or all(p.name in found for p in line.placeholders):
             return
-        for index, text in enumerate(body_lines):
+        for number, text in enumerate(body_lines):
             match = line.pattern.match(text)
             if not match:
                 continue
             for group, placeholder in enumerate(line.placeholders, start=1):
                 value = match.group(group).strip()
                 if placeholder.multiline:
-                    value = self._continue_value(value, body_lines[index + 1 :], line)
+                    value = self._continue_value(value, body_lines[number + 1 :], self.others[index])
                 found.setdefault(placeholder.name, value)
             return
 
-    def _continue_value(self, first: str, following: list[str], own: TemplateLine) -> str:
+    def _continue_value(self, first: str, following: list[str], others: re.Pattern) -> str:
         collected = [first]
         for text in following:
-            if any(other is not own and other.pattern.match(text) for other in self.lines):
+            if others.match(text):
                 break
             collected.append(text.rstrip())
         return "\n".join(collected).strip()
@@ -106,7 +108,16 @@ def compile_template(name: str, body: str) -> ExtractionTemplate:
                 required.append(p.name)
     if not any(line.placeholders for line in lines):
         raise TemplateError(f"template {name!r} has no {{{{ field }}}} placeholder")
-    return ExtractionTemplate(name, tuple(lines), tuple(required))
+    return ExtractionTemplate(name, tuple(lines), tuple(required), others_patterns(lines))
+
+
+def others_patterns(lines: list[TemplateLine]) -> tuple[re.Pattern, ...]:
+    """For each line, one alternation of the other lines' patterns."""
+    never = r"(?!)"
+    return tuple(
+        re.compile("|".join(f"(?:{o.pattern.pattern})" for o in lines if o is not line) or never, re.IGNORECASE)
+        for line in lines
+    )
 
 
 def compile_line(text: str, number: int) -> TemplateLine:

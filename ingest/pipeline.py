@@ -20,7 +20,10 @@ ledger (committed with the leads) stops them from becoming leads twice.
 
 from __future__ import annotations
 
-from collections import Counter
+import multiprocessing
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +114,7 @@ class MailboxIngest:
         self.should_stop = should_stop
         self.settings = LeadSettings.for_mailbox(config, box)
         self.max_attempts = config.ingest.max_attempts
+        self.limit = config.ingest.max_message_size
         self.log = structlog.get_logger("leadtap.ingest").bind(mailbox=box.name)
 
     def run(self) -> PassReport:
@@ -144,45 +148,62 @@ class MailboxIngest:
         return [uid for uid in found if uid not in set_aside]
 
     def ingest_batches(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
-        for uids in batches:
-            if self.should_stop():
-                break
-            self.ingest_fetched(imap, self.fetch(imap, uids), report)
+        if len(batches) < PARALLEL_FROM or not self.config.ingest.parallel_parsing:
+            for uids in batches:
+                if self.should_stop():
+                    break
+                fetched = self.fetch(imap, uids)
+                self.finish(imap, fetched, prepare_batch(fetched, self.templates, self.limit), report)
+            return
+        self.ingest_backlog(imap, batches, report)
+
+    def ingest_backlog(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
+        """A backlog: a helper process parses batch k while this one fetches
+        batch k+1 and writes batch k-1, so both cores work. Commits and flags
+        stay here, in order."""
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context, initializer=set_worker_templates,
+                                 initargs=(self.templates,)) as pool:
+            pending: deque = deque()
+            for uids in batches:
+                if self.should_stop():
+                    break
+                fetched = self.fetch(imap, uids)
+                pending.append((fetched, self.submit_prepare(pool, fetched)))
+                if len(pending) > 1:
+                    self.finish_pending(imap, *pending.popleft(), report)
+            while pending:
+                self.finish_pending(imap, *pending.popleft(), report)
+
+    def submit_prepare(self, pool: ProcessPoolExecutor, fetched: "Fetched") -> Future:
+        try:
+            return pool.submit(prepare_in_worker, fetched, self.limit)
+        except BrokenProcessPool:  # the helper could not start or died: parse here instead
+            done: Future = Future()
+            done.set_result(prepare_batch(fetched, self.templates, self.limit))
+            return done
+
+    def finish_pending(self, imap: ImapMailbox, fetched: "Fetched", future: Future, report: PassReport) -> None:
+        try:
+            prepared = future.result()
+        except BrokenProcessPool:  # the helper died (killed, out of memory): parse here instead
+            self.log.warning("parser_process_lost", uids=len(fetched.uids))
+            prepared = prepare_batch(fetched, self.templates, self.limit)
+        self.finish(imap, fetched, prepared, report)
 
     def fetch(self, imap: ImapMailbox, uids: list[int]) -> "Fetched":
         """Sizes first; the messages within the size limit with BODY.PEEK[]."""
         sizes = imap.sizes(uids)
-        limit = self.config.ingest.max_message_size
-        too_large = {u: sizes[u] for u in uids if sizes.get(u, 0) > limit}
+        too_large = {u: sizes[u] for u in uids if sizes.get(u, 0) > self.limit}
         return Fetched(uids, imap.bodies([u for u in uids if u not in too_large]), too_large)
 
-    def ingest_fetched(self, imap: ImapMailbox, fetched: "Fetched", report: PassReport) -> None:
-        limit = self.config.ingest.max_message_size
-        prepared = [
-            Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit}", too_large=True)
-            if uid in fetched.too_large else self.prepare(uid, fetched.raws[uid])
-            for uid in fetched.uids
-            if uid in fetched.too_large or uid in fetched.raws
-        ]
+    def finish(self, imap: ImapMailbox, fetched: "Fetched", prepared: list[Prepared], report: PassReport) -> None:
+        """Write a prepared batch, then flag what it settled."""
         results, settled = self.persist_batch(imap.uidvalidity, fetched.uids, prepared)
         imap.mark_seen(sorted(settled) + [uid for uid, result in results.items() if result.outcome.is_final])
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
-
-    def prepare(self, uid: int, raw: bytes) -> Prepared:
-        """Parse → classify → extract: the steps that need no database."""
-        try:
-            message = parse_message(raw)
-        except MessageError as exc:
-            return Prepared(uid, error=str(exc))
-        reason = not_a_lead(message)
-        if reason:
-            return Prepared(uid, message, not_lead=reason)
-        try:
-            return Prepared(uid, message, draft=extract_lead(message, self.templates))
-        except Exception as exc:  # a bug in extraction must not stop the batch
-            return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
 
     def persist_batch(
         self, uidvalidity: int, uids: list[int], prepared: list[Prepared]
@@ -275,6 +296,44 @@ def ingest_mailboxes(
         MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock).run()
         for box in boxes
     ]
+
+
+# --- parse → classify → extract: pure, so it may run in a helper process -----
+
+PARALLEL_FROM = 3  # batches: a smaller pass is not worth starting a process
+_worker_templates: list[BoundTemplate] = []
+
+
+def prepare_batch(fetched: Fetched, templates: list[BoundTemplate], limit: int) -> list[Prepared]:
+    return [
+        Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit}", too_large=True)
+        if uid in fetched.too_large else prepare_message(uid, fetched.raws[uid], templates)
+        for uid in fetched.uids
+        if uid in fetched.too_large or uid in fetched.raws
+    ]
+
+
+def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate]) -> Prepared:
+    """Parse → classify → extract: the steps that need no database."""
+    try:
+        message = parse_message(raw)
+    except MessageError as exc:
+        return Prepared(uid, error=str(exc))
+    reason = not_a_lead(message)
+    if reason:
+        return Prepared(uid, message, not_lead=reason)
+    try:
+        return Prepared(uid, message, draft=extract_lead(message, templates))
+    except Exception as exc:  # a bug in extraction must not stop the batch
+        return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
+
+
+def set_worker_templates(templates: list[BoundTemplate]) -> None:
+    _worker_templates[:] = templates
+
+
+def prepare_in_worker(fetched: Fetched, limit: int) -> list[Prepared]:
+    return prepare_batch(fetched, _worker_templates, limit)
 
 
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:

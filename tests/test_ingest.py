@@ -573,3 +573,21 @@ def test_an_unreachable_database_leaves_every_message_unread(env, mailbox):
     assert code == 1 and "cannot reach the database" in err
     assert "Traceback" not in err
     assert mailbox.unseen() == [1]
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_backlog_gives_the_same_leads_with_or_without_the_parsing_process(env, mailbox, parallel):
+    mailbox.append((FIXTURES / "broken_charset.eml").read_bytes())
+    for i in range(8):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    mailbox.append(plain_message("Away", headers={"Auto-Submitted": "auto-replied"}))
+    extra = f"[ingest]\nbatch_size = 2\nparallel_parsing = {'true' if parallel else 'false'}\n"
+    env.configure(mailbox.section(), extra=extra)
+    env.upgrade()
+    assert env.poll() == 1
+    leads = env.leads()
+    assert [lead["name"] for lead in leads] == [f"Person {i}" for i in range(8)]
+    assert owners_of(leads) == ["ana@example.com", "ben@example.com", "cy@example.com"] * 2 + [
+        "ana@example.com", "ben@example.com"]
+    assert [e.outcome for e in env.ledger()] == ["failed"] + ["lead"] * 8 + ["not_lead"]
+    assert mailbox.unseen() == [1]
