@@ -43,6 +43,7 @@ url = "sqlite:///{db}"
 
 [ingest]
 batch_size = {batch}
+parallel_parsing = {parallel}
 
 [[owners]]
 email = "ana@example.com"
@@ -171,13 +172,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=50_000, help="messages (default 50,000)")
     parser.add_argument("--batch", type=int, default=100, help="ingest batch size")
+    parser.add_argument("--sequential", action="store_true", help="parallel_parsing = false")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="leadtap-bench-"))
     with Dovecot(tls=False) as server:
         fill_mailbox(server, args.n)
         config = work / "leadtap.toml"
         config.write_text(CONFIG.format(db=work / "bench.db", port=server.port, password=server.password,
-                                        batch=args.batch))
+                                        batch=args.batch, parallel="false" if args.sequential else "true"))
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "error",
                         "db", "upgrade"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         print("running one ingest pass ...", file=sys.stderr)
@@ -185,7 +187,7 @@ def main() -> None:
     print("parsing the same messages with mail-parser alone ...", file=sys.stderr)
     parse_rate = parse_only_rate(args.n)
     rate = args.n / seconds
-    print(f"messages:              {args.n}")
+    print(f"messages:              {args.n}{' (parallel_parsing = false)' if args.sequential else ''}")
     print(f"poll result:           {summary}")
     print(f"ingest pass:           {seconds:.1f} s, {rate:.0f} messages/s")
     print(f"peak memory, all:      {tree_mb:.0f} MB  (poll and its parsing process together, sampled every 50 ms)")

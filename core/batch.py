@@ -106,10 +106,6 @@ class LeadBatch:
         ):
             self.ledger[uid] = (row_id, attempts, outcome)
 
-    def settled(self) -> set[int]:
-        """UIDs whose ledger row is final: another worker took them meanwhile."""
-        return {uid for uid, (_, _, outcome) in self.ledger.items() if Outcome(outcome).is_final}
-
     def attempts(self, uid: int) -> int:
         """Attempts recorded for ``uid``, counting this batch's."""
         before = self.ledger[uid][1] if uid in self.ledger else 0

@@ -25,7 +25,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -174,6 +173,25 @@ class MailboxState(Base):
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Reminder(Base):
+    """One reminder of one stay of a lead in a status: claimed before it is
+    sent, so two sweeps never send it twice."""
+
+    __tablename__ = "reminders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(200))
+    stay_started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the lead's status_changed_at
+    repeat: Mapped[int] = mapped_column(Integer)  # 0 for the first reminder of the stay
+    state: Mapped[str] = mapped_column(String(20))  # claimed | sent
+    recipients: Mapped[list] = mapped_column(JSON, default=list)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", name="uq_reminders_claim"),)
+
+
 class Database:
     """The engine and its sessions; made by the composition root, never at import."""
 
@@ -269,7 +287,3 @@ def describe_db_error(exc: Exception) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def owner_by_email(session: Session, email: str) -> Owner | None:
-    return session.scalar(select(Owner).where(Owner.email == email.lower()))

@@ -40,3 +40,11 @@ class MessageError(LeadtapError):
 
 class TemplateError(LeadtapError):
     """An extraction template is not valid."""
+
+
+class MailSendError(LeadtapError):
+    """An email could not be sent; ``permanent`` when trying again cannot help."""
+
+    def __init__(self, message: str, permanent: bool):
+        self.permanent = permanent
+        super().__init__(message)

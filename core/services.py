@@ -7,25 +7,19 @@ with. Turning a batch of messages into leads is ``core.batch.LeadBatch``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.config import Config, MailboxConfig
 from core.db import (
-    Activity,
-    Lead,
     LedgerEntry,
     MailboxState,
-    Opportunity,
     Owner,
     Rotation,
-    SeenMessage,
-    ThreadMessage,
 )
-from core.model import Candidate, IncomingMessage, LeadDraft, Outcome, next_in_turn
+from core.model import IncomingMessage, Outcome
 
 
 @dataclass(frozen=True)
@@ -181,7 +175,3 @@ def message_details(ref: MessageRef, message: IncomingMessage) -> dict:
 
 def clip(value: str | None, length: int) -> str | None:
     return value[:length] if value else value
-
-
-def count_leads(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Lead)) or 0

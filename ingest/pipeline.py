@@ -63,6 +63,8 @@ class PassReport:
     mailbox: str
     counts: Counter = field(default_factory=Counter)
     error: str | None = None
+    total: int = 0  # candidate messages in this pass
+    done: int = 0
 
     @property
     def failed(self) -> bool:
@@ -122,6 +124,7 @@ class MailboxIngest:
         try:
             with self.open_mailbox(self.box) as imap:
                 uids = self.candidates(imap)
+                report.total = len(uids)
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
                     self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
@@ -204,6 +207,9 @@ class MailboxIngest:
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
+        report.done += len(fetched.uids)
+        if report.total > self.config.ingest.batch_size:  # a long pass shows its progress
+            self.log.info("pass_progress", done=report.done, total=report.total)
 
     def persist_batch(
         self, uidvalidity: int, uids: list[int], prepared: list[Prepared]

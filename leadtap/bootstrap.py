@@ -16,6 +16,9 @@ from core.errors import ConfigError, TemplateError
 from core.services import sync_owners
 from ingest.extract import BoundTemplate, compile_template
 from ingest.imap import ImapMailbox
+from scheduler.mailer import SmtpMailer
+from scheduler.reminders import ReminderSweep
+from scheduler.render import Renderer
 
 DEFAULT_CONFIG = "leadtap.toml"
 
@@ -52,6 +55,17 @@ class App:
 
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
+
+    def mailer(self) -> SmtpMailer:
+        if self.config.smtp is None:
+            raise ConfigError(self.config.path, "smtp", "no [smtp] table: leadtap cannot send email")
+        return SmtpMailer(self.config.smtp)
+
+    def renderer(self) -> Renderer:
+        return Renderer(self.config.reminders.templates_dir)
+
+    def reminder_sweep(self, **kwargs) -> ReminderSweep:
+        return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
 
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""

@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import structlog
 
 from core.db import upgrade_schema
-from core.errors import ConfigError, LeadtapError, MessageError
+from core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
+from core.reminders import sent_reminders
 from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
 from ingest.parse import parse_message
 from ingest.pipeline import ingest_mailboxes
 from leadtap.bootstrap import App, build_app
 from leadtap.logs import configure_logging
+from scheduler.render import RenderError, sample_context
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("id", nargs="?", type=int, help="the failed message's id (from `failed list`)")
     which.add_argument("--all", action="store_true", help="every failed message")
     retry.set_defaults(handler=cmd_failed_retry)
+
+    remind = commands.add_parser("remind", help="one reminder sweep now")
+    remind.add_argument("--dry-run", action="store_true", help="print who would get what; send nothing")
+    remind.set_defaults(handler=cmd_remind)
+    reminders = commands.add_parser("reminders", help="reminders sent").add_subparsers(dest="reminders_command",
+                                                                                      required=True)
+    reminders.add_parser("list", help="the latest reminders").set_defaults(handler=cmd_reminders_list)
 
     commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
         handler=cmd_check
@@ -207,12 +214,35 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 
 
+def cmd_remind(app: App, args: argparse.Namespace) -> int:
+    report = app.reminder_sweep().run(dry_run=args.dry_run)
+    for line in report.plan:
+        print(f"would send to {line}")
+    print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
+    return EXIT_FAILED if report.released or report.refused else EXIT_OK
+
+
+def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        rows = sent_reminders(session)
+    for row in rows:
+        print(f"{row['sent_at'] or '(claimed)':32}  lead #{row['lead_id']} {row['lead'] or ''!s:.30}  "
+              f"rule {row['rule']} #{row['number']}  {row['state']}  → {', '.join(row['recipients'])}")
+    print(f"({len(rows)} reminder{'s' if len(rows) != 1 else ''})")
+    return EXIT_OK
+
+
 def cmd_check(app: App, args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
     checks.append(("database", lambda: check_database(app)))
     for box in app.config.mailboxes:
         if box.active:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
+    for kind in reminder_kinds(app.config):
+        checks.append((f"template {kind}", lambda kind=kind: check_template(app, kind)))
+    if app.config.smtp is not None:
+        checks.append(("smtp", lambda: check_smtp(app)))
     failures = 0
     for name, check in checks:
         try:
@@ -222,6 +252,31 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
             failures += 1
             print(f"FAIL  {name}: {exc}")
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def reminder_kinds(config) -> list[str]:
+    if config.reminders.digest:
+        return ["digest"] if config.reminders.rules else []
+    return sorted({rule.template for rule in config.reminders.rules if rule.enabled})
+
+
+def check_template(app: App, kind: str) -> str:
+    try:
+        rendered = app.renderer().render(kind, sample_context())
+    except RenderError as exc:
+        raise TemplateError(str(exc)) from None
+    return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
+
+
+def check_smtp(app: App) -> str:
+    mailer = app.mailer()
+    try:
+        with mailer:
+            mailer.client = mailer.connect()
+            mailer.client.noop()
+    except Exception as exc:  # every failure to reach the server is the check's answer
+        raise MailSendError(f"{mailer.where()}: {exc}", permanent=False) from None
+    return f"{mailer.where()} answers"
 
 
 def check_database(app: App) -> str:

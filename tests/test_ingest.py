@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from core.db import Lead, LedgerEntry, Opportunity, Owner
-from core.model import Outcome
+from core.db import Lead, LedgerEntry
 from core.views import list_leads
 from ingest.pipeline import MailboxIngest
 from leadtap.bootstrap import build_app
@@ -591,3 +590,37 @@ def test_a_backlog_gives_the_same_leads_with_or_without_the_parsing_process(env,
         "ana@example.com", "ben@example.com"]
     assert [e.outcome for e in env.ledger()] == ["failed"] + ["lead"] * 8 + ["not_lead"]
     assert mailbox.unseen() == [1]
+
+
+def test_a_long_pass_logs_its_progress(env, mailbox):
+    for i in range(5):
+        mailbox.append(enquiry(email=f"p{i}@client.test"))
+    env.configure(mailbox.section(), extra="[ingest]\nbatch_size = 2\nparallel_parsing = false\n")
+    env.upgrade()
+    _, _, err = env.cli("poll")
+    progress = [json.loads(line) for line in err.splitlines() if '"pass_progress"' in line]
+    assert [(p["done"], p["total"]) for p in progress] == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_extract_shows_what_a_template_finds_in_a_saved_message(env, mailbox, tmp_path):
+    env.configure(mailbox.section())
+    saved = tmp_path / "enquiry.eml"
+    saved.write_bytes(enquiry(name="Jo Smith", email="jo@client.test", company="ACME"))
+    code, out, _ = env.cli("extract", "--template", "contact-form", str(saved))
+    found = json.loads(out)
+    assert code == 0 and found["matched"] is True
+    assert found["fields"]["name"] == "Jo Smith" and found["fields"]["company"] == "ACME"
+
+    saved.write_bytes(plain_message("Name: Jo\nPhone: 123\n"))
+    code, out, _ = env.cli("extract", "--template", "contact-form", str(saved))
+    found = json.loads(out)
+    assert code == 1 and found["matched"] is False
+    assert found["missing"] == ["email", "message"]
+
+
+def test_extract_names_an_unknown_template(env, mailbox, tmp_path):
+    env.configure(mailbox.section())
+    saved = tmp_path / "enquiry.eml"
+    saved.write_bytes(enquiry())
+    code, _, err = env.cli("extract", "--template", "nope", str(saved))
+    assert code == 2 and "no extraction template named 'nope'" in err

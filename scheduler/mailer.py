@@ -1,0 +1,100 @@
+"""The SMTP adapter: one connection reused across a sweep, reconnecting once
+when the server dropped it. Every smtplib, socket and TLS error leaves this
+module as ``MailSendError``; ``permanent`` says whether trying again can help
+(a 5xx answer) or not."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+
+from core.config import SmtpConfig
+from core.errors import MailSendError
+
+
+class Dropped(Exception):
+    """The server closed the connection; one reconnect is worth trying."""
+
+
+class SmtpMailer:
+    def __init__(self, config: SmtpConfig):
+        self.config = config
+        self.client: smtplib.SMTP | None = None
+
+    def __enter__(self) -> "SmtpMailer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, message: EmailMessage) -> None:
+        """Send one message; reconnect once if the server had dropped us."""
+        try:
+            self._send(message)
+        except Dropped:
+            self.close()
+            try:
+                self._send(message)
+            except Dropped as exc:
+                raise MailSendError(f"{self.where()}: the server closed the connection ({exc})",
+                                    permanent=False) from None
+
+    def _send(self, message: EmailMessage) -> None:
+        try:
+            if self.client is None:
+                self.client = self.connect()
+            refused = self.client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise MailSendError(self.describe("refused every recipient", exc.recipients), permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            if exc.smtp_code == 421:  # "closing the connection": a new one may do
+                raise Dropped(f"421 {text}") from None
+            raise MailSendError(f"{self.where()}: {exc.smtp_code} {text}", permanent=exc.smtp_code >= 500) from None
+        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise Dropped(str(exc) or type(exc).__name__) from None
+        except socket.timeout:
+            self.close()
+            raise MailSendError(f"{self.where()}: timed out after {self.config.timeout:g}s", permanent=False) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise MailSendError(f"{self.where()}: {exc}", permanent=False) from None
+        if refused:
+            raise MailSendError(self.describe("refused some recipients", refused), permanent=True)
+
+    def connect(self) -> smtplib.SMTP:
+        config = self.config
+        context = ssl.create_default_context(cafile=config.ca_file)
+        if config.security == "tls":
+            client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
+        else:
+            client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+            if config.security == "starttls":
+                client.starttls(context=context)
+        if config.username:
+            client.login(config.username, config.password.reveal() if config.password else "")
+        return client
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.quit()
+        except Exception:  # closing a broken connection: nothing left to save
+            try:
+                self.client.close()
+            except Exception:
+                pass
+        self.client = None
+
+    def where(self) -> str:
+        return f"SMTP {self.config.host}:{self.config.port}"
+
+    def describe(self, what: str, recipients: dict) -> str:
+        answers = "; ".join(
+            f"{address}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+            for address, (code, text) in recipients.items()
+        )
+        return f"{self.where()} {what}: {answers}"

@@ -1,0 +1,116 @@
+"""Reminder emails: one renderer per kind (subject, text, optional HTML), in a
+sandboxed Jinja2 environment where an undefined name is an error and HTML is
+auto-escaped — a lead's name is untrusted input from an email."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+from core.model import LEADTAP_HEADER
+
+SHIPPED = Path(__file__).resolve().parent.parent / "templates"
+SAMPLE_LEAD = {
+    "id": 1, "name": "Sample Lead", "email": "sample@client.example", "phone": "+1 555 0100",
+    "company": "Sample Co", "message": "A sample enquiry.", "fields": {}, "source": "Email", "status": "New",
+    "status_changed_at": "2026-01-01T09:00:00+00:00", "owner": "owner@example.com", "owner_name": "Owner",
+    "opportunity": None, "mailbox": "sales", "subject": "Sample", "received_at": "2026-01-01T09:00:00+00:00",
+    "created_at": "2026-01-01T09:00:00+00:00",
+}
+
+
+def sample_context() -> dict:
+    """A context like a real one, for `leadtap check` to render every template once."""
+    item = {
+        "lead": dict(SAMPLE_LEAD),
+        "owner": {"email": "owner@example.com", "name": "Owner"},
+        "rule": {"name": "sample", "status": "New", "after": "2 days"},
+        "stale_for": "3 days",
+        "number": 1,
+        "escalation": False,
+        "lead_url": "https://crm.example.com/leads/1",
+    }
+    return {**item, "recipient": {"email": "owner@example.com", "name": "Owner"}, "items": [item],
+            "now": "2026-01-04T09:00:00+00:00"}
+
+
+class RenderError(Exception):
+    """A template is missing or fails to render; names the template."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+class Renderer:
+    def __init__(self, templates_dir: str | None = None):
+        loaders = [FileSystemLoader(templates_dir)] if templates_dir else []
+        self.env = SandboxedEnvironment(
+            loader=ChoiceLoader(loaders + [FileSystemLoader(str(SHIPPED))]),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+            keep_trailing_newline=False,
+        )
+
+    def render(self, kind: str, context: dict) -> Rendered:
+        subject = self.render_one(f"{kind}.subject.j2", context)
+        text = self.render_one(f"{kind}.txt.j2", context)
+        try:
+            html = self.render_one(f"{kind}.html.j2", context)
+        except TemplateNotFound:
+            html = None
+        return Rendered(one_line(subject), text, html)
+
+    def render_one(self, name: str, context: dict) -> str:
+        try:
+            return self.env.get_template(name).render(context)
+        except TemplateNotFound:
+            if name.endswith(".html.j2"):
+                raise
+            raise RenderError(f"template {name} not found") from None
+        except TemplateError as exc:
+            where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise RenderError(f"template {name}{where}: {exc.message or exc}") from None
+
+
+def one_line(text: str) -> str:
+    """Header values built from lead data cannot carry a line break (header injection)."""
+    return re.sub(r"[\r\n\t]+", " ", text).strip()
+
+
+def describe_duration(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    if days:
+        return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours and days < 3 else "")
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    return f"{minutes} min"
+
+
+def compose(rendered: Rendered, sender: str, recipients: list[str], now: datetime, kind: str) -> EmailMessage:
+    """The email: multipart/alternative when there is HTML; marked as leadtap's
+    own, automatic mail so that no watched mailbox turns it into a lead."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "leadtap.invalid"
+    message["Message-ID"] = make_msgid(idstring="leadtap", domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message[LEADTAP_HEADER] = kind
+    message.set_content(rendered.text)
+    if rendered.html is not None:
+        message.add_alternative(rendered.html, subtype="html")
+    return message

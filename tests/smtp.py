@@ -1,0 +1,93 @@
+"""Real SMTP servers for the tests: aiosmtpd on a free loopback port, able to
+refuse a recipient or drop the connection; and a server that never answers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+
+from aiosmtpd.controller import Controller
+
+from leadtap.dovecot import free_port
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self):
+        self.messages: list[EmailMessage] = []
+        self.refuse: set[str] = set()
+        self.drop_after_each = False  # close the connection at the second MAIL of a session
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.drop_after_each and getattr(session, "sent_one", False):
+            server.transport.close()
+            return "421 4.3.2 closing the connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=default)
+        message["X-Test-Recipients"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        session.sent_one = True
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in m["X-Test-Recipients"]]
+
+
+class SmtpServer:
+    def __init__(self):
+        self.handler = Recorder()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> "SmtpServer":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.handler.messages
+
+
+class SilentServer:
+    """Accepts connections and never says a word."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self.accept, daemon=True)
+
+    def accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def __enter__(self) -> "SilentServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+        for connection in self.held:
+            connection.close()
