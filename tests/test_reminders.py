@@ -279,3 +279,24 @@ def test_check_renders_every_template_and_catches_a_typo(remind, smtp, tmp_path)
     (templates / "stale_lead.txt.j2").write_text("Hello {{ recipient.name }}\n")
     code, out, _ = remind.cli("check")
     assert "ok    template stale_lead" in out and "ok    smtp" in out
+
+
+def test_two_remind_processes_at_once_on_postgres_send_each_reminder_once(tmp_path, postgres_url, smtp, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    remind = Remind(tmp_path, postgres_url, smtp.port, capsys)
+    remind.configure(RULE)
+    for i in range(40):
+        remind.add_lead(f"Lead {i}", "ana@example.com" if i % 2 else "ben@example.com")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "leadtap", "--config", str(remind.path), "remind"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    subjects = [m["Subject"] for m in smtp.messages]
+    assert len(subjects) == 40 and len(set(subjects)) == 40
