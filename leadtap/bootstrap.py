@@ -53,6 +53,10 @@ class App:
             self._db = Database(self.config.database.url)
         return self._db
 
+    def use_database(self, db: Database) -> None:
+        """Share an open database (a reloaded config keeps the running engine)."""
+        self._db = db
+
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from ingest.parse import parse_message
 from ingest.pipeline import ingest_mailboxes
 from leadtap.bootstrap import App, build_app
 from leadtap.logs import configure_logging
+from scheduler.daemon import Daemon
 from scheduler.render import RenderError, sample_context
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -80,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("id", nargs="?", type=int, help="the failed message's id (from `failed list`)")
     which.add_argument("--all", action="store_true", help="every failed message")
     retry.set_defaults(handler=cmd_failed_retry)
+
+    commands.add_parser("run", help="the long-running worker: polling and reminders on a schedule").set_defaults(
+        handler=cmd_run
+    )
 
     remind = commands.add_parser("remind", help="one reminder sweep now")
     remind.add_argument("--dry-run", action="store_true", help="print who would get what; send nothing")
@@ -212,6 +218,10 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
     for report in reports:
         print(report.summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def cmd_run(app: App, args: argparse.Namespace) -> int:
+    return Daemon(app, lambda: build_app(args.config), os.environ).run()
 
 
 def cmd_remind(app: App, args: argparse.Namespace) -> int:

@@ -1,0 +1,222 @@
+"""``leadtap run``: one APScheduler 3.x scheduler in the foreground.
+
+- an ingest job per active mailbox every ``poll_interval``, and the reminder
+  sweep every ``[reminders].sweep_every``; jobs never overlap themselves, a
+  slow mailbox never delays the others (each job has its own thread);
+- SIGTERM/SIGINT: stop taking new work, finish the batch or reminder in hand,
+  exit 0; SIGHUP: reload the config, keep the running one if the new is bad;
+- systemd: READY=1 once the database is checked and the jobs scheduled,
+  WATCHDOG=1 while the scheduler makes progress, STATUS=, STOPPING=1;
+- a fatal error (the schema gone) ends the process non-zero: never
+  "running but dead".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import func, select
+
+from core.db import Lead
+from core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
+from core.services import sync_owners
+from ingest.pipeline import MailboxIngest
+from scheduler.notify import Notifier
+
+MISFIRE_GRACE = 30  # seconds a late run may still start
+STOP_WITHIN = 10  # seconds
+
+
+class Fatal(Exception):
+    """The daemon cannot go on: exit non-zero so systemd restarts it."""
+
+
+@dataclass
+class State:
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+    fatal: str | None = None
+    last_beat: float = field(default_factory=time.monotonic)
+    last_poll: dict[str, datetime] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(self, app: Any, load_app: Callable[[], Any], environ: Mapping[str, str],
+                 clock: Callable[[], datetime] | None = None):
+        """``app`` is the composition root's App; ``load_app`` builds a fresh one
+        from the config file (on SIGHUP)."""
+        self.app = app
+        self.load_app = load_app
+        self.notifier = Notifier(environ)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.state = State()
+        self.log = structlog.get_logger("leadtap.run")
+        self.lock_file = None
+
+    # --- start and stop ---------------------------------------------------------
+
+    def run(self) -> int:
+        db = self.app.ready_database()
+        self.lock_sqlite(db)
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(len(self.app.config.mailboxes) + 3)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE},
+            timezone=timezone.utc,
+        )
+        scheduler.add_listener(self.on_job_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        self.schedule(scheduler)
+        self.install_signals()
+        scheduler.start()
+        self.notifier.ready(self.status())
+        self.log.info("started", mailboxes=[b.name for b in self.app.config.mailboxes if b.active],
+                      reminder_rules=len(self.app.config.reminders.rules))
+        try:
+            self.supervise(scheduler)
+        finally:
+            self.notifier.stopping()
+            self.state.stop.set()
+            scheduler.shutdown(wait=True)  # the jobs see `stop` and finish what they hold
+            self.app.close()
+        if self.state.fatal:
+            self.log.error("stopped_on_fatal_error", error=self.state.fatal)
+            return 1
+        self.log.info("stopped")
+        return 0
+
+    def supervise(self, scheduler: BackgroundScheduler) -> None:
+        """The main thread: pings the watchdog while the scheduler makes progress,
+        reloads on SIGHUP, returns on SIGTERM or a fatal error."""
+        watchdog = self.notifier.watchdog_seconds
+        tick = min(watchdog / 2, 1.0) if watchdog else 1.0
+        while not self.state.stop.wait(tick):
+            if self.state.reload.is_set():
+                self.state.reload.clear()
+                self.reload(scheduler)
+            if watchdog and time.monotonic() - self.state.last_beat < watchdog:
+                self.notifier.watchdog()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.state.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.state.stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.state.reload.set())
+
+    def lock_sqlite(self, db) -> None:
+        """On SQLite one `leadtap run` per database file: a second one refuses."""
+        if not db.is_sqlite or not db.engine.url.database:
+            return
+        path = Path(db.engine.url.database).resolve()
+        self.lock_file = open(f"{path}.run-lock", "w")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LeadtapError(
+                f"another `leadtap run` is already using {path}; one worker per SQLite file "
+                "(use PostgreSQL for several)"
+            ) from None
+        self.lock_file.write(str(os.getpid()))
+        self.lock_file.flush()
+
+    # --- jobs -----------------------------------------------------------------------
+
+    def schedule(self, scheduler: BackgroundScheduler) -> None:
+        config = self.app.config
+        now = self.clock()
+        for box in config.mailboxes:
+            if box.active:
+                scheduler.add_job(self.ingest_job, IntervalTrigger(seconds=box.poll_interval.total_seconds()),
+                                  args=[box.name], id=f"ingest:{box.name}", name=f"ingest {box.name}",
+                                  next_run_time=now, replace_existing=True)
+        if config.reminders.rules:
+            scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=config.reminders.sweep_every.total_seconds()),
+                              id="reminders", name="reminder sweep", next_run_time=now, replace_existing=True)
+        beat = (self.notifier.watchdog_seconds or 10) / 4
+        scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=beat), id="heartbeat", name="heartbeat",
+                          next_run_time=now, replace_existing=True)
+
+    def ingest_job(self, mailbox: str) -> None:
+        app = self.app
+        self.check_schema(app)
+        box = app.config.mailbox(mailbox)
+        report = MailboxIngest(app.config, box, app.db, [app.templates[n] for n in box.templates],
+                               app.open_mailbox, should_stop=self.state.stop.is_set).run()
+        self.state.last_poll[mailbox] = self.clock()
+        self.notifier.status(self.status())
+        if report.failed:
+            self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
+
+    def reminder_job(self) -> None:
+        app = self.app
+        self.check_schema(app)
+        report = app.reminder_sweep(should_stop=self.state.stop.is_set).run()
+        if report.due or report.skipped:
+            self.log.info("sweep_done", summary=report.summary())
+
+    def heartbeat(self) -> None:
+        self.state.last_beat = time.monotonic()
+
+    def check_schema(self, app) -> None:
+        try:
+            app.db.check_schema()
+        except SchemaError as exc:
+            self.fail(str(exc))
+            raise Fatal(str(exc)) from None
+        except DatabaseUnavailable:
+            raise  # logged by the job listener; the next run tries again
+
+    def on_job_event(self, event: JobExecutionEvent) -> None:
+        self.state.last_beat = time.monotonic()
+        if event.exception is not None and not isinstance(event.exception, Fatal):
+            self.log.error("job_failed", job=event.job_id, error=str(event.exception),
+                           traceback=event.traceback)
+
+    def fail(self, reason: str) -> None:
+        self.state.fatal = reason
+        self.state.stop.set()
+
+    # --- reload ---------------------------------------------------------------------
+
+    def reload(self, scheduler: BackgroundScheduler) -> None:
+        try:
+            fresh = self.load_app()
+        except ConfigError as exc:
+            self.log.error("reload_refused", error=str(exc), detail="the running configuration stays")
+            return
+        if fresh.config.database.url != self.app.config.database.url:
+            self.log.warning("reload_database_url_ignored", detail="a new database URL needs a restart")
+        fresh.use_database(self.app.db)
+        with fresh.db.transaction() as session:
+            sync_owners(session, fresh.config)
+        self.app = fresh
+        for job in scheduler.get_jobs():
+            if job.id.startswith("ingest:") or job.id == "reminders":
+                job.remove()
+        self.schedule(scheduler)
+        self.notifier.status(self.status())
+        self.log.info("reloaded", mailboxes=[b.name for b in fresh.config.mailboxes if b.active])
+
+    def status(self) -> str:
+        boxes = [b.name for b in self.app.config.mailboxes if b.active]
+        last = max(self.state.last_poll.values()).strftime("%H:%M:%S") if self.state.last_poll else "never"
+        return f"{len(boxes)} mailbox(es), last poll {last}, {self.leads_today()} lead(s) today"
+
+    def leads_today(self) -> int:
+        start = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            with self.app.db.transaction() as session:
+                return session.scalar(select(func.count()).select_from(Lead).where(Lead.created_at >= start)) or 0
+        except Exception:  # the status line must never take the daemon down
+            return 0
+

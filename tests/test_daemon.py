@@ -1,0 +1,202 @@
+"""`leadtap run` as a real process: systemd notify on a real AF_UNIX socket,
+signals, the SQLite single-worker lock, and the whole path end to end —
+Dovecot receives an enquiry, a lead appears, its owner gets the reminder.
+
+These wait on conditions (bounded) rather than on fixed sleeps: the daemon's
+intervals are set to a second so that the real scheduler runs its real jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.db import Database
+from tests.helpers import ROOT, enquiry, write_config
+from tests.smtp import SmtpServer
+
+REMINDERS = """
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+from = "leadtap <crm@example.com>"
+
+[reminders]
+sweep_every = "1s"
+
+[[reminders.rules]]
+name = "new-untouched"
+status = "New"
+after = "2s"
+"""
+
+
+class NotifySocket:
+    """What systemd would hear: datagrams on an AF_UNIX socket, read as they come
+    (the kernel queues only a few unread datagrams)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.heard: list[str] = []
+        self.open = True
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self) -> None:
+        while self.open:
+            try:
+                self.heard.extend(self.sock.recv(4096).decode().split("\n"))
+            except (socket.timeout, OSError):
+                continue
+
+    def drain(self) -> list[str]:
+        return list(self.heard)
+
+    def close(self) -> None:
+        self.open = False
+        self.reader.join()
+        self.sock.close()
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_run(config: Path, notify: NotifySocket | None = None, watchdog_usec: int | None = None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify.path)
+    if watchdog_usec:
+        env["WATCHDOG_USEC"] = str(watchdog_usec)
+    return subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(config), "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def count(url: str, sql: str) -> int:
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            return connection.execute(text(sql)).scalar()
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def smtp():
+    with SmtpServer() as server:
+        yield server
+
+
+def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, mailbox, smtp):
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    section = mailbox.section(poll_interval="1s")
+    config = write_config(tmp_path / "leadtap.toml", url, section, extra=REMINDERS.format(port=smtp.port))
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                   cwd=ROOT, capture_output=True)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = start_run(config, notify, watchdog_usec=2_000_000)
+    try:
+        wait_for(lambda: "READY=1" in notify.drain(), what="READY=1")
+        wait_for(lambda: "WATCHDOG=1" in notify.drain(), what="WATCHDOG=1")
+        assert any(line.startswith("STATUS=1 mailbox(es)") for line in notify.heard)
+
+        mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+        wait_for(lambda: count(url, "select count(*) from leads") == 1, what="the lead")
+        reminder = wait_for(lambda: smtp.handler.to("ana@example.com"), what="the reminder")[0]
+        assert "Jo Smith" in reminder["Subject"]
+        wait_for(lambda: any("1 lead(s) today" in line for line in notify.drain()), what="STATUS with the lead")
+
+        # SIGHUP with a bad config: refused, the running one stays.
+        good = config.read_text()
+        config.write_text(good + "\n[nonsense]\nkey = 1\n")
+        process.send_signal(signal.SIGHUP)
+        mailbox.append(enquiry(name="Kim Lee", email="kim@client.test"))
+        wait_for(lambda: count(url, "select count(*) from leads") == 2, what="a lead after the bad reload")
+        assert process.poll() is None
+
+        # SIGHUP with a good config: a new owner joins the rotation.
+        config.write_text(good.replace('email = "cy@example.com"', 'email = "dee@example.com"'))
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: count(url, "select count(*) from owners where email = 'dee@example.com'") == 1,
+                 what="the reloaded owners")
+
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err[-3000:]
+        assert time.monotonic() - started < 10
+        assert "STOPPING=1" in notify.drain()
+        assert '"reload_refused"' in err and "nonsense" in err
+        assert '"reloaded"' in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+        notify.close()
+
+
+def test_a_second_run_on_one_sqlite_file_refuses_to_start(tmp_path, mailbox):
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                   cwd=ROOT, capture_output=True)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    first = start_run(config, notify)
+    try:
+        wait_for(lambda: "READY=1" in notify.drain(), what="the first worker")
+        second = start_run(config)
+        out, err = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert "another `leadtap run` is already using" in err
+        assert "Traceback" not in err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=15)
+        notify.close()
+    assert first.returncode == 0
+
+
+def test_a_vanished_schema_ends_the_daemon_with_an_error(tmp_path, mailbox):
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                   cwd=ROOT, capture_output=True)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = start_run(config, notify)
+    try:
+        wait_for(lambda: "READY=1" in notify.drain(), what="READY=1")
+        db = Database(url)
+        with db.engine.begin() as connection:
+            connection.execute(text("DROP TABLE alembic_version"))
+        db.dispose()
+        out, err = process.communicate(timeout=20)
+        assert process.returncode == 1
+        assert "leadtap db upgrade" in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+        notify.close()
+
+
+def test_run_refuses_an_out_of_date_schema_at_start(tmp_path, mailbox):
+    config = write_config(tmp_path / "leadtap.toml", f"sqlite:///{tmp_path / 'leadtap.db'}", mailbox.section())
+    out, err = start_run(config).communicate(timeout=30)
+    assert "leadtap db upgrade" in err and "Traceback" not in err
