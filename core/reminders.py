@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -119,9 +119,21 @@ def claim(session: Session, due: Due, recipients: list[str], now: datetime) -> b
         return taken.rowcount == 1
 
 
-def mark_sent(session: Session, due: Due, now: datetime, error: str | None = None) -> None:
-    """Sent (or refused for good, with the error): never sent again."""
-    session.execute(update(Reminder).where(*key_clause(due)).values(state="sent", sent_at=now, last_error=error))
+def mark_sent(session: Session, sent: list[tuple[Due, str | None]], now: datetime) -> None:
+    """Sent (or refused for good, with the error): never sent again. One
+    executemany for the lot."""
+    if not sent:
+        return
+    table = Reminder.__table__
+    statement = (
+        update(table)
+        .where(table.c.lead_id == bindparam("k_lead"), table.c.rule == bindparam("k_rule"),
+               table.c.stay_started_at == bindparam("k_stay"), table.c.repeat == bindparam("k_repeat"))
+        .values(state="sent", sent_at=now, last_error=bindparam("k_error"))
+    )
+    rows = [{"k_lead": d.key[0], "k_rule": d.key[1], "k_stay": d.key[2], "k_repeat": d.key[3], "k_error": error}
+            for d, error in sent]
+    session.connection().execute(statement, rows)
 
 
 def release(session: Session, due: Due) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 
 from core.config import SmtpConfig
 from core.errors import MailSendError
@@ -29,7 +29,7 @@ class SmtpMailer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         """Send one message; reconnect once if the server had dropped us."""
         try:
             self._send(message)
@@ -41,7 +41,7 @@ class SmtpMailer:
                 raise MailSendError(f"{self.where()}: the server closed the connection ({exc})",
                                     permanent=False) from None
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: Message) -> None:
         try:
             if self.client is None:
                 self.client = self.connect()

@@ -33,6 +33,10 @@ from core.views import lead_dict
 from scheduler.mailer import SmtpMailer
 from scheduler.render import Renderer, compose, describe_duration
 
+# Sent reminders are confirmed in groups: fewer commits, and a crash re-sends
+# at most this many (at-least-once).
+CONFIRM_EVERY = 50
+
 MailerFactory = Callable[[], AbstractContextManager[SmtpMailer]]
 
 
@@ -129,6 +133,7 @@ class ReminderSweep:
         claimed = self.claim_all(letters, now)
         outcome: dict[tuple, list[MailSendError | None]] = {key: [] for key in claimed}
         remaining = Counter(d.key for letter in letters for d, _ in letter.items if d.key in claimed)
+        finished: dict[tuple, list[MailSendError | None]] = {}
         with self.mailer() as mailer:
             for letter in letters:
                 items = [(d, esc) for d, esc in letter.items if d.key in claimed]
@@ -137,13 +142,15 @@ class ReminderSweep:
                 if self.should_stop():
                     break
                 error = self.send(mailer, letter.recipient, items, now)
-                finished = []
                 for d, _ in items:
                     outcome[d.key].append(error)
                     remaining[d.key] -= 1
                     if remaining[d.key] == 0:
-                        finished.append(d.key)
-                self.confirm(claimed, {key: outcome.pop(key) for key in finished}, now, report)
+                        finished[d.key] = outcome.pop(d.key)
+                if len(finished) >= CONFIRM_EVERY:
+                    self.confirm(claimed, finished, now, report)
+                    finished = {}
+        self.confirm(claimed, finished, now, report)
         # Stopped early: what was claimed and not sent is released for the next sweep.
         self.confirm(claimed, outcome, now, report)
 
@@ -180,17 +187,19 @@ class ReminderSweep:
         release the rest for a later sweep."""
         if not outcome:
             return
+        sent: list[tuple[Due, str | None]] = []
         with self.db.transaction() as session:
             for key, errors in outcome.items():
                 if any(e is None for e in errors):
-                    mark_sent(session, claimed[key], now)
+                    sent.append((claimed[key], None))
                     report.sent += 1
                 elif errors and all(e.permanent for e in errors):
-                    mark_sent(session, claimed[key], now, error="; ".join(str(e) for e in errors))
+                    sent.append((claimed[key], "; ".join(str(e) for e in errors)))
                     report.refused += 1
                 else:
                     release(session, claimed[key])
                     report.released += 1
+            mark_sent(session, sent, now)
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]
