@@ -3,6 +3,7 @@ refuse a recipient or drop the connection; and a server that never answers."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from email import message_from_bytes
@@ -21,6 +22,7 @@ class Recorder:
         self.messages: list[EmailMessage] = []
         self.refuse: set[str] = set()
         self.drop_after_each = False  # close the connection at the second MAIL of a session
+        self.delay = 0.0  # seconds to wait before accepting each message
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.drop_after_each and getattr(session, "sent_one", False):
@@ -36,6 +38,8 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         message = message_from_bytes(envelope.content, policy=default)
         message["X-Test-Recipients"] = ", ".join(envelope.rcpt_tos)
         self.messages.append(message)

@@ -696,3 +696,17 @@ def test_the_cli_without_any_config_says_leadtap_toml_was_not_found(tmp_path, ca
 
     assert code == 2
     assert_one_config_error_line(err, out, "leadtap.toml", "not found", "--config")
+
+
+def test_the_shipped_example_config_loads(tmp_path):
+    from tests.helpers import ROOT
+
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "imap-sales").write_text("imap-secret\n")
+    (credentials / "smtp").write_text("smtp-secret\n")
+    config = load_config(ROOT / "leadtap.example.toml", {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert config.mailboxes[0].password.reveal() == "imap-secret"
+    assert config.smtp.password.reveal() == "smtp-secret"
+    assert [rule.name for rule in config.reminders.rules] == ["new-untouched", "offer-waiting"]
+    assert config.warnings == ()

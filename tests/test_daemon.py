@@ -200,3 +200,52 @@ def test_run_refuses_an_out_of_date_schema_at_start(tmp_path, mailbox):
     config = write_config(tmp_path / "leadtap.toml", f"sqlite:///{tmp_path / 'leadtap.db'}", mailbox.section())
     out, err = start_run(config).communicate(timeout=30)
     assert "leadtap db upgrade" in err and "Traceback" not in err
+
+
+def test_sigterm_during_a_sweep_finishes_the_reminder_in_hand_and_exits(tmp_path, mailbox, smtp):
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    rules = REMINDERS.format(port=smtp.port).replace('after = "2s"', 'after = "1s"')
+    config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1h"), extra=rules)
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                   cwd=ROOT, capture_output=True)
+    for i in range(60):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "poll"], check=True, cwd=ROOT,
+                   capture_output=True)
+    smtp.handler.delay = 0.1  # a slow server: the sweep takes about 6 s
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = start_run(config, notify)
+    try:
+        wait_for(lambda: len(smtp.messages) >= 5, what="the sweep to be under way")
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        process.communicate(timeout=15)
+        assert process.returncode == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+        notify.close()
+    received = len(smtp.messages)
+    assert 5 <= received < 60  # it stopped mid-sweep
+    assert count(url, "select count(*) from reminders where state = 'sent'") == received
+    assert count(url, "select count(*) from reminders where state = 'claimed'") == 0  # the rest released
+
+
+def test_the_watchdog_is_pinged_only_while_the_scheduler_makes_progress(tmp_path):
+    from scheduler.daemon import Daemon
+
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = Daemon(None, None, {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
+    daemon.state.last_beat = time.monotonic() - 60  # a hung scheduler: no heartbeat for a minute
+    supervisor = threading.Thread(target=daemon.supervise, args=(None,))
+    supervisor.start()
+    try:
+        time.sleep(1.0)  # five watchdog ticks
+        assert "WATCHDOG=1" not in notify.drain()
+        daemon.heartbeat()  # the scheduler runs its heartbeat job again
+        wait_for(lambda: "WATCHDOG=1" in notify.drain(), timeout=2, what="WATCHDOG=1")
+    finally:
+        daemon.state.stop.set()
+        supervisor.join()
+        notify.close()

@@ -624,3 +624,13 @@ def test_extract_names_an_unknown_template(env, mailbox, tmp_path):
     saved.write_bytes(enquiry())
     code, _, err = env.cli("extract", "--template", "nope", str(saved))
     assert code == 2 and "no extraction template named 'nope'" in err
+
+
+def test_an_imap_server_that_never_answers_times_out(env, mailbox):
+    from tests.smtp import SilentServer
+
+    with SilentServer() as silent:
+        env.configure(mailbox.section(port=silent.port), extra='[ingest]\ntimeout = "1s"\n')
+        env.upgrade()
+        code, out, _ = env.cli("poll")
+    assert code == 1 and "timed out" in out
