@@ -362,16 +362,7 @@ def parse_mailbox(
         required=("name", "host", "username"),
     )
     values["password"] = resolve_password(s, values, environ, warnings)
-    for key in ("password_env", "password_file"):
-        values.pop(key, None)
-    security = values.get("security", "tls")
-    if security not in SECURITY_MODES:
-        s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")
-    if security == "plain" and not is_loopback(values["host"]):
-        s.fail("security", f"plain (unencrypted) IMAP is only allowed to a loopback host, not {values['host']!r}")
-    values.setdefault("port", 993 if security == "tls" else 143)
-    if not 0 < values["port"] < 65536:
-        s.fail("port", "a TCP port between 1 and 65535 is expected")
+    check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
     source = values.setdefault("source", leads.default_source)
     if source not in leads.sources:
         s.fail("source", f"unknown source {source!r}; expected one of {list(leads.sources)}")
@@ -403,18 +394,26 @@ def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) ->
         if "username" not in values:
             s.fail("username", "a password is given, so a username is required")
         values["password"] = resolve_password(s, values, environ, warnings)
-    for key in ("password_env", "password_file"):
-        values.pop(key, None)
-    security = values.get("security", "starttls")
-    if security not in SECURITY_MODES:
-        s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")
-    if security == "plain" and not is_loopback(values["host"]):
-        s.fail("security", f"plain (unencrypted) SMTP is only allowed to a loopback host, not {values['host']!r}")
-    values.setdefault("port", {"tls": 465, "starttls": 587}.get(security, 25))
+    check_connection(s, values, "SMTP", default_security="starttls", ports={"tls": 465, "starttls": 587, "plain": 25})
     sender = values.pop("from")
     if not EMAIL_RE.search(sender):
         s.fail("from", f"{sender!r} has no email address; expected e.g. \"leadtap <crm@example.com>\"")
     return SmtpConfig(sender=sender, **values)
+
+
+def check_connection(s: "Section", values: dict, protocol: str, default_security: str, ports: dict) -> None:
+    """security and port of a server connection; the password keys are dropped
+    (``resolve_password`` has read them)."""
+    for key in ("password_env", "password_file"):
+        values.pop(key, None)
+    security = values.setdefault("security", default_security)
+    if security not in SECURITY_MODES:
+        s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")
+    if security == "plain" and not is_loopback(values["host"]):
+        s.fail("security", f"plain (unencrypted) {protocol} is only allowed to a loopback host, not {values['host']!r}")
+    values.setdefault("port", ports[security])
+    if not 0 < values["port"] < 65536:
+        s.fail("port", "a TCP port between 1 and 65535 is expected")
 
 
 def parse_reminders(s: "Section", leads: LeadsConfig, owners: tuple[OwnerConfig, ...]) -> RemindersConfig:

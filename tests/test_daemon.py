@@ -91,6 +91,11 @@ def start_run(config: Path, notify: NotifySocket | None = None, watchdog_usec: i
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
+def upgrade(config: Path) -> None:
+    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                   cwd=ROOT, capture_output=True)
+
+
 def count(url: str, sql: str) -> int:
     db = Database(url)
     try:
@@ -110,8 +115,7 @@ def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, mailbox, smtp):
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     section = mailbox.section(poll_interval="1s")
     config = write_config(tmp_path / "leadtap.toml", url, section, extra=REMINDERS.format(port=smtp.port))
-    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
-                   cwd=ROOT, capture_output=True)
+    upgrade(config)
     notify = NotifySocket(tmp_path / "notify.sock")
     process = start_run(config, notify, watchdog_usec=2_000_000)
     try:
@@ -156,8 +160,7 @@ def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, mailbox, smtp):
 def test_a_second_run_on_one_sqlite_file_refuses_to_start(tmp_path, mailbox):
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
-    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
-                   cwd=ROOT, capture_output=True)
+    upgrade(config)
     notify = NotifySocket(tmp_path / "notify.sock")
     first = start_run(config, notify)
     try:
@@ -177,8 +180,7 @@ def test_a_second_run_on_one_sqlite_file_refuses_to_start(tmp_path, mailbox):
 def test_a_vanished_schema_ends_the_daemon_with_an_error(tmp_path, mailbox):
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
-    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
-                   cwd=ROOT, capture_output=True)
+    upgrade(config)
     notify = NotifySocket(tmp_path / "notify.sock")
     process = start_run(config, notify)
     try:
@@ -206,8 +208,7 @@ def test_sigterm_during_a_sweep_finishes_the_reminder_in_hand_and_exits(tmp_path
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     rules = REMINDERS.format(port=smtp.port).replace('after = "2s"', 'after = "1s"')
     config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1h"), extra=rules)
-    subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
-                   cwd=ROOT, capture_output=True)
+    upgrade(config)
     for i in range(60):
         mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
     subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "poll"], check=True, cwd=ROOT,
