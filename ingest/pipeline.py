@@ -73,8 +73,17 @@ class PassReport:
     def summary(self) -> str:
         if self.error:
             return f"{self.mailbox}: not polled: {self.error}"
-        parts = [f"{self.counts[o]} {o.value.replace('_', ' ')}" for o in Outcome if self.counts[o]]
+        parts = [f"{self.counts[o]} {OUTCOME_WORDS[o][self.counts[o] != 1]}" for o in Outcome if self.counts[o]]
         return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
+
+
+OUTCOME_WORDS = {
+    Outcome.LEAD: ("new lead", "new leads"),
+    Outcome.ATTACHED: ("added to a lead", "added to leads"),
+    Outcome.DUPLICATE: ("duplicate", "duplicates"),
+    Outcome.NOT_LEAD: ("not a lead", "not leads"),
+    Outcome.FAILED: ("failed", "failed"),
+}
 
 
 @dataclass

@@ -389,7 +389,7 @@ def test_a_refused_login_on_one_mailbox_leaves_the_other_working(env, mailbox, d
     code, out, err = env.cli("poll")
     assert code == 1
     assert "partners: not polled" in out and "login refused" in out
-    assert "sales: 1 lead" in out
+    assert "sales: 1 new lead" in out
     assert "wrong-password-123" not in out + err
     assert err.count("pass_failed") == 1
 
