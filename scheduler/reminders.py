@@ -31,7 +31,7 @@ from core.errors import MailSendError
 from core.reminders import Due, claim, find_due, mark_sent, owners_with_role, release
 from core.views import lead_dict
 from scheduler.mailer import SmtpMailer
-from scheduler.render import Renderer, compose, describe_duration
+from scheduler.render import RenderError, Renderer, compose, describe_duration
 
 # Sent reminders are confirmed in groups: fewer commits, and a crash re-sends
 # at most this many (at-least-once).
@@ -171,9 +171,13 @@ class ReminderSweep:
         kind = "digest" if self.config.reminders.digest else items[0][0].rule.template
         context = self.context(recipient, items, now)
         try:
-            message = compose(self.renderer.render(kind, context), self.config.smtp.sender, [recipient.email], now,
-                              "reminder")
-            mailer.send(message)
+            rendered = self.renderer.render(kind, context)
+        except RenderError as exc:  # a template broken since `leadtap check`: retried after a fix
+            self.log.error("reminder_not_rendered", recipient=recipient.email, error=str(exc),
+                           lead_ids=[d.lead.id for d, _ in items])
+            return MailSendError(f"template: {exc}", permanent=False)
+        try:
+            mailer.send(compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder"))
         except MailSendError as error:
             self.log.error("reminder_failed", recipient=recipient.email, error=str(error), permanent=error.permanent,
                            lead_ids=[d.lead.id for d, _ in items])

@@ -111,8 +111,8 @@ def smtp():
         yield server
 
 
-def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, mailbox, smtp):
-    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, database_url, mailbox, smtp):
+    url = database_url
     section = mailbox.section(poll_interval="1s")
     config = write_config(tmp_path / "leadtap.toml", url, section, extra=REMINDERS.format(port=smtp.port))
     upgrade(config)

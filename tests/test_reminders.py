@@ -300,3 +300,15 @@ def test_two_remind_processes_at_once_on_postgres_send_each_reminder_once(tmp_pa
     assert [p.returncode for p in processes] == [0, 0], outputs
     subjects = [m["Subject"] for m in smtp.messages]
     assert len(subjects) == 40 and len(set(subjects)) == 40
+
+
+def test_a_template_broken_at_run_time_fails_its_reminders_and_they_stay_due(remind, smtp, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "stale_lead.txt.j2").write_text("Hello {{ recipient.nmae }}\n")
+    remind.configure(RULE, reminders=f'templates_dir = "{templates}"\n')
+    remind.add_lead("Jo Smith", "ana@example.com")
+    report = remind.sweep(NOW)
+    assert (report.sent, report.released) == (0, 1)
+    (templates / "stale_lead.txt.j2").write_text("Hello {{ recipient.name }}\n")  # fixed
+    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 1
