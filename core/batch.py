@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Rotation, SeenMessage, ThreadMessage
 from core.model import Candidate, IncomingMessage, LeadDraft, Outcome, next_in_turn
-from core.services import LeadSettings, MessageRef, Result, clip, message_details
+from core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
 
 class NewLead:
@@ -92,12 +92,13 @@ class LeadBatch:
         ):
             self.identities[identity] = known_lead
         thread_ids = sorted({tid for m in messages for tid in m.thread_ids})
-        for message_id, known_lead in session.execute(
-            select(ThreadMessage.message_id, ThreadMessage.lead_id)
-            .where(ThreadMessage.message_id.in_(thread_ids))
-            .order_by(ThreadMessage.lead_id)
-        ):
-            self.threads[message_id] = known_lead
+        for start in range(0, len(thread_ids), 500):
+            for message_id, known_lead in session.execute(
+                select(ThreadMessage.message_id, ThreadMessage.lead_id)
+                .where(ThreadMessage.message_id.in_(thread_ids[start : start + 500]))
+                .order_by(ThreadMessage.lead_id)
+            ):
+                self.threads.setdefault(message_id, known_lead)
         self.owners = {o.id: o for o in session.scalars(select(Owner))}
         for uid, row_id, attempts, outcome in session.execute(
             select(LedgerEntry.uid, LedgerEntry.id, LedgerEntry.attempts, LedgerEntry.outcome).where(
@@ -165,16 +166,16 @@ class LeadBatch:
     def attach(self, lead: LeadRef, ref: MessageRef, message: IncomingMessage) -> None:
         self.add_thread_id(lead, message.message_id)
         kind = "reply" if message.thread_ids else "email"
-        self.activities.append({"lead": lead, "kind": kind, "summary": message.subject,
+        self.activities.append({"lead": lead, "kind": kind, "summary": clip(message.subject),
                                 "details": message_details(ref, message)})
 
     def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> NewLead:
         owner_id, how = self.choose_owner(draft.contact)
         lead = NewLead({
             "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
-            "company": clip(draft.company, 300), "message": draft.message, "fields": dict(draft.fields),
+            "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
             "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
-            "owner_id": owner_id, "mailbox": ref.mailbox, "contact": draft.contact,
+            "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
             "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,
         })
         self.new_leads.append(lead)
@@ -183,7 +184,8 @@ class LeadBatch:
         details = message_details(ref, message) | {
             "template": draft.template, "owner": owner.email if owner else None, "assigned_by": how,
         }
-        self.activities.append({"lead": lead, "kind": "created", "summary": message.subject, "details": details})
+        self.activities.append({"lead": lead, "kind": "created", "summary": clip(message.subject),
+                                "details": clip_all(details)})
         if draft.contact:
             self.note_lead(draft.contact, lead, self.settings.status, owner_id)
         return lead
@@ -211,7 +213,7 @@ class LeadBatch:
 
     def add_thread_id(self, lead: LeadRef, message_id: str | None) -> None:
         if message_id:
-            self.thread_rows.append((lead, message_id[:998]))
+            self.thread_rows.append((lead, clip(message_id, 998)))
             self.threads.setdefault(message_id, lead)
 
     # --- 3. write ----------------------------------------------------------
@@ -281,12 +283,12 @@ class LeadBatch:
         message = d.message
         return {
             "identity": message.identity if message else None,
-            "message_id": message.message_id if message else None,
-            "sender": message.sender.email[:320] if message and message.sender else None,
-            "subject": message.subject[:998] if message else None,
+            "message_id": clip(message.message_id, 998) if message else None,
+            "sender": clip(message.sender.email, 320) if message and message.sender else None,
+            "subject": clip(message.subject, 998) if message else None,
             "outcome": d.outcome.value,
-            "reason": d.reason,
+            "reason": clip(d.reason, 200),
             "lead_id": lead_id(d.lead),
-            "error": d.error,
+            "error": clip(d.error),
             "updated_at": self.now,
         }

@@ -105,9 +105,16 @@ def draft_from_fields(template: str, found: Mapping[str, str]) -> LeadDraft:
     )
 
 
-def draft_from_message(message: IncomingMessage) -> LeadDraft:
-    """A lead from the message itself, when no template matched."""
+def draft_from_message(message: IncomingMessage, from_a_form: bool = False) -> LeadDraft:
+    """A lead from the message itself, when no template matched.
+
+    ``from_a_form``: the sender is a notification address (a template's
+    ``from`` names it). Then the sender is not the contact — every visitor's
+    notification comes from it, and they must not all join one lead."""
     who = message.correspondent
+    if from_a_form:
+        return LeadDraft(None, None, None, None, message.text.strip() or None,
+                         {"sender": str(who)} if who else {}, None)
     return LeadDraft(
         name=(who.name or None) if who else None,
         email=who.email if who and valid_email(who.email) else None,

@@ -165,13 +165,23 @@ class LeadSettings:
 
 
 def message_details(ref: MessageRef, message: IncomingMessage) -> dict:
-    return {
+    return clip_all({
         "mailbox": ref.mailbox,
         "uid": ref.uid,
         "message_id": message.message_id,
         "from": str(message.sender) if message.sender else None,
-    }
+    })
 
 
-def clip(value: str | None, length: int) -> str | None:
-    return value[:length] if value else value
+def clip(value: str | None, length: int | None = None) -> str | None:
+    """Text a database takes: no NUL (PostgreSQL refuses it), no lone surrogate
+    (no encoding takes it), at most ``length`` characters."""
+    if not value:
+        return value
+    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return value[:length] if length else value
+
+
+def clip_all(values: dict) -> dict:
+    """``clip`` for every string in a JSON-able dict (custom fields, details)."""
+    return {clip(str(k), 200): clip(v) if isinstance(v, str) else v for k, v in values.items()}

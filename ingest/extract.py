@@ -15,6 +15,7 @@ Rules, each tested in ``tests/test_extract.py``:
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 
@@ -182,4 +183,6 @@ def extract_lead(message: IncomingMessage, templates: list[BoundTemplate]) -> Le
         found = template.try_on(message)
         if found is not None and found.matched:
             return draft_from_fields(template.compiled.name, found.fields)
-    return draft_from_message(message)
+    sender = message.sender.email.lower() if message.sender else ""
+    from_a_form = any(t.config.from_glob and fnmatch.fnmatchcase(sender, t.config.from_glob.lower()) for t in templates)
+    return draft_from_message(message, from_a_form)

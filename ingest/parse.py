@@ -32,7 +32,8 @@ FATAL_DEFECTS = {
     "StartBoundaryNotFoundDefect",
     "MultipartInvariantViolationDefect",
 }
-MESSAGE_ID_RE = re.compile(r"<[^<>\s]+>")
+MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,990}>")
+MAX_THREAD_IDS = 100  # a References header may be hostile: match a reply on its last hundred
 CLASSIFY_HEADERS = (
     "auto-submitted",
     "x-autoreply",
@@ -63,8 +64,9 @@ def parse_message(raw: bytes) -> IncomingMessage:
         subject=subject,
         date=parse_date(date_header),
         text=body_text(parsed),
-        in_reply_to=tuple(MESSAGE_ID_RE.findall(str(mime.get("In-Reply-To") or ""))),
-        references=tuple(MESSAGE_ID_RE.findall(str(mime.get("References") or ""))),
+        in_reply_to=tuple(MESSAGE_ID_RE.findall(str(mime.get("In-Reply-To") or "")))[:MAX_THREAD_IDS],
+        # The newest references stand last; a thread's own ids are among them.
+        references=tuple(MESSAGE_ID_RE.findall(str(mime.get("References") or "")))[-MAX_THREAD_IDS:],
         headers={name: str(mime.get(name)) for name in CLASSIFY_HEADERS if mime.get(name) is not None},
         content_type=mime.get_content_type(),
         return_path=return_path(mime),
@@ -89,6 +91,8 @@ def decode_part(part: Message, charset: str) -> None:
         raise MessageError(f"unknown charset {charset!r}") from None
     except UnicodeDecodeError as exc:
         raise MessageError(f"text not valid in its charset {charset!r}: {exc.reason} at byte {exc.start}") from None
+    except UnicodeError as exc:  # codecs such as "undefined" or "punycode" fail their own way
+        raise MessageError(f"text cannot be decoded as {charset!r}: {exc}") from None
 
 
 def identity_of(raw: bytes, message_id: str | None, sender: Address | None, date: str | None, subject: str) -> str:
@@ -97,7 +101,7 @@ def identity_of(raw: bytes, message_id: str | None, sender: Address | None, date
     without a Message-ID the raw bytes decide."""
     if message_id:
         key = "\x00".join([message_id, sender.email.lower() if sender else "", (date or "").strip(), subject])
-        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
     return hashlib.sha256(raw).hexdigest()
 
 

@@ -93,6 +93,7 @@ class Fetched:
     uids: list[int]
     raws: dict[int, bytes]
     too_large: dict[int, int]
+    settled: set[int] = field(default_factory=set)  # already in the ledger: only to be flagged
 
 
 @dataclass
@@ -141,6 +142,10 @@ class MailboxIngest:
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
             report.error = f"database unavailable: {describe_db_error(exc)}"
+        except Exception as exc:  # a bug: this mailbox's pass ends, the others go on
+            report.error = f"unexpected error: {type(exc).__name__}: {exc}"
+            self.log.exception("pass_crashed", error=report.error)
+            return report
         if report.error:
             self.log.error("pass_failed", error=report.error)
         elif sum(report.counts.values()):
@@ -160,65 +165,76 @@ class MailboxIngest:
         return [uid for uid in found if uid not in set_aside]
 
     def ingest_batches(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
-        if len(batches) < PARALLEL_FROM or not self.config.ingest.parallel_parsing:
-            for uids in batches:
-                if self.should_stop():
-                    break
-                fetched = self.fetch(imap, uids)
-                self.finish(imap, fetched, prepare_batch(fetched, self.templates, self.limit), report)
-            return
-        self.ingest_backlog(imap, batches, report)
+        if len(batches) >= PARALLEL_FROM and self.config.ingest.parallel_parsing:
+            try:
+                pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=set_worker_templates, initargs=(self.templates,))
+            except Exception as exc:  # no processes here (a sandbox): parse in this one
+                self.log.warning("parser_process_unavailable", error=f"{type(exc).__name__}: {exc}")
+            else:
+                with pool:
+                    return self.ingest_backlog(pool, imap, batches, report)
+        for uids in batches:
+            if self.should_stop():
+                break
+            fetched = self.fetch(imap, uids)
+            self.finish(imap, fetched, prepare_batch(fetched, self.templates, self.limit), report)
 
-    def ingest_backlog(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
+    def ingest_backlog(self, pool: ProcessPoolExecutor, imap: ImapMailbox, batches: list[list[int]],
+                       report: PassReport) -> None:
         """A backlog: a helper process parses batch k while this one fetches
         batch k+1 and writes batch k-1, so both cores work. Commits and flags
         stay here, in order."""
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=context, initializer=set_worker_templates,
-                                 initargs=(self.templates,)) as pool:
-            pending: deque = deque()
-            for uids in batches:
-                if self.should_stop():
-                    break
-                fetched = self.fetch(imap, uids)
-                pending.append((fetched, self.submit_prepare(pool, fetched)))
-                if len(pending) > 1:
-                    self.finish_pending(imap, *pending.popleft(), report)
-            while pending:
+        pending: deque = deque()
+        for uids in batches:
+            if self.should_stop():
+                break
+            fetched = self.fetch(imap, uids)
+            pending.append((fetched, pool.submit(prepare_in_worker, fetched, self.limit)))
+            if len(pending) > 1:
                 self.finish_pending(imap, *pending.popleft(), report)
-
-    def submit_prepare(self, pool: ProcessPoolExecutor, fetched: "Fetched") -> Future:
-        try:
-            return pool.submit(prepare_in_worker, fetched, self.limit)
-        except BrokenProcessPool:  # the helper could not start or died: parse here instead
-            done: Future = Future()
-            done.set_result(prepare_batch(fetched, self.templates, self.limit))
-            return done
+        while pending:
+            self.finish_pending(imap, *pending.popleft(), report)
 
     def finish_pending(self, imap: ImapMailbox, fetched: "Fetched", future: Future, report: PassReport) -> None:
         try:
             prepared = future.result()
-        except BrokenProcessPool:  # the helper died (killed, out of memory): parse here instead
+        except BrokenProcessPool:
+            # The helper died (killed, out of memory — perhaps on one of these
+            # messages): each counts an attempt, so a message that kills the
+            # parser is set aside after max_attempts; the others go in next pass.
             self.log.warning("parser_process_lost", uids=len(fetched.uids))
-            prepared = prepare_batch(fetched, self.templates, self.limit)
+            prepared = [Prepared(uid, error="the parsing process died on this batch") for uid in fetched.uids]
         self.finish(imap, fetched, prepared, report)
 
     def fetch(self, imap: ImapMailbox, uids: list[int]) -> "Fetched":
-        """Sizes first; the messages within the size limit with BODY.PEEK[]."""
-        sizes = imap.sizes(uids)
-        too_large = {u: sizes[u] for u in uids if sizes.get(u, 0) > self.limit}
-        return Fetched(uids, imap.bodies([u for u in uids if u not in too_large]), too_large)
+        """Sizes first; the messages within the size limit with BODY.PEEK[].
+        Messages the ledger already settled (a crash came between a commit and
+        its flag) are not downloaded again, only flagged."""
+        with self.db.transaction() as session:
+            settled = ledger_settled(session, self.box.name, imap.uidvalidity, uids)
+        todo = [uid for uid in uids if uid not in settled]
+        sizes = imap.sizes(todo)
+        too_large = {u: sizes[u] for u in todo if sizes.get(u, 0) > self.limit}
+        raws = imap.bodies([u for u in todo if u not in too_large])
+        return Fetched(todo, raws, too_large, settled)
 
     def finish(self, imap: ImapMailbox, fetched: "Fetched", prepared: list[Prepared], report: PassReport) -> None:
         """Write a prepared batch, then flag what it settled."""
         results, settled = self.persist_batch(imap.uidvalidity, fetched.uids, prepared)
-        imap.mark_seen(sorted(settled) + [uid for uid, result in results.items() if result.outcome.is_final])
         for uid, result in results.items():
             report.counts[result.outcome] += 1
             self.log_result(uid, result)
-        report.done += len(fetched.uids)
+        report.done += len(fetched.uids) + len(fetched.settled)
         if report.total > self.config.ingest.batch_size:  # a long pass shows its progress
             self.log.info("pass_progress", done=report.done, total=report.total)
+        seen = sorted(fetched.settled | settled) + [uid for uid, result in results.items() if result.outcome.is_final]
+        try:
+            imap.mark_seen(seen)
+        except ImapError as exc:
+            # The ledger already keeps these from becoming leads twice; they are
+            # flagged on a later pass.
+            self.log.warning("flagging_failed", error=str(exc), uids=len(seen))
 
     def persist_batch(
         self, uidvalidity: int, uids: list[int], prepared: list[Prepared]
@@ -228,10 +244,10 @@ class MailboxIngest:
         recorded as failed while the others go in."""
         try:
             return self.write_batch(uidvalidity, uids, prepared, one_by_one=False)
-        except OperationalError:
-            raise  # the database itself is gone: the whole batch stays unread
         except Exception as exc:
-            self.log.warning("batch_retried_one_by_one", error=f"{type(exc).__name__}: {exc}", uids=len(prepared))
+            if connection_lost(exc):
+                raise  # the database itself is gone: the whole batch stays unread
+            self.log.warning("batch_retried_one_by_one", error=describe_error(exc), uids=len(prepared))
             return self.write_batch(uidvalidity, uids, prepared, one_by_one=True)
 
     def write_batch(
@@ -257,11 +273,21 @@ class MailboxIngest:
             try:
                 with session.begin_nested():
                     results |= self.decide_and_write(session, rotation, uidvalidity, [item], now)
-            except OperationalError:
-                raise
-            except Exception as exc:  # this message only: rolled back, recorded, set aside
-                broken = Prepared(item.uid, item.message, error=f"{type(exc).__name__}: {exc}")
-                results |= self.decide_and_write(session, rotation, uidvalidity, [broken], now)
+                continue
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                error = describe_error(exc)
+            # This message only: rolled back, recorded as failed — with what
+            # the message said if the database takes it, else bare.
+            for attempt in (Prepared(item.uid, item.message, error=error), Prepared(item.uid, error=error)):
+                try:
+                    with session.begin_nested():
+                        results |= self.decide_and_write(session, rotation, uidvalidity, [attempt], now)
+                    break
+                except Exception as exc:
+                    if connection_lost(exc):
+                        raise
         return results
 
     def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], now) -> dict[int, Result]:
@@ -271,22 +297,17 @@ class MailboxIngest:
         for item in items:
             ref = MessageRef(self.box.name, uidvalidity, item.uid)
             if item.error:
-                attempts = self.max_attempts if item.too_large else 1
+                added = self.max_attempts if item.too_large else 1
                 reason = "too large" if item.too_large else None
-                batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, attempts)
+                attempts = batch.attempts(item.uid) + added
+                if reason is None and attempts >= self.max_attempts:
+                    reason = f"set aside after {attempts} attempts"
+                batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, added)
             elif item.not_lead:
                 batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
-        results = {}
-        for decided in batch.write():
-            result = decided.result()
-            if result.outcome is Outcome.FAILED and not result.reason:
-                attempts = batch.attempts(decided.ref.uid)
-                if attempts >= self.max_attempts:
-                    result = Result(Outcome.FAILED, error=result.error, reason=f"set aside after {attempts} attempts")
-            results[decided.ref.uid] = result
-        return results
+        return {decided.ref.uid: decided.result() for decided in batch.write()}
 
     def log_result(self, uid: int, result: Result) -> None:
         fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}
@@ -334,12 +355,14 @@ def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate]) -> Pre
         message = parse_message(raw)
     except MessageError as exc:
         return Prepared(uid, error=str(exc))
-    reason = not_a_lead(message)
-    if reason:
-        return Prepared(uid, message, not_lead=reason)
+    except Exception as exc:  # whatever a hostile message does to a parser, it fails alone
+        return Prepared(uid, error=f"cannot parse the message: {type(exc).__name__}: {exc}")
     try:
+        reason = not_a_lead(message)
+        if reason:
+            return Prepared(uid, message, not_lead=reason)
         return Prepared(uid, message, draft=extract_lead(message, templates))
-    except Exception as exc:  # a bug in extraction must not stop the batch
+    except Exception as exc:  # a bug in classification or extraction must not stop the batch
         return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
 
 
@@ -349,6 +372,19 @@ def set_worker_templates(templates: list[BoundTemplate]) -> None:
 
 def prepare_in_worker(fetched: Fetched, limit: int) -> list[Prepared]:
     return prepare_batch(fetched, _worker_templates, limit)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database connection itself failed (not this message's data)."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated) or isinstance(exc, DatabaseUnavailable)
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error for the ledger and the log: the driver's first line, never the
+    SQL and its parameters (they hold message contents)."""
+    if isinstance(exc, DBAPIError):
+        return f"{type(exc.orig).__name__}: {describe_db_error(exc)}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def chunks(items: list[int], size: int) -> Iterator[list[int]]:
