@@ -634,3 +634,84 @@ def test_an_imap_server_that_never_answers_times_out(env, mailbox):
         env.upgrade()
         code, out, _ = env.cli("poll")
     assert code == 1 and "timed out" in out
+
+
+HOSTILE = [
+    # a lone surrogate in an encoded subject
+    b"From: x@client.test\r\nSubject: =?unicode_escape?q?\\ud800?=\r\nMessage-ID: <s@client.test>\r\n\r\nhi\r\n",
+    # a codec that fails in its own way
+    b"From: x@client.test\r\nSubject: hi\r\nContent-Type: text/plain; charset=undefined\r\n\r\nhi\r\n",
+    # a NUL in the subject (PostgreSQL refuses NUL in text)
+    b"From: Jo <jo@client.test>\r\nSubject: =?utf-8?q?Hi=00there?=\r\nMessage-ID: <n@client.test>\r\n\r\nhi\r\n",
+    # a Message-ID far longer than any column
+    b"From: x@client.test\r\nSubject: long\r\nMessage-ID: <" + b"a" * 1500 + b"@client.test>\r\n\r\nhi\r\n",
+    # seventy thousand references
+    b"From: x@client.test\r\nSubject: refs\r\nReferences: "
+    + b" ".join(b"<r%d@client.test>" % i for i in range(70000)) + b"\r\n\r\nhi\r\n",
+]
+
+
+def test_hostile_messages_fail_or_pass_alone_and_never_block_the_mailbox(env, mailbox):
+    mailbox.append(enquiry(email="before@client.test"))
+    for raw in HOSTILE:
+        mailbox.append(raw)
+    mailbox.append(enquiry(email="after@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    entries = env.ledger()
+    assert len(entries) == len(HOSTILE) + 2  # every message has its ledger row
+    emails = [lead["email"] for lead in env.leads()]
+    assert "before@client.test" in emails and "after@client.test" in emails
+    failed = [e for e in entries if e.outcome == "failed"]
+    assert all(e.attempts == 1 and e.error for e in failed)
+    env.poll()  # nothing is stuck: a second pass only retries the failed ones
+    assert len(env.ledger()) == len(HOSTILE) + 2
+
+
+def test_text_is_made_storable_before_it_is_written():
+    from core.services import clip, clip_all
+
+    assert clip("Hi\x00 there") == "Hi there"  # PostgreSQL refuses NUL in text
+    assert clip("a\ud800b") == "a?b"  # a lone surrogate encodes nowhere
+    assert clip("x" * 400, 320) == "x" * 320
+    assert clip_all({"note\x00": "a\x00b", "n": 3}) == {"note": "ab", "n": 3}
+
+
+def test_notifications_from_a_form_sender_that_miss_their_template_stay_separate_leads(env, mailbox):
+    for text in ("Visitor one wrote", "Visitor two wrote", "Visitor three wrote"):
+        mailbox.append(plain_message(text, sender="Website <noreply@forms.example.com>", subject="Enquiry"))
+    templates = ('[[extraction_templates]]\nname = "contact-form"\nfrom = "*@forms.example.com"\n'
+                 'body = """\nEmail: {{ email }}\n"""\n')
+    write_config(env.path, env.database_url, mailbox.section(), templates=templates)
+    env.upgrade()
+    env.poll()
+    leads = env.leads()
+    assert [lead["message"] for lead in leads] == ["Visitor one wrote", "Visitor two wrote", "Visitor three wrote"]
+    assert {lead["email"] for lead in leads} == {None}
+    assert leads[0]["fields"]["sender"] == "Website <noreply@forms.example.com>"
+
+
+class FlagsRefused(CrashOnFlag):
+    def mark_seen(self, uids):
+        if uids:
+            from core.errors import ImapError
+            raise ImapError("mailbox 'sales': server refused while marking messages read: [READ-ONLY]")
+
+
+def test_a_server_that_refuses_the_seen_flag_does_not_stop_the_pass(env, mailbox):
+    for i in range(5):
+        mailbox.append(enquiry(email=f"p{i}@client.test"))
+    env.configure(mailbox.section(), extra="[ingest]\nbatch_size = 2\nparallel_parsing = false\n")
+    env.upgrade()
+    app = build_app(str(env.path))
+    try:
+        db = app.ready_database()
+        box = app.config.mailboxes[0]
+        report = MailboxIngest(app.config, box, db, [app.templates["contact-form"]],
+                               lambda b: FlagsRefused(app.open_mailbox(b))).run()
+    finally:
+        app.close()
+    assert report.error is None and len(env.leads()) == 5
+    assert env.poll() == 0 and len(env.leads()) == 5  # the next pass only flags them
+    assert mailbox.unseen() == []
