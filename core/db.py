@@ -174,8 +174,8 @@ class MailboxState(Base):
 
 
 class Reminder(Base):
-    """One reminder of one stay of a lead in a status: claimed before it is
-    sent, so two sweeps never send it twice."""
+    """One reminder of one stay of a lead in a status, to one recipient:
+    claimed before it is sent, so two sweeps never send it twice."""
 
     __tablename__ = "reminders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -183,13 +183,16 @@ class Reminder(Base):
     rule: Mapped[str] = mapped_column(String(200))
     stay_started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the lead's status_changed_at
     repeat: Mapped[int] = mapped_column(Integer)  # 0 for the first reminder of the stay
+    recipient: Mapped[str] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(20))  # claimed | sent
-    recipients: Mapped[list] = mapped_column(JSON, default=list)
+    token: Mapped[str] = mapped_column(String(32))  # the claiming sweep's: only it confirms or releases
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", name="uq_reminders_claim"),)
+    __table_args__ = (
+        UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", "recipient", name="uq_reminders_claim"),
+    )
 
 
 class Database:

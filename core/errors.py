@@ -45,6 +45,7 @@ class TemplateError(LeadtapError):
 class MailSendError(LeadtapError):
     """An email could not be sent; ``permanent`` when trying again cannot help."""
 
-    def __init__(self, message: str, permanent: bool):
+    def __init__(self, message: str, permanent: bool, sweep_wide: bool = False):
         self.permanent = permanent
+        self.sweep_wide = sweep_wide  # the server or the login failed, not this letter
         super().__init__(message)

@@ -22,7 +22,8 @@ from core.db import Lead, Owner, Reminder
 
 # A claim older than this whose send was never confirmed (the process died
 # between claiming and recording the send) may be taken over: at-least-once.
-CLAIM_LEASE = timedelta(minutes=10)
+# A sweep stops sending at half of it, so a live sweep is never overtaken.
+CLAIM_LEASE = timedelta(minutes=30)
 
 
 def due_number(stay_started_at: datetime, now: datetime, rule: ReminderRule) -> int | None:
@@ -49,18 +50,18 @@ class Due:
     def key(self) -> tuple[int, str, datetime, int]:
         return (self.lead.id, self.rule.name, self.lead.status_changed_at, self.number)
 
-    @property
-    def escalates(self) -> bool:
-        """From the ``escalate_after``-th reminder of a stay on (counting from 1),
-        or at once for a lead that has no owner to remind."""
-        if self.rule.escalate_to_role is None:
-            return False
-        return self.owner is None or self.number + 1 >= (self.rule.escalate_after or 1)
+    def for_recipient(self, email: str) -> "ClaimKey":
+        return (*self.key, email)
+
+
+# (lead id, rule, stay started at, number, recipient): what one claim covers.
+ClaimKey = tuple[int, str, datetime, int, str]
 
 
 def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[str, ...], now: datetime) -> list[Due]:
-    """Every reminder due now and not yet sent (or claimed) — one query per rule
-    on the (status, status_changed_at) index, one for what was already sent."""
+    """Every reminder due now by the clock — one query per rule on the
+    (status, status_changed_at) index. Which of them still need sending is
+    ``taken_keys``' answer, per recipient."""
     found: list[Due] = []
     for rule in rules:
         if not rule.enabled or rule.status in closed:
@@ -75,76 +76,71 @@ def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[st
             number = due_number(lead.status_changed_at, now, rule)
             if number is not None:
                 found.append(Due(lead, owner, rule, number, now - lead.status_changed_at))
-    claimed = already_claimed(session, found, now)
-    return [due for due in found if due.key not in claimed]
+    return found
 
 
-def already_claimed(session: Session, found: list[Due], now: datetime) -> set:
-    """Keys of reminders sent, or claimed by someone whose lease still runs."""
-    if not found:
-        return set()
+def taken_keys(session: Session, found: list[Due], now: datetime) -> set[ClaimKey]:
+    """Claim keys already sent, or claimed by someone whose lease still runs."""
     keys = {due.key for due in found}
     lead_ids = sorted({key[0] for key in keys})
-    claimed = set()
+    taken: set[ClaimKey] = set()
     for start in range(0, len(lead_ids), 500):
-        chunk = lead_ids[start : start + 500]
         for row in session.execute(
-            select(Reminder.lead_id, Reminder.rule, Reminder.stay_started_at, Reminder.repeat, Reminder.state,
-                   Reminder.claimed_at).where(Reminder.lead_id.in_(chunk))
+            select(Reminder.lead_id, Reminder.rule, Reminder.stay_started_at, Reminder.repeat, Reminder.recipient,
+                   Reminder.state, Reminder.claimed_at).where(Reminder.lead_id.in_(lead_ids[start : start + 500]))
         ):
             key = (row.lead_id, row.rule, row.stay_started_at, row.repeat)
             if key in keys and (row.state == "sent" or row.claimed_at > now - CLAIM_LEASE):
-                claimed.add(key)
-    return claimed
+                taken.add((*key, row.recipient))
+    return taken
 
 
-def claim(session: Session, due: Due, recipients: list[str], now: datetime) -> bool:
-    """Claim one reminder: a unique insert, or taking over a claim whose lease
-    ran out. True when this process may send it."""
-    lead_id, rule, stay, number = due.key
+def claim(session: Session, key: ClaimKey, token: str, now: datetime) -> bool:
+    """Claim one reminder to one recipient: a unique insert, or taking over a
+    claim whose lease ran out. True when this sweep (``token``) may send it."""
+    lead_id, rule, stay, number, recipient = key
     try:
         with session.begin_nested():
-            session.add(Reminder(lead_id=lead_id, rule=rule, stay_started_at=stay, repeat=number, state="claimed",
-                                 recipients=recipients, claimed_at=now))
+            session.add(Reminder(lead_id=lead_id, rule=rule, stay_started_at=stay, repeat=number,
+                                 recipient=recipient, state="claimed", token=token, claimed_at=now))
         return True
     except IntegrityError:
         taken = session.execute(
             update(Reminder)
-            .where(
-                Reminder.lead_id == lead_id, Reminder.rule == rule, Reminder.stay_started_at == stay,
-                Reminder.repeat == number, Reminder.state == "claimed", Reminder.claimed_at <= now - CLAIM_LEASE,
-            )
-            .values(claimed_at=now, recipients=recipients)
+            .where(*key_clause(key), Reminder.state == "claimed", Reminder.claimed_at <= now - CLAIM_LEASE)
+            .values(claimed_at=now, token=token)
         )
         return taken.rowcount == 1
 
 
-def mark_sent(session: Session, sent: list[tuple[Due, str | None]], now: datetime) -> None:
-    """Sent (or refused for good, with the error): never sent again. One
-    executemany for the lot."""
+def mark_sent(session: Session, sent: list[tuple[ClaimKey, str | None]], token: str, now: datetime) -> int:
+    """Sent (or refused for good, with the error): never sent again. Only the
+    claims this sweep still holds (``token``): one taken over is not ours."""
     if not sent:
-        return
+        return 0
     table = Reminder.__table__
     statement = (
         update(table)
         .where(table.c.lead_id == bindparam("k_lead"), table.c.rule == bindparam("k_rule"),
-               table.c.stay_started_at == bindparam("k_stay"), table.c.repeat == bindparam("k_repeat"))
+               table.c.stay_started_at == bindparam("k_stay"), table.c.repeat == bindparam("k_repeat"),
+               table.c.recipient == bindparam("k_recipient"), table.c.token == token)
         .values(state="sent", sent_at=now, last_error=bindparam("k_error"))
     )
-    rows = [{"k_lead": d.key[0], "k_rule": d.key[1], "k_stay": d.key[2], "k_repeat": d.key[3], "k_error": error}
-            for d, error in sent]
-    session.connection().execute(statement, rows)
+    rows = [{"k_lead": k[0], "k_rule": k[1], "k_stay": k[2], "k_repeat": k[3], "k_recipient": k[4], "k_error": e}
+            for k, e in sent]
+    return session.connection().execute(statement, rows).rowcount
 
 
-def release(session: Session, due: Due) -> None:
-    """An SMTP failure: drop the claim, so a later sweep tries again."""
-    session.execute(delete(Reminder).where(*key_clause(due), Reminder.state == "claimed"))
+def release(session: Session, keys: list[ClaimKey], token: str) -> None:
+    """Failures that may pass: drop this sweep's claims, so a later one tries again."""
+    for key in keys:
+        session.execute(delete(Reminder).where(*key_clause(key), Reminder.state == "claimed", Reminder.token == token))
 
 
-def key_clause(due: Due) -> tuple:
-    lead_id, rule, stay, number = due.key
+def key_clause(key: ClaimKey) -> tuple:
+    lead_id, rule, stay, number, recipient = key
     return (Reminder.lead_id == lead_id, Reminder.rule == rule, Reminder.stay_started_at == stay,
-            Reminder.repeat == number)
+            Reminder.repeat == number, Reminder.recipient == recipient)
 
 
 def owners_with_role(session: Session, role: str) -> list[Owner]:
@@ -159,7 +155,8 @@ def sent_reminders(session: Session, limit: int = 200) -> list[dict]:
     return [
         {
             "id": r.id, "lead_id": r.lead_id, "lead": name, "rule": r.rule, "number": r.repeat + 1,
-            "state": r.state, "recipients": r.recipients, "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+            "state": r.state, "recipient": r.recipient, "error": r.last_error,
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
         }
         for r, name in rows
     ]

@@ -238,7 +238,8 @@ def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
         rows = sent_reminders(session)
     for row in rows:
         print(f"{row['sent_at'] or '(claimed)':32}  lead #{row['lead_id']} {row['lead'] or ''!s:.30}  "
-              f"rule {row['rule']} #{row['number']}  {row['state']}  → {', '.join(row['recipients'])}")
+              f"rule {row['rule']} #{row['number']}  {row['state']}  → {row['recipient']}"
+              + (f"  ({row['error']})" if row["error"] else ""))
     print(f"({len(rows)} reminder{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 

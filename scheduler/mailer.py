@@ -14,6 +14,12 @@ from core.config import SmtpConfig
 from core.errors import MailSendError
 
 
+def all_permanent(refused: dict) -> bool:
+    """A refusal is for good only when every recipient got a 5xx (a 4xx —
+    greylisting, a full mailbox, a rate limit — may pass)."""
+    return all(code >= 500 for code, _ in refused.values())
+
+
 class Dropped(Exception):
     """The server closed the connection; one reconnect is worth trying."""
 
@@ -42,27 +48,49 @@ class SmtpMailer:
                                     permanent=False) from None
 
     def _send(self, message: Message) -> None:
+        if self.client is None:
+            self.client = self.open()
         try:
-            if self.client is None:
-                self.client = self.connect()
             refused = self.client.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise MailSendError(self.describe("refused every recipient", exc.recipients), permanent=True) from None
-        except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            if exc.smtp_code == 421:  # "closing the connection": a new one may do
-                raise Dropped(f"421 {text}") from None
-            raise MailSendError(f"{self.where()}: {exc.smtp_code} {text}", permanent=exc.smtp_code >= 500) from None
+            raise MailSendError(self.describe("refused every recipient", exc.recipients),
+                                permanent=all_permanent(exc.recipients)) from None
+        except smtplib.SMTPDataError as exc:  # the server refused this message's content
+            self.raise_answer(exc, permanent=exc.smtp_code >= 500, sweep_wide=False)
+        except smtplib.SMTPResponseException as exc:  # MAIL FROM, authentication: our setup, not this letter
+            self.raise_answer(exc, permanent=False, sweep_wide=True)
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise Dropped(str(exc) or type(exc).__name__) from None
-        except socket.timeout:
-            self.close()
-            raise MailSendError(f"{self.where()}: timed out after {self.config.timeout:g}s", permanent=False) from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            raise MailSendError(f"{self.where()}: {exc}", permanent=False) from None
+            raise MailSendError(self.failure(exc), permanent=False, sweep_wide=True) from None
         if refused:
-            raise MailSendError(self.describe("refused some recipients", refused), permanent=True)
+            raise MailSendError(self.describe("refused some recipients", refused), permanent=all_permanent(refused))
+
+    def raise_answer(self, exc: smtplib.SMTPResponseException, permanent: bool, sweep_wide: bool):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        if exc.smtp_code == 421:  # "closing the connection": a new one may do
+            raise Dropped(f"421 {text}") from None
+        raise MailSendError(f"{self.where()}: {exc.smtp_code} {text}", permanent=permanent,
+                            sweep_wide=sweep_wide) from None
+
+    def open(self) -> smtplib.SMTP:
+        """Connect and log in; any failure is the whole sweep's, never a letter's."""
+        try:
+            return self.connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise MailSendError(f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} {text}",
+                                permanent=False, sweep_wide=True) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailSendError(self.failure(exc), permanent=False, sweep_wide=True) from None
+
+    def failure(self, exc: BaseException) -> str:
+        if isinstance(exc, socket.timeout):
+            return f"{self.where()}: timed out after {self.config.timeout:g}s"
+        if isinstance(exc, ssl.SSLError):
+            return f"{self.where()}: TLS failed: {exc.reason or exc}"
+        return f"{self.where()}: {exc}"
 
     def connect(self) -> smtplib.SMTP:
         config = self.config

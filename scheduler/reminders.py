@@ -17,7 +17,8 @@ leaves the claim unconfirmed, and it is sent again once its lease has run out
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,10 +29,20 @@ import structlog
 from core.config import Config
 from core.db import Database, Owner, utcnow
 from core.errors import MailSendError
-from core.reminders import Due, claim, find_due, mark_sent, owners_with_role, release
+from core.reminders import (
+    CLAIM_LEASE,
+    ClaimKey,
+    Due,
+    claim,
+    find_due,
+    mark_sent,
+    owners_with_role,
+    release,
+    taken_keys,
+)
 from core.views import lead_dict
 from scheduler.mailer import SmtpMailer
-from scheduler.render import RenderError, Renderer, compose, describe_duration
+from scheduler.render import Renderer, compose, describe_duration
 
 # Sent reminders are confirmed in groups: fewer commits, and a crash re-sends
 # at most this many (at-least-once).
@@ -86,10 +97,11 @@ class ReminderSweep:
             return report
         with self.db.transaction() as session:
             due = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
+            taken = taken_keys(session, due, now)
             supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role)
                            for r in settings.rules if r.escalate_to_role}
-        letters = self.letters(due, supervisors)
-        report.due = len({d.key for letter in letters for d, _ in letter.items})
+        letters = self.letters(due, supervisors, taken)
+        report.due = sum(len(letter.items) for letter in letters)
         if dry_run:
             report.plan = [self.describe(letter) for letter in letters]
             return report
@@ -99,8 +111,11 @@ class ReminderSweep:
 
     # --- who gets what --------------------------------------------------------
 
-    def letters(self, due: list[Due], supervisors: dict[str, list[Owner]]) -> list[Letter]:
-        per_due: list[list[tuple[Owner, bool]]] = [self.recipients(d, supervisors) for d in due]
+    def letters(self, due: list[Due], supervisors: dict[str, list[Owner]], taken: set) -> list[Letter]:
+        """Who gets what: per reminder its recipients, less those it was already
+        sent (or is being sent) to; one letter each, or one digest per recipient."""
+        per_due = [[(o, esc) for o, esc in self.recipients(d, supervisors) if d.for_recipient(o.email) not in taken]
+                   for d in due]
         if not self.config.reminders.digest:
             return [Letter(owner, [(d, escalation)]) for d, people in zip(due, per_due) for owner, escalation in people]
         digests: dict[int, Letter] = {}
@@ -130,80 +145,74 @@ class ReminderSweep:
     # --- claim, send, confirm -------------------------------------------------
 
     def deliver(self, letters: list[Letter], now: datetime, report: SweepReport) -> None:
-        claimed = self.claim_all(letters, now)
-        outcome: dict[tuple, list[MailSendError | None]] = {key: [] for key in claimed}
-        remaining = Counter(d.key for letter in letters for d, _ in letter.items if d.key in claimed)
-        finished: dict[tuple, list[MailSendError | None]] = {}
-        with self.mailer() as mailer:
-            for letter in letters:
-                items = [(d, esc) for d, esc in letter.items if d.key in claimed]
-                if not items:
-                    continue
-                if self.should_stop():
-                    break
-                error = self.send(mailer, letter.recipient, items, now)
-                for d, _ in items:
-                    outcome[d.key].append(error)
-                    remaining[d.key] -= 1
-                    if remaining[d.key] == 0:
-                        finished[d.key] = outcome.pop(d.key)
-                if len(finished) >= CONFIRM_EVERY:
-                    self.confirm(claimed, finished, now, report)
-                    finished = {}
-        self.confirm(claimed, finished, now, report)
-        # Stopped early: what was claimed and not sent is released for the next sweep.
-        self.confirm(claimed, outcome, now, report)
+        """Claim every letter's reminders, then send; confirm in groups; on the
+        way out (done, stopped, out of time or an error) release what is left."""
+        token = uuid.uuid4().hex
+        claimed = self.claim_all(letters, token, now)
+        deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
+        done: list[tuple[ClaimKey, str | None]] = []
+        try:
+            with self.mailer() as mailer:
+                for letter in letters:
+                    keys = [d.for_recipient(letter.recipient.email) for d, _ in letter.items]
+                    items = [(d, esc) for (d, esc), key in zip(letter.items, keys) if key in claimed]
+                    if not items:
+                        continue
+                    if self.should_stop() or time.monotonic() > deadline:
+                        break
+                    error = self.send(mailer, letter.recipient, items, now)
+                    mine = [d.for_recipient(letter.recipient.email) for d, _ in items]
+                    claimed.difference_update(mine)
+                    if error is None or error.permanent:
+                        done += [(key, str(error) if error else None) for key in mine]
+                        report.sent += len(mine) if error is None else 0
+                        report.refused += len(mine) if error is not None else 0
+                    else:
+                        self.release(mine, token, report)
+                        if error.sweep_wide:  # the server or our login: no use trying the others now
+                            break
+                    if len(done) >= CONFIRM_EVERY:
+                        self.confirm(done, token, now)
+                        done = []
+        finally:
+            self.confirm(done, token, now)
+            self.release(sorted(claimed), token, report)
 
-    def claim_all(self, letters: list[Letter], now: datetime) -> dict[tuple, Due]:
-        dues = {d.key: d for letter in letters for d, _ in letter.items}
-        recipients: dict[tuple, list[str]] = {}
-        for letter in letters:
-            for d, _ in letter.items:
-                recipients.setdefault(d.key, []).append(letter.recipient.email)
-        claimed = {}
-        with self.db.transaction() as session:
-            for key, d in dues.items():
-                if claim(session, d, recipients[key], now):
-                    claimed[key] = d
-        return claimed
+    def claim_all(self, letters: list[Letter], token: str, now: datetime) -> set[ClaimKey]:
+        keys = sorted({d.for_recipient(letter.recipient.email) for letter in letters for d, _ in letter.items})
+        with self.db.transaction() as session:  # in key order: two workers never deadlock here
+            return {key for key in keys if claim(session, key, token, now)}
+
+    def confirm(self, done: list[tuple[ClaimKey, str | None]], token: str, now: datetime) -> None:
+        """Mark sent (or refused for good) what this sweep still holds."""
+        if done:
+            with self.db.transaction() as session:
+                mark_sent(session, done, token, now)
+
+    def release(self, keys: list[ClaimKey], token: str, report: SweepReport) -> None:
+        if keys:
+            with self.db.transaction() as session:
+                release(session, keys, token)
+            report.released += len(keys)
 
     def send(self, mailer: SmtpMailer, recipient: Owner, items: list[tuple[Due, bool]], now: datetime):
+        """One letter; returns None when sent, else the error (never raises: one
+        bad letter must not end the sweep)."""
         kind = "digest" if self.config.reminders.digest else items[0][0].rule.template
-        context = self.context(recipient, items, now)
+        lead_ids = [d.lead.id for d, _ in items]
         try:
-            rendered = self.renderer.render(kind, context)
-        except RenderError as exc:  # a template broken since `leadtap check`: retried after a fix
-            self.log.error("reminder_not_rendered", recipient=recipient.email, error=str(exc),
-                           lead_ids=[d.lead.id for d, _ in items])
-            return MailSendError(f"template: {exc}", permanent=False)
-        try:
+            rendered = self.renderer.render(kind, self.context(recipient, items, now))
             mailer.send(compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder"))
         except MailSendError as error:
             self.log.error("reminder_failed", recipient=recipient.email, error=str(error), permanent=error.permanent,
-                           lead_ids=[d.lead.id for d, _ in items])
+                           lead_ids=lead_ids)
             return error
-        self.log.info("reminder_sent", recipient=recipient.email, lead_ids=[d.lead.id for d, _ in items],
+        except Exception as exc:  # a template broken since `check`, or a bug: retried by a later sweep
+            self.log.exception("reminder_not_sent", recipient=recipient.email, lead_ids=lead_ids)
+            return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
+        self.log.info("reminder_sent", recipient=recipient.email, lead_ids=lead_ids,
                       rules=sorted({d.rule.name for d, _ in items}))
         return None
-
-    def confirm(self, claimed: dict, outcome: dict[tuple, list], now: datetime, report: SweepReport) -> None:
-        """Mark sent what reached anyone (or was refused for good by everyone);
-        release the rest for a later sweep."""
-        if not outcome:
-            return
-        sent: list[tuple[Due, str | None]] = []
-        with self.db.transaction() as session:
-            for key, errors in outcome.items():
-                if any(e is None for e in errors):
-                    sent.append((claimed[key], None))
-                    report.sent += 1
-                elif errors and all(e.permanent for e in errors):
-                    sent.append((claimed[key], "; ".join(str(e) for e in errors)))
-                    report.refused += 1
-                else:
-                    release(session, claimed[key])
-                    report.released += 1
-            mark_sent(session, sent, now)
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]

@@ -87,8 +87,10 @@ class Renderer:
 
 
 def one_line(text: str) -> str:
-    """Header values built from lead data cannot carry a line break (header injection)."""
-    return re.sub(r"[\r\n\t]+", " ", text).strip()
+    """Header values built from lead data carry no line break of any kind —
+    nothing ``str.splitlines`` would split on, no control character — so they
+    cannot end the header block or add a header (injection)."""
+    return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", text).strip()
 
 
 def describe_duration(span: timedelta) -> str:

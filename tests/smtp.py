@@ -20,11 +20,14 @@ class Recorder:
 
     def __init__(self):
         self.messages: list[EmailMessage] = []
-        self.refuse: set[str] = set()
+        self.refuse: dict[str, str] = {}  # recipient -> the answer to RCPT TO
+        self.refuse_sender = ""  # an answer to every MAIL FROM, e.g. "553 5.7.1 not allowed"
         self.drop_after_each = False  # close the connection at the second MAIL of a session
         self.delay = 0.0  # seconds to wait before accepting each message
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender:
+            return self.refuse_sender
         if self.drop_after_each and getattr(session, "sent_one", False):
             server.transport.close()
             return "421 4.3.2 closing the connection"
@@ -33,7 +36,7 @@ class Recorder:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
-            return "550 5.1.1 no such user here"
+            return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -211,7 +211,7 @@ def test_a_refused_recipient_does_not_stop_the_others(remind, smtp):
     remind.configure(RULE)
     remind.add_lead("Jo Smith", "ana@example.com")
     remind.add_lead("Kim Lee", "ben@example.com")
-    smtp.handler.refuse.add("ana@example.com")
+    smtp.handler.refuse["ana@example.com"] = "550 5.1.1 no such user here"
     report = remind.sweep(NOW)
     assert (report.sent, report.refused) == (1, 1)
     assert [m["To"] for m in smtp.messages] == ["ben@example.com"]
@@ -249,11 +249,11 @@ def test_a_claim_left_by_a_crash_is_sent_again_after_its_lease(remind, smtp):
         with app.db.transaction() as session:
             stay = session.get(Lead, lead).status_changed_at
             session.add(Reminder(lead_id=lead, rule="new-untouched", stay_started_at=stay, repeat=0,
-                                 state="claimed", recipients=["ana@example.com"], claimed_at=NOW))
+                                 recipient="ana@example.com", state="claimed", token="dead", claimed_at=NOW))
     finally:
         app.close()
     assert remind.sweep(NOW + timedelta(minutes=5)).sent == 0
-    assert remind.sweep(NOW + timedelta(minutes=11)).sent == 1
+    assert remind.sweep(NOW + timedelta(minutes=31)).sent == 1
 
 
 def test_dry_run_prints_who_would_get_what_and_sends_nothing(remind, smtp):
@@ -312,3 +312,68 @@ def test_a_template_broken_at_run_time_fails_its_reminders_and_they_stay_due(rem
     assert (report.sent, report.released) == (0, 1)
     (templates / "stale_lead.txt.j2").write_text("Hello {{ recipient.name }}\n")  # fixed
     assert remind.sweep(NOW + timedelta(minutes=15)).sent == 1
+
+
+def test_a_temporary_refusal_is_retried_by_a_later_sweep(remind, smtp):
+    remind.configure(RULE)
+    remind.add_lead("Jo Smith", "ana@example.com")
+    smtp.handler.refuse["ana@example.com"] = "450 4.2.0 greylisted, try again later"
+    report = remind.sweep(NOW)
+    assert (report.sent, report.refused, report.released) == (0, 0, 1)
+    del smtp.handler.refuse["ana@example.com"]
+    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 1
+
+
+def test_a_sender_refused_by_the_server_ends_the_sweep_and_loses_nothing(remind, smtp):
+    remind.configure(RULE)
+    for name in ("Jo Smith", "Kim Lee", "Lou Reed"):
+        remind.add_lead(name, "ana@example.com")
+    smtp.handler.refuse_sender = "553 5.7.1 sender not allowed"
+    report = remind.sweep(NOW)
+    assert (report.sent, report.refused, report.released) == (0, 0, 3)
+    smtp.handler.refuse_sender = ""  # the setup is fixed
+    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 3
+
+
+def test_an_escalation_that_reached_one_recipient_is_still_retried_for_the_other(remind, smtp):
+    remind.configure(RULE + 'escalate_after = 1\nescalate_to_role = "sales-lead"\n')
+    remind.add_lead("Jo Smith", "ana@example.com")
+    smtp.handler.refuse["ana@example.com"] = "451 4.3.0 try later"
+    report = remind.sweep(NOW)
+    assert (report.sent, report.released) == (1, 1)
+    assert [m["To"] for m in smtp.messages] == ["sue@example.com"]
+    del smtp.handler.refuse["ana@example.com"]
+    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 1
+    assert sorted(m["To"] for m in smtp.messages) == ["ana@example.com", "sue@example.com"]
+
+
+@pytest.mark.parametrize("name", ["Evil\x0cBcc: x@evil.test", "Jo\x0bthanks for your message", "Jo\u2028Reply-To: a@b"])
+def test_no_character_in_a_lead_name_breaks_the_header_block_or_the_sweep(remind, smtp, name):
+    remind.configure(RULE)
+    remind.add_lead(name, "ana@example.com")
+    remind.add_lead("Kim Lee", "ben@example.com")
+    report = remind.sweep(NOW)
+    assert report.sent == 2
+    for message in smtp.messages:
+        assert message["X-Leadtap"] == "reminder" and message["Auto-Submitted"] == "auto-generated"
+        assert message["Bcc"] is None and message["Reply-To"] is None
+
+
+def test_a_claim_taken_over_is_neither_confirmed_nor_released_by_its_first_holder(remind, smtp):
+    from core.reminders import claim, find_due, mark_sent, release
+
+    remind.configure(RULE)
+    remind.add_lead("Jo Smith", "ana@example.com")
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            (due,) = find_due(session, app.config.reminders.rules, (), NOW)
+            key = due.for_recipient("ana@example.com")
+            assert claim(session, key, "first", NOW)
+            assert not claim(session, key, "second", NOW + timedelta(minutes=5))  # the lease still runs
+            assert claim(session, key, "second", NOW + timedelta(minutes=31))  # taken over
+            assert mark_sent(session, [(key, None)], "first", NOW) == 0
+            release(session, [key], "first")
+            assert mark_sent(session, [(key, None)], "second", NOW) == 1
+    finally:
+        app.close()

@@ -23,14 +23,15 @@ def upgrade() -> None:
     sa.Column('rule', sa.String(length=200), nullable=False),
     sa.Column('stay_started_at', core.db.UTCDateTime(), nullable=False),
     sa.Column('repeat', sa.Integer(), nullable=False),
+    sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
-    sa.Column('recipients', sa.JSON(), nullable=False),
+    sa.Column('token', sa.String(length=32), nullable=False),
     sa.Column('claimed_at', core.db.UTCDateTime(), nullable=False),
     sa.Column('sent_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('lead_id', 'rule', 'stay_started_at', 'repeat', name='uq_reminders_claim')
+    sa.UniqueConstraint('lead_id', 'rule', 'stay_started_at', 'repeat', 'recipient', name='uq_reminders_claim')
     )
     with op.batch_alter_table('reminders', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reminders_lead_id'), ['lead_id'], unique=False)
