@@ -232,7 +232,16 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         configure_sqlite(engine)
         return engine
-    connect_args = {"connect_timeout": 10} if "psycopg" in url else {}
+    # Every network call has a timeout: the connection, a peer that went
+    # silent (keepalives, TCP_USER_TIMEOUT), a statement that never returns.
+    connect_args = {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+    } if "psycopg" in url else {}
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 

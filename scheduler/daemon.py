@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import threading
@@ -32,7 +33,6 @@ from sqlalchemy import func, select
 
 from core.db import Lead
 from core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
-from core.services import sync_owners
 from ingest.pipeline import MailboxIngest
 from scheduler.notify import Notifier
 
@@ -46,8 +46,9 @@ class Fatal(Exception):
 
 @dataclass
 class State:
-    stop: threading.Event = field(default_factory=threading.Event)
-    reload: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)  # set by the main thread
+    stopping: bool = False  # set by the signal handlers
+    reloading: bool = False
     fatal: str | None = None
     last_beat: float = field(default_factory=time.monotonic)
     last_poll: dict[str, datetime] = field(default_factory=dict)
@@ -69,10 +70,13 @@ class Daemon:
     # --- start and stop ---------------------------------------------------------
 
     def run(self) -> int:
-        db = self.app.ready_database()
-        self.lock_sqlite(db)
+        self.lock_sqlite(self.app.db)  # before anything is written
+        self.app.ready_database()
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(len(self.app.config.mailboxes) + 3)},
+            # Threads are started only as jobs need them: room for every mailbox,
+            # also those a reload adds; the heartbeat never waits behind a job.
+            executors={"default": ThreadPoolExecutor(max(32, len(self.app.config.mailboxes) + 4)),
+                       "heartbeat": ThreadPoolExecutor(1)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": MISFIRE_GRACE},
             timezone=timezone.utc,
         )
@@ -88,44 +92,68 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self.state.stop.set()
-            scheduler.shutdown(wait=True)  # the jobs see `stop` and finish what they hold
-            self.app.close()
+            self.shut_down(scheduler)
         if self.state.fatal:
             self.log.error("stopped_on_fatal_error", error=self.state.fatal)
             return 1
         self.log.info("stopped")
         return 0
 
+    def shut_down(self, scheduler: BackgroundScheduler) -> None:
+        """The jobs see `stop` and finish what they hold; one stuck in a network
+        call past STOP_WITHIN is abandoned — its batch was not committed (its
+        messages stay unread) or its reminders not confirmed (sent again later)."""
+        closing = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+        closing.start()
+        closing.join(STOP_WITHIN - 1)
+        if closing.is_alive():
+            self.log.warning("stop_deadline", detail=f"jobs still running after {STOP_WITHIN - 1}s are abandoned")
+            logging.shutdown()
+            os._exit(1 if self.state.fatal else 0)
+        self.app.close()
+
     def supervise(self, scheduler: BackgroundScheduler) -> None:
         """The main thread: pings the watchdog while the scheduler makes progress,
         reloads on SIGHUP, returns on SIGTERM or a fatal error."""
         watchdog = self.notifier.watchdog_seconds
-        tick = min(watchdog / 2, 1.0) if watchdog else 1.0
+        tick = min(watchdog / 2, 0.5) if watchdog else 0.5
         while not self.state.stop.wait(tick):
-            if self.state.reload.is_set():
-                self.state.reload.clear()
+            if self.state.stopping:
+                return
+            if self.state.reloading:
+                self.state.reloading = False
                 self.reload(scheduler)
             if watchdog and time.monotonic() - self.state.last_beat < watchdog:
                 self.notifier.watchdog()
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.state.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self.state.stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.state.reload.set())
+        # A handler only sets a flag: no lock is taken inside a signal handler.
+        signal.signal(signal.SIGTERM, self.on_stop_signal)
+        signal.signal(signal.SIGINT, self.on_stop_signal)
+        signal.signal(signal.SIGHUP, self.on_reload_signal)
+
+    def on_stop_signal(self, *_: object) -> None:
+        self.state.stopping = True
+
+    def on_reload_signal(self, *_: object) -> None:
+        self.state.reloading = True
 
     def lock_sqlite(self, db) -> None:
         """On SQLite one `leadtap run` per database file: a second one refuses."""
         if not db.is_sqlite or not db.engine.url.database:
             return
         path = Path(db.engine.url.database).resolve()
-        self.lock_file = open(f"{path}.run-lock", "w")
+        self.lock_file = open(f"{path}.run-lock", "a+")  # not "w": the holder's pid stays readable
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.lock_file.seek(0)
+            holder = self.lock_file.read().strip() or "?"
             raise LeadtapError(
-                f"another `leadtap run` is already using {path}; one worker per SQLite file "
+                f"another `leadtap run` (pid {holder}) is already using {path}; one worker per SQLite file "
                 "(use PostgreSQL for several)"
             ) from None
+        self.lock_file.truncate(0)
         self.lock_file.write(str(os.getpid()))
         self.lock_file.flush()
 
@@ -144,9 +172,11 @@ class Daemon:
                               id="reminders", name="reminder sweep", next_run_time=now, replace_existing=True)
         beat = (self.notifier.watchdog_seconds or 10) / 4
         scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=beat), id="heartbeat", name="heartbeat",
-                          next_run_time=now, replace_existing=True)
+                          next_run_time=now, replace_existing=True, executor="heartbeat")
 
     def ingest_job(self, mailbox: str) -> None:
+        if self.state.stop.is_set():
+            return  # a run that was due as the stop came: no new work
         app = self.app
         self.check_schema(app)
         box = app.config.mailbox(mailbox)
@@ -158,6 +188,8 @@ class Daemon:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
 
     def reminder_job(self) -> None:
+        if self.state.stop.is_set():
+            return
         app = self.app
         self.check_schema(app)
         report = app.reminder_sweep(should_stop=self.state.stop.is_set).run()
@@ -191,14 +223,14 @@ class Daemon:
     def reload(self, scheduler: BackgroundScheduler) -> None:
         try:
             fresh = self.load_app()
-        except ConfigError as exc:
-            self.log.error("reload_refused", error=str(exc), detail="the running configuration stays")
+            if fresh.config.database.url != self.app.config.database.url:
+                self.log.warning("reload_database_url_ignored", detail="a new database URL needs a restart")
+            fresh.use_database(self.app.db)
+            fresh.ready_database()  # the new owners, with the same retries as at start
+        except Exception as exc:  # a bad config, or the database busy right now: keep what runs
+            error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            self.log.error("reload_refused", error=error, detail="the running configuration stays")
             return
-        if fresh.config.database.url != self.app.config.database.url:
-            self.log.warning("reload_database_url_ignored", detail="a new database URL needs a restart")
-        fresh.use_database(self.app.db)
-        with fresh.db.transaction() as session:
-            sync_owners(session, fresh.config)
         self.app = fresh
         for job in scheduler.get_jobs():
             if job.id.startswith("ingest:") or job.id == "reminders":

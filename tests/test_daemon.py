@@ -168,7 +168,7 @@ def test_a_second_run_on_one_sqlite_file_refuses_to_start(tmp_path, mailbox):
         second = start_run(config)
         out, err = second.communicate(timeout=30)
         assert second.returncode == 1
-        assert "another `leadtap run` is already using" in err
+        assert "another `leadtap run` (pid " in err and "is already using" in err
         assert "Traceback" not in err
     finally:
         first.send_signal(signal.SIGTERM)
@@ -250,3 +250,28 @@ def test_the_watchdog_is_pinged_only_while_the_scheduler_makes_progress(tmp_path
         daemon.state.stop.set()
         supervisor.join()
         notify.close()
+
+
+def test_sigterm_ends_the_daemon_within_ten_seconds_even_with_a_hung_server(tmp_path, mailbox):
+    from tests.smtp import SilentServer
+
+    with SilentServer() as silent:
+        url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+        config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(port=silent.port, poll_interval="1s"),
+                              extra='[ingest]\ntimeout = "60s"\n')
+        upgrade(config)
+        notify = NotifySocket(tmp_path / "notify.sock")
+        process = start_run(config, notify)
+        try:
+            wait_for(lambda: "READY=1" in notify.drain(), what="READY=1")
+            wait_for(lambda: silent.held, what="the job to hang on the silent server")
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            out, err = process.communicate(timeout=20)
+            assert time.monotonic() - started < 10
+            assert process.returncode == 0
+            assert '"stop_deadline"' in err
+        finally:
+            if process.poll() is None:
+                process.kill()
+            notify.close()
