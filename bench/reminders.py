@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.db import Database, upgrade_schema  # noqa: E402
-from core.reminders import find_due  # noqa: E402
+from core.reminders import find_due, taken_keys  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import free_port  # noqa: E402
 from leadtap.logs import configure_logging  # noqa: E402
@@ -121,8 +121,9 @@ def main() -> None:
     with db.transaction() as session:
         started = time.perf_counter()
         due = find_due(session, rules, app.config.leads.closed_statuses, NOW)
+        taken = taken_keys(session, due, NOW)  # what was already sent: part of the selection
         selection = time.perf_counter() - started
-    assert len(due) == args.stale, len(due)
+    assert len(due) == args.stale and not taken, (len(due), len(taken))
 
     sink = start_smtp_sink(port)
     try:
