@@ -275,3 +275,67 @@ def test_sigterm_ends_the_daemon_within_ten_seconds_even_with_a_hung_server(tmp_
             if process.poll() is None:
                 process.kill()
             notify.close()
+
+
+def test_a_failing_job_is_logged_with_its_traceback_and_runs_again(tmp_path, mailbox, capsys, monkeypatch):
+    from ingest.pipeline import MailboxIngest
+    from leadtap.bootstrap import build_app
+    from leadtap.logs import configure_logging
+    from scheduler.daemon import Daemon
+
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
+    upgrade(config)
+    mailbox.append(enquiry())
+    runs = []
+    real_run = MailboxIngest.run
+
+    def flaky_run(self):
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("a bug in the first run")
+        return real_run(self)
+
+    monkeypatch.setattr(MailboxIngest, "run", flaky_run)
+    configure_logging("info")
+    daemon = Daemon(build_app(str(config)), lambda: build_app(str(config)), {})
+
+    def stop_after_the_second_run():
+        wait_for(lambda: count(url, "select count(*) from leads") == 1, what="the second run's lead")
+        daemon.state.stopping = True
+
+    stopper = threading.Thread(target=stop_after_the_second_run)
+    stopper.start()
+    assert daemon.run() == 0  # in the main thread: it installs signal handlers
+    stopper.join()
+    err = capsys.readouterr().err
+    failure = next(line for line in err.splitlines() if '"job_failed"' in line)
+    assert "a bug in the first run" in failure and "in flaky_run" in failure  # the traceback, with its frames
+    assert len(runs) >= 2
+
+
+def test_a_kill_between_send_and_confirm_sends_again_after_the_lease(tmp_path, smtp, capsys):
+    """At-least-once, with a real kill -9 of `leadtap remind` mid-sweep."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.test_reminders import RULE, Remind
+
+    now = datetime.now(timezone.utc)
+    remind = Remind(tmp_path, f"sqlite:///{tmp_path / 'leadtap.db'}", smtp.port, capsys)
+    remind.configure(RULE)
+    for name in ("Jo Smith", "Kim Lee", "Lou Reed"):
+        remind.add_lead(name, "ana@example.com", since=now - timedelta(days=3))
+    smtp.handler.delay = 0.5
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(remind.path), "remind"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    wait_for(lambda: len(smtp.messages) >= 1, what="the first reminder")
+    process.kill()
+    process.communicate()
+    smtp.handler.delay = 0
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    assert count(url, "select count(*) from reminders where state = 'sent'") == 0  # never confirmed
+    assert remind.sweep(now + timedelta(minutes=5)).sent == 0  # the dead sweep's lease still runs
+    assert remind.sweep(now + timedelta(minutes=31)).sent == 3
+    subjects = [m["Subject"] for m in smtp.messages]
+    assert len(subjects) == 4 and len(set(subjects)) == 3  # one reminder went out twice, none was lost
