@@ -339,3 +339,26 @@ def test_a_kill_between_send_and_confirm_sends_again_after_the_lease(tmp_path, s
     assert remind.sweep(now + timedelta(minutes=31)).sent == 3
     subjects = [m["Subject"] for m in smtp.messages]
     assert len(subjects) == 4 and len(set(subjects)) == 3  # one reminder went out twice, none was lost
+
+
+def test_a_hung_mailbox_never_delays_the_others(tmp_path, mailbox, dovecot):
+    from tests.helpers import Mailbox
+    from tests.smtp import SilentServer
+
+    other = Mailbox(dovecot, mailbox.user + "b", dovecot.password)
+    with SilentServer() as silent:
+        url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+        sections = mailbox.section(name="hung", port=silent.port, poll_interval="1s") + \
+            other.section(name="sales", poll_interval="1s")
+        config = write_config(tmp_path / "leadtap.toml", url, sections, extra='[ingest]\ntimeout = "60s"\n')
+        upgrade(config)
+        notify = NotifySocket(tmp_path / "notify.sock")
+        process = start_run(config, notify)
+        try:
+            wait_for(lambda: silent.held, what="the hung mailbox's job to hang")
+            other.append(enquiry(email="arrives@client.test"))
+            wait_for(lambda: count(url, "select count(*) from leads") == 1, timeout=10, what="the other mailbox")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=20)
+            notify.close()
