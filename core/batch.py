@@ -243,7 +243,7 @@ class LeadBatch:
         ids = self.session.scalars(
             insert(Lead).returning(Lead.id, sort_by_parameter_order=True), [lead.row for lead in self.new_leads]
         ).all()
-        for lead, new_id in zip(self.new_leads, ids):
+        for lead, new_id in zip(self.new_leads, ids, strict=True):
             lead.id = new_id
 
     def opportunity_row(self, lead: NewLead) -> dict:
