@@ -190,11 +190,19 @@ class MailboxIngest:
             if self.should_stop():
                 break
             fetched = self.fetch(imap, uids)
-            pending.append((fetched, pool.submit(prepare_in_worker, fetched, self.limit)))
+            pending.append((fetched, self.submit_prepare(pool, fetched)))
             if len(pending) > 1:
                 self.finish_pending(imap, *pending.popleft(), report)
         while pending:
             self.finish_pending(imap, *pending.popleft(), report)
+
+    def submit_prepare(self, pool: ProcessPoolExecutor, fetched: "Fetched") -> Future:
+        try:
+            return pool.submit(prepare_in_worker, fetched, self.limit)
+        except BrokenProcessPool:  # the helper died on an earlier batch: the rest is parsed here
+            done: Future = Future()
+            done.set_result(prepare_batch(fetched, self.templates, self.limit))
+            return done
 
     def finish_pending(self, imap: ImapMailbox, fetched: "Fetched", future: Future, report: PassReport) -> None:
         try:

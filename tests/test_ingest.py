@@ -715,3 +715,43 @@ def test_a_server_that_refuses_the_seen_flag_does_not_stop_the_pass(env, mailbox
     assert report.error is None and len(env.leads()) == 5
     assert env.poll() == 0 and len(env.leads()) == 5  # the next pass only flags them
     assert mailbox.unseen() == []
+
+
+def test_a_parsing_process_that_dies_costs_its_batch_one_attempt_and_nothing_else(env, mailbox, monkeypatch):
+    import os
+    import signal
+
+    for i in range(8):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    env.configure(mailbox.section(), extra="[ingest]\nbatch_size = 2\nparallel_parsing = true\n")
+    env.upgrade()
+    fetches = []
+    real_fetch = MailboxIngest.fetch
+
+    def fetch_then_kill_the_parser(self, imap, uids):
+        fetched = real_fetch(self, imap, uids)
+        fetches.append(uids)
+        if len(fetches) == 2:  # the first batch is with the parser now: kill it
+            with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+                for child in f.read().split():
+                    with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                        if b"spawn_main" in cmdline.read():  # the parser, not Dovecot
+                            os.kill(int(child), signal.SIGKILL)
+        return fetched
+
+    monkeypatch.setattr(MailboxIngest, "fetch", fetch_then_kill_the_parser)
+    app = build_app(str(env.path))
+    try:
+        db = app.ready_database()
+        report = MailboxIngest(app.config, app.config.mailboxes[0], db, [app.templates["contact-form"]],
+                               app.open_mailbox).run()
+    finally:
+        app.close()
+    assert report.error is None
+    failed = [e for e in env.ledger() if e.outcome == "failed"]
+    assert failed and all(e.attempts == 1 and "parsing process died" in e.error for e in failed)
+    assert len(env.leads()) + len(failed) == 8
+    monkeypatch.setattr(MailboxIngest, "fetch", real_fetch)
+    code, out, err = env.cli("poll")
+    assert code == 0, out + err[-2000:]  # the next pass takes them in
+    assert len(env.leads()) == 8
