@@ -266,7 +266,9 @@ class MailboxIngest:
             rotation = lock_rotation(session, self.settings.role)
             # Read the ledger again under the lock: another worker may have taken some meanwhile.
             settled = ledger_settled(session, self.box.name, uidvalidity, [p.uid for p in prepared])
-            todo = [p for p in prepared if p.uid not in settled]
+            # ...or set aside meanwhile: its last attempt was another worker's.
+            set_aside = set_aside_uids(session, self.box.name, uidvalidity, self.max_attempts)
+            todo = [p for p in prepared if p.uid not in settled and p.uid not in set_aside]
             if one_by_one:
                 results = self.write_one_by_one(session, rotation, uidvalidity, todo, now)
             else:
