@@ -84,7 +84,8 @@ class LeadBatch:
 
     # --- 1. load -----------------------------------------------------------
 
-    def load(self, ref_uids: list[int], mailbox: str, uidvalidity: int, messages: list[IncomingMessage]) -> None:
+    def load(self, messages: list[IncomingMessage], ledger: dict[int, LedgerEntry]) -> None:
+        """``ledger``: the batch's rows, as the caller read them under the lock."""
         session = self.session
         identities = [m.identity for m in messages]
         for identity, known_lead in session.execute(
@@ -100,12 +101,7 @@ class LeadBatch:
             ):
                 self.threads.setdefault(message_id, known_lead)
         self.owners = {o.id: o for o in session.scalars(select(Owner))}
-        for uid, row_id, attempts, outcome in session.execute(
-            select(LedgerEntry.uid, LedgerEntry.id, LedgerEntry.attempts, LedgerEntry.outcome).where(
-                LedgerEntry.mailbox == mailbox, LedgerEntry.uidvalidity == uidvalidity, LedgerEntry.uid.in_(ref_uids)
-            )
-        ):
-            self.ledger[uid] = (row_id, attempts, outcome)
+        self.ledger = {uid: (e.id, e.attempts, e.outcome) for uid, e in ledger.items()}
 
     def attempts(self, uid: int) -> int:
         """Attempts recorded for ``uid``, counting this batch's."""

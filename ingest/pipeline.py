@@ -43,6 +43,7 @@ from core.services import (
     Result,
     advance_last_uid,
     last_uid,
+    ledger_entries,
     ledger_settled,
     lock_rotation,
     retryable_uids,
@@ -264,25 +265,28 @@ class MailboxIngest:
         now = self.clock()
         with self.db.transaction() as session:
             rotation = lock_rotation(session, self.settings.role)
-            # Read the ledger again under the lock: another worker may have taken some meanwhile.
-            settled = ledger_settled(session, self.box.name, uidvalidity, [p.uid for p in prepared])
-            # ...or set aside meanwhile: its last attempt was another worker's.
-            set_aside = set_aside_uids(session, self.box.name, uidvalidity, self.max_attempts)
+            # Read the ledger again under the lock: another worker may have settled
+            # some meanwhile, or set one aside (its last attempt was theirs).
+            known = ledger_entries(session, self.box.name, uidvalidity, [p.uid for p in prepared])
+            settled = {uid for uid, e in known.items() if Outcome(e.outcome).is_final}
+            set_aside = {uid for uid, e in known.items()
+                         if e.outcome == Outcome.FAILED and e.attempts >= self.max_attempts}
             todo = [p for p in prepared if p.uid not in settled and p.uid not in set_aside]
             if one_by_one:
-                results = self.write_one_by_one(session, rotation, uidvalidity, todo, now)
+                results = self.write_one_by_one(session, rotation, uidvalidity, todo, known, now)
             else:
-                results = self.decide_and_write(session, rotation, uidvalidity, todo, now)
+                results = self.decide_and_write(session, rotation, uidvalidity, todo, known, now)
             if not self.box.unread_only and uids:
                 advance_last_uid(session, self.box.name, uidvalidity, max(uids))
         return results, settled
 
-    def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], now) -> dict[int, Result]:
+    def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], known: dict,
+                         now) -> dict[int, Result]:
         results: dict[int, Result] = {}
         for item in todo:
             try:
                 with session.begin_nested():
-                    results |= self.decide_and_write(session, rotation, uidvalidity, [item], now)
+                    results |= self.decide_and_write(session, rotation, uidvalidity, [item], known, now)
                 continue
             except Exception as exc:
                 if connection_lost(exc):
@@ -293,16 +297,17 @@ class MailboxIngest:
             for attempt in (Prepared(item.uid, item.message, error=error), Prepared(item.uid, error=error)):
                 try:
                     with session.begin_nested():
-                        results |= self.decide_and_write(session, rotation, uidvalidity, [attempt], now)
+                        results |= self.decide_and_write(session, rotation, uidvalidity, [attempt], known, now)
                     break
                 except Exception as exc:
                     if connection_lost(exc):
                         raise
         return results
 
-    def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], now) -> dict[int, Result]:
+    def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], known: dict,
+                         now) -> dict[int, Result]:
         batch = LeadBatch(session, self.settings, rotation, now)
-        batch.load([i.uid for i in items], self.box.name, uidvalidity, [i.message for i in items if i.message])
+        batch.load([i.message for i in items if i.message], {i.uid: known[i.uid] for i in items if i.uid in known})
         batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact])
         for item in items:
             ref = MessageRef(self.box.name, uidvalidity, item.uid)

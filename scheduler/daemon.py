@@ -32,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
 from core.db import Lead
-from core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
+from core.errors import ConfigError, LeadtapError, SchemaError
 from ingest.pipeline import MailboxIngest
 from scheduler.notify import Notifier
 
@@ -207,8 +207,7 @@ class Daemon:
         except SchemaError as exc:
             self.fail(str(exc))
             raise Fatal(str(exc)) from None
-        except DatabaseUnavailable:
-            raise  # logged by the job listener; the next run tries again
+        # DatabaseUnavailable goes on up: the job listener logs it, the next run tries again.
 
     def on_job_event(self, event: JobExecutionEvent) -> None:
         self.state.last_beat = time.monotonic()

@@ -14,6 +14,10 @@ from core.config import SmtpConfig
 from core.errors import MailSendError
 
 
+def answer_text(answer: bytes | str) -> str:
+    return answer.decode(errors="replace") if isinstance(answer, bytes) else answer
+
+
 def all_permanent(refused: dict) -> bool:
     """A refusal is for good only when every recipient got a 5xx (a 4xx —
     greylisting, a full mailbox, a rate limit — may pass)."""
@@ -68,7 +72,7 @@ class SmtpMailer:
             raise MailSendError(self.describe("refused some recipients", refused), permanent=all_permanent(refused))
 
     def raise_answer(self, exc: smtplib.SMTPResponseException, permanent: bool, sweep_wide: bool):
-        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        text = answer_text(exc.smtp_error)
         if exc.smtp_code == 421:  # "closing the connection": a new one may do
             raise Dropped(f"421 {text}") from None
         raise MailSendError(f"{self.where()}: {exc.smtp_code} {text}", permanent=permanent,
@@ -79,7 +83,7 @@ class SmtpMailer:
         try:
             return self.connect()
         except smtplib.SMTPAuthenticationError as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            text = answer_text(exc.smtp_error)
             raise MailSendError(f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} {text}",
                                 permanent=False, sweep_wide=True) from None
         except (OSError, smtplib.SMTPException) as exc:
@@ -122,7 +126,7 @@ class SmtpMailer:
 
     def describe(self, what: str, recipients: dict) -> str:
         answers = "; ".join(
-            f"{address}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+            f"{address}: {code} {answer_text(text)}"
             for address, (code, text) in recipients.items()
         )
         return f"{self.where()} {what}: {answers}"
