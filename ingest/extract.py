@@ -16,6 +16,7 @@ Rules, each tested in ``tests/test_extract.py``:
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -37,10 +38,64 @@ class Placeholder:
 
 
 @dataclass(frozen=True)
+class Literal:
+    """The text between two placeholders: its words, matched case-insensitively
+    with any run of whitespace between them; None for whitespace only. Space
+    around a literal needs no pattern: the values beside it are trimmed."""
+
+    core: re.Pattern | None
+    at_end: re.Pattern | None  # ``core`` anchored at the end of the searched text
+
+
+@dataclass(frozen=True)
 class TemplateLine:
+    """One template line: literals and placeholders in turn
+    (``literals[i]`` stands before ``placeholders[i]``; one more literal ends the line).
+
+    ``match`` reads a body line in time linear in its length, whatever it holds:
+    each literal is found by one forward search, the last one at the line's
+    end, and each value is what lies between (a regular expression of lazy
+    groups and whitespace runs would backtrack cubically on a run of spaces)."""
+
     text: str
-    pattern: re.Pattern
+    literals: tuple[Literal, ...]
     placeholders: tuple[Placeholder, ...]
+
+    def match(self, text: str) -> list[str] | None:
+        """The values (trimmed) when the body line ``text`` matches, else None."""
+        start = len(text) - len(text.lstrip())
+        first = self.literals[0]
+        if first.core is not None:
+            found = first.core.match(text, start)
+            if found is None:
+                return None
+            start = found.end()
+        end = len(text.rstrip())
+        if not self.placeholders:
+            return [] if start >= end else None
+        tail = self.tail_start(text, start, end)
+        if tail is None:
+            return None
+        values = []
+        for literal in self.literals[1:-1]:
+            if literal.core is None:  # two placeholders with only whitespace between: the first is empty
+                values.append("")
+                continue
+            found = literal.core.search(text, start, tail)
+            if found is None:
+                return None
+            values.append(text[start : found.start()].strip())
+            start = found.end()
+        values.append(text[start:tail].strip())
+        return values
+
+    def tail_start(self, text: str, start: int, end: int) -> int | None:
+        """Where the line's last literal begins: it must end the line."""
+        last = self.literals[-1]
+        if last.at_end is None:
+            return end
+        found = last.at_end.search(text, start, end)
+        return found.start() if found else None
 
 
 @dataclass(frozen=True)
@@ -61,8 +116,6 @@ class ExtractionTemplate:
     name: str
     lines: tuple[TemplateLine, ...]
     required: tuple[str, ...] = field(default=())
-    # Per line: one pattern matching any *other* line, where a multiline value stops.
-    others: tuple[re.Pattern, ...] = field(default=())
 
     def extract(self, body: str) -> Extraction:
         body_lines = body.splitlines()
@@ -76,20 +129,21 @@ class ExtractionTemplate:
         if not line.placeholders or all(p.name in found for p in line.placeholders):
             return
         for number, text in enumerate(body_lines):
-            match = line.pattern.match(text)
-            if not match:
+            values = line.match(text)
+            if values is None:
                 continue
-            for group, placeholder in enumerate(line.placeholders, start=1):
-                value = match.group(group).strip()
+            for value, placeholder in zip(values, line.placeholders):
                 if placeholder.multiline:
-                    value = self._continue_value(value, body_lines[number + 1 :], self.others[index])
+                    value = self._continue_value(value, body_lines, number + 1, index)
                 found.setdefault(placeholder.name, value)
             return
 
-    def _continue_value(self, first: str, following: list[str], others: re.Pattern) -> str:
+    def _continue_value(self, first: str, body_lines: list[str], start: int, index: int) -> str:
+        """A multiline value runs on until a line that matches another template line."""
+        others = [line for other, line in enumerate(self.lines) if other != index]
         collected = [first]
-        for text in following:
-            if others.match(text):
+        for text in itertools.islice(body_lines, start, None):
+            if any(other.match(text) is not None for other in others):
                 break
             collected.append(text.rstrip())
         return "\n".join(collected).strip()
@@ -109,30 +163,19 @@ def compile_template(name: str, body: str) -> ExtractionTemplate:
                 required.append(p.name)
     if not any(line.placeholders for line in lines):
         raise TemplateError(f"template {name!r} has no {{{{ field }}}} placeholder")
-    return ExtractionTemplate(name, tuple(lines), tuple(required), others_patterns(lines))
-
-
-def others_patterns(lines: list[TemplateLine]) -> tuple[re.Pattern, ...]:
-    """For each line, one alternation of the other lines' patterns."""
-    never = r"(?!)"
-    return tuple(
-        re.compile("|".join(f"(?:{o.pattern.pattern})" for o in lines if o is not line) or never, re.IGNORECASE)
-        for line in lines
-    )
+    return ExtractionTemplate(name, tuple(lines), tuple(required))
 
 
 def compile_line(text: str, number: int) -> TemplateLine:
-    pattern = [SPACE + r"*"]
+    literals: list[Literal] = []
     placeholders: list[Placeholder] = []
     position = 0
     for match in PLACEHOLDER_RE.finditer(text):
-        pattern.append(literal_pattern(check_literal(text[position : match.start()], text, number)))
+        literals.append(compile_literal(check_literal(text[position : match.start()], text, number)))
         placeholders.append(parse_placeholder(match.group(1), number))
-        pattern.append(r"(.*?)")
         position = match.end()
-    pattern.append(literal_pattern(check_literal(text[position:], text, number)))
-    pattern.append(SPACE + r"*$")
-    return TemplateLine(text, re.compile("".join(pattern), re.IGNORECASE), tuple(placeholders))
+    literals.append(compile_literal(check_literal(text[position:], text, number)))
+    return TemplateLine(text, tuple(literals), tuple(placeholders))
 
 
 def check_literal(literal: str, line: str, number: int) -> str:
@@ -141,14 +184,13 @@ def check_literal(literal: str, line: str, number: int) -> str:
     return literal
 
 
-def literal_pattern(literal: str) -> str:
+def compile_literal(literal: str) -> Literal:
     """Whitespace runs match any whitespace run; the rest matches itself."""
-    parts = [re.escape(word) for word in literal.split()]
-    if not parts:
-        return SPACE + r"*"
-    lead = SPACE + r"*" if literal[:1].isspace() else ""
-    tail = SPACE + r"*" if literal[-1:].isspace() else ""
-    return lead + (SPACE + "+").join(parts) + tail
+    words = [re.escape(word) for word in literal.split()]
+    if not words:
+        return Literal(None, None)
+    core = (SPACE + "+").join(words)
+    return Literal(re.compile(core, re.IGNORECASE), re.compile(core + r"\Z", re.IGNORECASE))
 
 
 def parse_placeholder(inner: str, number: int) -> Placeholder:
