@@ -54,7 +54,9 @@ class Decided:
     attempts_to_add: int = 0
 
     def result(self) -> Result:
-        return Result(self.outcome, lead_id=lead_id(self.lead), reason=self.reason, error=self.error)
+        warnings = self.message.warnings if self.message else ()
+        return Result(self.outcome, lead_id=lead_id(self.lead), reason=self.reason, error=self.error,
+                      warnings=warnings)
 
 
 @dataclass
@@ -173,6 +175,7 @@ class LeadBatch:
             "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
             "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
             "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,
+            "warnings": [clip(w, 500) for w in message.warnings],
         })
         self.new_leads.append(lead)
         self.add_thread_id(lead, message.message_id)

@@ -86,6 +86,7 @@ class IngestConfig:
     max_attempts: int = 3
     timeout: float = 30.0
     parallel_parsing: bool = True
+    message_timeout: float = 10.0  # seconds one message may take to read; past it, it fails alone
 
 
 @dataclass(frozen=True)
@@ -304,9 +305,12 @@ def parse_ingest(s: "Section") -> IngestConfig:
             "max_attempts": int,
             "timeout": parse_seconds,
             "parallel_parsing": bool,
+            "message_timeout": parse_seconds,
         }
     )
     ingest = IngestConfig(**values)
+    if ingest.message_timeout <= 0:
+        s.fail("message_timeout", "a time above zero is expected, e.g. \"10s\"")
     if ingest.batch_size < 1:
         s.fail("batch_size", "a whole number of at least 1 is expected")
     if ingest.max_attempts < 1:

@@ -98,6 +98,8 @@ class Lead(Base):
     subject: Mapped[str | None] = mapped_column(String(998))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What was repaired to read the message (a broken MIME structure, a charset, a header).
+    warnings: Mapped[list | None] = mapped_column(JSON, default=list)
 
     __table_args__ = (Index("ix_leads_status_changed", "status", "status_changed_at"),)
 

@@ -54,6 +54,7 @@ class IncomingMessage:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
     content_type: str = "text/plain"
     return_path: str | None = None  # None: no Return-Path header; "": an empty one (<>)
+    warnings: tuple[str, ...] = ()  # what was repaired to read it (a broken structure, a charset, a header)
 
     @property
     def correspondent(self) -> Address | None:

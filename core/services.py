@@ -37,6 +37,7 @@ class Result:
     lead_id: int | None = None
     reason: str | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # what was repaired to read the message
 
 
 # --- owners and the rotation -------------------------------------------------
@@ -165,12 +166,15 @@ class LeadSettings:
 
 
 def message_details(ref: MessageRef, message: IncomingMessage) -> dict:
-    return clip_all({
+    details = clip_all({
         "mailbox": ref.mailbox,
         "uid": ref.uid,
         "message_id": message.message_id,
         "from": str(message.sender) if message.sender else None,
     })
+    if message.warnings:
+        details["warnings"] = [clip(w, 500) for w in message.warnings]
+    return details
 
 
 def clip(value: str | None, length: int | None = None) -> str | None:

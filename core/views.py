@@ -39,6 +39,7 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "subject": lead.subject,
         "received_at": iso(lead.received_at),
         "created_at": iso(lead.created_at),
+        "warnings": lead.warnings or [],
     }
 
 

@@ -1,8 +1,11 @@
-"""Raw bytes → ``IncomingMessage``, with mail-parser.
+"""Raw bytes → ``IncomingMessage``, the way a mail client reads them.
 
-A message that cannot be read faithfully (broken MIME structure, unknown or
-undecodable charset, broken base64) raises ``MessageError``: it is recorded as
-failed and set aside rather than turned into a lead full of mojibake.
+The MIME tree is bounded and, when it does not decode as sent, repaired
+(``ingest.mime``); mail-parser reads the rest. What was repaired becomes the
+message's ``warnings``. A header leadtap does not strictly need that cannot
+be read is a warning too. Only a message with no header block at all, or one
+that takes longer than its deadline, raises ``MessageError``: it is recorded
+as failed and set aside after its attempts.
 """
 
 from __future__ import annotations
@@ -10,28 +13,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from datetime import datetime, timezone
+from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
+from typing import Callable, TypeVar
 
 import mailparser
 
 from core.errors import MessageError
 from core.model import Address, IncomingMessage
+from ingest.charset import decode_text
+from ingest.deadline import UNLIMITED, Deadline
+from ingest.html import html_to_text
+from ingest.mime import Tree, parse_tree, repaired_text, unreadable_as_sent
 
-# mail-parser logs a warning for every content type it does not handle itself.
-logging.getLogger("mailparser").setLevel(logging.ERROR)
+# mail-parser logs every content type it does not handle and every header it
+# cannot decode; leadtap says what it repaired in the message's warnings.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
-# Defects that mean the text we would read is not the text that was sent.
-FATAL_DEFECTS = {
-    "CharsetDecodeDefect",
-    "InvalidBase64CharactersDefect",
-    "InvalidBase64PaddingDefect",
-    "InvalidBase64LengthDefect",
-    "StartBoundaryNotFoundDefect",
-    "MultipartInvariantViolationDefect",
-}
 MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,990}>")
 MAX_THREAD_IDS = 100  # a References header may be hostile: match a reply on its last hundred
 CLASSIFY_HEADERS = (
@@ -43,56 +44,68 @@ CLASSIFY_HEADERS = (
     "x-leadtap",
     "x-failed-recipients",
 )
+T = TypeVar("T")
 
 
-def parse_message(raw: bytes) -> IncomingMessage:
-    try:
-        parsed = mailparser.parse_from_bytes(raw)
-    except Exception as exc:  # mail-parser raises many kinds; all mean "unreadable"
-        raise MessageError(f"cannot parse the message: {exc}") from exc
-    mime = parsed.message
-    check_defects(mime)
-    message_id = first_message_id(mime.get("Message-ID"))
-    sender = first_address(mime.get_all("From"))
-    subject = decode(mime.get("Subject"))
-    date_header = mime.get("Date")
+def parse_message(raw: bytes, deadline: Deadline = UNLIMITED) -> IncomingMessage:
+    tree = parse_tree(raw)
+    mime = tree.root
+    if not mime.keys():
+        raise MessageError("no header block: this is not a mail message")
+    deadline.check("parsing the MIME structure")
+    text = read_text(tree, deadline)
+    warnings = tree.warnings
+    message_id = read(warnings, "Message-ID", lambda: first_message_id(mime.get("Message-ID")))
+    sender = read(warnings, "From", lambda: first_address(mime.get_all("From"), warnings))
+    subject = read(warnings, "Subject", lambda: decode(mime.get("Subject"), warnings, "Subject"), "")
+    date_header = read(warnings, "Date", lambda: str(mime.get("Date") or "") or None)
     return IncomingMessage(
         identity=identity_of(raw, message_id, sender, date_header, subject),
         message_id=message_id,
         sender=sender,
-        reply_to=first_address(mime.get_all("Reply-To")),
+        reply_to=read(warnings, "Reply-To", lambda: first_address(mime.get_all("Reply-To"), warnings)),
         subject=subject,
-        date=parse_date(date_header),
-        text=body_text(parsed),
-        in_reply_to=tuple(MESSAGE_ID_RE.findall(str(mime.get("In-Reply-To") or "")))[:MAX_THREAD_IDS],
+        date=read(warnings, "Date", lambda: parse_date(date_header, warnings)),
+        text=text,
+        in_reply_to=read(warnings, "In-Reply-To", lambda: thread_ids(mime.get("In-Reply-To"))[:MAX_THREAD_IDS], ()),
         # The newest references stand last; a thread's own ids are among them.
-        references=tuple(MESSAGE_ID_RE.findall(str(mime.get("References") or "")))[-MAX_THREAD_IDS:],
-        headers={name: str(mime.get(name)) for name in CLASSIFY_HEADERS if mime.get(name) is not None},
-        content_type=mime.get_content_type(),
-        return_path=return_path(mime),
+        references=read(warnings, "References", lambda: thread_ids(mime.get("References"))[-MAX_THREAD_IDS:], ()),
+        headers=read(warnings, "headers", lambda: classify_headers(mime), {}),
+        content_type=read(warnings, "Content-Type", mime.get_content_type, "text/plain"),
+        return_path=read(warnings, "Return-Path", lambda: return_path(mime)),
+        warnings=tuple(dict.fromkeys(warnings)),
     )
 
 
-def check_defects(mime: Message) -> None:
-    for part in mime.walk():
-        for defect in part.defects:
-            if type(defect).__name__ in FATAL_DEFECTS:
-                raise MessageError(f"broken message: {type(defect).__name__}: {defect}")
-        charset = part.get_content_charset()
-        if charset and not part.is_multipart() and part.get_content_maintype() == "text":
-            decode_part(part, charset)
-
-
-def decode_part(part: Message, charset: str) -> None:
-    payload = part.get_payload(decode=True) or b""
+def read(warnings: list[str], name: str, reader: Callable[[], T], default: T = None) -> T:
+    """A header leadtap can do without: unreadable, it is left out with a warning."""
     try:
-        payload.decode(charset)
-    except LookupError:
-        raise MessageError(f"unknown charset {charset!r}") from None
-    except UnicodeDecodeError as exc:
-        raise MessageError(f"text not valid in its charset {charset!r}: {exc.reason} at byte {exc.start}") from None
-    except UnicodeError as exc:  # codecs such as "undefined" or "punycode" fail their own way
-        raise MessageError(f"text cannot be decoded as {charset!r}: {exc}") from None
+        return reader()
+    except Exception as exc:  # whatever a hostile header does to a parser
+        warnings.append(f"{name}: unreadable ({type(exc).__name__}), left out")
+        return default
+
+
+def read_text(tree: Tree, deadline: Deadline) -> str:
+    """mail-parser's text when the message decodes as sent, else the repaired text."""
+    parsed = None
+    if not tree.warnings or not tree.warnings[-1].startswith("MIME: nested too deeply"):
+        try:
+            parsed = mailparser.MailParser(tree.root)
+        except Exception as exc:  # mail-parser gave up: the text is read without it
+            tree.warnings.append(f"MIME: {type(exc).__name__} while parsing; the text is repaired")
+    deadline.check("parsing the message")
+    if parsed is not None and unreadable_as_sent(tree.root) is None:
+        return body_text(parsed, deadline)
+    return repaired_text(tree, deadline)
+
+
+def classify_headers(mime: Message) -> dict[str, str]:
+    return {name: str(mime.get(name)) for name in CLASSIFY_HEADERS if mime.get(name) is not None}
+
+
+def thread_ids(value: object) -> tuple[str, ...]:
+    return tuple(MESSAGE_ID_RE.findall(str(value or "")))
 
 
 def identity_of(raw: bytes, message_id: str | None, sender: Address | None, date: str | None, subject: str) -> str:
@@ -112,13 +125,13 @@ def first_message_id(value: object) -> str | None:
     return found.group(0) if found else (str(value).strip() or None)
 
 
-def first_address(values: list | None) -> Address | None:
+def first_address(values: list | None, warnings: list[str]) -> Address | None:
     if not values:
         return None
     # Split first, decode after: an encoded name may hide a comma ("Müller, Jörg").
     for name, email in getaddresses([str(v) for v in values]):
         if email:
-            return Address(name=decode(name), email=email.strip())
+            return Address(name=decode(name, warnings, "a display name"), email=email.strip())
     return None
 
 
@@ -129,99 +142,47 @@ def return_path(mime: Message) -> str | None:
     return str(value).strip().strip("<>").strip()
 
 
-def decode(value: object) -> str:
+def decode(value: object, warnings: list[str], what: str) -> str:
+    """A header's encoded words decoded; where their charset fails, best-effort
+    as for body text; where they are malformed, the header as sent."""
     if value is None:
         return ""
     try:
-        return str(make_header(decode_header(str(value)))).strip()
-    except (LookupError, UnicodeDecodeError, ValueError):
+        chunks = decode_header(str(value))
+    except (HeaderParseError, ValueError):
+        warnings.append(f"{what}: malformed encoded words, kept as sent")
         return str(value).strip()
+    try:
+        return str(make_header(chunks)).strip()
+    except (LookupError, UnicodeError):
+        pass
+    pieces = []
+    for data, charset in chunks:
+        decoded = decode_text(data, charset) if isinstance(data, bytes) else None
+        pieces.append(decoded.text if decoded else data)
+        if decoded and (warning := decoded.warning(charset)):
+            warnings.append(f"{what}: {warning}")
+    return "".join(pieces).strip()
 
 
-def parse_date(value: str | None):
+def parse_date(value: str | None, warnings: list[str]) -> datetime | None:
+    """An aware date that can be stored, or None (the time received is used)."""
     if not value:
         return None
     try:
         date = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if date.tzinfo is None:
+            return None
+        date.astimezone(timezone.utc)  # a year-9999 date with a negative offset does not fit
+    except (TypeError, ValueError, IndexError, OverflowError):
+        warnings.append(f"Date: {value[:60]!r} is not a date, the time received is used")
         return None
-    return date if date.tzinfo else None
+    return date
 
 
-def body_text(parsed: "mailparser.MailParser") -> str:
+def body_text(parsed: "mailparser.MailParser", deadline: Deadline) -> str:
     if parsed.text_plain:
         return "\n".join(parsed.text_plain).replace("\r\n", "\n")
     if parsed.text_html:
-        return html_to_text("\n".join(parsed.text_html))
+        return html_to_text("\n".join(parsed.text_html), deadline)
     return ""
-
-
-# --- HTML → text -------------------------------------------------------------
-
-BLOCK_TAGS = {
-    "p", "div", "br", "tr", "li", "ul", "ol", "table", "tbody", "thead", "tfoot", "h1", "h2", "h3", "h4", "h5",
-    "h6", "blockquote", "pre", "section", "article", "header", "footer", "dt", "dd", "dl", "hr", "address",
-}
-CELL_TAGS = {"td", "th"}
-SKIP_TAGS = {"script", "style", "head", "title"}
-
-
-class TextExtractor(HTMLParser):
-    """Keeps paragraphs and table rows on lines of their own; cells of a row
-    are joined with a space, so "Name | Jo" reads "Name Jo"."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self.current: list[str] = []
-        self.skipping = 0
-        self.in_pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag == "body":
-            self.skipping = 0  # an unclosed <head> ends where <body> starts
-        elif tag in SKIP_TAGS:
-            self.skipping += 1
-        elif tag in BLOCK_TAGS:
-            self.end_line()
-            self.in_pre += tag == "pre"
-        elif tag in CELL_TAGS:
-            self.current.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in SKIP_TAGS:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in BLOCK_TAGS:
-            self.end_line()
-            self.in_pre -= tag == "pre" and self.in_pre > 0
-        elif tag in CELL_TAGS:
-            self.current.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if self.skipping:
-            return
-        if self.in_pre:
-            *complete, rest = data.split("\n")
-            for piece in complete:
-                self.current.append(piece)
-                self.end_line()
-            self.current.append(rest)
-        else:
-            self.current.append(re.sub(r"\s+", " ", data))
-
-    def end_line(self) -> None:
-        line = re.sub(r"[ \t]+", " ", "".join(self.current).replace("\xa0", " ")).strip()
-        if line:
-            self.lines.append(line)
-        self.current = []
-
-    def text(self) -> str:
-        self.end_line()
-        return "\n".join(self.lines)
-
-
-def html_to_text(html: str) -> str:
-    extractor = TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return extractor.text()

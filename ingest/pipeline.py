@@ -20,7 +20,12 @@ ledger (committed with the leads) stops them from becoming leads twice.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,6 +57,7 @@ from core.services import (
 from ingest.classify import not_a_lead
 from ingest.extract import BoundTemplate, extract_lead
 from ingest.imap import ImapMailbox
+from ingest.deadline import UNLIMITED, Deadline
 from ingest.parse import parse_message
 
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
@@ -66,6 +72,7 @@ class PassReport:
     error: str | None = None
     total: int = 0  # candidate messages in this pass
     done: int = 0
+    repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
 
     @property
     def failed(self) -> bool:
@@ -75,6 +82,8 @@ class PassReport:
         if self.error:
             return f"{self.mailbox}: not polled: {self.error}"
         parts = [f"{self.counts[o]} {OUTCOME_WORDS[o][self.counts[o] != 1]}" for o in Outcome if self.counts[o]]
+        if self.repaired:
+            parts.append(f"{self.repaired} repaired")
         return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
 
 
@@ -127,7 +136,7 @@ class MailboxIngest:
         self.should_stop = should_stop
         self.settings = LeadSettings.for_mailbox(config, box)
         self.max_attempts = config.ingest.max_attempts
-        self.limit = config.ingest.max_message_size
+        self.limit = Limits(config.ingest.max_message_size, config.ingest.message_timeout)
         self.log = structlog.get_logger("leadtap.ingest").bind(mailbox=box.name)
 
     def run(self) -> PassReport:
@@ -150,7 +159,7 @@ class MailboxIngest:
         if report.error:
             self.log.error("pass_failed", error=report.error)
         elif sum(report.counts.values()):
-            self.log.info("pass_finished", **{o.value: n for o, n in report.counts.items()})
+            self.log.info("pass_finished", repaired=report.repaired, **{o.value: n for o, n in report.counts.items()})
         return report
 
     def candidates(self, imap: ImapMailbox) -> list[int]:
@@ -169,7 +178,7 @@ class MailboxIngest:
         if len(batches) >= PARALLEL_FROM and self.config.ingest.parallel_parsing:
             try:
                 pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=set_worker_templates, initargs=(self.templates,))
+                                           initializer=start_worker, initargs=(self.templates, os.getpid()))
             except Exception as exc:  # no processes here (a sandbox): parse in this one
                 self.log.warning("parser_process_unavailable", error=f"{type(exc).__name__}: {exc}")
             else:
@@ -224,7 +233,7 @@ class MailboxIngest:
             settled = ledger_settled(session, self.box.name, imap.uidvalidity, uids)
         todo = [uid for uid in uids if uid not in settled]
         sizes = imap.sizes(todo)
-        too_large = {u: sizes[u] for u in todo if sizes.get(u, 0) > self.limit}
+        too_large = {u: sizes[u] for u in todo if sizes.get(u, 0) > self.limit.size}
         raws = imap.bodies([u for u in todo if u not in too_large])
         return Fetched(todo, raws, too_large, settled)
 
@@ -233,6 +242,7 @@ class MailboxIngest:
         results, settled = self.persist_batch(imap.uidvalidity, fetched.uids, prepared)
         for uid, result in results.items():
             report.counts[result.outcome] += 1
+            report.repaired += bool(result.warnings) and result.outcome is not Outcome.FAILED
             self.log_result(uid, result)
         report.done += len(fetched.uids) + len(fetched.settled)
         if report.total > self.config.ingest.batch_size:  # a long pass shows its progress
@@ -326,6 +336,8 @@ class MailboxIngest:
 
     def log_result(self, uid: int, result: Result) -> None:
         fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}
+        if result.warnings:
+            fields["warnings"] = list(result.warnings)
         if result.outcome is Outcome.FAILED:
             self.log.warning("message_failed", error=result.error, reason=result.reason, **fields)
         else:
@@ -351,23 +363,31 @@ def ingest_mailboxes(
 
 # --- parse → classify → extract: pure, so it may run in a helper process -----
 
+PR_SET_PDEATHSIG = 1
 PARALLEL_FROM = 3  # batches: a smaller pass is not worth starting a process
 _worker_templates: list[BoundTemplate] = []
 
 
-def prepare_batch(fetched: Fetched, templates: list[BoundTemplate], limit: int) -> list[Prepared]:
+@dataclass(frozen=True)
+class Limits:
+    size: int  # bytes: a larger message is not downloaded
+    seconds: float  # to read one message: parse, classify, extract
+
+
+def prepare_batch(fetched: Fetched, templates: list[BoundTemplate], limit: Limits,
+                  clock: Callable[[], float] = time.monotonic) -> list[Prepared]:
     return [
-        Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit}", too_large=True)
-        if uid in fetched.too_large else prepare_message(uid, fetched.raws[uid], templates)
+        Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit.size}", too_large=True)
+        if uid in fetched.too_large else prepare_message(uid, fetched.raws[uid], templates, Deadline(limit.seconds, clock))
         for uid in fetched.uids
         if uid in fetched.too_large or uid in fetched.raws
     ]
 
 
-def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate]) -> Prepared:
-    """Parse → classify → extract: the steps that need no database."""
+def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate], deadline: Deadline = UNLIMITED) -> Prepared:
+    """Parse → classify → extract: the steps that need no database, within the message's deadline."""
     try:
-        message = parse_message(raw)
+        message = parse_message(raw, deadline)
     except MessageError as exc:
         return Prepared(uid, error=str(exc))
     except Exception as exc:  # whatever a hostile message does to a parser, it fails alone
@@ -376,16 +396,43 @@ def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate]) -> Pre
         reason = not_a_lead(message)
         if reason:
             return Prepared(uid, message, not_lead=reason)
-        return Prepared(uid, message, draft=extract_lead(message, templates))
+        draft = extract_lead(message, templates)
+        deadline.check("extracting the lead")
+        return Prepared(uid, message, draft=draft)
+    except MessageError as exc:
+        return Prepared(uid, message, error=str(exc))
     except Exception as exc:  # a bug in classification or extraction must not stop the batch
         return Prepared(uid, message, error=f"extraction failed: {type(exc).__name__}: {exc}")
 
 
-def set_worker_templates(templates: list[BoundTemplate]) -> None:
+def start_worker(templates: list[BoundTemplate], parent: int) -> None:
+    """In the parsing process: keep the templates, and end with the parent."""
     _worker_templates[:] = templates
+    end_with_parent(parent)
 
 
-def prepare_in_worker(fetched: Fetched, limit: int) -> list[Prepared]:
+def end_with_parent(parent: int) -> None:
+    """A parsing process whose parent was killed (SIGKILL, out of memory)
+    would wait for work forever, and keep multiprocessing's resource tracker
+    alive with it. The kernel kills it when the parent dies (Linux), and a
+    thread that sees it orphaned ends it anywhere else."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True, name="leadtap-parent-watch").start()
+
+
+def watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def prepare_in_worker(fetched: Fetched, limit: Limits) -> list[Prepared]:
     return prepare_batch(fetched, _worker_templates, limit)
 
 

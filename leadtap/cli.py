@@ -144,6 +144,7 @@ def cmd_extract(app: App, args: argparse.Namespace) -> int:
         "matched": bool(found and found.matched),
         "fields": found.fields if found else {},
         "missing": list(found.missing) if found else [],
+        "warnings": list(message.warnings),
         "body": message.text,
     }
     print(json.dumps(result, indent=2, ensure_ascii=False))
