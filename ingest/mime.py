@@ -221,11 +221,20 @@ def text_of_parts(root: Message, warnings: list[str], deadline: Deadline) -> str
     return None
 
 
+def raw_body(part: Message) -> bytes:
+    """A part's body as it came. (``get_payload()`` would decode it with the
+    part's charset, which may be any string: a NUL in it raises.)"""
+    payload = part._payload  # noqa: SLF001 (the stdlib keeps the undecoded body only here)
+    if isinstance(payload, bytes):
+        return payload
+    return str(payload).encode("utf-8", "surrogateescape")
+
+
 def part_text(part: Message, warnings: list[str]) -> str:
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
     if encoding == "base64":
         # Non-ASCII bytes in a base64 body are stray characters like any other.
-        data, problem = decode_base64(str(part.get_payload()).encode("ascii", "replace"))
+        data, problem = decode_base64(raw_body(part))
         if problem:
             warnings.append(problem)
     else:

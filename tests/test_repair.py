@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import MessageError
@@ -253,6 +253,8 @@ MESSAGES = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES)
+@example(b"ContenT-type:charset=\x00")  # found by hypothesis: a NUL in a charset label
+@example(b"ContenT-type:ailnp;charset=\x00\nContent-Transfer-Encoding:base64\n\x80")
 def test_any_input_is_read_or_fails_with_a_message_error(raw):
     template = compile_template("contact-form", CONTACT_FORM)
     try:
