@@ -80,7 +80,12 @@ def resolve(label: str | None) -> str | None:
     encoding = webencodings.lookup(key)
     if encoding is None or encoding.name == "replacement":
         return None
-    return WHATWG_DECODERS.get(encoding.name, encoding.codec_info.name)
+    codec = WHATWG_DECODERS.get(encoding.name, encoding.codec_info.name)
+    try:
+        codecs.lookup(codec)
+    except LookupError:  # x-user-defined: a codec of webencodings' own, for web pages only
+        return None
+    return codec
 
 
 BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))

@@ -9,7 +9,13 @@ from html.parser import HTMLParser
 from ingest.deadline import UNLIMITED, Deadline
 
 CHUNK = 1024 * 1024
-MARKED_SECTION_RE = re.compile(r"<!\[(?![A-Za-z])")
+COMMENT_CLOSE_RE = re.compile(r"--\s*>")  # as html.parser closes a comment
+MARKED_SECTION_RE = re.compile(r"<!\[\s*([a-zA-Z][-_.a-zA-Z0-9]*)?")
+# Marked sections html.parser knows, by the close it looks for (_markupbase).
+DOUBLE_CLOSED = {"temp", "cdata", "ignore", "include", "rcdata"}  # ]]>
+SINGLE_CLOSED = {"if", "else", "endif"}  # ]>
+DOUBLE_CLOSE_RE = re.compile(r"\]\s*\]\s*>")
+SINGLE_CLOSE_RE = re.compile(r"\]\s*>")
 
 BLOCK_TAGS = {
     "p", "div", "br", "tr", "li", "ul", "ol", "table", "tbody", "thead", "tfoot", "h1", "h2", "h3", "h4", "h5",
@@ -77,24 +83,50 @@ def html_to_text(html: str, deadline: Deadline = UNLIMITED) -> str:
     """Fed in chunks, so a long document is read within the message's deadline."""
     html = defuse(html)
     extractor = TextExtractor()
-    for start in range(0, len(html), CHUNK):
+    start = 0
+    while start < len(html):
         deadline.check("reading the HTML")
-        extractor.feed(html[start : start + CHUNK])
+        end = chunk_end(html, start)
+        extractor.feed(html[start:end])
+        start = end
     extractor.close()
     return extractor.text()
+
+
+def chunk_end(html: str, start: int) -> int:
+    """A chunk ends before a ``<``, so no character reference is split."""
+    end = html.find("<", start + CHUNK)
+    return len(html) if end < 0 else end
 
 
 def defuse(html: str) -> str:
     """Markup that can never be completed, made text, so that the standard
     library's parser reads any document in linear time: it scans to the end
-    of the document for each ``<`` that no ``>`` follows (and for each
-    ``<!--`` that no ``-->`` follows), and fails on ``<![`` without a name.
+    of the document for each ``<`` that no ``>`` follows, each ``<!--`` that
+    no ``-->`` follows and each marked section (``<![CDATA[``, ``<![if``)
+    that is never closed — and fails on a marked section it does not know.
     A document whose markup is complete is not changed."""
     last_close = html.rfind(">")
     if last_close < len(html) - 1 and "<" in html[last_close + 1 :]:
         html = html[: last_close + 1] + html[last_close + 1 :].replace("<", "&lt;")
-    last_comment_end = html.rfind("-->")
-    if html.find("<!--", max(last_comment_end, 0)) >= 0:
-        head, tail = html[: last_comment_end + 1], html[last_comment_end + 1 :]
-        html = head + tail.replace("<!--", "&lt;!--")
-    return MARKED_SECTION_RE.sub("&lt;![", html)
+    comment_end = last_end(COMMENT_CLOSE_RE, html)
+    if html.find("<!--", comment_end) >= 0:
+        html = html[:comment_end] + html[comment_end:].replace("<!--", "&lt;!--")
+    if "<![" not in html:
+        return html
+    double, single = last_end(DOUBLE_CLOSE_RE, html), last_end(SINGLE_CLOSE_RE, html)
+
+    def marked(found: re.Match) -> str:
+        name = (found.group(1) or "").lower()
+        closed_by = double if name in DOUBLE_CLOSED else single if name in SINGLE_CLOSED else -1
+        return found.group(0) if found.start() < closed_by else "&lt;" + found.group(0)[1:]
+
+    return MARKED_SECTION_RE.sub(marked, html)
+
+
+def last_end(pattern: re.Pattern, html: str) -> int:
+    """Where the last match of ``pattern`` ends; 0 when there is none."""
+    end = 0
+    for found in pattern.finditer(html):
+        end = found.end()
+    return end

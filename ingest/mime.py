@@ -26,11 +26,17 @@ from ingest.html import html_to_text
 
 MAX_FIELD_CHARS = 64 * 1024
 MAX_HEADER_BYTES = 256 * 1024
-MAX_DEPTH = 50  # MIME nesting below this is not read (mail clients give up sooner)
+MAX_DEPTH = 1000  # no deeper than the parser itself can go (it recurses per level)
+# The parser tests every line against every boundary open around it: a body
+# of many lines inside many nested multiparts costs their product. Past this
+# budget the structure is not parsed and the raw body is the text.
+MAX_LINE_BOUNDARY_CHECKS = 40_000_000
+BOUNDARY_PARAM_RE = re.compile(rb"boundary\s*=", re.IGNORECASE)
 READ_FIELDS = {
     b"from", b"reply-to", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"return-path",
     b"content-type", b"content-transfer-encoding", b"mime-version", b"auto-submitted", b"x-autoreply",
     b"x-autorespond", b"precedence", b"list-id", b"x-leadtap", b"x-failed-recipients", b"to", b"cc",
+    b"content-disposition", b"content-id",
 }
 # Defects after which the text read is not the text sent: the text is repaired.
 REPAIRED_DEFECTS = {
@@ -73,6 +79,7 @@ class Tree:
     root: Message
     body: bytes  # the raw bytes after the header block
     warnings: list[str] = field(default_factory=list)
+    structure_read: bool = True  # False: only the headers were parsed; the raw body is the text
 
 
 def parse_tree(raw: bytes) -> Tree:
@@ -83,15 +90,25 @@ def parse_tree(raw: bytes) -> Tree:
     cuts: list[str] = []
     policy = BoundedPolicy(cuts=cuts)
     warnings = [f"header block over {MAX_HEADER_BYTES // 1024} KiB: {dropped} fields not read"] if dropped else []
-    try:
-        root = email.message_from_bytes(raw, policy=policy)
-    except RecursionError:
+    root = None
+    if too_costly_to_parse(raw):
+        warnings.append("MIME: too many nested parts for its size; the raw body is the text")
+    else:
+        try:
+            root = email.message_from_bytes(raw, policy=policy)
+        except RecursionError:
+            warnings.append("MIME: nested too deeply to read; the raw body is the text")
+    structure_read = root is not None
+    if root is None:
         root = email.parser.BytesParser(policy=policy).parsebytes(raw, headersonly=True)
-        warnings.append("MIME: nested too deeply to read; the raw body is the text")
-        root.set_payload(b"")
-        root.set_type("text/plain")
+        root.set_payload("")
     warnings += [f"header {name} cut to {MAX_FIELD_CHARS // 1024} KiB" for name in dict.fromkeys(cuts)]
-    return Tree(root, body, warnings)
+    return Tree(root, body, warnings, structure_read)
+
+
+def too_costly_to_parse(raw: bytes) -> bool:
+    boundaries = len(BOUNDARY_PARAM_RE.findall(raw))
+    return boundaries > 1 and boundaries * raw.count(b"\n") > MAX_LINE_BOUNDARY_CHECKS
 
 
 def bound_header_block(raw: bytes) -> tuple[bytes, int]:
@@ -101,16 +118,20 @@ def bound_header_block(raw: bytes) -> tuple[bytes, int]:
         return raw, 0
     end = BLANK_LINE_RE.search(raw)
     head, rest = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
-    kept, dropped, size, keeping = [], 0, 0, True
+    kept, dropped, size, keeping, late = [], 0, 0, True, set()
     for line in head.splitlines(keepends=True):
         if line[:1] not in (b" ", b"\t"):  # a new field
-            name = FIELD_NAME_RE.match(line)
-            keeping = size < MAX_HEADER_BYTES or bool(name and name.group(1).lower() in READ_FIELDS)
+            found = FIELD_NAME_RE.match(line)
+            name = found.group(1).lower() if found else None
+            # Past the limit, one of each field leadtap reads (repeats cost time, not information).
+            keeping = size < MAX_HEADER_BYTES or (name in READ_FIELDS and name not in late)
+            if size >= MAX_HEADER_BYTES and keeping:
+                late.add(name)
             dropped += not keeping
         if keeping:
             kept.append(line)
             size += len(line)
-    return b"".join(kept) + rest, dropped
+    return b"".join(kept).rstrip(b"\r\n") + rest, dropped
 
 
 def body_bytes(raw: bytes) -> bytes:
@@ -129,20 +150,30 @@ def walk(root: Message) -> Iterator[tuple[Message, int]]:
 
 
 def is_attachment(part: Message) -> bool:
-    return part.get_content_disposition() == "attachment" or bool(part.get_param("name") or part.get_filename())
+    try:
+        return part.get_content_disposition() == "attachment" or bool(part.get_filename())
+    except (LookupError, ValueError):  # an RFC 2231 filename in a charset no codec knows, or with a NUL
+        return True
+
+
+def charset_of(part: Message) -> str | None:
+    """The declared charset; None when it cannot even be read (RFC 2231
+    parameters may name any charset, a NUL included)."""
+    try:
+        return part.get_content_charset()
+    except (LookupError, ValueError):
+        return None
 
 
 def unreadable_as_sent(root: Message) -> str | None:
     """Why the message's text cannot be read as sent (a repair is needed), or None."""
     for part, depth in walk(root):
-        if depth >= MAX_DEPTH and part.is_multipart():
-            return "nested too deeply"
         for defect in part.defects:
             if type(defect).__name__ in REPAIRED_DEFECTS:
                 return type(defect).__name__
         if part.is_multipart() or part.get_content_maintype() != "text":
             continue
-        charset = part.get_content_charset()
+        charset = charset_of(part)
         if charset and not decodes_as_declared(part, charset):
             return f"text not readable as {charset!r}"
         if any(type(d).__name__ in REPAIRED_DEFECTS for d in part.defects):  # base64 defects show on decoding
@@ -173,13 +204,15 @@ def repaired_text(tree: Tree, deadline: Deadline) -> str:
     for defect in dict.fromkeys(type(d).__name__ for part, _ in walk(tree.root) for d in part.defects):
         if REPAIRED_DEFECTS.get(defect):
             tree.warnings.append(REPAIRED_DEFECTS[defect])
-    text = text_of_parts(tree.root, tree.warnings, deadline)
-    if text is None:
+    text = text_of_parts(tree.root, tree.warnings, deadline) if tree.structure_read else None
+    if text is None and tree.structure_read:
         text = text_by_found_boundary(tree, deadline)
     if text is None:
-        decoded = decode_text(tree.body, tree.root.get_content_charset())
-        tree.warnings.append("MIME: no readable text part; the raw body is the text")
-        if warning := decoded.warning(tree.root.get_content_charset()):
+        charset = charset_of(tree.root)
+        decoded = decode_text(tree.body, charset)
+        if tree.structure_read:
+            tree.warnings.append("MIME: no readable text part; the raw body is the text")
+        if warning := decoded.warning(charset):
             tree.warnings.append(warning)
         text = decoded.text
     return text.replace("\r\n", "\n")
@@ -239,7 +272,7 @@ def part_text(part: Message, warnings: list[str]) -> str:
             warnings.append(problem)
     else:
         data = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset()
+    charset = charset_of(part)
     decoded = decode_text(data, charset)
     if warning := decoded.warning(charset):
         warnings.append(warning)

@@ -48,6 +48,15 @@ T = TypeVar("T")
 
 
 def parse_message(raw: bytes, deadline: Deadline = UNLIMITED) -> IncomingMessage:
+    try:
+        return read_message(raw, deadline)
+    except MessageError:
+        raise
+    except Exception as exc:  # a parser met something nobody foresaw: this message fails alone
+        raise MessageError(f"cannot read the message: {type(exc).__name__}: {exc}") from exc
+
+
+def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
     tree = parse_tree(raw)
     mime = tree.root
     if not mime.keys():
@@ -60,7 +69,7 @@ def parse_message(raw: bytes, deadline: Deadline = UNLIMITED) -> IncomingMessage
     subject = read(warnings, "Subject", lambda: decode(mime.get("Subject"), warnings, "Subject"), "")
     date_header = read(warnings, "Date", lambda: str(mime.get("Date") or "") or None)
     return IncomingMessage(
-        identity=identity_of(raw, message_id, sender, date_header, subject),
+        identity=identity_of(raw, message_id, sender, date_header, identity_subject(mime.get("Subject"), subject)),
         message_id=message_id,
         sender=sender,
         reply_to=read(warnings, "Reply-To", lambda: first_address(mime.get_all("Reply-To"), warnings)),
@@ -89,7 +98,7 @@ def read(warnings: list[str], name: str, reader: Callable[[], T], default: T = N
 def read_text(tree: Tree, deadline: Deadline) -> str:
     """mail-parser's text when the message decodes as sent, else the repaired text."""
     parsed = None
-    if not tree.warnings or not tree.warnings[-1].startswith("MIME: nested too deeply"):
+    if tree.structure_read:
         try:
             parsed = mailparser.MailParser(tree.root)
         except Exception as exc:  # mail-parser gave up: the text is read without it
@@ -163,6 +172,18 @@ def decode(value: object, warnings: list[str], what: str) -> str:
         if decoded and (warning := decoded.warning(charset)):
             warnings.append(f"{what}: {warning}")
     return "".join(pieces).strip()
+
+
+def identity_subject(value: object, subject: str) -> str:
+    """The subject as identities have always hashed it: encoded words in a
+    charset Python cannot decode kept as sent. A message seen before an
+    upgrade keeps its identity, so it never becomes a second lead."""
+    if value is None:
+        return subject
+    try:
+        return str(make_header(decode_header(str(value)))).strip()
+    except Exception:  # malformed or undecodable: as sent, as before
+        return str(value).strip()
 
 
 def parse_date(value: str | None, warnings: list[str]) -> datetime | None:
