@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -20,7 +19,10 @@ from string import Template
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.config_pipeline import parse_pipeline
+from core.config_values import Section, list_of_str, parse_seconds, parse_size
 from core.errors import ConfigError
+from core.lifecycle import Pipeline
 
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
@@ -195,6 +197,7 @@ class Config:
     templates: tuple[TemplateConfig, ...] = ()
     smtp: SmtpConfig | None = None
     reminders: RemindersConfig = RemindersConfig()
+    pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
 
     def mailbox(self, name: str) -> MailboxConfig:
@@ -243,6 +246,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     )
     smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
     reminders = parse_reminders(root.table("reminders"), leads, owners)
+    pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
+                              leads.default_status, {o.email.lower() for o in owners})
     if reminders.rules and smtp is None:
         raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")
     root.finish()
@@ -261,6 +266,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         templates=templates,
         smtp=smtp,
         reminders=reminders,
+        pipeline=pipeline,
         warnings=tuple(warnings),
     )
 
@@ -564,106 +570,3 @@ HOURS_RE = re.compile(
     r"(?i)(mon|tue|wed|thu|fri|sat|sun)[a-z]*(?:\s*-\s*(mon|tue|wed|thu|fri|sat|sun)[a-z]*)?"
     r"\s+(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})"
 )
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-MAX_DURATION = 10 * 365 * 86400
-DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
-SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-
-
-def list_of_str(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("a list of strings is expected")
-    return tuple(value)
-
-
-def parse_seconds(value: Any) -> float:
-    """Parse "90s", "15m", "1h30m", "2d" (or a number of seconds) into seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return checked_seconds(float(value))
-    if not isinstance(value, str):
-        raise ValueError('a duration such as "60s", "15m", "2d" is expected')
-    text = value.replace(" ", "")
-    parts = DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f'{value!r} is not a duration; expected e.g. "60s", "15m", "1h30m", "2d"')
-    return checked_seconds(sum(float(n) * DURATION_UNITS[u] for n, u in parts))
-
-
-def checked_seconds(seconds: float) -> float:
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("a positive duration is expected")
-    if seconds > MAX_DURATION:
-        raise ValueError("a duration of at most 10 years is expected")
-    return seconds
-
-
-def parse_size(value: Any) -> int:
-    """Parse "25MB", "512KiB" (or a number of bytes) into bytes."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    size = int(float(match.group(1)) * SIZE_UNITS[(match.group(2) or "b").lower()]) if match else 0
-    if size <= 0:
-        raise ValueError(f'{value!r} is not a positive size; expected e.g. "25MB" or a number of bytes')
-    return size
-
-
-class Section:
-    """One TOML table being read: knows its path for error messages."""
-
-    def __init__(self, data: Any, file: Path, where: str):
-        if not isinstance(data, dict):
-            raise ConfigError(file, where, "a table is expected")
-        self.data = dict(data)
-        self.path = file
-        self.prefix = where
-
-    def where(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def fail(self, key: str, message: str):
-        raise ConfigError(self.path, self.where(key), message)
-
-    def table(self, key: str) -> "Section":
-        return Section(self.data.pop(key, {}), self.path, self.where(key))
-
-    def array(self, key: str) -> list["Section"]:
-        items = self.data.pop(key, [])
-        if not isinstance(items, list):
-            self.fail(key, f"an array of tables is expected ([[{key}]])")
-        return [Section(item, self.path, f"{self.where(key)}[{i}]") for i, item in enumerate(items)]
-
-    def take(self, schema: dict[str, Callable[[Any], Any]], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Convert the keys in ``schema``; refuse missing required and unknown keys."""
-        values: dict[str, Any] = {}
-        for key, convert in schema.items():
-            if key not in self.data:
-                if key in required:
-                    self.fail(key, "this key is required")
-                continue
-            values[key] = self.convert(key, self.data.pop(key), convert)
-        self.finish()
-        return values
-
-    def convert(self, key: str, value: Any, convert: Callable[[Any], Any]) -> Any:
-        if convert in (str, int, bool):
-            if type(value) is not convert:
-                shown = "a value of another type" if key in SECRET_KEYS else repr(value)
-                self.fail(key, f"a {TYPE_NAMES[convert]} is expected, got {shown}")
-            if convert is str and not value.strip() and key != "folder":
-                self.fail(key, "an empty string is not allowed")
-            return value
-        try:
-            return convert(value)
-        except ValueError as exc:
-            self.fail(key, str(exc))
-
-    def finish(self) -> None:
-        if self.data:
-            unknown = sorted(self.data)
-            self.fail(unknown[0], "unknown key" + (f"s {unknown}" if len(unknown) > 1 else ""))
-
-
-SECRET_KEYS = {"password"}
-TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true or false)"}

@@ -100,6 +100,11 @@ class Lead(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # What was repaired to read the message (a broken MIME structure, a charset, a header).
     warnings: Mapped[list | None] = mapped_column(JSON, default=list)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_outreach_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no reminders before then
+    automation_stopped: Mapped[bool] = mapped_column(Boolean, default=False)  # a person moved it back
+    follow_up_of: Mapped[int | None] = mapped_column(ForeignKey("leads.id", name="fk_leads_follow_up_of"))
 
     __table_args__ = (Index("ix_leads_status_changed", "status", "status_changed_at"),)
 
@@ -131,6 +136,23 @@ class Activity(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     summary: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Task(Base):
+    """A task of a lead: created when it enters a status with a task template, or by hand."""
+
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+    title: Mapped[str] = mapped_column(String(500))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(20))  # open | done | cancelled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(320))
+
+    __table_args__ = (Index("ix_tasks_state_due", "state", "due_at"),)
 
 
 class LedgerEntry(Base):

@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
+from core.errors import LeadtapError
+
 AUTOMATION = "automation"
 CLI = "cli"
 TRIGGERS = ("outreach", "reply")  # and "stage:<opportunity stage>"
 
 
-class Refused(Exception):
+class Refused(LeadtapError):
     """A change the rules do not allow; the message names the rule."""
 
 

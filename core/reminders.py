@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,7 @@ def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[st
             select(Lead, Owner)
             .outerjoin(Owner, Owner.id == Lead.owner_id)
             .where(Lead.status == rule.status, Lead.status_changed_at <= now - rule.after)
+            .where(or_(Lead.snoozed_until.is_(None), Lead.snoozed_until <= now))  # a snoozed lead waits
             .order_by(Lead.id)
         ).all()
         for lead, owner in rows:

@@ -8,7 +8,7 @@ from typing import Iterator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, ThreadMessage
+from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from core.model import Outcome
 
 LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
@@ -40,6 +40,9 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "received_at": iso(lead.received_at),
         "created_at": iso(lead.created_at),
         "warnings": lead.warnings or [],
+        "last_activity_at": iso(lead.last_activity_at),
+        "snoozed_until": iso(lead.snoozed_until),
+        "follow_up_of": lead.follow_up_of,
     }
 
 
@@ -69,6 +72,10 @@ def show_lead(session: Session, lead_id: int) -> dict | None:
         return None
     result = lead_dict(*row)
     result["thread"] = list(session.scalars(select(ThreadMessage.message_id).where(ThreadMessage.lead_id == lead_id)))
+    result["tasks"] = [
+        {"id": t.id, "title": t.title, "due_at": iso(t.due_at), "state": t.state}
+        for t in session.scalars(select(Task).where(Task.lead_id == lead_id).order_by(Task.id))
+    ]
     result["activities"] = [
         {"at": iso(a.at), "kind": a.kind, "summary": a.summary, "details": a.details}
         for a in session.scalars(select(Activity).where(Activity.lead_id == lead_id).order_by(Activity.id))

@@ -11,6 +11,7 @@ from typing import Mapping
 from sqlalchemy.exc import IntegrityError
 
 from core.config import Config, MailboxConfig, load_config
+from core.changes import LeadRules
 from core.db import Database
 from core.errors import ConfigError, TemplateError
 from core.services import sync_owners
@@ -18,7 +19,7 @@ from ingest.extract import BoundTemplate, compile_template
 from ingest.imap import ImapMailbox
 from scheduler.mailer import SmtpMailer
 from scheduler.reminders import ReminderSweep
-from scheduler.render import Renderer
+from scheduler.render import RenderError, Renderer
 
 DEFAULT_CONFIG = "leadtap.toml"
 
@@ -67,6 +68,20 @@ class App:
 
     def renderer(self) -> Renderer:
         return Renderer(self.config.reminders.templates_dir)
+
+    def lead_rules(self) -> LeadRules:
+        """What changing a lead needs: the pipeline, the rotation's role, the
+        first opportunity stage, and task titles rendered in the sandbox."""
+        renderer = self.renderer()
+
+        def render_title(source: str, lead: dict) -> str:
+            try:
+                return renderer.render_title(source, lead)
+            except RenderError:  # `check` reports it; a task with its title as written beats no task
+                return source
+
+        config = self.config
+        return LeadRules(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title)
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)

@@ -19,6 +19,7 @@ from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, 
 from ingest.parse import parse_message
 from ingest.pipeline import ingest_mailboxes
 from leadtap.bootstrap import App, build_app
+from leadtap.cli_leads import add_lead_commands, add_task_commands
 from leadtap.logs import configure_logging
 from scheduler.daemon import Daemon
 from scheduler.render import RenderError, sample_context
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("file", type=Path, help="a saved message (.eml)")
     extract.set_defaults(handler=cmd_extract)
 
-    leads = commands.add_parser("leads", help="list or show leads").add_subparsers(dest="leads_command", required=True)
+    leads = commands.add_parser("leads", help="list, show and change leads").add_subparsers(dest="leads_command", required=True)
     listing = leads.add_parser("list", help="list leads")
     listing.add_argument("--status")
     listing.add_argument("--owner", help="the owner's email")
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = leads.add_parser("show", help="one lead with its thread and activities")
     show.add_argument("id", type=int)
     show.set_defaults(handler=cmd_leads_show)
+    add_lead_commands(leads)
+    add_task_commands(commands)
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="failed_command", required=True)
@@ -253,6 +256,9 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
     for kind in reminder_kinds(app.config):
         checks.append((f"template {kind}", lambda kind=kind: check_template(app, kind)))
+    for status, option in app.config.pipeline.options.items():
+        for number, task in enumerate(option.tasks, start=1):
+            checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
     if app.config.smtp is not None:
         checks.append(("smtp", lambda: check_smtp(app)))
     failures = 0
@@ -278,6 +284,13 @@ def check_template(app: App, kind: str) -> str:
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
     return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
+
+
+def check_task_title(app: App, title: str) -> str:
+    try:
+        return f"renders: {app.renderer().render_title(title, sample_context()['lead'])!r}"
+    except RenderError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def check_smtp(app: App) -> str:

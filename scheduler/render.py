@@ -74,6 +74,13 @@ class Renderer:
             html = None
         return Rendered(one_line(subject), text, html)
 
+    def render_title(self, source: str, lead: dict) -> str:
+        """A task title from its template (``Call {{ lead.name }}``), on one line."""
+        try:
+            return one_line(self.env.from_string(source).render({"lead": lead}))
+        except TemplateError as exc:
+            raise RenderError(f"task title {source!r}: {exc.message or exc}") from None
+
     def render_one(self, name: str, context: dict) -> str:
         try:
             return self.env.get_template(name).render(context)

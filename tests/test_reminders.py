@@ -135,6 +135,20 @@ def test_a_stale_lead_is_reminded_once_per_stay(remind, smtp):
     assert len(smtp.handler.to("ana@example.com")) == 2
 
 
+def test_a_snoozed_lead_waits_until_its_snooze_ends(remind, smtp):
+    remind.configure(RULE)
+    lead = remind.add_lead("Jo Smith", "ana@example.com")
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            session.execute(update(Lead).where(Lead.id == lead).values(snoozed_until=NOW + DAY))
+    finally:
+        app.close()
+
+    assert remind.sweep(NOW).due == 0
+    assert remind.sweep(NOW + DAY + timedelta(minutes=1)).sent == 1
+
+
 def test_repeat_every_reminds_again_while_the_lead_stays(remind, smtp):
     remind.configure(RULE + 'repeat_every = "1d"\n')
     remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 2 * DAY)

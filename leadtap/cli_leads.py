@@ -1,0 +1,166 @@
+"""The command line's lifecycle commands: people change leads and tasks.
+
+``leads set|assign|note|snooze`` and ``tasks list|done``. Every refused
+change names the rule, changes nothing and exits 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import select
+
+from core import changes
+from core.config_values import parse_seconds
+from core.db import Owner, Task, utcnow
+from core.errors import LeadtapError
+
+EXIT_OK = 0
+
+
+def add_lead_commands(leads: argparse._SubParsersAction) -> None:
+    by = argparse.ArgumentParser(add_help=False)
+    by.add_argument("--by", metavar="EMAIL", help="the owner who acts (default: cli, as an admin)")
+
+    status = leads.add_parser("set", parents=[by], help="move a lead to another status")
+    status.add_argument("id", type=int)
+    status.add_argument("--status", required=True)
+    status.add_argument("--reason", help="why (needed to disqualify)")
+    status.add_argument("--note", help="a note with the move (needed with the 'other' reason)")
+    status.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="set a field too")
+    status.set_defaults(handler=cmd_leads_set)
+
+    assign = leads.add_parser("assign", parents=[by], help="give a lead another owner")
+    assign.add_argument("id", type=int)
+    assign.add_argument("owner", help="an active owner's email, or next: the rotation's next owner")
+    assign.set_defaults(handler=cmd_leads_assign)
+
+    note = leads.add_parser("note", parents=[by], help="add a note to a lead")
+    note.add_argument("id", type=int)
+    note.add_argument("text")
+    note.set_defaults(handler=cmd_leads_note)
+
+    snooze = leads.add_parser("snooze", parents=[by], help="no reminders for a lead until then")
+    snooze.add_argument("id", type=int)
+    snooze.add_argument("until", help='a duration ("3d") or a date (2026-12-01)')
+    snooze.set_defaults(handler=cmd_leads_snooze)
+
+
+def add_task_commands(commands: argparse._SubParsersAction) -> None:
+    tasks = commands.add_parser("tasks", help="the leads' tasks").add_subparsers(dest="tasks_command", required=True)
+    listing = tasks.add_parser("list", help="open tasks")
+    listing.add_argument("--owner", help="the owner's email")
+    listing.add_argument("--lead", type=int)
+    listing.add_argument("--overdue", action="store_true")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    listing.set_defaults(handler=cmd_tasks_list)
+    done = tasks.add_parser("done", help="mark a task done")
+    done.add_argument("id", type=int)
+    done.add_argument("--by", metavar="EMAIL")
+    done.set_defaults(handler=cmd_tasks_done)
+
+
+def cmd_leads_set(app, args) -> int:
+    values = dict(parse_field(f) for f in args.field)
+    return change(app, args, lambda s, rules, actor, now: changes.set_status(
+        s, rules, args.id, args.status, actor, now, args.reason, args.note, values))
+
+
+def cmd_leads_assign(app, args) -> int:
+    return change(app, args, lambda s, rules, actor, now: changes.reassign(s, rules, args.id, args.owner, actor, now))
+
+
+def cmd_leads_note(app, args) -> int:
+    return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
+
+
+def cmd_leads_snooze(app, args) -> int:
+    now = utcnow()
+    until = snooze_end(args.until, now, app.config.reminders.zone)
+    return change(app, args, lambda s, rules, actor, at: changes.snooze(s, rules, args.id, until, actor, at), now)
+
+
+def change(app, args, apply, now: datetime | None = None) -> int:
+    """One change in one transaction; a refusal rolls it back and exits 1."""
+    db = app.ready_database()
+    rules = app.lead_rules()
+    now = now or utcnow()
+    with db.transaction() as session:
+        actor = changes.acting(session, args.by, rules.pipeline)
+        done = apply(session, rules, actor, now)
+    print(f"lead {done.lead_id}: " + "; ".join(describe(event) for event in done.events))
+    return EXIT_OK
+
+
+def describe(event) -> str:
+    name = type(event).__name__
+    words = {
+        "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
+        "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
+        "NoteAdded": lambda e: "note added",
+        "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
+        "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),
+        "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
+        "OpenTasksCancelled": lambda e: "open tasks cancelled",
+        "OpportunityNeeded": lambda e: "opportunity created",
+        "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
+    }
+    return words[name](event)
+
+
+def parse_field(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise LeadtapError(f"--field {text!r}: NAME=VALUE is expected")
+    return name.strip(), value.strip()
+
+
+def snooze_end(text: str, now: datetime, zone) -> datetime:
+    """``3d`` from now, or the start of a date in the reminders' timezone."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(timezone.utc)
+    try:
+        return now + timedelta(seconds=parse_seconds(text))
+    except ValueError as exc:
+        raise LeadtapError(f"snooze until {text!r}: {exc}; or a date such as 2026-12-01") from None
+
+
+def cmd_tasks_list(app, args) -> int:
+    db = app.ready_database()
+    now = utcnow()
+    with db.transaction() as session:
+        query = (select(Task, Owner.email).outerjoin(Owner, Owner.id == Task.owner_id)
+                 .where(Task.state == "open").order_by(Task.due_at, Task.id))
+        if args.owner:
+            query = query.where(Owner.email == args.owner.lower())
+        if args.lead:
+            query = query.where(Task.lead_id == args.lead)
+        if args.overdue:
+            query = query.where(Task.due_at < now)
+        rows = [{"id": t.id, "lead": t.lead_id, "title": t.title, "due_at": t.due_at.isoformat(), "owner": email,
+                 "overdue": t.due_at < now} for t, email in session.execute(query)]
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for row in rows:
+            flag = "  OVERDUE" if row["overdue"] else ""
+            print(f"{row['id']:>5}  lead {row['lead']:<6} {row['due_at'][:16]}  {row['owner'] or '-':<24} {row['title']}{flag}")
+        print(f"({len(rows)} open task{'s' if len(rows) != 1 else ''})")
+    return EXIT_OK
+
+
+def cmd_tasks_done(app, args) -> int:
+    db = app.ready_database()
+    rules = app.lead_rules()
+    with db.transaction() as session:
+        actor = changes.acting(session, args.by, rules.pipeline)
+        task = changes.finish_task(session, args.id, actor, utcnow())
+        print(f"task {task.id} done (lead {task.lead_id}: {task.title})")
+    return EXIT_OK

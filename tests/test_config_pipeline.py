@@ -1,0 +1,79 @@
+"""The [pipeline] table and [[statuses]]: the lifecycle's rules as the
+config gives them, and each mistake refused naming its key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core.lifecycle import FollowUp, StatusOptions, TaskTemplate
+from tests.test_config import assert_names, config, load, refused
+
+PIPELINE = '''
+[pipeline]
+no_skipping = true
+no_going_back = true
+admins = ["Ana@example.com"]
+qualified = "Qualified"
+disqualified = "Disqualified"
+disqualify_reasons = ["No budget", "Bad timing", "Other"]
+other_reason = "Other"
+lock_converted = true
+follow_up = { reasons = ["Bad timing"], after = "90d" }
+
+[[statuses]]
+name = "Attempting"
+set_on = "outreach"
+locked = true
+required = ["phone"]
+tasks = [ { title = "Call {{ lead.name }}", due = "1d" } ]
+'''
+
+
+def test_a_full_pipeline_loads_into_the_domain_rules(tmp_path):
+    pipeline = load(tmp_path, config(extra=PIPELINE)).pipeline
+
+    assert pipeline.statuses == ("New", "Attempting", "Contacted", "Qualified", "Disqualified")
+    assert pipeline.closed == ("Qualified", "Disqualified")
+    assert (pipeline.no_skipping, pipeline.no_going_back, pipeline.lock_converted) == (True, True, True)
+    assert pipeline.admins == frozenset({"ana@example.com"})
+    assert (pipeline.qualified, pipeline.disqualified, pipeline.other_reason) == ("Qualified", "Disqualified", "Other")
+    assert pipeline.follow_up == FollowUp(("Bad timing",), timedelta(days=90))
+    assert pipeline.option("Attempting") == StatusOptions(
+        "Attempting", "outreach", True, ("phone",), (TaskTemplate("Call {{ lead.name }}", timedelta(days=1)),))
+
+
+def test_without_a_pipeline_table_no_rule_applies(tmp_path):
+    pipeline = load(tmp_path, config()).pipeline
+
+    assert not (pipeline.no_skipping or pipeline.no_going_back or pipeline.lock_converted)
+    assert pipeline.disqualify_reasons == () and pipeline.options == {}
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        (('qualified = "Qualified"', 'qualified = "Won"'), "pipeline.qualified", ("unknown status", "'Won'")),
+        (('disqualified = "Disqualified"', 'disqualified = "New"'), "pipeline.disqualified", ("closed status",)),
+        (('other_reason = "Other"', 'other_reason = "Else"'), "pipeline.other_reason", ("not one of",)),
+        (('admins = ["Ana@example.com"]', 'admins = ["zed@example.com"]'), "pipeline.admins", ("not an owner",)),
+        (('reasons = ["Bad timing"]', 'reasons = ["Late"]'), "pipeline.follow_up.reasons", ("'Late'",)),
+        (('name = "Attempting"', 'name = "Trying"'), "statuses[0].name", ("unknown status",)),
+        (('set_on = "outreach"', 'set_on = "phone call"'), "statuses[0].set_on", ("not a trigger",)),
+        (('set_on = "outreach"\n', ''), "statuses[0].locked", ("needs set_on",)),
+        (('due = "1d"', 'due = "soon"'), "statuses[0].tasks[0].due", ("not a duration",)),
+        (('no_skipping = true', 'no_skiping = true'), "pipeline.no_skiping", ("unknown key",)),
+    ],
+)
+def test_each_pipeline_mistake_is_refused_naming_its_key(tmp_path, change, key, words):
+    old, new = change
+    assert old in PIPELINE
+
+    assert_names(refused(tmp_path, config(extra=PIPELINE.replace(old, new))), key, *words)
+
+
+def test_a_status_configured_twice_is_refused(tmp_path):
+    twice = PIPELINE + '\n[[statuses]]\nname = "Attempting"\n'
+
+    assert_names(refused(tmp_path, config(extra=twice)), "statuses[1].name", "configured twice")

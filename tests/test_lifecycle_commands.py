@@ -1,0 +1,174 @@
+"""People change leads from the command line (leads set|assign|note|snooze,
+tasks list|done), on SQLite and PostgreSQL: the rules of core.lifecycle
+refuse with their words and change nothing; an accepted change is the
+lead's new state, its history and its tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import enquiry
+from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
+
+PIPELINE = '''
+[pipeline]
+no_skipping = true
+no_going_back = true
+admins = ["cy@example.com"]
+qualified = "Qualified"
+disqualified = "Disqualified"
+disqualify_reasons = ["No budget", "Bad timing", "Other"]
+other_reason = "Other"
+lock_converted = true
+follow_up = { reasons = ["Bad timing"], after = "90d" }
+
+[[statuses]]
+name = "Attempting"
+set_on = "outreach"
+locked = true
+tasks = [ { title = "Call {{ lead.name }}", due = "1d" } ]
+
+[[statuses]]
+name = "Contacted"
+required = ["budget"]
+tasks = [ { title = "Send the brochure to {{ lead.company }}", due = "2d" } ]
+
+[opportunities]
+auto_create = false
+'''
+
+
+@pytest.fixture
+def leads(env, mailbox):
+    """Two leads, ids 1 (owner ana) and 2 (owner ben), with the pipeline's rules."""
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", company="ACME"))
+    mailbox.append(enquiry(name="Al Jones", email="al@client.test", company="Bolt"))
+    env.configure(mailbox.section(), extra=PIPELINE)
+    env.upgrade()
+    assert env.poll() == 0
+    return env
+
+
+def show(env: Env, lead_id: int) -> dict:
+    code, out, _ = env.cli("leads", "show", str(lead_id))
+    assert code == 0
+    return json.loads(out)
+
+
+def refused(env: Env, *args: str) -> str:
+    before = show(env, 1)
+    code, out, err = env.cli(*args)
+    assert code == 1, out
+    assert show(env, 1) == before  # nothing changed
+    return err.strip().splitlines()[-1]  # after the config warnings the test setup causes
+
+
+def test_a_refused_move_names_the_rule_and_changes_nothing(leads):
+    assert refused(leads, "leads", "set", "1", "--status", "Contacted", "--by", "ana@example.com") == (
+        "leadtap: lead 1: cannot move from New to Contacted: no skipping (next is Attempting)")
+    assert refused(leads, "leads", "set", "1", "--status", "Attempting") == (
+        "leadtap: lead 1: Attempting is set automatically (on outreach)")
+    assert refused(leads, "leads", "set", "1", "--status", "Disqualified") == (
+        "leadtap: lead 1: Disqualified needs a reason: one of No budget, Bad timing, Other")
+    assert refused(leads, "leads", "set", "1", "--status", "Bogus") == (
+        "leadtap: lead 1: unknown status 'Bogus'; expected one of New, Attempting, Contacted, Offer submitted, "
+        "Qualified, Disqualified")
+    assert refused(leads, "leads", "set", "1", "--status", "Qualified", "--by", "zed@example.com") == (
+        "leadtap: 'zed@example.com' is not an owner: --by names an owner's email")
+
+
+def test_an_admin_move_records_the_history_creates_the_tasks_and_fields(leads):
+    code, out, _ = leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=10k",
+                             "--note", "called")
+
+    assert code == 0 and out.startswith("lead 1: set budget; New → Contacted")
+    lead = show(leads, 1)
+    assert (lead["status"], lead["fields"]["budget"]) == ("Contacted", "10k")
+    assert [t["title"] for t in lead["tasks"]] == ["Send the brochure to ACME"]
+    status = [a for a in lead["activities"] if a["kind"] == "status"]
+    assert status[-1]["details"] == {"by": "cli", "how": "cli", "from": "New", "to": "Contacted", "note": "called"}
+    assert lead["last_activity_at"] is not None
+
+
+def test_a_required_field_is_needed_even_from_the_command_line(leads):
+    assert refused(leads, "leads", "set", "1", "--status", "Contacted") == "leadtap: lead 1: Contacted needs budget"
+
+
+def test_qualifying_creates_the_opportunity_and_locks_the_lead_for_non_admins(leads):
+    assert leads.cli("leads", "set", "1", "--status", "Qualified")[0] == 0
+    assert show(leads, 1)["opportunity"] is not None
+
+    assert refused(leads, "leads", "set", "1", "--status", "Disqualified", "--reason", "No budget",
+                   "--by", "ana@example.com") == "leadtap: lead 1 is Qualified: only an admin can change it"
+    assert leads.cli("leads", "set", "1", "--status", "Disqualified", "--reason", "No budget",
+                     "--by", "cy@example.com")[0] == 0
+
+
+def test_disqualifying_for_a_follow_up_reason_makes_a_snoozed_follow_up_lead(leads):
+    assert leads.cli("leads", "set", "1", "--status", "Disqualified", "--reason", "Bad timing")[0] == 0
+
+    follow = show(leads, 3)
+    assert (follow["follow_up_of"], follow["status"], follow["owner"], follow["email"]) == (
+        1, "New", "ana@example.com", "jo@client.test")
+    assert follow["snoozed_until"] is not None
+
+
+def test_closing_a_lead_cancels_its_open_tasks(leads):
+    leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=1")
+    assert leads.cli("leads", "set", "1", "--status", "Disqualified", "--reason", "No budget")[0] == 0
+
+    assert [t["state"] for t in show(leads, 1)["tasks"]] == ["cancelled"]
+
+
+def test_reassigning_moves_the_lead_and_its_open_tasks(leads):
+    leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=1")
+
+    code, out, _ = leads.cli("leads", "assign", "1", "cy@example.com", "--by", "ana@example.com")
+
+    assert code == 0 and "owner ana@example.com → cy@example.com" in out
+    code, out, _ = leads.cli("tasks", "list", "--owner", "cy@example.com", "--format", "json")
+    assert [t["lead"] for t in json.loads(out)] == [1]
+
+
+def test_assign_next_takes_the_rotations_next_owner(leads):
+    code, out, _ = leads.cli("leads", "assign", "2", "next")  # ana had lead 1, ben lead 2: cy is next
+
+    assert code == 0 and show(leads, 2)["owner"] == "cy@example.com"
+
+
+def test_notes_and_snoozes_are_recorded_and_an_activity_ends_a_snooze(leads):
+    assert leads.cli("leads", "snooze", "1", "3d", "--by", "ana@example.com")[0] == 0
+    assert show(leads, 1)["snoozed_until"] is not None
+
+    assert leads.cli("leads", "note", "1", "Called, call back Friday")[0] == 0
+
+    lead = show(leads, 1)
+    assert lead["snoozed_until"] is None
+    assert [a["summary"] for a in lead["activities"] if a["kind"] == "note"] == ["Called, call back Friday"]
+    assert refused(leads, "leads", "snooze", "1", "soon") == (
+        "leadtap: snooze until 'soon': 'soon' is not a duration; expected e.g. \"60s\", \"15m\", \"1h30m\", \"2d\"; "
+        "or a date such as 2026-12-01")
+
+
+def test_a_task_is_done_once(leads):
+    leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=1")
+    task = show(leads, 1)["tasks"][0]["id"]
+
+    assert leads.cli("tasks", "done", str(task), "--by", "ana@example.com")[0] == 0
+    assert leads.cli("tasks", "done", str(task))[0] == 1
+    assert show(leads, 1)["tasks"][0]["state"] == "done"
+    assert "(0 open tasks)" in leads.cli("tasks", "list")[1]
+
+
+def test_check_renders_every_task_title(env, mailbox):
+    env.configure(mailbox.section(), extra=PIPELINE.replace("Send the brochure to {{ lead.company }}",
+                                                            "Send the brochure to {{ lead.company"))
+    env.upgrade()
+
+    code, out, _ = env.cli("check")
+
+    assert code == 1
+    assert "ok    task 1 of Attempting: renders: 'Call Sample Lead'" in out
+    assert "FAIL  task 1 of Contacted: task title" in out
