@@ -28,9 +28,13 @@ def test_mail_a_client_can_read_becomes_leads_with_their_warnings(env, mailbox):
     env.configure(mailbox.section())
     env.upgrade()
 
-    code, out, _ = env.cli("poll")
+    code, out, err = env.cli("poll")
 
     assert code == 1  # one message truly cannot be read
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    logged = [e for e in events if e.get("event") == "message_lead" and e.get("warnings")]
+    assert len(logged) == 3
+    assert all(e["mailbox"] == "sales" and e["uid"] and e["lead_id"] for e in logged)
     assert "sales: 4 new leads, 1 failed, 3 repaired" in out
     leads = {lead["subject"]: lead for lead in env.leads()}
     assert leads["Outlook Express for Mac"]["warnings"] == ["MIME: start boundary not found"]
