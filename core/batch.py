@@ -83,6 +83,9 @@ class LeadBatch:
     thread_rows: list[tuple[LeadRef, str]] = field(default_factory=list)
     new_leads: list[NewLead] = field(default_factory=list)
     turns_taken: int = 0
+    owner_emails: set[str] = field(default_factory=set)
+    # Mail on leads that existed before this batch: lead id -> triggers, in order (outreach, reply).
+    touched: dict[int, list[str]] = field(default_factory=dict)
 
     # --- 1. load -----------------------------------------------------------
 
@@ -103,6 +106,7 @@ class LeadBatch:
             ):
                 self.threads.setdefault(message_id, known_lead)
         self.owners = {o.id: o for o in session.scalars(select(Owner))}
+        self.owner_emails = {o.email.lower() for o in self.owners.values()}
         self.ledger = {uid: (e.id, e.attempts, e.outcome) for uid, e in ledger.items()}
 
     def attempts(self, uid: int) -> int:
@@ -138,6 +142,8 @@ class LeadBatch:
         if message.identity in self.identities:
             known = self.identities[message.identity]
             return self.keep(Decided(ref, Outcome.DUPLICATE, known, "already handled", message=message))
+        if message.sender and message.sender.email.lower() in self.owner_emails:
+            return self.keep(self.outreach(ref, message))
         lead = self.lead_of_thread(message)
         reason = "reply"
         if lead is None and draft.contact:
@@ -145,11 +151,33 @@ class LeadBatch:
             reason = "repeat sender"
         if lead is not None:
             self.attach(lead, ref, message)
+            self.touch(lead, "reply")
             decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
         else:
             decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft), message=message)
         self.identities[message.identity] = decided.lead
         return self.keep(decided)
+
+    def outreach(self, ref: MessageRef, message: IncomingMessage) -> Decided:
+        """Mail from an owner is never a lead: it is outreach to the open
+        leads whose contact it is addressed to (a BCC to the sales mailbox),
+        or nothing."""
+        leads = list(dict.fromkeys(
+            self.contacts[r].open for r in message.recipients if r in self.contacts and self.contacts[r].open
+        ))
+        if not leads:
+            return Decided(ref, Outcome.NOT_LEAD, None, "from an owner", message=message)
+        for lead in leads:
+            self.add_thread_id(lead, message.message_id)
+            self.activities.append({"lead": lead, "kind": "outreach", "summary": clip(message.subject),
+                                    "details": message_details(ref, message)})
+            self.touch(lead, "outreach")
+        self.identities[message.identity] = leads[0]
+        return Decided(ref, Outcome.ATTACHED, leads[0], "outreach", message=message)
+
+    def touch(self, lead: LeadRef, trigger: str) -> None:
+        if not isinstance(lead, NewLead):  # a lead made in this batch has had no outreach yet
+            self.touched.setdefault(lead, []).append(trigger)
 
     def keep(self, decided: Decided) -> Decided:
         self.decided.append(decided)

@@ -54,6 +54,7 @@ class IncomingMessage:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
     content_type: str = "text/plain"
     return_path: str | None = None  # None: no Return-Path header; "": an empty one (<>)
+    recipients: tuple[str, ...] = ()  # To and Cc addresses, lower-cased (outreach names its lead here)
     warnings: tuple[str, ...] = ()  # what was repaired to read it (a broken structure, a charset, a header)
 
     @property

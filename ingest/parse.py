@@ -82,6 +82,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         headers=read(warnings, "headers", lambda: classify_headers(mime), {}),
         content_type=read(warnings, "Content-Type", mime.get_content_type, "text/plain"),
         return_path=read(warnings, "Return-Path", lambda: return_path(mime)),
+        recipients=read(warnings, "To", lambda: recipients(mime), ()),
         warnings=tuple(dict.fromkeys(warnings)),
     )
 
@@ -107,6 +108,13 @@ def read_text(tree: Tree, deadline: Deadline) -> str:
     if parsed is not None and unreadable_as_sent(tree.root) is None:
         return body_text(parsed, deadline)
     return repaired_text(tree, deadline)
+
+
+def recipients(mime: Message) -> tuple[str, ...]:
+    """The To and Cc addresses, lower-cased; the first hundred."""
+    values = [str(v) for name in ("To", "Cc") for v in (mime.get_all(name) or [])]
+    found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
+    return tuple(found)[:MAX_THREAD_IDS]
 
 
 def classify_headers(mime: Message) -> dict[str, str]:

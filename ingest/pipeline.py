@@ -42,6 +42,8 @@ from core.db import Database, describe_db_error, utcnow
 from core.errors import DatabaseUnavailable, ImapError, MessageError
 from core.model import IncomingMessage, LeadDraft, Outcome
 from core.batch import LeadBatch
+from core.changes import LeadRules, record_mail
+from core.lifecycle import StatusChanged
 from core.services import (
     LeadSettings,
     MessageRef,
@@ -128,8 +130,10 @@ class MailboxIngest:
         open_mailbox: OpenMailbox,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
+        rules: LeadRules | None = None,
     ):
         self.config, self.box, self.db = config, box, db
+        self.rules = rules or plain_rules(config)
         self.templates = templates
         self.open_mailbox = open_mailbox
         self.clock = clock
@@ -318,7 +322,9 @@ class MailboxIngest:
                          now) -> dict[int, Result]:
         batch = LeadBatch(session, self.settings, rotation, now)
         batch.load([i.message for i in items if i.message], {i.uid: known[i.uid] for i in items if i.uid in known})
-        batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact])
+        # Contacts a message may be about: its own, and those an owner's mail is addressed to.
+        batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact]
+                            + [r for i in items if i.message and i.draft for r in i.message.recipients])
         for item in items:
             ref = MessageRef(self.box.name, uidvalidity, item.uid)
             if item.error:
@@ -332,7 +338,11 @@ class MailboxIngest:
                 batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
-        return {decided.ref.uid: decided.result() for decided in batch.write()}
+        decided = batch.write()
+        for change in record_mail(session, self.rules, batch.touched, now):
+            self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
+                          to=[e.new for e in change.of(StatusChanged)])
+        return {d.ref.uid: d.result() for d in decided}
 
     def log_result(self, uid: int, result: Result) -> None:
         fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}
@@ -351,12 +361,13 @@ def ingest_mailboxes(
     open_mailbox: OpenMailbox,
     names: Iterable[str] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    rules: LeadRules | None = None,
 ) -> list[PassReport]:
     """One pass over each active mailbox (or the named ones); one mailbox's
     failure never stops the others."""
     boxes = [b for b in config.mailboxes if (b.name in names if names else b.active)]
     return [
-        MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock).run()
+        MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock, rules=rules).run()
         for box in boxes
     ]
 
@@ -434,6 +445,12 @@ def watch_parent(parent: int) -> None:
 
 def prepare_in_worker(fetched: Fetched, limit: Limits) -> list[Prepared]:
     return prepare_batch(fetched, _worker_templates, limit)
+
+
+def plain_rules(config: Config) -> LeadRules:
+    """The lifecycle rules with task titles kept as written (for callers
+    without the composition root's renderer)."""
+    return LeadRules(config.pipeline, config.assignment.role, config.opportunities.stages[0], lambda title, _: title)
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -120,7 +120,7 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
             print(f"leadtap: no mailbox named {name!r} in {app.config.path}", file=sys.stderr)
             return EXIT_USAGE
     db = app.ready_database()
-    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names)
+    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
     for report in reports:
         print(report.summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
@@ -218,7 +218,7 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
         return EXIT_FAILED if not args.all else EXIT_OK
     names = sorted({mailbox for mailbox, _ in reset if mailbox in [b.name for b in app.config.mailboxes]})
     print(f"retrying {len(reset)} message(s) in {', '.join(names) or 'no configured mailbox'}")
-    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names)
+    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
     for report in reports:
         print(report.summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK

@@ -183,7 +183,7 @@ class Daemon:
         self.check_schema(app)
         box = app.config.mailbox(mailbox)
         report = MailboxIngest(app.config, box, app.db, [app.templates[n] for n in box.templates],
-                               app.open_mailbox, should_stop=self.state.stop.is_set).run()
+                               app.open_mailbox, should_stop=self.state.stop.is_set, rules=app.lead_rules()).run()
         self.state.last_poll[mailbox] = self.clock()
         self.notifier.status(self.status())
         if report.failed:

@@ -1,0 +1,125 @@
+"""Mail moves leads (HubSpot's default automation, Hanna's locked statuses),
+against Dovecot on SQLite and PostgreSQL: an owner's mail BCC'd to the sales
+mailbox is outreach, the contact's answer after it is a reply, and the
+statuses whose set_on matches follow — forward only, never for a lead a
+person moved back, never on an auto-reply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import enquiry, plain_message
+from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
+
+PIPELINE = '''
+[[statuses]]
+name = "Attempting"
+set_on = "outreach"
+locked = true
+tasks = [ { title = "Call {{ lead.name }}", due = "1d" } ]
+
+[[statuses]]
+name = "Contacted"
+set_on = "reply"
+'''
+
+
+@pytest.fixture
+def lead(env, mailbox):
+    """Lead 1, contact jo@client.test, owner ana, status New."""
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra=PIPELINE)
+    env.upgrade()
+    assert env.poll() == 0
+    return env
+
+
+def show(env: Env, lead_id: int = 1) -> dict:
+    return json.loads(env.cli("leads", "show", str(lead_id))[1])
+
+
+def outreach(mailbox, message_id: str = "<out-1@example.com>") -> None:
+    mailbox.append(plain_message("Hi Jo, when can we talk?", sender="Ana <ana@example.com>", subject="Your enquiry",
+                                 to="Jo Smith <jo@client.test>", message_id=message_id))
+
+
+def answer(mailbox, headers: dict | None = None) -> None:
+    mailbox.append(plain_message("Tomorrow at ten works.", sender="Jo Smith <jo@client.test>", subject="Re: Your enquiry",
+                                 headers={"In-Reply-To": "<out-1@example.com>", **(headers or {})}))
+
+
+def test_a_bccd_outreach_moves_a_new_lead_to_attempting_and_creates_its_task(lead, mailbox):
+    outreach(mailbox)
+
+    assert lead.poll() == 0
+
+    shown = show(lead)
+    assert shown["status"] == "Attempting"
+    assert [t["title"] for t in shown["tasks"]] == ["Call Jo Smith"]
+    kinds = [a["kind"] for a in shown["activities"]]
+    assert kinds[-3:] == ["outreach", "status", "task"]
+    assert shown["activities"][-2]["details"]["by"] == "automation"
+    assert len(lead.leads()) == 1  # the owner's mail is no lead
+
+
+def test_the_contacts_answer_after_outreach_moves_it_on(lead, mailbox):
+    outreach(mailbox)
+    lead.poll()
+    answer(mailbox)
+
+    lead.poll()
+
+    assert show(lead)["status"] == "Contacted"
+
+
+def test_an_answer_without_outreach_moves_nothing(lead, mailbox):
+    answer(mailbox)
+
+    lead.poll()
+
+    shown = show(lead)
+    assert shown["status"] == "New"
+    assert shown["last_activity_at"] is not None
+
+
+def test_an_auto_reply_is_neither_a_reply_nor_outreach(lead, mailbox):
+    outreach(mailbox)
+    lead.poll()
+    answer(mailbox, headers={"Auto-Submitted": "auto-replied"})
+
+    lead.poll()
+
+    assert show(lead)["status"] == "Attempting"
+
+
+def test_a_lead_a_person_moved_back_is_left_alone_by_automation(lead, mailbox):
+    outreach(mailbox)
+    lead.poll()
+    assert lead.cli("leads", "set", "1", "--status", "New", "--by", "ana@example.com")[0] == 0
+    answer(mailbox)
+    outreach(mailbox, "<out-2@example.com>")
+
+    lead.poll()
+
+    assert show(lead)["status"] == "New"
+
+
+def test_an_owners_mail_to_nobody_we_know_is_recorded_as_not_a_lead(lead, mailbox):
+    mailbox.append(plain_message("Lunch?", sender="Ben <ben@example.com>", to="friend@elsewhere.test"))
+
+    code, out, _ = lead.cli("poll")
+
+    assert code == 0 and "1 not a lead" in out
+    assert [e.reason for e in lead.ledger()][-1] == "from an owner"
+    assert len(lead.leads()) == 1
+
+
+def test_mail_on_a_snoozed_lead_ends_its_snooze(lead, mailbox):
+    assert lead.cli("leads", "snooze", "1", "3d")[0] == 0
+    answer(mailbox)
+
+    lead.poll()
+
+    assert show(lead)["snoozed_until"] is None
