@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from string import Template
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.config_pipeline import parse_pipeline

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import FIXTURES, ROOT, enquiry
-from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
+from tests.test_ingest import env  # noqa: F401  (the fixture)
 
 REPAIR = FIXTURES / "repair"
 
