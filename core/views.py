@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
@@ -46,7 +46,11 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
     }
 
 
-def list_leads(session: Session, status: str | None = None, owner: str | None = None) -> Iterator[dict]:
+def list_leads(session: Session, status: str | None = None, owner: str | None = None,
+               snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
+               closed: tuple[str, ...] = ()) -> Iterator[dict]:
+    """``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
+    open leads with no activity since then."""
     query = (
         select(Lead, Owner, Opportunity)
         .outerjoin(Owner, Owner.id == Lead.owner_id)
@@ -57,6 +61,11 @@ def list_leads(session: Session, status: str | None = None, owner: str | None = 
         query = query.where(Lead.status == status)
     if owner:
         query = query.where(Owner.email == owner.lower())
+    if snoozed_at is not None:
+        query = query.where(Lead.snoozed_until > snoozed_at)
+    if quiet_since is not None:
+        query = query.where(Lead.status.not_in(closed) if closed else true(),
+                            func.coalesce(Lead.last_activity_at, Lead.created_at) < quiet_since)
     for lead, lead_owner, opportunity in session.execute(query).yield_per(500):
         yield lead_dict(lead, lead_owner, opportunity)
 

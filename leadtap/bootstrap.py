@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +17,7 @@ from core.errors import ConfigError, TemplateError
 from core.services import sync_owners
 from ingest.extract import BoundTemplate, compile_template
 from ingest.imap import ImapMailbox
+from ingest.pipeline import MailboxIngest, PassReport
 from scheduler.mailer import SmtpMailer
 from scheduler.reminders import ReminderSweep
 from scheduler.render import RenderError, Renderer
@@ -60,6 +61,12 @@ class App:
 
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
+
+    def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False) -> PassReport:
+        """The ingest port the worker uses: one pass over one mailbox."""
+        box = self.config.mailbox(name)
+        return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
+                             self.open_mailbox, should_stop=should_stop, rules=self.lead_rules()).run()
 
     def mailer(self) -> SmtpMailer:
         if self.config.smtp is None:

@@ -7,12 +7,14 @@ import csv
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Sequence
 
 import structlog
 
-from core.db import upgrade_schema
+from core.config_values import parse_seconds
+from core.db import upgrade_schema, utcnow
 from core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
 from core.reminders import sent_reminders
 from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status")
     listing.add_argument("--owner", help="the owner's email")
     listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    listing.add_argument("--snoozed", action="store_true", help="only leads snoozed now")
+    listing.add_argument("--stale", metavar="DURATION", type=duration, help='only open leads quiet that long ("7d")')
     listing.set_defaults(handler=cmd_leads_list)
     show = leads.add_parser("show", help="one lead with its thread and activities")
     show.add_argument("id", type=int)
@@ -155,10 +159,26 @@ def cmd_extract(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
+    statuses = app.config.leads.statuses
+    if args.status is not None and args.status not in statuses:
+        print(f"leadtap: unknown status {args.status!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
+        return EXIT_USAGE
+    now = utcnow()
+    quiet_since = now - timedelta(seconds=parse_seconds(args.stale)) if args.stale else None
     app.db.check_schema()
     with app.db.transaction() as session:
-        write_leads(list_leads(session, args.status, args.owner), args.format, sys.stdout)
+        leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
+                           app.config.leads.closed_statuses)
+        write_leads(leads, args.format, sys.stdout)
     return EXIT_OK
+
+
+def duration(text: str) -> str:
+    try:
+        parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def write_leads(leads, fmt: str, out) -> None:

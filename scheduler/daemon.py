@@ -33,7 +33,6 @@ from sqlalchemy import func, select
 
 from core.db import Lead
 from core.errors import ConfigError, LeadtapError, SchemaError
-from ingest.pipeline import MailboxIngest
 from scheduler.notify import Notifier
 
 MISFIRE_GRACE = 30  # seconds a late run may still start
@@ -181,9 +180,7 @@ class Daemon:
             return  # a run that was due as the stop came: no new work
         app = self.app
         self.check_schema(app)
-        box = app.config.mailbox(mailbox)
-        report = MailboxIngest(app.config, box, app.db, [app.templates[n] for n in box.templates],
-                               app.open_mailbox, should_stop=self.state.stop.is_set, rules=app.lead_rules()).run()
+        report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set)
         self.state.last_poll[mailbox] = self.clock()
         self.notifier.status(self.status())
         if report.failed:

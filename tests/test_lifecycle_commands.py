@@ -172,3 +172,16 @@ def test_check_renders_every_task_title(env, mailbox):
     assert code == 1
     assert "ok    task 1 of Attempting: renders: 'Call Sample Lead'" in out
     assert "FAIL  task 1 of Contacted: task title" in out
+
+
+def test_leads_list_filters_snoozed_and_stale_leads_and_refuses_an_unknown_status(leads):
+    leads.cli("leads", "snooze", "2", "3d")
+
+    code, out, _ = leads.cli("leads", "list", "--snoozed", "--format", "json")
+    assert code == 0 and [lead["id"] for lead in json.loads(out)] == [2]
+    code, out, _ = leads.cli("leads", "list", "--stale", "1d", "--format", "json")
+    assert code == 0 and json.loads(out) == []  # both were just touched
+    code, out, _ = leads.cli("leads", "list", "--stale", "0.001s", "--format", "json")
+    assert [lead["id"] for lead in json.loads(out)] == [1, 2]
+    code, _, err = leads.cli("leads", "list", "--status", "Bogus")
+    assert code == 2 and "unknown status 'Bogus'; expected one of New, Attempting" in err
