@@ -16,13 +16,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('leads') as batch:
-        batch.add_column(sa.Column('last_activity_at', core.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column('last_outreach_at', core.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column('snoozed_until', core.db.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column('automation_stopped', sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column('follow_up_of', sa.Integer(), nullable=True))
-        batch.create_foreign_key('fk_leads_follow_up_of', 'leads', ['follow_up_of'], ['id'])
+    # Plain ADD COLUMNs: on SQLite a batch rebuild of `leads` would drop the
+    # table that activities and opportunities reference, which foreign keys refuse.
+    op.add_column('leads', sa.Column('last_activity_at', core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('last_outreach_at', core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('snoozed_until', core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('automation_stopped', sa.Boolean(), nullable=False, server_default=sa.false()))
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('ALTER TABLE leads ADD COLUMN follow_up_of INTEGER REFERENCES leads (id)')
+    else:
+        op.add_column('leads', sa.Column('follow_up_of', sa.Integer(), nullable=True))
+        op.create_foreign_key('fk_leads_follow_up_of', 'leads', 'leads', ['follow_up_of'], ['id'])
     op.create_table('tasks',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('lead_id', sa.Integer(), nullable=False),

@@ -1,0 +1,45 @@
+"""Every migration applies to a database that already holds leads, on SQLite
+and PostgreSQL: an upgrade never strands an existing install."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import text
+
+from core.db import MIGRATIONS, make_engine, upgrade_schema
+
+
+def upgrade_to(engine, revision: str) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newest_schema(database_url):
+    engine = make_engine(database_url)
+    try:
+        upgrade_to(engine, "0002")
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO owners (id, email, name, roles, active, position, in_config) "
+                           "VALUES (1, 'ana@example.com', 'Ana', '[]', true, 0, true)"))
+            c.execute(text("INSERT INTO leads (id, name, email, message, fields, source, status, status_changed_at, "
+                           "owner_id, mailbox, contact, subject, received_at, created_at) VALUES (1, 'Jo', "
+                           "'jo@client.test', 'Hi', '{}', 'Email', 'New', '2026-01-01 00:00:00', 1, 'sales', "
+                           "'jo@client.test', 'Hi', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+            c.execute(text("INSERT INTO activities (lead_id, kind, at, summary, details) "
+                           "VALUES (1, 'created', '2026-01-01 00:00:00', 'Hi', '{}')"))
+            c.execute(text("INSERT INTO opportunities (lead_id, owner_id, title, stage, created_at) "
+                           "VALUES (1, 1, 'Jo', 'Discovery', '2026-01-01 00:00:00')"))
+
+        before, after = upgrade_schema(engine)
+
+        assert (before, after) == ("0002", "0004")
+        with engine.begin() as c:
+            assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads")).all() == [
+                (1, False, None, None)]
+            assert c.execute(text("SELECT count(*) FROM activities")).scalar() == 1
+    finally:
+        engine.dispose()
