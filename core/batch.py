@@ -84,8 +84,8 @@ class LeadBatch:
     new_leads: list[NewLead] = field(default_factory=list)
     turns_taken: int = 0
     owner_emails: set[str] = field(default_factory=set)
-    # Mail on leads that existed before this batch: lead id -> triggers, in order (outreach, reply).
-    touched: dict[int, list[str]] = field(default_factory=dict)
+    # Mail on leads, in order: (lead, outreach | reply); a new lead's id is known once written.
+    touches: list[tuple[LeadRef, str]] = field(default_factory=list)
 
     # --- 1. load -----------------------------------------------------------
 
@@ -176,8 +176,14 @@ class LeadBatch:
         return Decided(ref, Outcome.ATTACHED, leads[0], "outreach", message=message)
 
     def touch(self, lead: LeadRef, trigger: str) -> None:
-        if not isinstance(lead, NewLead):  # a lead made in this batch has had no outreach yet
-            self.touched.setdefault(lead, []).append(trigger)
+        self.touches.append((lead, trigger))
+
+    def touched(self) -> dict[int, list[str]]:
+        """After ``write``: lead id -> the triggers of its mail, in order."""
+        found: dict[int, list[str]] = {}
+        for lead, trigger in self.touches:
+            found.setdefault(lead_id(lead), []).append(trigger)
+        return found
 
     def keep(self, decided: Decided) -> Decided:
         self.decided.append(decided)

@@ -23,6 +23,7 @@ from core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from core.model import Candidate, next_in_turn
 from core.services import clip, lock_rotation
 
+LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
 # Renders a task title template with the lead (Jinja2, in the adapter).
 RenderTitle = Callable[[str, dict], str]
 
@@ -75,6 +76,8 @@ def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, ac
 
 def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:
     """``to``: an active owner's email, or ``next`` for the rotation's next owner (taking a turn)."""
+    if to == "next":
+        lock_rotation(session, rules.role)  # ingest's order: the rotation, then the lead — never a deadlock
     lead = load_lead(session, lead_id)
     state = state_of(session, lead)
     owner = next_owner(session, rules.role, exclude=state.owner) if to == "next" else active_owner(session, to)
@@ -178,8 +181,10 @@ def status_changed(session, rules, lead: Lead, change: Change, event: lifecycle.
 def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.FieldsSet) -> None:
     custom = dict(lead.fields or {})
     for name, value in event.values.items():
-        if name in ("name", "email", "phone", "company"):
-            setattr(lead, name, clip(value, 300))
+        if name in LEAD_FIELDS:
+            setattr(lead, name, clip(value, LEAD_FIELDS[name]) or None)
+            if name == "email":
+                lead.contact = lead.email.lower() if lead.email else None  # the address mail is matched on
         else:
             custom[clip(name, 200)] = clip(value)
     lead.fields = custom

@@ -60,8 +60,11 @@ def parse_status(s: Section, statuses: tuple[str, ...]) -> StatusOptions:
                     required=("name",))
     check_status(s, "name", values["name"], statuses)
     set_on = values.get("set_on")
-    if set_on is not None and set_on not in TRIGGERS and not (set_on.startswith("stage:") and set_on[6:].strip()):
-        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach, reply or stage:<opportunity stage>")
+    if set_on is not None and set_on.startswith("stage:"):
+        s.fail("set_on", "stage: triggers come with the deal pipeline and are not supported yet; "
+                         "expected outreach or reply")
+    if set_on is not None and set_on not in TRIGGERS:
+        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach or reply")
     if values.get("locked") and set_on is None:
         s.fail("locked", "a locked status is set by automation only, so it needs set_on")
     tasks = tuple(parse_task(s, i, raw) for i, raw in enumerate(values.get("tasks", ())))

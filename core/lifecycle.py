@@ -30,10 +30,11 @@ from datetime import datetime, timedelta
 from typing import Mapping
 
 from core.errors import LeadtapError
+from core.model import valid_email
 
 AUTOMATION = "automation"
 CLI = "cli"
-TRIGGERS = ("outreach", "reply")  # and "stage:<opportunity stage>"
+TRIGGERS = ("outreach", "reply")  # "stage:<opportunity stage>" comes with the deal pipeline
 
 
 class Refused(LeadtapError):
@@ -89,12 +90,20 @@ class Pipeline:
     def open_statuses(self) -> tuple[str, ...]:
         return tuple(s for s in self.statuses if s not in self.closed)
 
-    def next_open(self, status: str) -> str | None:
+    def next_by_hand(self, status: str) -> str | None:
+        """The open status a person moves ``status`` on to: the next in list
+        order that automation does not own (a locked one is passed over)."""
         opened = self.open_statuses()
         if status not in opened:
             return None
-        index = opened.index(status)
-        return opened[index + 1] if index + 1 < len(opened) else None
+        for following in opened[opened.index(status) + 1 :]:
+            if not self.option(following).locked:
+                return following
+        return None
+
+    def position(self, status: str) -> int | None:
+        """Where ``status`` stands; None for a status no longer configured."""
+        return self.statuses.index(status) if status in self.statuses else None
 
     def set_on(self, trigger: str) -> str | None:
         """The status automation moves a lead to on ``trigger``, if any."""
@@ -225,7 +234,8 @@ def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: dateti
     events: list = []
     if values:
         events.append(FieldsSet(values))
-    back = not actor.is_automation and pipeline.statuses.index(to) < pipeline.statuses.index(lead.status)
+    now_at = pipeline.position(lead.status)
+    back = not actor.is_automation and now_at is not None and pipeline.statuses.index(to) < now_at
     events.append(StatusChanged(lead.status, to, reason, note, moved_back=back and pipeline.is_open(to)))
     events += entered(lead, to, pipeline, now, reason)
     return Change(lead.id, actor, now, tuple(events))
@@ -243,6 +253,8 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
         raise Refused(f"{where}: {to} is set automatically (on {option.set_on})")
     if not actor.admin and not actor.is_automation:
         check_person_rules(lead, to, pipeline, where)
+    if values.get("email") and not valid_email(values["email"]):
+        raise Refused(f"{where}: {values['email']!r} is not an email address")
     missing = [name for name in option.required if not (values.get(name) or lead.fields.get(name))]
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)}")
@@ -253,11 +265,13 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
 def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str) -> None:
     if pipeline.lock_converted and lead.status == pipeline.qualified:
         raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    if pipeline.position(lead.status) is None:
+        raise Refused(f"{where} is {lead.status}, no longer a configured status: only an admin can move it")
     order = pipeline.statuses
     if pipeline.no_going_back and order.index(to) < order.index(lead.status):
         raise Refused(f"{where}: cannot move from {lead.status} back to {to}: no going back")
     if pipeline.no_skipping and pipeline.is_open(to) and order.index(to) > order.index(lead.status):
-        following = pipeline.next_open(lead.status)
+        following = pipeline.next_by_hand(lead.status)
         if to != following:
             after = f"next is {following}" if following else f"{lead.status} is the last open status"
             raise Refused(f"{where}: cannot move from {lead.status} to {to}: no skipping ({after})")
@@ -297,6 +311,8 @@ def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime
     *Connected*) only after outreach."""
     to = pipeline.set_on(trigger)
     if to is None or lead.automation_stopped or not pipeline.is_open(lead.status):
+        return None
+    if pipeline.position(lead.status) is None:  # a status no longer configured: a person decides
         return None
     if trigger == "reply" and not lead.had_outreach:
         return None

@@ -311,7 +311,7 @@ class MailboxIngest:
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
         decided = batch.write()
-        for change in record_mail(session, self.rules, batch.touched, now):
+        for change in record_mail(session, self.rules, batch.touched(), now):
             self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
                           to=[e.new for e in change.of(StatusChanged)])
         return {d.ref.uid: d.result() for d in decided}

@@ -21,7 +21,7 @@ from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, 
 from ingest.parse import parse_message
 from ingest.pipeline import ingest_mailboxes
 from leadtap.bootstrap import App, build_app
-from leadtap.cli_leads import add_lead_commands, add_task_commands
+from leadtap.cli_leads import add_lead_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from scheduler.daemon import Daemon
 from scheduler.render import RenderError, sample_context
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--stale", metavar="DURATION", type=duration, help='only open leads quiet that long ("7d")')
     listing.set_defaults(handler=cmd_leads_list)
     show = leads.add_parser("show", help="one lead with its thread and activities")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=record_id)
     show.set_defaults(handler=cmd_leads_show)
     add_lead_commands(leads)
     add_task_commands(commands)

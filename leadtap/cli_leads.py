@@ -11,13 +11,28 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from core import changes
 from core.config_values import parse_seconds
-from core.db import Owner, Task, utcnow
+from core.db import Owner, Task, describe_db_error, utcnow
 from core.errors import LeadtapError
 
 EXIT_OK = 0
+
+
+MAX_ID = 2**63 - 1
+
+
+def record_id(text: str) -> int:
+    """A lead or task id: a whole number the database can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (1 to {MAX_ID})")
+    return value
 
 
 def add_lead_commands(leads: argparse._SubParsersAction) -> None:
@@ -25,7 +40,7 @@ def add_lead_commands(leads: argparse._SubParsersAction) -> None:
     by.add_argument("--by", metavar="EMAIL", help="the owner who acts (default: cli, as an admin)")
 
     status = leads.add_parser("set", parents=[by], help="move a lead to another status")
-    status.add_argument("id", type=int)
+    status.add_argument("id", type=record_id)
     status.add_argument("--status", required=True)
     status.add_argument("--reason", help="why (needed to disqualify)")
     status.add_argument("--note", help="a note with the move (needed with the 'other' reason)")
@@ -33,17 +48,17 @@ def add_lead_commands(leads: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=cmd_leads_set)
 
     assign = leads.add_parser("assign", parents=[by], help="give a lead another owner")
-    assign.add_argument("id", type=int)
+    assign.add_argument("id", type=record_id)
     assign.add_argument("owner", help="an active owner's email, or next: the rotation's next owner")
     assign.set_defaults(handler=cmd_leads_assign)
 
     note = leads.add_parser("note", parents=[by], help="add a note to a lead")
-    note.add_argument("id", type=int)
+    note.add_argument("id", type=record_id)
     note.add_argument("text")
     note.set_defaults(handler=cmd_leads_note)
 
     snooze = leads.add_parser("snooze", parents=[by], help="no reminders for a lead until then")
-    snooze.add_argument("id", type=int)
+    snooze.add_argument("id", type=record_id)
     snooze.add_argument("until", help='a duration ("3d") or a date (2026-12-01)')
     snooze.set_defaults(handler=cmd_leads_snooze)
 
@@ -52,12 +67,12 @@ def add_task_commands(commands: argparse._SubParsersAction) -> None:
     tasks = commands.add_parser("tasks", help="the leads' tasks").add_subparsers(dest="tasks_command", required=True)
     listing = tasks.add_parser("list", help="open tasks")
     listing.add_argument("--owner", help="the owner's email")
-    listing.add_argument("--lead", type=int)
+    listing.add_argument("--lead", type=record_id)
     listing.add_argument("--overdue", action="store_true")
     listing.add_argument("--format", choices=["table", "json"], default="table")
     listing.set_defaults(handler=cmd_tasks_list)
     done = tasks.add_parser("done", help="mark a task done")
-    done.add_argument("id", type=int)
+    done.add_argument("id", type=record_id)
     done.add_argument("--by", metavar="EMAIL")
     done.set_defaults(handler=cmd_tasks_done)
 
@@ -87,9 +102,12 @@ def change(app, args, apply, now: datetime | None = None) -> int:
     db = app.ready_database()
     rules = app.lead_rules()
     now = now or utcnow()
-    with db.transaction() as session:
-        actor = changes.acting(session, args.by, rules.pipeline)
-        done = apply(session, rules, actor, now)
+    try:
+        with db.transaction() as session:
+            actor = changes.acting(session, args.by, rules.pipeline)
+            done = apply(session, rules, actor, now)
+    except DBAPIError as exc:  # a lock conflict, a value the database refuses: said, not a traceback
+        raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
     print(f"lead {done.lead_id}: " + "; ".join(describe(event) for event in done.events))
     return EXIT_OK
 

@@ -80,6 +80,8 @@ class Renderer:
             return one_line(self.env.from_string(source).render({"lead": lead}))
         except TemplateError as exc:
             raise RenderError(f"task title {source!r}: {exc.message or exc}") from None
+        except Exception as exc:  # a title's expression fails on this lead (None + "text")
+            raise RenderError(f"task title {source!r}: {type(exc).__name__}: {exc}") from None
 
     def render_one(self, name: str, context: dict) -> str:
         try:

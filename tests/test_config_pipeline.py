@@ -61,6 +61,7 @@ def test_without_a_pipeline_table_no_rule_applies(tmp_path):
         (('reasons = ["Bad timing"]', 'reasons = ["Late"]'), "pipeline.follow_up.reasons", ("'Late'",)),
         (('name = "Attempting"', 'name = "Trying"'), "statuses[0].name", ("unknown status",)),
         (('set_on = "outreach"', 'set_on = "phone call"'), "statuses[0].set_on", ("not a trigger",)),
+        (('set_on = "outreach"', 'set_on = "stage:Won"'), "statuses[0].set_on", ("not supported yet",)),
         (('set_on = "outreach"\n', ''), "statuses[0].locked", ("needs set_on",)),
         (('due = "1d"', 'due = "soon"'), "statuses[0].tasks[0].due", ("not a duration",)),
         (('no_skipping = true', 'no_skiping = true'), "pipeline.no_skiping", ("unknown key",)),

@@ -3,6 +3,7 @@ server, no clock."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -72,8 +73,30 @@ def refusal(*args, **kwargs) -> str:
 
 
 def test_an_open_status_may_not_be_skipped():
-    assert refusal(lead("New"), "Connected", PIPELINE, ANA, NOW) == (
+    unlocked = replace(PIPELINE, options={})
+
+    assert refusal(lead("New"), "Connected", unlocked, ANA, NOW) == (
         "lead 12: cannot move from New to Connected: no skipping (next is Attempting)")
+
+
+def test_a_person_passes_over_a_status_only_automation_sets():
+    change = move(lead("New", fields={"phone": "1"}), "Connected", PIPELINE, ANA, NOW)
+
+    assert change.of(StatusChanged) == [StatusChanged("New", "Connected")]
+
+
+def test_a_lead_in_a_status_no_longer_configured_is_moved_by_admins_and_left_alone_by_automation():
+    stray = lead("Prospect")
+
+    assert refusal(stray, "New", PIPELINE, ANA, NOW) == (
+        "lead 12 is Prospect, no longer a configured status: only an admin can move it")
+    assert move(stray, "New", PIPELINE, BOSS, NOW).of(StatusChanged) == [StatusChanged("Prospect", "New")]
+    assert on_activity(stray, "outreach", PIPELINE, NOW) is None
+
+
+def test_a_field_named_email_must_be_an_address():
+    assert refusal(lead("Connected"), "Qualified", PIPELINE, BOSS, NOW, values={"email": "nope"}) == (
+        "lead 12: 'nope' is not an email address")
 
 
 def test_a_closed_status_is_always_reachable():

@@ -66,8 +66,8 @@ def refused(env: Env, *args: str) -> str:
 
 
 def test_a_refused_move_names_the_rule_and_changes_nothing(leads):
-    assert refused(leads, "leads", "set", "1", "--status", "Contacted", "--by", "ana@example.com") == (
-        "leadtap: lead 1: cannot move from New to Contacted: no skipping (next is Attempting)")
+    assert refused(leads, "leads", "set", "1", "--status", "Offer submitted", "--by", "ana@example.com") == (
+        "leadtap: lead 1: cannot move from New to Offer submitted: no skipping (next is Contacted)")
     assert refused(leads, "leads", "set", "1", "--status", "Attempting") == (
         "leadtap: lead 1: Attempting is set automatically (on outreach)")
     assert refused(leads, "leads", "set", "1", "--status", "Disqualified") == (
@@ -185,3 +185,26 @@ def test_leads_list_filters_snoozed_and_stale_leads_and_refuses_an_unknown_statu
     assert [lead["id"] for lead in json.loads(out)] == [1, 2]
     code, _, err = leads.cli("leads", "list", "--status", "Bogus")
     assert code == 2 and "unknown status 'Bogus'; expected one of New, Attempting" in err
+
+
+def test_fields_are_clipped_to_their_columns_and_a_new_email_is_the_contact(leads):
+    assert leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=1",
+                     "--field", "phone=" + "9" * 200, "--field", "email=Jo.New@Client.test")[0] == 0
+
+    lead = show(leads, 1)
+    assert len(lead["phone"]) == 100 and lead["email"] == "Jo.New@Client.test"
+    assert refused(leads, "leads", "set", "1", "--status", "Offer submitted", "--field", "email=nope") == (
+        "leadtap: lead 1: 'nope' is not an email address")
+
+
+def test_an_id_out_of_range_is_a_usage_error(leads):
+    with pytest.raises(SystemExit) as exited:
+        leads.cli("leads", "show", "99999999999999999999")
+    assert exited.value.code == 2
+
+
+def test_a_task_title_that_fails_on_a_lead_is_a_render_error():
+    from scheduler.render import RenderError, Renderer
+
+    with pytest.raises(RenderError, match="TypeError"):
+        Renderer().render_title("{{ lead.name + ' at ' + lead.company }}", {"name": "Jo", "company": None})

@@ -123,3 +123,18 @@ def test_mail_on_a_snoozed_lead_ends_its_snooze(lead, mailbox):
     lead.poll()
 
     assert show(lead)["snoozed_until"] is None
+
+
+def test_outreach_in_the_same_poll_as_the_enquiry_moves_the_new_lead(env, mailbox):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    outreach(mailbox)
+    env.configure(mailbox.section(), extra=PIPELINE)
+    env.upgrade()
+
+    assert env.poll() == 0
+
+    shown = show(env)
+    assert shown["status"] == "Attempting" and shown["last_activity_at"] is not None
+    answer(mailbox)
+    env.poll()
+    assert show(env)["status"] == "Contacted"
