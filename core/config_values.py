@@ -113,3 +113,11 @@ class Section:
 
 SECRET_KEYS = {"password"}
 TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true or false)"}
+
+
+def check_unique(path: Path, array: str, key: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(path, f"{array}[{i}].{key}", f"duplicate {key} {value!r}; each must be unique")
+        seen.add(value)
