@@ -100,6 +100,14 @@ def snooze(session: Session, rules: LeadRules, lead_id: int, until: datetime, ac
     return change
 
 
+def add_task(session: Session, rules: LeadRules, lead_id: int, title: str, due_at: datetime, actor: Actor,
+             now: datetime) -> Change:
+    lead = load_lead(session, lead_id)
+    change = lifecycle.add_task(state_of(session, lead), title, due_at, rules.pipeline, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
 def finish_task(session: Session, task_id: int, actor: Actor, now: datetime) -> Task:
     task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).one_or_none()
     if task is None:
@@ -193,7 +201,7 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
 
 
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
-    title = rules.render_title(event.title, {"id": lead.id, "name": lead.name, "email": lead.email,
+    title = event.title if event.literal else rules.render_title(event.title, {"id": lead.id, "name": lead.name, "email": lead.email,
                                              "phone": lead.phone, "company": lead.company, "status": lead.status})
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
                      state="open", created_at=change.at))

@@ -174,8 +174,9 @@ class FieldsSet:
 
 @dataclass(frozen=True)
 class TaskDue:
-    title: str  # still a template: the adapter renders it with the lead
+    title: str  # a template the adapter renders with the lead, unless ``literal``
     due_at: datetime
+    literal: bool = False
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,16 @@ def add_note(lead: LeadState, text: str, actor: Actor, now: datetime) -> Change:
     if not text.strip():
         raise Refused(f"lead {lead.id}: a note needs some text")
     return Change(lead.id, actor, now, (NoteAdded(text.strip()),))
+
+
+def add_task(lead: LeadState, title: str, due_at: datetime, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+    """A task by hand, for the lead's owner; its title is text, not a template."""
+    where = f"lead {lead.id}"
+    if not title.strip():
+        raise Refused(f"{where}: a task needs a title")
+    if not pipeline.is_open(lead.status):
+        raise Refused(f"{where} is {lead.status}: a closed lead takes no new tasks")
+    return Change(lead.id, actor, now, (TaskDue(title.strip(), due_at, literal=True),))
 
 
 def snooze(lead: LeadState, until: datetime, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:

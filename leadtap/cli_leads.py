@@ -71,6 +71,12 @@ def add_task_commands(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--overdue", action="store_true")
     listing.add_argument("--format", choices=["table", "json"], default="table")
     listing.set_defaults(handler=cmd_tasks_list)
+    add = tasks.add_parser("add", help="add a task to a lead, for its owner")
+    add.add_argument("lead", type=record_id)
+    add.add_argument("title")
+    add.add_argument("--due", required=True, help='a duration ("2d") or a date (2026-12-01)')
+    add.add_argument("--by", metavar="EMAIL")
+    add.set_defaults(handler=cmd_tasks_add)
     done = tasks.add_parser("done", help="mark a task done")
     done.add_argument("id", type=record_id)
     done.add_argument("--by", metavar="EMAIL")
@@ -91,9 +97,16 @@ def cmd_leads_note(app, args) -> int:
     return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
 
 
+def cmd_tasks_add(app, args) -> int:
+    now = utcnow()
+    due = moment(args.due, now, app.config.reminders.zone, "due")
+    return change(app, args, lambda s, rules, actor, at: changes.add_task(s, rules, args.lead, args.title, due, actor,
+                                                                          at), now)
+
+
 def cmd_leads_snooze(app, args) -> int:
     now = utcnow()
-    until = snooze_end(args.until, now, app.config.reminders.zone)
+    until = moment(args.until, now, app.config.reminders.zone, "snooze until")
     return change(app, args, lambda s, rules, actor, at: changes.snooze(s, rules, args.id, until, actor, at), now)
 
 
@@ -135,7 +148,7 @@ def parse_field(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def snooze_end(text: str, now: datetime, zone) -> datetime:
+def moment(text: str, now: datetime, zone, what: str) -> datetime:
     """``3d`` from now, or the start of a date in the reminders' timezone."""
     try:
         day = date.fromisoformat(text)
@@ -146,7 +159,7 @@ def snooze_end(text: str, now: datetime, zone) -> datetime:
     try:
         return now + timedelta(seconds=parse_seconds(text))
     except ValueError as exc:
-        raise LeadtapError(f"snooze until {text!r}: {exc}; or a date such as 2026-12-01") from None
+        raise LeadtapError(f"{what} {text!r}: {exc}; or a date such as 2026-12-01") from None
 
 
 def cmd_tasks_list(app, args) -> int:

@@ -208,3 +208,15 @@ def test_a_task_title_that_fails_on_a_lead_is_a_render_error():
 
     with pytest.raises(RenderError, match="TypeError"):
         Renderer().render_title("{{ lead.name + ' at ' + lead.company }}", {"name": "Jo", "company": None})
+
+
+def test_a_task_added_by_hand_is_the_owners_and_a_closed_lead_takes_none(leads):
+    code, out, _ = leads.cli("tasks", "add", "2", "Send {{ not a template }}", "--due", "2026-12-01",
+                             "--by", "ben@example.com")
+
+    assert code == 0 and "task due 2026-12-01T00:00:00+00:00" in out  # midnight in [reminders].timezone (UTC here)
+    code, out, _ = leads.cli("tasks", "list", "--lead", "2", "--format", "json")
+    assert [(t["title"], t["owner"]) for t in json.loads(out)] == [("Send {{ not a template }}", "ben@example.com")]
+    leads.cli("leads", "set", "2", "--status", "Disqualified", "--reason", "No budget")
+    code, _, err = leads.cli("tasks", "add", "2", "Call", "--due", "1d")
+    assert code == 1 and "lead 2 is Disqualified: a closed lead takes no new tasks" in err
