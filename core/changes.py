@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import lifecycle
+from core.config import Config
 from core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
 from core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from core.model import Candidate, next_in_turn
@@ -37,6 +38,11 @@ class LeadRules:
     role: str
     first_stage: str
     render_title: RenderTitle
+
+    @classmethod
+    def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
+        """The rules of ``config``; task titles kept as written unless a renderer is given."""
+        return cls(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title)
 
 
 def load_lead(session: Session, lead_id: int) -> Lead:

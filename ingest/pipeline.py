@@ -105,7 +105,7 @@ class MailboxIngest:
         rules: LeadRules | None = None,
     ):
         self.config, self.box, self.db = config, box, db
-        self.rules = rules or plain_rules(config)
+        self.rules = rules or LeadRules.for_config(config)
         self.templates = templates
         self.open_mailbox = open_mailbox
         self.clock = clock
@@ -342,12 +342,6 @@ def ingest_mailboxes(
         MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock, rules=rules).run()
         for box in boxes
     ]
-
-
-def plain_rules(config: Config) -> LeadRules:
-    """The lifecycle rules with task titles kept as written (for callers
-    without the composition root's renderer)."""
-    return LeadRules(config.pipeline, config.assignment.role, config.opportunities.stages[0], lambda title, _: title)
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -87,8 +87,7 @@ class App:
             except RenderError:  # `check` reports it; a task with its title as written beats no task
                 return source
 
-        config = self.config
-        return LeadRules(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title)
+        return LeadRules.for_config(self.config, render_title)
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
