@@ -66,10 +66,14 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
     warnings = tree.warnings
     message_id = read(warnings, "Message-ID", lambda: first_message_id(mime.get("Message-ID")))
     sender = read(warnings, "From", lambda: first_address(mime.get_all("From"), warnings))
-    subject = read(warnings, "Subject", lambda: decode(mime.get("Subject"), warnings, "Subject"), "")
+    subject_header = mime.get("Subject")
+    as_hashed = strictly_decoded(subject_header)  # decoded once: the subject and its identity share it
+    subject = as_hashed if as_hashed is not None else read(
+        warnings, "Subject", lambda: decode(subject_header, warnings, "Subject"), "")
     date_header = read(warnings, "Date", lambda: str(mime.get("Date") or "") or None)
     return IncomingMessage(
-        identity=identity_of(raw, message_id, sender, date_header, identity_subject(mime.get("Subject"), subject)),
+        identity=identity_of(raw, message_id, sender, date_header,
+                             as_hashed if as_hashed is not None else str(subject_header or "").strip()),
         message_id=message_id,
         sender=sender,
         reply_to=read(warnings, "Reply-To", lambda: first_address(mime.get_all("Reply-To"), warnings)),
@@ -164,16 +168,15 @@ def decode(value: object, warnings: list[str], what: str) -> str:
     as for body text; where they are malformed, the header as sent."""
     if value is None:
         return ""
+    strict = strictly_decoded(value)
+    if strict is not None:
+        return strict
     try:
         chunks = decode_header(str(value))
     except (HeaderParseError, ValueError):
         warnings.append(f"{what}: malformed encoded words, kept as sent")
         return str(value).strip()
-    try:
-        return str(make_header(chunks)).strip()
-    except (LookupError, UnicodeError):
-        pass
-    pieces = []
+    pieces = []  # well-formed, but a charset failed: each chunk best-effort, as body text
     for data, charset in chunks:
         decoded = decode_text(data, charset) if isinstance(data, bytes) else None
         pieces.append(decoded.text if decoded else data)
@@ -182,16 +185,17 @@ def decode(value: object, warnings: list[str], what: str) -> str:
     return "".join(pieces).strip()
 
 
-def identity_subject(value: object, subject: str) -> str:
-    """The subject as identities have always hashed it: encoded words in a
-    charset Python cannot decode kept as sent. A message seen before an
-    upgrade keeps its identity, so it never becomes a second lead."""
+def strictly_decoded(value: object) -> str | None:
+    """A header's encoded words decoded in their own charsets, or None when
+    that fails (malformed, or a charset Python cannot decode). It is also the
+    subject as identities have always hashed it (kept as sent when this
+    fails), so a message seen before an upgrade never becomes a second lead."""
     if value is None:
-        return subject
+        return ""
     try:
         return str(make_header(decode_header(str(value)))).strip()
-    except Exception:  # malformed or undecodable: as sent, as before
-        return str(value).strip()
+    except Exception:  # malformed or undecodable: the caller repairs it, or hashes it as sent
+        return None
 
 
 def parse_date(value: str | None, warnings: list[str]) -> datetime | None:
