@@ -167,17 +167,15 @@ def charset_of(part: Message) -> str | None:
 
 def unreadable_as_sent(root: Message) -> str | None:
     """Why the message's text cannot be read as sent (a repair is needed), or None."""
-    for part, depth in walk(root):
+    for part, _ in walk(root):
+        if not part.is_multipart() and part.get_content_maintype() == "text":
+            charset = charset_of(part)
+            if charset and not decodes_as_declared(part, charset):
+                return f"text not readable as {charset!r}"
+        # Checked after decoding: base64 defects are found only then.
         for defect in part.defects:
             if type(defect).__name__ in REPAIRED_DEFECTS:
                 return type(defect).__name__
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        charset = charset_of(part)
-        if charset and not decodes_as_declared(part, charset):
-            return f"text not readable as {charset!r}"
-        if any(type(d).__name__ in REPAIRED_DEFECTS for d in part.defects):  # base64 defects show on decoding
-            return "broken base64"
     return None
 
 
