@@ -142,8 +142,10 @@ class LeadBatch:
         if message.identity in self.identities:
             known = self.identities[message.identity]
             return self.keep(Decided(ref, Outcome.DUPLICATE, known, "already handled", message=message))
+        if self.settings.sent_folder:
+            return self.keep(self.outreach(ref, message, nothing="sent to no open lead"))
         if message.sender and message.sender.email.lower() in self.owner_emails:
-            return self.keep(self.outreach(ref, message))
+            return self.keep(self.outreach(ref, message, nothing="from an owner"))
         lead = self.lead_of_thread(message)
         reason = "reply"
         if lead is None and draft.contact:
@@ -158,15 +160,15 @@ class LeadBatch:
         self.identities[message.identity] = decided.lead
         return self.keep(decided)
 
-    def outreach(self, ref: MessageRef, message: IncomingMessage) -> Decided:
-        """Mail from an owner is never a lead: it is outreach to the open
-        leads whose contact it is addressed to (a BCC to the sales mailbox),
-        or nothing."""
+    def outreach(self, ref: MessageRef, message: IncomingMessage, nothing: str) -> Decided:
+        """Mail from an owner (or in a sent folder) is never a lead: it is
+        outreach to the open leads whose contact it is addressed to (a BCC to
+        the sales mailbox), or nothing — for the reason ``nothing``."""
         leads = list(dict.fromkeys(
             self.contacts[r].open for r in message.recipients if r in self.contacts and self.contacts[r].open
         ))
         if not leads:
-            return Decided(ref, Outcome.NOT_LEAD, None, "from an owner", message=message)
+            return Decided(ref, Outcome.NOT_LEAD, None, nothing, message=message)
         for lead in leads:
             self.add_thread_id(lead, message.message_id)
             self.activities.append({"lead": lead, "kind": "outreach", "summary": clip(message.subject),

@@ -35,6 +35,7 @@ DEFAULT_CLOSED = ("Qualified", "Disqualified")
 DEFAULT_SOURCES = ("Email", "Website", "Partner")
 DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
 SECURITY_MODES = ("tls", "starttls", "plain")
+MAILBOX_KINDS = ("inbox", "sent")
 LEAD_FIELDS = ("name", "email", "phone", "company", "message")
 
 
@@ -120,6 +121,11 @@ class MailboxConfig:
     templates: tuple[str, ...] = ()
     poll_interval: timedelta = timedelta(seconds=60)
     ca_file: str | None = None
+    kind: str = "inbox"  # inbox: mail becomes leads; sent: the team's sent mail, outreach only
+
+    @property
+    def is_sent(self) -> bool:
+        return self.kind == "sent"
 
 
 @dataclass(frozen=True)
@@ -334,9 +340,11 @@ def parse_mailbox(
             "templates": list_of_str,
             "poll_interval": parse_seconds,
             "ca_file": str,
+            "kind": str,
         },
         required=("name", "host", "username"),
     )
+    check_kind(s, values)
     values["password"] = resolve_password(s, values, environ, warnings)
     check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
     source = values.setdefault("source", leads.default_source)
@@ -348,6 +356,19 @@ def parse_mailbox(
     if "poll_interval" in values:
         values["poll_interval"] = timedelta(seconds=values["poll_interval"])
     return MailboxConfig(**values)
+
+
+def check_kind(s: "Section", values: dict) -> None:
+    """A sent folder is read by UID with its flags untouched, and makes no leads."""
+    kind = values.setdefault("kind", "inbox")
+    if kind not in MAILBOX_KINDS:
+        s.fail("kind", f"{kind!r} is not one of {list(MAILBOX_KINDS)}")
+    if kind != "sent":
+        return
+    if values.setdefault("unread_only", False):
+        s.fail("unread_only", "a sent folder is read by UID, already-read mail included; leave unread_only out")
+    if values.get("templates"):
+        s.fail("templates", "a sent folder makes no leads, so it takes no extraction templates")
 
 
 def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) -> SmtpConfig:

@@ -152,6 +152,7 @@ class LeadSettings:
     assign: bool
     open_statuses_exclude: tuple[str, ...]  # the closed statuses
     opportunity_stage: str | None  # None: no opportunity is created
+    sent_folder: bool = False  # the team's sent mail: outreach only, never a lead
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -162,6 +163,7 @@ class LeadSettings:
             assign=config.assignment.enabled,
             open_statuses_exclude=config.leads.closed_statuses,
             opportunity_stage=config.opportunities.stages[0] if config.opportunities.auto_create else None,
+            sent_folder=mailbox.is_sent,
         )
 
 

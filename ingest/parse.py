@@ -115,8 +115,8 @@ def read_text(tree: Tree, deadline: Deadline) -> str:
 
 
 def recipients(mime: Message) -> tuple[str, ...]:
-    """The To and Cc addresses, lower-cased; the first hundred."""
-    values = [str(v) for name in ("To", "Cc") for v in (mime.get_all(name) or [])]
+    """The To, Cc and Bcc addresses (a sent copy keeps its Bcc), lower-cased; the first hundred."""
+    values = [str(v) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
     found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
     return tuple(found)[:MAX_THREAD_IDS]
 

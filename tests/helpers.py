@@ -46,6 +46,8 @@ class Mailbox:
         if isinstance(raw, str):
             raw = raw.encode()
         with self.client() as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
             client.append(folder, raw, flags=flags)
 
     def flags(self, folder: str = "INBOX") -> dict[int, set[bytes]]:

@@ -232,6 +232,23 @@ def test_a_mailbox_takes_its_defaults_when_keys_are_left_out(tmp_path):
     assert box.ca_file is None
 
 
+def test_a_sent_folder_is_read_by_uid_and_an_inbox_is_the_default(tmp_path):
+    inbox, sent = load(tmp_path, config(mailboxes=(mailbox(), mailbox(name="sent", kind="sent", folder="Sent",
+                                                                         templates=None)))).mailboxes
+    assert (inbox.kind, inbox.is_sent, inbox.unread_only) == ("inbox", False, True)
+    assert (sent.kind, sent.is_sent, sent.unread_only) == ("sent", True, False)
+
+
+@pytest.mark.parametrize("overrides, key, words", [
+    ({"kind": "outbox"}, "kind", ["'outbox'", "inbox", "sent"]),
+    ({"kind": "sent", "unread_only": True, "templates": None}, "unread_only", ["by UID"]),
+    ({"kind": "sent"}, "templates", ["no leads"]),
+])
+def test_a_wrong_mailbox_kind_is_refused(tmp_path, overrides, key, words):
+    error = refused(tmp_path, config(mailboxes=(mailbox(**overrides),)))
+    assert_names(error, f"mailboxes[0].{key}", *words)
+
+
 def test_a_mailbox_source_defaults_to_the_leads_default_source(tmp_path):
     cfg = load(tmp_path, config(leads={"default_source": "Website"}))
     assert cfg.leads.default_source == "Website"

@@ -138,3 +138,47 @@ def test_outreach_in_the_same_poll_as_the_enquiry_moves_the_new_lead(env, mailbo
     answer(mailbox)
     env.poll()
     assert show(env)["status"] == "Contacted"
+
+
+def sent_folder(mailbox) -> str:
+    """The same IMAP user's Sent folder, watched as a second mailbox."""
+    return mailbox.section("sent", folder="Sent", kind="sent", templates=None)
+
+
+def test_a_sent_folder_yields_outreach_and_never_a_lead(lead, mailbox):
+    mailbox.append(plain_message("Hi Jo, when can we talk?", sender="Sales <sales@example.com>", to="jo@client.test",
+                                 subject="Your enquiry", message_id="<sent-1@example.com>"), flags=(b"\\Seen",),
+                   folder="Sent")
+    mailbox.append(plain_message("See you", sender="Sales <sales@example.com>", to="friend@elsewhere.test",
+                                 subject="Lunch"), folder="Sent")
+    lead.configure(mailbox.section(), sent_folder(mailbox), extra=PIPELINE)
+
+    code, out, _ = lead.cli("poll")
+
+    assert code == 0 and "sent: 1 added to a lead, 1 not a lead" in out
+    assert show(lead)["status"] == "Attempting"
+    assert len(lead.leads()) == 1
+    assert [e.reason for e in lead.ledger() if e.mailbox == "sent"] == ["outreach", "sent to no open lead"]
+    assert [flags - {b"\\Recent"} for flags in mailbox.flags("Sent").values()] == [{b"\\Seen"}, set()]  # untouched
+
+
+def test_a_sent_copy_of_a_bccd_outreach_counts_once(lead, mailbox):
+    outreach(mailbox)
+    mailbox.append(plain_message("Hi Jo, when can we talk?", sender="Ana <ana@example.com>", subject="Your enquiry",
+                                 to="Jo Smith <jo@client.test>", message_id="<out-1@example.com>"), folder="Sent")
+    lead.configure(mailbox.section(), sent_folder(mailbox), extra=PIPELINE)
+
+    lead.poll()
+
+    assert [a["kind"] for a in show(lead)["activities"]].count("outreach") == 1
+    assert lead.poll() == 0 and [a["kind"] for a in show(lead)["activities"]].count("outreach") == 1
+
+
+def test_a_sent_folder_reads_its_bcc(lead, mailbox):
+    mailbox.append(plain_message("Hi Jo", sender="Ana <ana@example.com>", to="undisclosed-recipients:;",
+                                 subject="Your enquiry", headers={"Bcc": "jo@client.test"}), folder="Sent")
+    lead.configure(mailbox.section(), sent_folder(mailbox), extra=PIPELINE)
+
+    lead.poll()
+
+    assert show(lead)["status"] == "Attempting"
