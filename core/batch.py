@@ -23,8 +23,19 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Rotation, SeenMessage, ThreadMessage
+from core.db import (
+    Activity,
+    Lead,
+    LedgerEntry,
+    Notification,
+    Opportunity,
+    Owner,
+    Rotation,
+    SeenMessage,
+    ThreadMessage,
+)
 from core.model import Candidate, IncomingMessage, LeadDraft, Outcome, next_in_turn
+from core.notifications import new_rows
 from core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
 
@@ -256,6 +267,7 @@ class LeadBatch:
     def write(self) -> list[Decided]:
         session = self.session
         self.write_leads()
+        self.write_notifications()
         if self.settings.opportunity_stage is not None and self.new_leads:
             session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
         rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
@@ -280,6 +292,15 @@ class LeadBatch:
         ).all()
         for lead, new_id in zip(self.new_leads, ids, strict=True):
             lead.id = new_id
+
+    def write_notifications(self) -> None:
+        """Each new lead's owner is owed the new-lead email, sent after this
+        transaction commits (``core.notifications``)."""
+        if not self.settings.notify_owner:
+            return
+        owed = [(lead.id, self.owners[lead.row["owner_id"]].email) for lead in self.new_leads if lead.row["owner_id"]]
+        if owed:
+            self.session.execute(insert(Notification), new_rows(owed, self.now))
 
     def opportunity_row(self, lead: NewLead) -> dict:
         row = lead.row

@@ -22,6 +22,7 @@ from core.config import Config
 from core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
 from core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from core.model import Candidate, next_in_turn
+from core.notifications import owe_new_lead
 from core.services import clip, lock_rotation
 
 LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
@@ -38,11 +39,13 @@ class LeadRules:
     role: str
     first_stage: str
     render_title: RenderTitle
+    notify_owner: bool = False  # a lead's new owner is owed the new-lead email
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
         """The rules of ``config``; task titles kept as written unless a renderer is given."""
-        return cls(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title)
+        return cls(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title,
+                   config.notifications.enabled)
 
 
 def load_lead(session: Session, lead_id: int) -> Lead:
@@ -240,7 +243,9 @@ def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event:
 
 def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.OwnerChanged) -> None:
     owner = session.scalars(select(Owner).where(Owner.email == event.new)).one()
-    lead.owner_id = owner.id
+    lead.owner_id, lead.assigned_at = owner.id, change.at
+    if rules.notify_owner:
+        owe_new_lead(session, lead.id, owner.email, change.at)
     session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open").values(owner_id=owner.id))
     add_activity(session, lead.id, "owner", f"{event.old or 'nobody'} → {event.new}", change.actor, change.at,
                  {"from": event.old, "to": event.new})

@@ -21,9 +21,11 @@ from typing import Mapping
 from core.config_pipeline import parse_pipeline
 from core.config_reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
+    NotificationsConfig,
     ReminderRule,
     RemindersConfig,
     parse_business_hours,
+    parse_notifications,
     parse_reminders,
 )
 from core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
@@ -169,6 +171,7 @@ class Config:
     templates: tuple[TemplateConfig, ...] = ()
     smtp: SmtpConfig | None = None
     reminders: RemindersConfig = RemindersConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
 
@@ -220,8 +223,11 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     reminders = parse_reminders(root.table("reminders"), leads, owners)
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners})
+    notifications = parse_notifications(root.table("notifications"))
     if reminders.rules and smtp is None:
         raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")
+    if notifications.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[notifications] new_lead is set, so an [smtp] table is required")
     root.finish()
     check_unique(path, "owners", "email", [o.email.lower() for o in owners])
     check_unique(path, "mailboxes", "name", [m.name for m in mailboxes])
@@ -238,6 +244,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         templates=templates,
         smtp=smtp,
         reminders=reminders,
+        notifications=notifications,
         pipeline=pipeline,
         warnings=tuple(warnings),
     )

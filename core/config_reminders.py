@@ -1,6 +1,6 @@
-"""The ``[reminders]`` table: sweep, time zone, business hours, digest and
-the reminder rules, checked against the statuses and roles of the rest of
-the configuration."""
+"""The mail leadtap sends on its own: the ``[reminders]`` table (sweep, time
+zone, business hours, digest and the reminder rules, checked against the
+statuses and roles of the rest of the configuration) and ``[notifications]``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,28 @@ class RemindersConfig:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    new_lead: str | None = None  # the template emailed to an owner when a lead becomes theirs
+    send_every: timedelta = timedelta(seconds=30)  # how often `leadtap run` sends what is owed
+    max_attempts: int = 8  # a notification refused this often (4xx, timeouts) is given up
+
+    @property
+    def enabled(self) -> bool:
+        return self.new_lead is not None
+
+
+def parse_notifications(s: "Section") -> NotificationsConfig:
+    values = s.take({"new_lead": str, "send_every": parse_seconds, "max_attempts": int})
+    if "new_lead" in values and not TEMPLATE_NAME_RE.fullmatch(values["new_lead"]):
+        s.fail("new_lead", "a template name (letters, digits, _ and -) is expected")
+    if "send_every" in values:
+        values["send_every"] = timedelta(seconds=values["send_every"])
+    if values.get("max_attempts", 1) < 1:
+        s.fail("max_attempts", "a whole number of at least 1 is expected")
+    return NotificationsConfig(**values)
 
 
 def parse_reminders(s: "Section", leads: LeadsConfig, owners: tuple[OwnerConfig, ...]) -> RemindersConfig:

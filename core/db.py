@@ -105,6 +105,9 @@ class Lead(Base):
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no reminders before then
     automation_stopped: Mapped[bool] = mapped_column(Boolean, default=False)  # a person moved it back
     follow_up_of: Mapped[int | None] = mapped_column(ForeignKey("leads.id", name="fk_leads_follow_up_of"))
+    # When the lead became its owner's (None: at creation): reminders count from
+    # the later of this and status_changed_at, so a new owner gets a fresh start.
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_leads_status_changed", "status", "status_changed_at"),)
 
@@ -208,6 +211,7 @@ class Reminder(Base):
     stay_started_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the lead's status_changed_at
     repeat: Mapped[int] = mapped_column(Integer)  # 0 for the first reminder of the stay
     recipient: Mapped[str] = mapped_column(String(320))
+    task_id: Mapped[int] = mapped_column(Integer, default=0)  # a task rule's task; 0 for a status rule
     state: Mapped[str] = mapped_column(String(20))  # claimed | sent
     token: Mapped[str] = mapped_column(String(32))  # the claiming sweep's: only it confirms or releases
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -215,7 +219,33 @@ class Reminder(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", "recipient", name="uq_reminders_claim"),
+        UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", "recipient", "task_id",
+                         name="uq_reminders_claim"),
+    )
+
+
+class Notification(Base):
+    """An email owed to an owner about a lead (``new_lead``): written in the
+    transaction that made the lead theirs, sent after it commits — claimed
+    first, once per (lead, recipient, kind)."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(20))  # pending | claimed | sent | failed | dropped
+    token: Mapped[str | None] = mapped_column(String(32))  # the claiming sender's
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "recipient", "kind", name="uq_notifications_once"),
+        Index("ix_notifications_state_next", "state", "next_attempt_at"),
     )
 
 

@@ -153,6 +153,7 @@ class LeadSettings:
     open_statuses_exclude: tuple[str, ...]  # the closed statuses
     opportunity_stage: str | None  # None: no opportunity is created
     sent_folder: bool = False  # the team's sent mail: outreach only, never a lead
+    notify_owner: bool = False  # a new lead's owner is owed the new-lead email
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -164,6 +165,7 @@ class LeadSettings:
             open_statuses_exclude=config.leads.closed_statuses,
             opportunity_stage=config.opportunities.stages[0] if config.opportunities.auto_create else None,
             sent_folder=mailbox.is_sent,
+            notify_owner=config.notifications.enabled,
         )
 
 

@@ -19,6 +19,7 @@ from ingest.extract import BoundTemplate, compile_template
 from ingest.imap import ImapMailbox
 from ingest.pipeline import MailboxIngest, PassReport
 from scheduler.mailer import SmtpMailer
+from scheduler.notifications import NotificationSender, SendReport
 from scheduler.reminders import ReminderSweep
 from scheduler.render import RenderError, Renderer
 
@@ -91,6 +92,15 @@ class App:
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
+
+    def notification_sender(self, **kwargs) -> NotificationSender:
+        return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
+
+    def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
+        """The mailer port: send what owners are owed (nothing when notifications are off)."""
+        if not self.config.notifications.enabled:
+            return SendReport()
+        return self.notification_sender(should_stop=should_stop).run()
 
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""

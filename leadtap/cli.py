@@ -16,6 +16,7 @@ import structlog
 from core.config_values import parse_seconds
 from core.db import upgrade_schema, utcnow
 from core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
+from core import notifications
 from core.reminders import sent_reminders
 from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
 from ingest.parse import parse_message
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     reminders = commands.add_parser("reminders", help="reminders sent").add_subparsers(dest="reminders_command",
                                                                                       required=True)
     reminders.add_parser("list", help="the latest reminders").set_defaults(handler=cmd_reminders_list)
+    commands.add_parser("notify", help="send the new-lead emails owners are owed, now").set_defaults(
+        handler=cmd_notify)
+    owed = commands.add_parser("notifications", help="new-lead emails").add_subparsers(
+        dest="notifications_command", required=True)
+    owed.add_parser("list", help="the latest, sent or not").set_defaults(handler=cmd_notifications_list)
 
     commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
         handler=cmd_check
@@ -127,6 +133,8 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
     reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
     for report in reports:
         print(report.summary())
+    if app.config.notifications.enabled:
+        print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 
 
@@ -241,6 +249,8 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
     reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
     for report in reports:
         print(report.summary())
+    if app.config.notifications.enabled:
+        print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 
 
@@ -257,14 +267,32 @@ def cmd_remind(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
+    return print_mail_sent(app, sent_reminders, "reminder", "(claimed)",
+                           lambda row: f"rule {row['rule']} #{row['number']}")
+
+
+def cmd_notify(app: App, args: argparse.Namespace) -> int:
+    if not app.config.notifications.enabled:
+        print("notifications: off (no [notifications] new_lead in the config)")
+        return EXIT_OK
+    report = app.send_notifications()
+    print(report.summary())
+    return EXIT_FAILED if report.retry or report.failed else EXIT_OK
+
+
+def cmd_notifications_list(app: App, args: argparse.Namespace) -> int:
+    return print_mail_sent(app, notifications.listed, "notification", "(not sent)", lambda row: row["kind"])
+
+
+def print_mail_sent(app: App, load: Callable, noun: str, unsent: str, what: Callable[[dict], str]) -> int:
+    """One line per email leadtap sent (or owes): when, the lead, what, state, to whom, the error."""
     app.db.check_schema()
     with app.db.transaction() as session:
-        rows = sent_reminders(session)
+        rows = load(session)
     for row in rows:
-        print(f"{row['sent_at'] or '(claimed)':32}  lead #{row['lead_id']} {row['lead'] or ''!s:.30}  "
-              f"rule {row['rule']} #{row['number']}  {row['state']}  → {row['recipient']}"
-              + (f"  ({row['error']})" if row["error"] else ""))
-    print(f"({len(rows)} reminder{'s' if len(rows) != 1 else ''})")
+        print(f"{row['sent_at'] or unsent:32}  lead #{row['lead_id']} {row['lead'] or ''!s:.30}  "
+              f"{what(row)}  {row['state']}  → {row['recipient']}" + (f"  ({row['error']})" if row["error"] else ""))
+    print(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 
 
@@ -274,7 +302,7 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     for box in app.config.mailboxes:
         if box.active:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
-    for kind in reminder_kinds(app.config):
+    for kind in reminder_kinds(app.config) + notification_kinds(app.config):
         checks.append((f"template {kind}", lambda kind=kind: check_template(app, kind)))
     for status, option in app.config.pipeline.options.items():
         for number, task in enumerate(option.tasks, start=1):
@@ -296,6 +324,10 @@ def reminder_kinds(config) -> list[str]:
     if config.reminders.digest:
         return ["digest"] if config.reminders.rules else []
     return sorted({rule.template for rule in config.reminders.rules if rule.enabled})
+
+
+def notification_kinds(config) -> list[str]:
+    return [config.notifications.new_lead] if config.notifications.enabled else []
 
 
 def check_template(app: App, kind: str) -> str:

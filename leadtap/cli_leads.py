@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from core import changes
+from core import changes, lifecycle
 from core.config_values import parse_seconds
 from core.db import Owner, Task, describe_db_error, utcnow
 from core.errors import LeadtapError
@@ -122,6 +122,8 @@ def change(app, args, apply, now: datetime | None = None) -> int:
     except DBAPIError as exc:  # a lock conflict, a value the database refuses: said, not a traceback
         raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
     print(f"lead {done.lead_id}: " + "; ".join(describe(event) for event in done.events))
+    if done.of(lifecycle.OwnerChanged) and app.config.notifications.enabled:
+        print(app.send_notifications().summary())  # after the commit: the new owner hears at once
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
 """``leadtap run``: one APScheduler 3.x scheduler in the foreground.
 
-- an ingest job per active mailbox every ``poll_interval``, and the reminder
-  sweep every ``[reminders].sweep_every``; jobs never overlap themselves, a
-  slow mailbox never delays the others (each job has its own thread);
+- an ingest job per active mailbox every ``poll_interval``, the reminder
+  sweep every ``[reminders].sweep_every``, and the owed new-lead emails every
+  ``[notifications].send_every`` and after a poll that made leads; jobs never
+  overlap themselves, a slow mailbox never delays the others (each job has
+  its own thread);
 - SIGTERM/SIGINT: stop taking new work, finish the batch or reminder in hand,
   exit 0; SIGHUP: reload the config, keep the running one if the new is bad;
 - systemd: READY=1 once the database is checked and the jobs scheduled,
@@ -32,6 +34,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
 from core.db import Lead
+from core.model import Outcome
 from core.errors import ConfigError, LeadtapError, SchemaError
 from scheduler.notify import Notifier
 
@@ -65,6 +68,7 @@ class Daemon:
         self.state = State()
         self.log = structlog.get_logger("leadtap.run")
         self.lock_file = None
+        self.notifying = threading.Lock()
 
     # --- start and stop ---------------------------------------------------------
 
@@ -171,6 +175,10 @@ class Daemon:
         if config.reminders.rules:
             scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=config.reminders.sweep_every.total_seconds()),
                               id="reminders", name="reminder sweep", next_run_time=now, replace_existing=True)
+        if config.notifications.enabled:
+            scheduler.add_job(self.notification_job,
+                              IntervalTrigger(seconds=config.notifications.send_every.total_seconds()),
+                              id="notifications", name="notifications", next_run_time=now, replace_existing=True)
         beat = (self.notifier.watchdog_seconds or 10) / 4
         scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=beat), id="heartbeat", name="heartbeat",
                           next_run_time=now, replace_existing=True, executor="heartbeat")
@@ -185,6 +193,16 @@ class Daemon:
         self.notifier.status(self.status())
         if report.failed:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
+        if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
+            self.notification_job()  # new owners hear within the poll, not a send_every later
+
+    def notification_job(self) -> None:
+        if self.state.stop.is_set():
+            return
+        with self.notifying:  # the interval job and a poll's call never send side by side
+            report = self.app.send_notifications(should_stop=self.state.stop.is_set)
+        if report.anything:
+            self.log.info("notifications_done", summary=report.summary())
 
     def reminder_job(self) -> None:
         if self.state.stop.is_set():
@@ -231,7 +249,7 @@ class Daemon:
             return
         self.app = fresh
         for job in scheduler.get_jobs():
-            if job.id.startswith("ingest:") or job.id == "reminders":
+            if job.id.startswith("ingest:") or job.id in ("reminders", "notifications"):
                 job.remove()
         self.schedule(scheduler)
         self.notifier.status(self.status())

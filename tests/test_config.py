@@ -728,3 +728,24 @@ def test_the_shipped_example_config_loads(tmp_path):
     assert [rule.name for rule in config.reminders.rules] == ["new-untouched", "offer-waiting"]
     assert config.pipeline.option("Attempting").locked and config.pipeline.follow_up is not None
     assert config.warnings == ()
+
+
+SMTP = table("[smtp]", {"host": "127.0.0.1", "security": "plain", "from": "leadtap <crm@example.com>"})
+
+
+def test_notifications_are_off_by_default_and_read_when_given(tmp_path):
+    assert load(tmp_path, config()).notifications.enabled is False
+    on = load(tmp_path, config(extra=SMTP + table("[notifications]", {"new_lead": "welcome", "send_every": "10s",
+                                                                         "max_attempts": 3}))).notifications
+    assert (on.enabled, on.new_lead, on.send_every, on.max_attempts) == (True, "welcome", timedelta(seconds=10), 3)
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    (table("[notifications]", {"new_lead": "new_lead"}), "smtp", ["[smtp] table is required"]),
+    (SMTP + table("[notifications]", {"new_lead": "../x"}), "notifications.new_lead", ["template name"]),
+    (SMTP + table("[notifications]", {"new_lead": "x", "max_attempts": 0}), "notifications.max_attempts",
+     ["at least 1"]),
+])
+def test_a_wrong_notifications_table_is_refused(tmp_path, extra, key, words):
+    error = refused(tmp_path, config(extra=extra))
+    assert_names(error, key, *words)

@@ -33,13 +33,34 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
                            "VALUES (1, 'created', '2026-01-01 00:00:00', 'Hi', '{}')"))
             c.execute(text("INSERT INTO opportunities (lead_id, owner_id, title, stage, created_at) "
                            "VALUES (1, 1, 'Jo', 'Discovery', '2026-01-01 00:00:00')"))
+            c.execute(text("INSERT INTO reminders (lead_id, rule, stay_started_at, repeat, recipient, state, token, "
+                           "claimed_at) VALUES (1, 'stale', '2026-01-01 00:00:00', 0, 'ana@example.com', 'sent', "
+                           "'t', '2026-01-03 00:00:00')"))
 
         before, after = upgrade_schema(engine)
 
-        assert (before, after) == ("0002", "0004")
+        assert (before, after) == ("0002", "0005")
         with engine.begin() as c:
             assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads")).all() == [
                 (1, False, None, None)]
             assert c.execute(text("SELECT count(*) FROM activities")).scalar() == 1
+            assert c.execute(text("SELECT lead_id, task_id FROM reminders")).all() == [(1, 0)]
+            assert c.execute(text("SELECT assigned_at FROM leads")).all() == [(None,)]
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_models_schema(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from core.db import Base
+
+    engine = make_engine(database_url)
+    try:
+        upgrade_schema(engine)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
     finally:
         engine.dispose()

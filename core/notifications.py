@@ -1,0 +1,139 @@
+"""The outbox of emails owed to owners about leads (``new_lead``).
+
+A notification is *owed* in the transaction that makes a lead someone's —
+ingest's batch, a reassignment — as a ``pending`` row, unique per (lead,
+recipient, kind): a lead that comes back to an owner is not announced twice.
+Nothing is sent from inside that transaction. A sender later claims rows one
+by one (a conditional update that only one worker wins), sends, and records
+the answer: sent; refused for good; or, for a failure that may pass, pending
+again after a backoff. A claim whose sender died is taken over once its lease
+runs out: delivery is at-least-once, as for reminders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.db import Lead, Notification, Owner
+
+NEW_LEAD = "new_lead"
+CLAIM_LEASE = timedelta(minutes=30)
+FIRST_RETRY = timedelta(minutes=1)
+LAST_RETRY = timedelta(hours=1)
+
+
+def owe_new_lead(session: Session, lead_id: int, recipient: str, now: datetime) -> bool:
+    """Owe ``recipient`` the new-lead email about ``lead_id``, unless it already
+    was (the caller holds the lead's row lock). True when a row was added."""
+    owed = session.scalar(select(Notification.id).where(
+        Notification.lead_id == lead_id, Notification.recipient == recipient, Notification.kind == NEW_LEAD))
+    if owed is not None:
+        return False
+    session.add(new_row(lead_id, recipient, now))
+    return True
+
+
+def new_row(lead_id: int, recipient: str, now: datetime) -> Notification:
+    return Notification(lead_id=lead_id, recipient=recipient, kind=NEW_LEAD, state="pending", attempts=0,
+                        next_attempt_at=now, created_at=now)
+
+
+def new_rows(leads: list[tuple[int, str]], now: datetime) -> list[dict]:
+    """Rows for leads made in one batch: (lead id, owner's email) each."""
+    return [{"lead_id": lead_id, "recipient": recipient, "kind": NEW_LEAD, "state": "pending", "attempts": 0,
+             "next_attempt_at": now, "created_at": now} for lead_id, recipient in leads]
+
+
+def claimable(now: datetime):
+    return or_(
+        and_(Notification.state == "pending", Notification.next_attempt_at <= now),
+        and_(Notification.state == "claimed", Notification.claimed_at <= now - CLAIM_LEASE),
+    )
+
+
+def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    return list(session.scalars(select(Notification.id).where(claimable(now)).order_by(Notification.id).limit(limit)))
+
+
+def claim(session: Session, notification_id: int, token: str, now: datetime) -> bool:
+    """True when this sender (``token``) won the row and may send it."""
+    won = session.execute(update(Notification).where(Notification.id == notification_id, claimable(now))
+                          .values(state="claimed", token=token, claimed_at=now))
+    return won.rowcount == 1
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A claimed notification with what its email needs."""
+
+    notification: Notification
+    lead: Lead
+    owner: Owner | None  # the lead's owner now
+    recipient: Owner | None
+
+    @property
+    def stale(self) -> str | None:
+        """Why it should no longer be sent, or None."""
+        if self.recipient is None or not self.recipient.active:
+            return f"{self.notification.recipient} is no longer an active owner"
+        if self.owner is None or self.owner.id != self.recipient.id:
+            return f"the lead is no longer {self.notification.recipient}'s"
+        return None
+
+
+def load_owed(session: Session, notification_ids: list[int]) -> list[Owed]:
+    owners = {o.email: o for o in session.scalars(select(Owner))}
+    by_id = {o.id: o for o in owners.values()}
+    rows = session.execute(select(Notification, Lead).join(Lead, Lead.id == Notification.lead_id)
+                           .where(Notification.id.in_(notification_ids)).order_by(Notification.id))
+    return [Owed(n, lead, by_id.get(lead.owner_id), owners.get(n.recipient)) for n, lead in rows]
+
+
+def finish(session: Session, notification_id: int, token: str, now: datetime, state: str,
+           error: str | None = None) -> bool:
+    """sent, failed (refused for good) or dropped (no longer owed) — if this sender still holds it."""
+    done = session.execute(update(Notification).where(Notification.id == notification_id,
+                                                      Notification.token == token, Notification.state == "claimed")
+                           .values(state=state, sent_at=now if state == "sent" else None, last_error=error))
+    return done.rowcount == 1
+
+
+def retry_later(session: Session, notification_id: int, token: str, now: datetime, error: str,
+                max_attempts: int) -> str:
+    """A failure that may pass: pending again after a backoff (1 min, doubling,
+    at most an hour), or failed once ``max_attempts`` is reached. Returns the state."""
+    row = session.scalar(select(Notification).where(Notification.id == notification_id,
+                                                    Notification.token == token, Notification.state == "claimed"))
+    if row is None:
+        return "taken over"
+    row.attempts += 1
+    row.last_error = error
+    if row.attempts >= max_attempts:
+        row.state, row.last_error = "failed", f"gave up after {row.attempts} attempts: {error}"
+    else:
+        row.state, row.token, row.claimed_at = "pending", None, None
+        row.next_attempt_at = now + backoff(row.attempts)
+    return row.state
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(FIRST_RETRY * 2 ** (attempts - 1), LAST_RETRY)
+
+
+def release(session: Session, notification_id: int, token: str) -> None:
+    """Not tried (the sender stopped, or the server is down for all): pending again, no attempt counted."""
+    session.execute(update(Notification).where(Notification.id == notification_id, Notification.token == token,
+                                               Notification.state == "claimed")
+                    .values(state="pending", token=None, claimed_at=None))
+
+
+def listed(session: Session, limit: int = 200) -> list[dict]:
+    rows = session.execute(select(Notification, Lead.name).join(Lead, Lead.id == Notification.lead_id)
+                           .order_by(Notification.id.desc()).limit(limit))
+    return [{"id": n.id, "lead_id": n.lead_id, "lead": name, "kind": n.kind, "recipient": n.recipient,
+             "state": n.state, "attempts": n.attempts, "error": n.last_error,
+             "sent_at": n.sent_at.isoformat() if n.sent_at else None} for n, name in rows]

@@ -1,0 +1,155 @@
+"""Sending the emails owed to owners (``core.notifications``): claim each,
+send it, record the answer. Run by ``leadtap run`` every
+``[notifications].send_every`` and after each poll, and by the commands that
+make a lead someone's, after their transaction commits.
+
+- sent: never again;
+- a 5xx refusal: failed, with the answer, never retried;
+- a failure that may pass (4xx, a timeout, a template broken since
+  ``check``): pending again after a backoff, given up after
+  ``max_attempts``;
+- the server or our login failing: everything not yet tried is released
+  with no attempt counted — an outage loses nothing;
+- a lead that is no longer the recipient's, or a recipient no longer
+  active: dropped, not sent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+import structlog
+
+from core.config import Config
+from core.db import Database, utcnow
+from core.errors import MailSendError
+from core.notifications import CLAIM_LEASE, Owed, claim, due_ids, finish, load_owed, release, retry_later
+from core.views import lead_dict
+from scheduler.mailer import SmtpMailer
+from scheduler.reminders import MailerFactory
+from scheduler.render import Renderer, compose
+
+BATCH = 200
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    dropped: int = 0
+
+    def summary(self) -> str:
+        return (f"notifications: {self.sent} sent, {self.retry} to retry, {self.failed} refused, "
+                f"{self.dropped} no longer owed")
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.sent or self.retry or self.failed or self.dropped)
+
+
+class NotificationSender:
+    def __init__(self, config: Config, db: Database, renderer: Renderer, mailer: MailerFactory,
+                 clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False):
+        self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
+        self.clock, self.should_stop = clock, should_stop
+        self.settings = config.notifications
+        self.log = structlog.get_logger("leadtap.notifications")
+
+    def run(self) -> SendReport:
+        report = SendReport()
+        if not self.settings.enabled:
+            return report
+        now = self.clock()
+        token = uuid.uuid4().hex
+        with self.db.transaction() as session:
+            ids = due_ids(session, now, BATCH)
+        if not ids:
+            return report
+        with self.db.transaction() as session:  # in id order: two senders never deadlock here
+            mine = [i for i in ids if claim(session, i, token, now)]
+        if mine:
+            self.deliver(mine, token, now, report)
+        return report
+
+    def deliver(self, mine: list[int], token: str, now: datetime, report: SendReport) -> None:
+        with self.db.transaction() as session:
+            owed = load_owed(session, mine)
+        left = {o.notification.id for o in owed} | set(mine)
+        deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
+        try:
+            with self.mailer() as mailer:
+                for item in owed:
+                    if self.should_stop() or time.monotonic() > deadline:
+                        break
+                    left.discard(item.notification.id)
+                    if not self.settle(mailer, item, token, now, report):
+                        break  # the server or our login: the rest waits, no attempt counted
+        except MailSendError as error:  # the connection itself could not be opened
+            self.log.error("notifications_not_sent", error=str(error))
+        finally:
+            self.release(sorted(left), token)
+
+    def settle(self, mailer: SmtpMailer, item: Owed, token: str, now: datetime, report: SendReport) -> bool:
+        """Send one and record its answer; False when the rest should wait."""
+        n = item.notification
+        if item.stale:
+            self.record(finish, n.id, token, now, "dropped", item.stale)
+            report.dropped += 1
+            return True
+        error = self.send(mailer, item, now)
+        if error is None:
+            self.record(finish, n.id, token, now, "sent")
+            report.sent += 1
+        elif error.permanent:
+            self.record(finish, n.id, token, now, "failed", str(error))
+            report.failed += 1
+        elif error.sweep_wide:
+            self.release([n.id], token)
+            return False
+        else:
+            with self.db.transaction() as session:
+                state = retry_later(session, n.id, token, now, str(error), self.settings.max_attempts)
+            report.retry += state == "pending"
+            report.failed += state == "failed"
+        return True
+
+    def send(self, mailer: SmtpMailer, item: Owed, now: datetime) -> MailSendError | None:
+        n, lead = item.notification, item.lead
+        try:
+            rendered = self.renderer.render(self.settings.new_lead, self.context(item))
+            mailer.send(compose(rendered, self.config.smtp.sender, [n.recipient], now, "notification"))
+        except MailSendError as error:
+            self.log.error("notification_failed", lead_id=lead.id, recipient=n.recipient, error=str(error),
+                           permanent=error.permanent)
+            return error
+        except Exception as exc:  # a template broken since `check`, or a bug: tried again later
+            self.log.exception("notification_not_sent", lead_id=lead.id, recipient=n.recipient)
+            return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
+        self.log.info("notification_sent", lead_id=lead.id, recipient=n.recipient, kind=n.kind)
+        return None
+
+    def context(self, item: Owed) -> dict:
+        url = self.config.reminders.lead_url
+        owner = item.recipient
+        return {
+            "lead": lead_dict(item.lead, owner, None),
+            "recipient": {"email": owner.email, "name": owner.name},
+            "owner": {"email": owner.email, "name": owner.name},
+            "lead_url": url.replace("{id}", str(item.lead.id)) if url else None,
+        }
+
+    def record(self, step, notification_id: int, token: str, now: datetime, state: str,
+               error: str | None = None) -> None:
+        with self.db.transaction() as session:
+            step(session, notification_id, token, now, state, error)
+
+    def release(self, ids: list[int], token: str) -> None:
+        if ids:
+            with self.db.transaction() as session:
+                for notification_id in ids:
+                    release(session, notification_id, token)
