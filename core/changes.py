@@ -23,6 +23,7 @@ from core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
 from core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from core.model import Candidate, next_in_turn
 from core.notifications import owe_new_lead
+from core.reminders import stay_start
 from core.services import clip, lock_rotation
 
 LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
@@ -87,7 +88,21 @@ def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: A
     """``to``: an active owner's email, or ``next`` for the rotation's next owner (taking a turn)."""
     if to == "next":
         lock_rotation(session, rules.role)  # ingest's order: the rotation, then the lead — never a deadlock
+    return give(session, rules, load_lead(session, lead_id), to, actor, now)
+
+
+def reassign_stale(session: Session, rules: LeadRules, lead_id: int, status: str, stay: datetime,
+                   now: datetime) -> Change | None:
+    """The reminder ladder's last rung: the lead goes to the rotation's next
+    owner — unless it left that status or got an owner since (None)."""
+    lock_rotation(session, rules.role)
     lead = load_lead(session, lead_id)
+    if lead.status != status or stay_start(lead) != stay:
+        return None
+    return give(session, rules, lead, "next", lifecycle.AUTOMATED, now)
+
+
+def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, now: datetime) -> Change:
     state = state_of(session, lead)
     owner = next_owner(session, rules.role, exclude=state.owner) if to == "next" else active_owner(session, to)
     change = lifecycle.assign(state, owner.email, rules.pipeline, actor, now)

@@ -36,16 +36,29 @@ class BusinessHours:
         )
 
 
+RULE_KINDS = ("status", "task")
+DEFAULT_TEMPLATES = {"status": "stale_lead", "task": "task_overdue"}
+
+
 @dataclass(frozen=True)
 class ReminderRule:
+    """``kind = "status"``: a lead left ``after`` in ``status``; ``kind = "task"``:
+    an open task ``after`` past its due time."""
+
     name: str
-    status: str
     after: timedelta
+    status: str | None = None
+    kind: str = "status"
     template: str = "stale_lead"
     enabled: bool = True
     repeat_every: timedelta | None = None
     escalate_after: int | None = None
     escalate_to_role: str | None = None
+    reassign_after: int | None = None  # at this reminder of a stay the lead goes to the rotation's next owner
+
+    @property
+    def for_tasks(self) -> bool:
+        return self.kind == "task"
 
 
 @dataclass(frozen=True)
@@ -122,17 +135,19 @@ def parse_rule(s: "Section", leads: LeadsConfig, roles: set[str]) -> ReminderRul
             "repeat_every": parse_seconds,
             "escalate_after": int,
             "escalate_to_role": str,
+            "kind": str,
+            "reassign_after": int,
         },
-        required=("name", "status", "after"),
+        required=("name", "after"),
     )
-    if values["status"] not in leads.statuses:
-        s.fail("status", f"unknown status {values['status']!r}; expected one of {list(leads.statuses)}")
-    if values["status"] in leads.closed_statuses:
-        s.fail("status", f"{values['status']!r} is a closed status; reminders are for open leads")
+    kind = values.setdefault("kind", "status")
+    if kind not in RULE_KINDS:
+        s.fail("kind", f"{kind!r} is not one of {list(RULE_KINDS)}")
+    check_rule_kind(s, values, leads)
     for key in ("after", "repeat_every"):
         if key in values:
             values[key] = timedelta(seconds=values[key])
-    if not TEMPLATE_NAME_RE.fullmatch(values.get("template", "stale_lead")):
+    if not TEMPLATE_NAME_RE.fullmatch(values.setdefault("template", DEFAULT_TEMPLATES[kind])):
         s.fail("template", "a template name (letters, digits, _ and -) is expected")
     if ("escalate_after" in values) != ("escalate_to_role" in values):
         s.fail("escalate_to_role", "escalate_after and escalate_to_role go together")
@@ -141,6 +156,24 @@ def parse_rule(s: "Section", leads: LeadsConfig, roles: set[str]) -> ReminderRul
     if "escalate_to_role" in values and values["escalate_to_role"] not in roles:
         s.fail("escalate_to_role", f"no owner holds the role {values['escalate_to_role']!r}")
     return ReminderRule(**values)
+
+
+def check_rule_kind(s: "Section", values: dict, leads: LeadsConfig) -> None:
+    """A status rule names an open status and may reassign; a task rule does neither."""
+    if values["kind"] == "task":
+        for key in ("status", "reassign_after"):
+            if key in values:
+                s.fail(key, "a task rule fires on any open task past its due time; "
+                            f"{key} is for status rules")
+        return
+    if "status" not in values:
+        s.fail("status", "this key is required (or kind = \"task\" for overdue tasks)")
+    if values["status"] not in leads.statuses:
+        s.fail("status", f"unknown status {values['status']!r}; expected one of {list(leads.statuses)}")
+    if values["status"] in leads.closed_statuses:
+        s.fail("status", f"{values['status']!r} is a closed status; reminders are for open leads")
+    if values.get("reassign_after", 1) < 1:
+        s.fail("reassign_after", "a whole number of at least 1 is expected")
 
 
 def parse_business_hours(value: Any) -> BusinessHours:

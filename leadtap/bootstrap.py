@@ -91,7 +91,8 @@ class App:
         return LeadRules.for_config(self.config, render_title)
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
-        return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
+        return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer,
+                             rules=self.lead_rules(), **kwargs)
 
     def notification_sender(self, **kwargs) -> NotificationSender:
         return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)

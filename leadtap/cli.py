@@ -263,12 +263,15 @@ def cmd_remind(app: App, args: argparse.Namespace) -> int:
     for line in report.plan:
         print(f"would send to {line}")
     print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
+    if report.reassigned and app.config.notifications.enabled:
+        print(app.send_notifications().summary())  # the new owners hear at once
     return EXIT_FAILED if report.released or report.refused else EXIT_OK
 
 
 def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
     return print_mail_sent(app, sent_reminders, "reminder", "(claimed)",
-                           lambda row: f"rule {row['rule']} #{row['number']}")
+                           lambda row: f"rule {row['rule']} #{row['number']}"
+                           + (f" (task {row['task_id']})" if row["task_id"] else ""))
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:
@@ -333,6 +336,7 @@ def notification_kinds(config) -> list[str]:
 def check_template(app: App, kind: str) -> str:
     try:
         rendered = app.renderer().render(kind, sample_context())
+        app.renderer().render(kind, sample_context(escalation=True))
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
     return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"

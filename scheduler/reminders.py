@@ -25,9 +25,13 @@ from datetime import datetime
 from typing import Callable
 
 import structlog
+from sqlalchemy import select
 
+from core import changes
+from core.changes import LeadRules
 from core.config import Config
 from core.db import Database, Owner, utcnow
+from core.lifecycle import OwnerChanged, Refused
 from core.errors import MailSendError
 from core.reminders import (
     CLAIM_LEASE,
@@ -44,6 +48,8 @@ from core.views import lead_dict
 from scheduler.mailer import SmtpMailer
 from scheduler.render import Renderer, compose, describe_duration
 
+# The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
+REASSIGN = "(reassign)"
 # Sent reminders are confirmed in groups: fewer commits, and a crash re-sends
 # at most this many (at-least-once).
 CONFIRM_EVERY = 50
@@ -65,13 +71,15 @@ class SweepReport:
     sent: int = 0
     released: int = 0
     refused: int = 0
+    reassigned: int = 0
     skipped: str | None = None
     plan: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.skipped:
             return f"reminders: {self.skipped}"
-        return f"reminders: {self.due} due, {self.sent} sent, {self.released} to retry, {self.refused} refused"
+        summary = f"reminders: {self.due} due, {self.sent} sent, {self.released} to retry, {self.refused} refused"
+        return summary + (f", {self.reassigned} reassigned" if self.reassigned else "")
 
 
 class ReminderSweep:
@@ -83,8 +91,10 @@ class ReminderSweep:
         mailer: MailerFactory,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
+        rules: LeadRules | None = None,
     ):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
+        self.rules = rules or LeadRules.for_config(config)
         self.clock, self.should_stop = clock, should_stop
         self.log = structlog.get_logger("leadtap.reminders")
 
@@ -100,6 +110,8 @@ class ReminderSweep:
             taken = taken_keys(session, due, now)
             supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role)
                            for r in settings.rules if r.escalate_to_role}
+        if not dry_run:
+            self.reassign_all(due, now, report)
         letters = self.letters(due, supervisors, taken)
         report.due = sum(len(letter.items) for letter in letters)
         if dry_run:
@@ -108,6 +120,42 @@ class ReminderSweep:
         if letters:
             self.deliver(letters, now, report)
         return report
+
+    # --- the ladder's last rung: reassignment -----------------------------------
+
+    def reassign_all(self, due: list[Due], now: datetime, report: "SweepReport") -> None:
+        """At the ``reassign_after``-th reminder of a stay the lead goes to the
+        rotation's next owner. The reminder tells the old owner; the new one
+        is owed the new-lead email; the new stay counts from zero."""
+        for d in due:
+            rule = d.rule
+            if rule.reassign_after is not None and d.task is None and d.number + 1 >= rule.reassign_after:
+                d.reassigned_to = self.reassign(d, now)
+                report.reassigned += d.reassigned_to is not None
+
+    def reassign(self, due: Due, now: datetime) -> Owner | None:
+        """Once per (lead, rule, stay, number), under two sweeps at once: the
+        claim (recipient ``REASSIGN``), the reassignment and its confirmation
+        are one transaction, so only the sweep whose claim commits reassigns."""
+        key, token = due.for_recipient(REASSIGN), uuid.uuid4().hex
+        with self.db.transaction() as session:
+            if not claim(session, key, token, now):
+                return None
+            try:
+                with session.begin_nested():
+                    change = changes.reassign_stale(session, self.rules, due.lead.id, due.rule.status, due.stay, now)
+            except Refused as exc:  # no other active owner holds the role: the reminders go on
+                self.log.warning("reassignment_refused", lead_id=due.lead.id, rule=due.rule.name, reason=str(exc))
+                mark_sent(session, [(key, str(exc))], token, now)
+                return None
+            mark_sent(session, [(key, None if change else "the lead moved on")], token, now)
+            if change is None:
+                return None
+            new = change.of(OwnerChanged)[0].new
+            owner = session.scalars(select(Owner).where(Owner.email == new)).one()
+        self.log.info("lead_reassigned", lead_id=due.lead.id, rule=due.rule.name, number=due.number + 1,
+                      to=owner.email)
+        return owner
 
     # --- who gets what --------------------------------------------------------
 
@@ -222,7 +270,7 @@ class ReminderSweep:
 
     def item(self, due: Due, escalation: bool) -> dict:
         url = self.config.reminders.lead_url
-        owner = due.owner
+        owner, task, new = due.owner, due.task, due.reassigned_to
         return {
             "lead": lead_dict(due.lead, owner, None),
             "owner": {"email": owner.email, "name": owner.name} if owner else None,
@@ -231,4 +279,6 @@ class ReminderSweep:
             "number": due.number + 1,
             "escalation": escalation,
             "lead_url": url.replace("{id}", str(due.lead.id)) if url else None,
+            "task": {"id": task.id, "title": task.title, "due_at": task.due_at.isoformat()} if task else None,
+            "reassigned_to": {"email": new.email, "name": new.name} if new else None,
         }

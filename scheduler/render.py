@@ -29,16 +29,19 @@ SAMPLE_LEAD = {
 }
 
 
-def sample_context() -> dict:
-    """A context like a real one, for `leadtap check` to render every template once."""
+def sample_context(escalation: bool = False) -> dict:
+    """A context like a real one, for `leadtap check` to render every template
+    (twice: a plain reminder, and an escalation whose lead was reassigned)."""
     item = {
         "lead": dict(SAMPLE_LEAD),
         "owner": {"email": "owner@example.com", "name": "Owner"},
         "rule": {"name": "sample", "status": "New", "after": "2 days"},
         "stale_for": "3 days",
         "number": 1,
-        "escalation": False,
+        "escalation": escalation,
         "lead_url": "https://crm.example.com/leads/1",
+        "task": {"id": 1, "title": "Call Sample Lead", "due_at": "2026-01-02T09:00:00+00:00"},
+        "reassigned_to": {"email": "next@example.com", "name": "Next Owner"} if escalation else None,
     }
     return {**item, "recipient": {"email": "owner@example.com", "name": "Owner"}, "items": [item],
             "now": "2026-01-04T09:00:00+00:00"}

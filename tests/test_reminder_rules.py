@@ -147,12 +147,28 @@ escalate_to_role = "sales"
          'escalate_to_role = "nobody"\n', "reminders.rules[0].escalate_to_role"),
         ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\ntemplate = "../etc/passwd"\n',
          "reminders.rules[0].template"),
+        ('[[reminders.rules]]\nname = "r"\nafter = "1d"\n', "reminders.rules[0].status"),
+        ('[[reminders.rules]]\nname = "r"\nkind = "lead"\nstatus = "New"\nafter = "1d"\n', "reminders.rules[0].kind"),
+        ('[[reminders.rules]]\nname = "r"\nkind = "task"\nstatus = "New"\nafter = "1d"\n',
+         "reminders.rules[0].status"),
+        ('[[reminders.rules]]\nname = "r"\nkind = "task"\nafter = "1d"\nreassign_after = 2\n',
+         "reminders.rules[0].reassign_after"),
+        ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\nreassign_after = 0\n',
+         "reminders.rules[0].reassign_after"),
         ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\n'
          '[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "2d"\n', "reminders.rules[1].name"),
     ],
 )
 def test_a_wrong_reminders_table_is_refused_naming_the_key(tmp_path, extra, key):
     assert refused_key(tmp_path, BASE + extra) == key
+
+
+def test_a_task_rule_takes_the_task_overdue_template_and_a_status_rule_may_reassign(tmp_path):
+    config = load(tmp_path, BASE + '[[reminders.rules]]\nname = "t"\nkind = "task"\nafter = "2h"\n'
+                  '[[reminders.rules]]\nname = "s"\nstatus = "New"\nafter = "1d"\nreassign_after = 3\n')
+    task, status = config.reminders.rules
+    assert (task.kind, task.for_tasks, task.status, task.template) == ("task", True, None, "task_overdue")
+    assert (status.kind, status.template, status.reassign_after) == ("status", "stale_lead", 3)
 
 
 def test_rules_without_an_smtp_table_are_refused(tmp_path):
@@ -162,3 +178,13 @@ def test_rules_without_an_smtp_table_are_refused(tmp_path):
 
 def test_plain_smtp_to_a_remote_host_is_refused(tmp_path):
     assert refused_key(tmp_path, BASE.replace("127.0.0.1", "smtp.example.com")) == "smtp.security"
+
+
+def test_a_stay_starts_at_the_later_of_the_status_change_and_the_assignment():
+    from core.db import Lead
+    from core.reminders import stay_start
+
+    changed, assigned = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 5, tzinfo=timezone.utc)
+    assert stay_start(Lead(status_changed_at=changed, assigned_at=None)) == changed
+    assert stay_start(Lead(status_changed_at=changed, assigned_at=assigned)) == assigned
+    assert stay_start(Lead(status_changed_at=assigned, assigned_at=changed)) == assigned

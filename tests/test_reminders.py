@@ -86,6 +86,14 @@ class Remind:
         finally:
             app.close()
 
+    def snooze(self, lead_id: int, until: datetime) -> None:
+        app = self.app()
+        try:
+            with app.db.transaction() as session:
+                session.execute(update(Lead).where(Lead.id == lead_id).values(snoozed_until=until))
+        finally:
+            app.close()
+
     def sweep(self, at: datetime, dry_run: bool = False):
         app = self.app()
         try:
@@ -138,12 +146,7 @@ def test_a_stale_lead_is_reminded_once_per_stay(remind, smtp):
 def test_a_snoozed_lead_waits_until_its_snooze_ends(remind, smtp):
     remind.configure(RULE)
     lead = remind.add_lead("Jo Smith", "ana@example.com")
-    app = remind.app()
-    try:
-        with app.db.transaction() as session:
-            session.execute(update(Lead).where(Lead.id == lead).values(snoozed_until=NOW + DAY))
-    finally:
-        app.close()
+    remind.snooze(lead, NOW + DAY)
 
     assert remind.sweep(NOW).due == 0
     assert remind.sweep(NOW + DAY + timedelta(minutes=1)).sent == 1
