@@ -9,13 +9,9 @@ expected.
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
-import re
 import tomllib
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 from typing import Mapping
 
 from core.config_pipeline import parse_pipeline
@@ -28,6 +24,16 @@ from core.config_reminders import (  # noqa: F401  (re-exported: the reminder co
     parse_notifications,
     parse_reminders,
 )
+from core.config_servers import (  # noqa: F401  (re-exported: the server tables' home)
+    EMAIL_RE,
+    MAILBOX_KINDS,
+    SECURITY_MODES,
+    MailboxConfig,
+    Secret,
+    SmtpConfig,
+    parse_mailbox,
+    parse_smtp,
+)
 from core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from core.errors import ConfigError
 from core.lifecycle import Pipeline
@@ -36,32 +42,7 @@ DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualif
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
 DEFAULT_SOURCES = ("Email", "Website", "Partner")
 DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
-SECURITY_MODES = ("tls", "starttls", "plain")
-MAILBOX_KINDS = ("inbox", "sent")
 LEAD_FIELDS = ("name", "email", "phone", "company", "message")
-
-
-class Secret:
-    """A password that never shows itself in a repr, a log line or an error."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -109,28 +90,6 @@ class OwnerConfig:
 
 
 @dataclass(frozen=True)
-class MailboxConfig:
-    name: str
-    host: str
-    username: str
-    password: Secret = field(repr=False)
-    port: int = 993
-    security: str = "tls"
-    folder: str = "INBOX"
-    active: bool = True
-    unread_only: bool = True
-    source: str = "Email"
-    templates: tuple[str, ...] = ()
-    poll_interval: timedelta = timedelta(seconds=60)
-    ca_file: str | None = None
-    kind: str = "inbox"  # inbox: mail becomes leads; sent: the team's sent mail, outreach only
-
-    @property
-    def is_sent(self) -> bool:
-        return self.kind == "sent"
-
-
-@dataclass(frozen=True)
 class TemplateConfig:
     name: str
     body: str
@@ -144,18 +103,6 @@ class TemplateConfig:
         if self.subject_glob and not fnmatch.fnmatchcase(subject.lower(), self.subject_glob.lower()):
             return False
         return True
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    sender: str  # the From header: "leadtap <crm@example.com>"
-    port: int = 587
-    security: str = "starttls"
-    username: str | None = None
-    password: Secret | None = field(default=None, repr=False)
-    timeout: float = 30.0
-    ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,140 +270,3 @@ def parse_template(s: "Section") -> TemplateConfig:
     )
 
 
-def parse_mailbox(
-    s: "Section",
-    environ: Mapping[str, str],
-    leads: LeadsConfig,
-    template_names: list[str],
-    warnings: list[str],
-) -> MailboxConfig:
-    values = s.take(
-        {
-            "name": str,
-            "host": str,
-            "port": int,
-            "security": str,
-            "username": str,
-            "password": str,
-            "password_env": str,
-            "password_file": str,
-            "folder": str,
-            "active": bool,
-            "unread_only": bool,
-            "source": str,
-            "templates": list_of_str,
-            "poll_interval": parse_seconds,
-            "ca_file": str,
-            "kind": str,
-        },
-        required=("name", "host", "username"),
-    )
-    check_kind(s, values)
-    values["password"] = resolve_password(s, values, environ, warnings)
-    check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
-    source = values.setdefault("source", leads.default_source)
-    if source not in leads.sources:
-        s.fail("source", f"unknown source {source!r}; expected one of {list(leads.sources)}")
-    for name in values.get("templates", ()):
-        if name not in template_names:
-            s.fail("templates", f"unknown extraction template {name!r}; defined: {template_names}")
-    if "poll_interval" in values:
-        values["poll_interval"] = timedelta(seconds=values["poll_interval"])
-    return MailboxConfig(**values)
-
-
-def check_kind(s: "Section", values: dict) -> None:
-    """A sent folder is read by UID with its flags untouched, and makes no leads."""
-    kind = values.setdefault("kind", "inbox")
-    if kind not in MAILBOX_KINDS:
-        s.fail("kind", f"{kind!r} is not one of {list(MAILBOX_KINDS)}")
-    if kind != "sent":
-        return
-    if values.setdefault("unread_only", False):
-        s.fail("unread_only", "a sent folder is read by UID, already-read mail included; leave unread_only out")
-    if values.get("templates"):
-        s.fail("templates", "a sent folder makes no leads, so it takes no extraction templates")
-
-
-def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) -> SmtpConfig:
-    values = s.take(
-        {
-            "host": str,
-            "port": int,
-            "security": str,
-            "username": str,
-            "password": str,
-            "password_env": str,
-            "password_file": str,
-            "from": str,
-            "timeout": parse_seconds,
-            "ca_file": str,
-        },
-        required=("host", "from"),
-    )
-    if any(k in values for k in ("password", "password_env", "password_file")) or "username" in values:
-        if "username" not in values:
-            s.fail("username", "a password is given, so a username is required")
-        values["password"] = resolve_password(s, values, environ, warnings)
-    check_connection(s, values, "SMTP", default_security="starttls", ports={"tls": 465, "starttls": 587, "plain": 25})
-    sender = values.pop("from")
-    if not EMAIL_RE.search(sender):
-        s.fail("from", f"{sender!r} has no email address; expected e.g. \"leadtap <crm@example.com>\"")
-    return SmtpConfig(sender=sender, **values)
-
-
-def check_connection(s: "Section", values: dict, protocol: str, default_security: str, ports: dict) -> None:
-    """security and port of a server connection; the password keys are dropped
-    (``resolve_password`` has read them)."""
-    for key in ("password_env", "password_file"):
-        values.pop(key, None)
-    security = values.setdefault("security", default_security)
-    if security not in SECURITY_MODES:
-        s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")
-    if security == "plain" and not is_loopback(values["host"]):
-        s.fail("security", f"plain (unencrypted) {protocol} is only allowed to a loopback host, not {values['host']!r}")
-    values.setdefault("port", ports[security])
-    if not 0 < values["port"] < 65536:
-        s.fail("port", "a TCP port between 1 and 65535 is expected")
-
-
-def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], warnings: list[str]) -> Secret:
-    given = [k for k in ("password", "password_env", "password_file") if k in values]
-    if len(given) != 1:
-        s.fail("password_env", "exactly one of password_env, password_file or password is expected")
-    key = given[0]
-    if key == "password_env":
-        name = values[key]
-        if name not in environ:
-            s.fail(key, f"environment variable {name} is not set")
-        return Secret(environ[name])
-    if key == "password_file":
-        try:
-            file = Template(values[key]).substitute(environ)
-        except (KeyError, ValueError) as exc:
-            s.fail(key, f"cannot expand {values[key]!r}: variable {exc} is not set")
-        try:
-            return Secret(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
-        except OSError as exc:
-            s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
-        except UnicodeDecodeError:
-            s.fail(key, f"the password file {file!r} is not UTF-8 text")
-    warnings.append(
-        f"{s.path}: {s.where('password')}: a literal password in the config file; "
-        "prefer password_env or password_file"
-    )
-    return Secret(values["password"])
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# --- value parsers -----------------------------------------------------------
-
-EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
