@@ -4,8 +4,9 @@
 
 1. ``load``: the batch's known identities, thread ids, the contacts' earlier
    leads, the owners and the existing ledger rows — one query each;
-2. ``add_*``: each message is decided in order, in memory (a message may join
-   a lead created earlier in the same batch);
+2. ``add_*``: each message is decided in order, in memory, by the rules of
+   ``core.intake`` (a message may join a lead created earlier in the same
+   batch); this module only records the decisions;
 3. ``write``: new leads (their ids returned), then their opportunities, thread
    ids, activities, identities and ledger rows, one ``executemany`` each, and
    the rotation's new position.
@@ -34,7 +35,8 @@ from core.db import (
     SeenMessage,
     ThreadMessage,
 )
-from core.model import Candidate, IncomingMessage, LeadDraft, Outcome, next_in_turn
+from core import intake
+from core.model import Candidate, IncomingMessage, LeadDraft, Outcome
 from core.notifications import new_rows
 from core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
@@ -149,44 +151,64 @@ class LeadBatch:
         return decided
 
     def add_lead_message(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> Decided:
-        """A duplicate, a reply or repeat sender joining a lead, or a new lead."""
-        if message.identity in self.identities:
-            known = self.identities[message.identity]
-            return self.keep(Decided(ref, Outcome.DUPLICATE, known, "already handled", message=message))
-        if self.settings.sent_folder:
-            return self.keep(self.outreach(ref, message, nothing="sent to no open lead"))
-        if message.sender and message.sender.email.lower() in self.owner_emails:
-            return self.keep(self.outreach(ref, message, nothing="from an owner"))
-        lead = self.lead_of_thread(message)
-        reason = "reply"
-        if lead is None and draft.contact:
-            lead = self.contacts.get(draft.contact, ContactLeads()).open
-            reason = "repeat sender"
-        if lead is not None:
-            self.attach(lead, ref, message)
-            self.touch(lead, "reply")
-            decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
-        else:
-            decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft), message=message)
+        """A duplicate, outreach, a reply or repeat sender joining a lead, or a
+        new lead — as ``core.intake`` decides; this only records it."""
+        match intake.decide(message, draft, self, self.settings.sent_folder, self.settings.assign):
+            case intake.Duplicate(lead):
+                return self.keep(Decided(ref, Outcome.DUPLICATE, lead, "already handled", message=message))
+            case intake.Outreach() as outreach:
+                return self.keep(self.outreach(ref, message, outreach))
+            case intake.Attach(lead, reason):
+                self.attach(lead, ref, message)
+                self.touch(lead, "reply")
+                decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
+            case intake.Create() as create:
+                decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft, create), message=message)
         self.identities[message.identity] = decided.lead
         return self.keep(decided)
 
-    def outreach(self, ref: MessageRef, message: IncomingMessage, nothing: str) -> Decided:
-        """Mail from an owner (or in a sent folder) is never a lead: it is
-        outreach to the open leads whose contact it is addressed to (a BCC to
-        the sales mailbox), or nothing — for the reason ``nothing``."""
-        leads = list(dict.fromkeys(
-            self.contacts[r].open for r in message.recipients if r in self.contacts and self.contacts[r].open
-        ))
-        if not leads:
-            return Decided(ref, Outcome.NOT_LEAD, None, nothing, message=message)
-        for lead in leads:
+    def outreach(self, ref: MessageRef, message: IncomingMessage, outreach: intake.Outreach) -> Decided:
+        """An activity on each open lead the mail is addressed to (its reply
+        joins the thread), or not a lead."""
+        if not outreach.leads:
+            return Decided(ref, Outcome.NOT_LEAD, None, outreach.reason, message=message)
+        for lead in outreach.leads:
             self.add_thread_id(lead, message.message_id)
             self.activities.append({"lead": lead, "kind": "outreach", "summary": clip(message.subject),
                                     "details": message_details(ref, message)})
             self.touch(lead, "outreach")
-        self.identities[message.identity] = leads[0]
-        return Decided(ref, Outcome.ATTACHED, leads[0], "outreach", message=message)
+        self.identities[message.identity] = outreach.leads[0]
+        return Decided(ref, Outcome.ATTACHED, outreach.leads[0], "outreach", message=message)
+
+    # --- what is known (``core.intake.Known``) ----------------------------------
+
+    def seen(self, identity: str) -> tuple[bool, LeadRef | None]:
+        return identity in self.identities, self.identities.get(identity)
+
+    def lead_of_thread(self, thread_ids) -> LeadRef | None:
+        for thread_id in thread_ids:
+            if thread_id in self.threads:
+                return self.threads[thread_id]
+        return None
+
+    def open_lead(self, contact: str) -> LeadRef | None:
+        return self.contacts[contact].open if contact in self.contacts else None
+
+    def earlier_owner(self, contact: str) -> int | None:
+        latest = self.contacts[contact].latest if contact in self.contacts else None
+        return latest[2] if latest else None
+
+    def is_owner(self, email: str) -> bool:
+        return email in self.owner_emails
+
+    def is_active_owner(self, owner_id: int) -> bool:
+        return owner_id in self.owners and self.owners[owner_id].active
+
+    def rotation_pool(self) -> tuple[list[Candidate], int | None]:
+        role = self.rotation.role
+        pool = [Candidate(o.id, o.position) for o in self.owners.values() if o.active and role in (o.roles or [])]
+        last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
+        return pool, last.position if last else None
 
     def touch(self, lead: LeadRef, trigger: str) -> None:
         self.touches.append((lead, trigger))
@@ -202,20 +224,17 @@ class LeadBatch:
         self.decided.append(decided)
         return decided
 
-    def lead_of_thread(self, message: IncomingMessage) -> LeadRef | None:
-        for thread_id in message.thread_ids:
-            if thread_id in self.threads:
-                return self.threads[thread_id]
-        return None
-
     def attach(self, lead: LeadRef, ref: MessageRef, message: IncomingMessage) -> None:
         self.add_thread_id(lead, message.message_id)
         kind = "reply" if message.thread_ids else "email"
         self.activities.append({"lead": lead, "kind": kind, "summary": clip(message.subject),
                                 "details": message_details(ref, message)})
 
-    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> NewLead:
-        owner_id, how = self.choose_owner(draft.contact)
+    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft, decided: intake.Create) -> NewLead:
+        owner_id, how = decided.owner_id, decided.how
+        if decided.takes_a_turn:
+            self.rotation.last_owner_id = owner_id
+            self.turns_taken += 1
         lead = NewLead({
             "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
             "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
@@ -235,27 +254,6 @@ class LeadBatch:
         if draft.contact:
             self.note_lead(draft.contact, lead, self.settings.status, owner_id)
         return lead
-
-    def choose_owner(self, contact: str | None) -> tuple[int | None, str]:
-        """The contact's earlier owner when still active (no turn taken), else the next in turn."""
-        if not self.settings.assign:
-            return None, "assignment disabled"
-        earlier = self.contacts.get(contact).latest if contact and contact in self.contacts else None
-        if earlier and earlier[2] and self.owners.get(earlier[2]) and self.owners[earlier[2]].active:
-            return earlier[2], "follows contact"
-        chosen = self.next_owner()
-        return (chosen, "round-robin") if chosen else (None, "no active owner holds the role")
-
-    def next_owner(self) -> int | None:
-        role = self.rotation.role
-        pool = [Candidate(o.id, o.position) for o in self.owners.values() if o.active and role in (o.roles or [])]
-        last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
-        chosen = next_in_turn(pool, last.position if last else None)
-        if chosen is None:
-            return None
-        self.rotation.last_owner_id = chosen.id
-        self.turns_taken += 1
-        return chosen.id
 
     def add_thread_id(self, lead: LeadRef, message_id: str | None) -> None:
         if message_id:

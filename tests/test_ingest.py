@@ -543,10 +543,10 @@ def test_a_message_that_breaks_the_batch_write_is_set_aside_alone(env, mailbox, 
 
     original = LeadBatch.create
 
-    def create(self, ref, message, draft):
+    def create(self, ref, message, draft, decided):
         if draft.name == "Boom":
             raise RuntimeError("a bug met by this message only")
-        return original(self, ref, message, draft)
+        return original(self, ref, message, draft, decided)
 
     monkeypatch.setattr(LeadBatch, "create", create)
     mailbox.append(enquiry(name="Good One", email="one@client.test"))

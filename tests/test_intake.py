@@ -1,0 +1,108 @@
+"""The per-message decision (``core.intake``), rule by rule: no server, no
+clock — what is known is a small in-memory fake."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.intake import Attach, Create, Duplicate, Outreach, decide
+from core.model import Address, Candidate, IncomingMessage, LeadDraft
+
+ANA, BEN, CY = 1, 2, 3
+
+
+@dataclass
+class FakeKnown:
+    identities: dict[str, int | None] = field(default_factory=dict)
+    threads: dict[str, int] = field(default_factory=dict)
+    open_leads: dict[str, int] = field(default_factory=dict)  # contact -> open lead
+    earlier: dict[str, int] = field(default_factory=dict)  # contact -> their latest lead's owner
+    owners: dict[str, int] = field(default_factory=lambda: {"ana@example.com": ANA, "ben@example.com": BEN,
+                                                            "cy@example.com": CY})
+    inactive: set[int] = field(default_factory=set)
+    last_position: int | None = None
+
+    def seen(self, identity):
+        return identity in self.identities, self.identities.get(identity)
+
+    def lead_of_thread(self, thread_ids):
+        return next((self.threads[t] for t in thread_ids if t in self.threads), None)
+
+    def open_lead(self, contact):
+        return self.open_leads.get(contact)
+
+    def earlier_owner(self, contact):
+        return self.earlier.get(contact)
+
+    def is_owner(self, email):
+        return email in self.owners
+
+    def is_active_owner(self, owner_id):
+        return owner_id not in self.inactive
+
+    def rotation_pool(self):
+        pool = [Candidate(i, i) for i in self.owners.values() if i not in self.inactive]
+        return pool, self.last_position
+
+
+def message(sender: str = "jo@client.test", identity: str = "id-1", in_reply_to: tuple[str, ...] = (),
+            recipients: tuple[str, ...] = ("sales@example.com",)) -> IncomingMessage:
+    return IncomingMessage(identity=identity, message_id="<m@x>", sender=Address("", sender), reply_to=None,
+                           subject="Hello", date=None, text="Hi", in_reply_to=in_reply_to, recipients=recipients)
+
+
+def draft(email: str | None = "jo@client.test") -> LeadDraft:
+    return LeadDraft("Jo", email, None, None, "Hi", {}, None)
+
+
+def test_a_message_seen_before_is_a_duplicate_of_its_lead():
+    known = FakeKnown(identities={"id-1": 7})
+    assert decide(message(), draft(), known, sent_folder=False, assign=True) == Duplicate(7)
+
+
+def test_an_owners_mail_is_outreach_on_the_open_leads_it_names_in_address_order():
+    known = FakeKnown(open_leads={"jo@client.test": 7, "kim@client.test": 8})
+    mail = message(sender="ana@example.com", recipients=("kim@client.test", "x@y.test", "jo@client.test",
+                                                         "kim@client.test"))
+    assert decide(mail, draft(None), known, False, True) == Outreach((8, 7), "from an owner")
+
+
+def test_an_owners_mail_to_nobody_we_know_is_no_lead_even_from_an_inactive_owner():
+    known = FakeKnown(inactive={BEN})
+    decision = decide(message(sender="ben@example.com", recipients=("friend@x.test",)), draft(), known, False, True)
+    assert decision == Outreach((), "from an owner")
+
+
+def test_in_a_sent_folder_anyones_mail_is_outreach_and_never_a_lead():
+    known = FakeKnown(open_leads={"jo@client.test": 7})
+    sent = message(sender="sales@example.com", recipients=("jo@client.test",))
+    assert decide(sent, draft(None), known, sent_folder=True, assign=True) == Outreach((7,), "sent to no open lead")
+    other = message(sender="sales@example.com", recipients=("new@client.test",))
+    assert decide(other, draft("new@client.test"), known, True, True) == Outreach((), "sent to no open lead")
+
+
+def test_a_reply_in_a_leads_thread_joins_that_lead_before_the_contacts_open_one():
+    known = FakeKnown(threads={"<a@x>": 5}, open_leads={"jo@client.test": 9})
+    assert decide(message(in_reply_to=("<a@x>",)), draft(), known, False, True) == Attach(5, "reply")
+
+
+def test_the_contact_of_an_open_lead_writing_again_joins_it():
+    known = FakeKnown(open_leads={"jo@client.test": 9})
+    assert decide(message(), draft(), known, False, True) == Attach(9, "repeat sender")
+
+
+def test_a_new_lead_follows_the_contacts_earlier_owner_when_still_active_and_takes_no_turn():
+    decision = decide(message(), draft(), FakeKnown(earlier={"jo@client.test": BEN}), False, True)
+    assert decision == Create(BEN, "follows contact") and not decision.takes_a_turn
+
+
+def test_an_inactive_earlier_owner_gives_way_to_the_rotation():
+    known = FakeKnown(earlier={"jo@client.test": BEN}, inactive={BEN}, last_position=ANA)
+    decision = decide(message(), draft(), known, False, True)
+    assert decision == Create(CY, "round-robin") and decision.takes_a_turn
+
+
+def test_without_an_active_owner_or_with_assignment_off_the_lead_has_no_owner():
+    nobody = FakeKnown(owners={})
+    assert decide(message(), draft(), nobody, False, True) == Create(None, "no active owner holds the role")
+    assert decide(message(), draft(), FakeKnown(), False, assign=False) == Create(None, "assignment disabled")
