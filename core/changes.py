@@ -38,15 +38,19 @@ class LeadRules:
 
     pipeline: Pipeline
     role: str
-    first_stage: str
+    stages: tuple[str, ...]  # the opportunity stages; a new opportunity starts at the first
     render_title: RenderTitle
     notify_owner: bool = False  # a lead's new owner is owed the new-lead email
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
         """The rules of ``config``; task titles kept as written unless a renderer is given."""
-        return cls(config.pipeline, config.assignment.role, config.opportunities.stages[0], render_title,
+        return cls(config.pipeline, config.assignment.role, config.opportunities.stages, render_title,
                    config.notifications.enabled)
+
+    @property
+    def first_stage(self) -> str:
+        return self.stages[0]
 
 
 def load_lead(session: Session, lead_id: int) -> Lead:
@@ -108,6 +112,25 @@ def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, 
     change = lifecycle.assign(state, owner.email, rules.pipeline, actor, now)
     record(session, rules, lead, change)
     return change
+
+
+def set_stage(session: Session, rules: LeadRules, opportunity_id: int, stage: str, actor: Actor,
+              now: datetime) -> list[Change]:
+    """The opportunity to ``stage``, then the move automation makes for
+    ``stage:<stage>`` (Hanna's "Offer submitted"). Locks the lead, then its
+    opportunity: the order every other change takes."""
+    lead_id = session.scalar(select(Opportunity.lead_id).where(Opportunity.id == opportunity_id))
+    if lead_id is None:
+        raise Refused(f"no opportunity with id {opportunity_id}")
+    lead = load_lead(session, lead_id)
+    current = session.scalars(select(Opportunity.stage).where(Opportunity.id == opportunity_id).with_for_update()).one()
+    change = lifecycle.set_stage(state_of(session, lead), current, stage, rules.stages, actor, now)
+    record(session, rules, lead, change)
+    moved = lifecycle.on_activity(state_of(session, lead), f"stage:{stage}", rules.pipeline, now)
+    if moved is None:
+        return [change]
+    record(session, rules, lead, moved)
+    return [change, moved]
 
 
 def note(session: Session, rules: LeadRules, lead_id: int, text: str, actor: Actor, now: datetime) -> Change:
@@ -266,6 +289,12 @@ def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.O
                  {"from": event.old, "to": event.new})
 
 
+def stage_changed(session, rules, lead: Lead, change: Change, event: lifecycle.StageChanged) -> None:
+    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id).values(stage=event.new))
+    add_activity(session, lead.id, "stage", f"{event.old} → {event.new}", change.actor, change.at,
+                 {"from": event.old, "to": event.new})
+
+
 def note_added(session, rules, lead: Lead, change: Change, event: lifecycle.NoteAdded) -> None:
     add_activity(session, lead.id, "note", event.text, change.actor, change.at, {})
 
@@ -284,6 +313,7 @@ RECORDERS = {
     lifecycle.OpportunityNeeded: opportunity_needed,
     lifecycle.FollowUpLead: follow_up_lead,
     lifecycle.OwnerChanged: owner_changed,
+    lifecycle.StageChanged: stage_changed,
     lifecycle.NoteAdded: note_added,
     lifecycle.Snoozed: snoozed,
 }

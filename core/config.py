@@ -169,7 +169,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
     reminders = parse_reminders(root.table("reminders"), leads, owners)
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
-                              leads.default_status, {o.email.lower() for o in owners})
+                              leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))
     if reminders.rules and smtp is None:
         raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")

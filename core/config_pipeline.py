@@ -12,7 +12,7 @@ from core.lifecycle import TRIGGERS, FollowUp, Pipeline, StatusOptions, TaskTemp
 
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],
-                   default_status: str, owners: set[str]) -> Pipeline:
+                   default_status: str, owners: set[str], stages: tuple[str, ...] = ()) -> Pipeline:
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
@@ -33,7 +33,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     follow_up = parse_follow_up(s, values["follow_up"], reasons) if "follow_up" in values else None
     options = {}
     for section in statuses_array:
-        option = parse_status(section, statuses)
+        option = parse_status(section, statuses, stages)
         if option.name in options:
             section.fail("name", f"{option.name!r} is configured twice")
         options[option.name] = option
@@ -55,16 +55,17 @@ def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...]) -> FollowUp
     return FollowUp(values["reasons"], timedelta(seconds=values["after"]))
 
 
-def parse_status(s: Section, statuses: tuple[str, ...]) -> StatusOptions:
+def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...]) -> StatusOptions:
     values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": list},
                     required=("name",))
     check_status(s, "name", values["name"], statuses)
     set_on = values.get("set_on")
     if set_on is not None and set_on.startswith("stage:"):
-        s.fail("set_on", "stage: triggers come with the deal pipeline and are not supported yet; "
-                         "expected outreach or reply")
-    if set_on is not None and set_on not in TRIGGERS:
-        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach or reply")
+        if set_on.removeprefix("stage:") not in stages:
+            s.fail("set_on", f"{set_on.removeprefix('stage:')!r} is not an opportunity stage; "
+                             f"expected one of {list(stages)}")
+    elif set_on is not None and set_on not in TRIGGERS:
+        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach, reply or stage:<opportunity stage>")
     if values.get("locked") and set_on is None:
         s.fail("locked", "a locked status is set by automation only, so it needs set_on")
     tasks = tuple(parse_task(s, i, raw) for i, raw in enumerate(values.get("tasks", ())))

@@ -34,7 +34,7 @@ from core.model import valid_email
 
 AUTOMATION = "automation"
 CLI = "cli"
-TRIGGERS = ("outreach", "reply")  # "stage:<opportunity stage>" comes with the deal pipeline
+TRIGGERS = ("outreach", "reply")  # and "stage:<opportunity stage>"
 
 
 class Refused(LeadtapError):
@@ -201,6 +201,14 @@ class OwnerChanged:
 
 
 @dataclass(frozen=True)
+class StageChanged:
+    """The lead's opportunity entered another stage."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class NoteAdded:
     text: str
 
@@ -333,6 +341,18 @@ def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: d
     if owner == lead.owner:
         raise Refused(f"{where} is already {owner}'s")
     return Change(lead.id, actor, now, (OwnerChanged(lead.owner, owner),))
+
+
+def set_stage(lead: LeadState, current: str, stage: str, stages: tuple[str, ...], actor: Actor,
+              now: datetime) -> Change:
+    """The lead's opportunity to another stage; the status whose ``set_on`` is
+    ``stage:<stage>`` follows by ``on_activity``."""
+    where = f"lead {lead.id}"
+    if stage not in stages:
+        raise Refused(f"{where}: {stage!r} is not an opportunity stage; expected one of {', '.join(stages)}")
+    if stage == current:
+        raise Refused(f"{where}: the opportunity is already at {stage}")
+    return Change(lead.id, actor, now, (StageChanged(current, stage),))
 
 
 def add_note(lead: LeadState, text: str, actor: Actor, now: datetime) -> Change:

@@ -22,7 +22,7 @@ from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, 
 from ingest.parse import parse_message
 from ingest.pipeline import ingest_mailboxes
 from leadtap.bootstrap import App, build_app
-from leadtap.cli_leads import add_lead_commands, add_task_commands, record_id
+from leadtap.cli_leads import add_lead_commands, add_opportunity_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from scheduler.daemon import Daemon
 from scheduler.render import RenderError, sample_context
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=cmd_leads_show)
     add_lead_commands(leads)
     add_task_commands(commands)
+    add_opportunity_commands(commands)
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="failed_command", required=True)

@@ -83,6 +83,21 @@ def add_task_commands(commands: argparse._SubParsersAction) -> None:
     done.set_defaults(handler=cmd_tasks_done)
 
 
+def add_opportunity_commands(commands: argparse._SubParsersAction) -> None:
+    opportunities = commands.add_parser("opportunities", help="the leads' opportunities").add_subparsers(
+        dest="opportunities_command", required=True)
+    stage = opportunities.add_parser("set", help="move an opportunity to another stage")
+    stage.add_argument("id", type=record_id, help="the opportunity's id (leads show gives it)")
+    stage.add_argument("--stage", required=True)
+    stage.add_argument("--by", metavar="EMAIL")
+    stage.set_defaults(handler=cmd_opportunities_set)
+
+
+def cmd_opportunities_set(app, args) -> int:
+    return change(app, args, lambda s, rules, actor, now: changes.set_stage(s, rules, args.id, args.stage, actor,
+                                                                             now))
+
+
 def cmd_leads_set(app, args) -> int:
     values = dict(parse_field(f) for f in args.field)
     return change(app, args, lambda s, rules, actor, now: changes.set_status(
@@ -121,8 +136,9 @@ def change(app, args, apply, now: datetime | None = None) -> int:
             done = apply(session, rules, actor, now)
     except DBAPIError as exc:  # a lock conflict, a value the database refuses: said, not a traceback
         raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
-    print(f"lead {done.lead_id}: " + "; ".join(describe(event) for event in done.events))
-    if done.of(lifecycle.OwnerChanged) and app.config.notifications.enabled:
+    done = done if isinstance(done, list) else [done]  # a change, and the move automation made after it
+    print(f"lead {done[0].lead_id}: " + "; ".join(describe(event) for change in done for event in change.events))
+    if any(change.of(lifecycle.OwnerChanged) for change in done) and app.config.notifications.enabled:
         print(app.send_notifications().summary())  # after the commit: the new owner hears at once
     return EXIT_OK
 
@@ -132,6 +148,7 @@ def describe(event) -> str:
     words = {
         "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
         "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
+        "StageChanged": lambda e: f"opportunity {e.old} → {e.new}",
         "NoteAdded": lambda e: "note added",
         "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
         "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),

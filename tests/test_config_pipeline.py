@@ -61,7 +61,8 @@ def test_without_a_pipeline_table_no_rule_applies(tmp_path):
         (('reasons = ["Bad timing"]', 'reasons = ["Late"]'), "pipeline.follow_up.reasons", ("'Late'",)),
         (('name = "Attempting"', 'name = "Trying"'), "statuses[0].name", ("unknown status",)),
         (('set_on = "outreach"', 'set_on = "phone call"'), "statuses[0].set_on", ("not a trigger",)),
-        (('set_on = "outreach"', 'set_on = "stage:Won"'), "statuses[0].set_on", ("not supported yet",)),
+        (('set_on = "outreach"', 'set_on = "stage:Proposal"'), "statuses[0].set_on",
+         ("'Proposal' is not an opportunity stage", "Open", "Won")),
         (('set_on = "outreach"\n', ''), "statuses[0].locked", ("needs set_on",)),
         (('due = "1d"', 'due = "soon"'), "statuses[0].tasks[0].due", ("not a duration",)),
         (('no_skipping = true', 'no_skiping = true'), "pipeline.no_skiping", ("unknown key",)),
@@ -78,3 +79,9 @@ def test_a_status_configured_twice_is_refused(tmp_path):
     twice = PIPELINE + '\n[[statuses]]\nname = "Attempting"\n'
 
     assert_names(refused(tmp_path, config(extra=twice)), "statuses[1].name", "configured twice")
+
+
+def test_a_status_may_follow_an_opportunity_stage(tmp_path):
+    staged = PIPELINE.replace('set_on = "outreach"', 'set_on = "stage:Won"')
+
+    assert load(tmp_path, config(extra=staged)).pipeline.options["Attempting"].set_on == "stage:Won"

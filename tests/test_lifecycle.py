@@ -22,6 +22,7 @@ from core.lifecycle import (
     Pipeline,
     Refused,
     Snoozed,
+    StageChanged,
     StatusChanged,
     StatusOptions,
     TaskDue,
@@ -31,6 +32,7 @@ from core.lifecycle import (
     assign,
     move,
     on_activity,
+    set_stage,
     snooze,
 )
 
@@ -280,3 +282,28 @@ def test_by_names_an_owner_and_admins_are_known_by_their_email():
     assert actor_for("Boss@Example.com", PIPELINE).admin
     assert not actor_for("ana@example.com", PIPELINE).admin
     assert actor_for(None, PIPELINE) == Actor("cli", "cli", admin=True)
+
+
+# --- opportunity stages ------------------------------------------------------------------
+
+STAGES = ("Discovery", "Proposal", "Won", "Lost")
+STAGED = replace(PIPELINE, options={**PIPELINE.options, "Attempting": StatusOptions("Attempting", set_on="stage:Proposal",
+                                                                                   locked=True)})
+
+
+def test_a_stage_change_is_an_event_and_refuses_unknown_or_unchanged_stages():
+    change = set_stage(lead(), "Discovery", "Proposal", STAGES, ANA, NOW)
+    assert change.events == (StageChanged("Discovery", "Proposal"),)
+    with pytest.raises(Refused, match="'Signed' is not an opportunity stage; expected one of Discovery, Proposal"):
+        set_stage(lead(), "Discovery", "Signed", STAGES, ANA, NOW)
+    with pytest.raises(Refused, match="lead 12: the opportunity is already at Proposal"):
+        set_stage(lead(), "Proposal", "Proposal", STAGES, ANA, NOW)
+
+
+def test_the_status_set_on_a_stage_follows_it_forward_only():
+    moved = on_activity(lead(), "stage:Proposal", STAGED, NOW)
+    assert moved.actor == AUTOMATED and moved.of(StatusChanged) == [StatusChanged("New", "Attempting")]
+    assert on_activity(lead("Connected"), "stage:Proposal", STAGED, NOW) is None  # never back
+    assert on_activity(lead("Qualified"), "stage:Proposal", STAGED, NOW) is None  # never out of a closed status
+    assert on_activity(lead(automation_stopped=True), "stage:Proposal", STAGED, NOW) is None
+    assert on_activity(lead(), "stage:Won", STAGED, NOW) is None  # no status follows that stage

@@ -220,3 +220,26 @@ def test_a_task_added_by_hand_is_the_owners_and_a_closed_lead_takes_none(leads):
     leads.cli("leads", "set", "2", "--status", "Disqualified", "--reason", "No budget")
     code, _, err = leads.cli("tasks", "add", "2", "Call", "--due", "1d")
     assert code == 1 and "lead 2 is Disqualified: a closed lead takes no new tasks" in err
+
+
+def test_an_opportunity_entering_a_stage_moves_its_lead_to_the_status_set_on_it(env, mailbox):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra='[[statuses]]\nname = "Offer submitted"\nset_on = "stage:Proposal"\n'
+                                           'locked = true\n')
+    env.upgrade()
+    env.poll()
+    opportunity = show(env, 1)["opportunity"]
+    assert opportunity["stage"] == "Discovery"
+
+    code, out, _ = env.cli("opportunities", "set", str(opportunity["id"]), "--stage", "Proposal",
+                           "--by", "ana@example.com")
+
+    assert code == 0 and out.strip() == "lead 1: opportunity Discovery → Proposal; New → Offer submitted"
+    shown = show(env, 1)
+    assert (shown["status"], shown["opportunity"]["stage"]) == ("Offer submitted", "Proposal")
+    assert [(a["kind"], a["details"]["by"]) for a in shown["activities"][-2:]] == [
+        ("stage", "ana@example.com"), ("status", "automation")]
+    code, _, err = env.cli("opportunities", "set", str(opportunity["id"]), "--stage", "Signed")
+    assert code == 1 and "'Signed' is not an opportunity stage" in err
+    code, _, err = env.cli("opportunities", "set", "99", "--stage", "Won")
+    assert code == 1 and "no opportunity with id 99" in err
