@@ -157,6 +157,27 @@ def test_run_end_to_end_with_notify_reload_and_sigterm(tmp_path, database_url, m
         notify.close()
 
 
+def test_run_tells_a_new_leads_owner_right_after_the_poll(tmp_path, mailbox, smtp):
+    notifications = (f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "plain"\n'
+                     'from = "leadtap <crm@example.com>"\n\n[notifications]\nnew_lead = "new_lead"\n'
+                     'send_every = "1h"\n')  # only the poll's own call can send it within the test
+    config = write_config(tmp_path / "leadtap.toml", f"sqlite:///{tmp_path / 'leadtap.db'}",
+                          mailbox.section(poll_interval="1s"), extra=notifications)
+    upgrade(config)
+    process = start_run(config)
+    try:
+        mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+        (told,) = wait_for(lambda: smtp.handler.to("ana@example.com"), what="the new-lead email")
+        assert told["Subject"] == "New lead #1: Jo Smith (ACME)"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err[-3000:]
+        assert '"notifications_done"' in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_a_second_run_on_one_sqlite_file_refuses_to_start(tmp_path, mailbox):
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))
