@@ -164,10 +164,12 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     templates = tuple(parse_template(s) for s in root.array("extraction_templates"))
     template_names = [t.name for t in templates]
     mailboxes = tuple(
-        parse_mailbox(s, environ, leads, template_names, warnings) for s in root.array("mailboxes")
+        parse_mailbox(s, environ, leads.sources, leads.default_source, template_names, warnings)
+        for s in root.array("mailboxes")
     )
     smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
-    reminders = parse_reminders(root.table("reminders"), leads, owners)
+    reminders = parse_reminders(root.table("reminders"), leads.statuses, leads.closed_statuses,
+                                {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))

@@ -7,13 +7,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.config_values import Section, check_unique, parse_seconds
 
-if TYPE_CHECKING:
-    from core.config import LeadsConfig, OwnerConfig
 
 TEMPLATE_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -98,7 +96,9 @@ def parse_notifications(s: "Section") -> NotificationsConfig:
     return NotificationsConfig(**values)
 
 
-def parse_reminders(s: "Section", leads: LeadsConfig, owners: tuple[OwnerConfig, ...]) -> RemindersConfig:
+def parse_reminders(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...],
+                    roles: set[str]) -> RemindersConfig:
+    """``statuses``, ``closed``: the leads' statuses; ``roles``: those the owners hold."""
     rules_sections = s.array("rules")  # taken first: take() refuses keys it does not know
     values = s.take(
         {
@@ -118,13 +118,12 @@ def parse_reminders(s: "Section", leads: LeadsConfig, owners: tuple[OwnerConfig,
         s.fail("timezone", f"unknown time zone {values['timezone']!r}; expected e.g. \"Europe/Vilnius\"")
     if "lead_url" in values and "{id}" not in values["lead_url"]:
         s.fail("lead_url", "a URL with {id} where the lead's id goes is expected")
-    roles = {role for owner in owners for role in owner.roles}
-    rules = tuple(parse_rule(r, leads, roles) for r in rules_sections)
+    rules = tuple(parse_rule(r, statuses, closed, roles) for r in rules_sections)
     check_unique(s.path, "reminders.rules", "name", [r.name for r in rules])
     return RemindersConfig(rules=rules, **values)
 
 
-def parse_rule(s: "Section", leads: LeadsConfig, roles: set[str]) -> ReminderRule:
+def parse_rule(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...], roles: set[str]) -> ReminderRule:
     values = s.take(
         {
             "name": str,
@@ -143,7 +142,7 @@ def parse_rule(s: "Section", leads: LeadsConfig, roles: set[str]) -> ReminderRul
     kind = values.setdefault("kind", "status")
     if kind not in RULE_KINDS:
         s.fail("kind", f"{kind!r} is not one of {list(RULE_KINDS)}")
-    check_rule_kind(s, values, leads)
+    check_rule_kind(s, values, statuses, closed)
     for key in ("after", "repeat_every"):
         if key in values:
             values[key] = timedelta(seconds=values[key])
@@ -158,7 +157,7 @@ def parse_rule(s: "Section", leads: LeadsConfig, roles: set[str]) -> ReminderRul
     return ReminderRule(**values)
 
 
-def check_rule_kind(s: "Section", values: dict, leads: LeadsConfig) -> None:
+def check_rule_kind(s: "Section", values: dict, statuses: tuple[str, ...], closed: tuple[str, ...]) -> None:
     """A status rule names an open status and may reassign; a task rule does neither."""
     if values["kind"] == "task":
         for key in ("status", "reassign_after"):
@@ -168,9 +167,9 @@ def check_rule_kind(s: "Section", values: dict, leads: LeadsConfig) -> None:
         return
     if "status" not in values:
         s.fail("status", "this key is required (or kind = \"task\" for overdue tasks)")
-    if values["status"] not in leads.statuses:
-        s.fail("status", f"unknown status {values['status']!r}; expected one of {list(leads.statuses)}")
-    if values["status"] in leads.closed_statuses:
+    if values["status"] not in statuses:
+        s.fail("status", f"unknown status {values['status']!r}; expected one of {list(statuses)}")
+    if values["status"] in closed:
         s.fail("status", f"{values['status']!r} is a closed status; reminders are for open leads")
     if values.get("reassign_after", 1) < 1:
         s.fail("reassign_after", "a whole number of at least 1 is expected")

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from core.config_values import Section, list_of_str, parse_seconds
 
-if TYPE_CHECKING:
-    from core.config import LeadsConfig
 
 SECURITY_MODES = ("tls", "starttls", "plain")
 MAILBOX_KINDS = ("inbox", "sent")
@@ -82,7 +80,8 @@ class SmtpConfig:
 def parse_mailbox(
     s: "Section",
     environ: Mapping[str, str],
-    leads: LeadsConfig,
+    sources: tuple[str, ...],
+    default_source: str,
     template_names: list[str],
     warnings: list[str],
 ) -> MailboxConfig:
@@ -110,9 +109,9 @@ def parse_mailbox(
     check_kind(s, values)
     values["password"] = resolve_password(s, values, environ, warnings)
     check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
-    source = values.setdefault("source", leads.default_source)
-    if source not in leads.sources:
-        s.fail("source", f"unknown source {source!r}; expected one of {list(leads.sources)}")
+    source = values.setdefault("source", default_source)
+    if source not in sources:
+        s.fail("source", f"unknown source {source!r}; expected one of {list(sources)}")
     for name in values.get("templates", ()):
         if name not in template_names:
             s.fail("templates", f"unknown extraction template {name!r}; defined: {template_names}")
