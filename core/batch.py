@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.db import (
+from leadtap.core.db import (
     Activity,
     Lead,
     LedgerEntry,
@@ -35,10 +35,10 @@ from core.db import (
     SeenMessage,
     ThreadMessage,
 )
-from core import intake
-from core.model import Candidate, IncomingMessage, LeadDraft, Outcome
-from core.notifications import new_rows
-from core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+from leadtap.core import intake
+from leadtap.core.model import Candidate, IncomingMessage, LeadDraft, Outcome
+from leadtap.core.notifications import new_rows
+from leadtap.core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
 
 class NewLead:

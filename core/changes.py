@@ -17,14 +17,14 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core import lifecycle
-from core.config import Config
-from core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
-from core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
-from core.model import Candidate, next_in_turn
-from core.notifications import owe_new_lead
-from core.reminders import stay_start
-from core.services import clip, lock_rotation
+from leadtap.core import lifecycle
+from leadtap.core.config import Config
+from leadtap.core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
+from leadtap.core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
+from leadtap.core.model import Candidate, next_in_turn
+from leadtap.core.notifications import owe_new_lead
+from leadtap.core.reminders import stay_start
+from leadtap.core.services import clip, lock_rotation
 
 LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
 # Renders a task title template with the lead (Jinja2, in the adapter).

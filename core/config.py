@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from core.config_pipeline import parse_pipeline
-from core.config_reminders import (  # noqa: F401  (re-exported: the reminder config's home)
+from leadtap.core.config_pipeline import parse_pipeline
+from leadtap.core.config_reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
     NotificationsConfig,
     ReminderRule,
@@ -24,7 +24,7 @@ from core.config_reminders import (  # noqa: F401  (re-exported: the reminder co
     parse_notifications,
     parse_reminders,
 )
-from core.config_servers import (  # noqa: F401  (re-exported: the server tables' home)
+from leadtap.core.config_servers import (  # noqa: F401  (re-exported: the server tables' home)
     EMAIL_RE,
     MAILBOX_KINDS,
     SECURITY_MODES,
@@ -34,9 +34,9 @@ from core.config_servers import (  # noqa: F401  (re-exported: the server tables
     parse_mailbox,
     parse_smtp,
 )
-from core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
-from core.errors import ConfigError
-from core.lifecycle import Pipeline
+from leadtap.core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
+from leadtap.core.errors import ConfigError
+from leadtap.core.lifecycle import Pipeline
 
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")

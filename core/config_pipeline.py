@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from core.config_values import Section, list_of_str, parse_seconds
-from core.lifecycle import TRIGGERS, FollowUp, Pipeline, StatusOptions, TaskTemplate
+from leadtap.core.config_values import Section, list_of_str, parse_seconds
+from leadtap.core.lifecycle import TRIGGERS, FollowUp, Pipeline, StatusOptions, TaskTemplate
 
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],

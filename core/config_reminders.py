@@ -10,7 +10,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.config_values import Section, check_unique, parse_seconds
+from leadtap.core.config_values import Section, check_unique, parse_seconds
 
 
 TEMPLATE_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")

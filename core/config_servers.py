@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 from typing import Mapping
 
-from core.config_values import Section, list_of_str, parse_seconds
+from leadtap.core.config_values import Section, list_of_str, parse_seconds
 
 
 SECURITY_MODES = ("tls", "starttls", "plain")

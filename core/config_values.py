@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import ConfigError
+from leadtap.core.errors import ConfigError
 
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 MAX_DURATION = 10 * 365 * 86400

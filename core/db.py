@@ -31,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from core.errors import DatabaseUnavailable, SchemaError
+from leadtap.core.errors import DatabaseUnavailable, SchemaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

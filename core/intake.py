@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Protocol, Sequence
 
-from core.model import Candidate, IncomingMessage, LeadDraft, next_in_turn
+from leadtap.core.model import Candidate, IncomingMessage, LeadDraft, next_in_turn
 
 LeadKey = Hashable  # a lead's id, or a lead decided earlier in the same batch
 

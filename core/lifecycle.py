@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from core.errors import LeadtapError
-from core.model import valid_email
+from leadtap.core.errors import LeadtapError
+from leadtap.core.model import valid_email
 
 AUTOMATION = "automation"
 CLI = "cli"

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.db import Lead, Notification, Owner
+from leadtap.core.db import Lead, Notification, Owner
 
 NEW_LEAD = "new_lead"
 CLAIM_LEASE = timedelta(minutes=30)

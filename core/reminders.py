@@ -20,8 +20,8 @@ from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.config import ReminderRule
-from core.db import Lead, Owner, Reminder, Task
+from leadtap.core.config import ReminderRule
+from leadtap.core.db import Lead, Owner, Reminder, Task
 
 # A claim older than this whose send was never confirmed (the process died
 # between claiming and recording the send) may be taken over: at-least-once.

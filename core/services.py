@@ -12,14 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.config import Config, MailboxConfig
-from core.db import (
+from leadtap.core.config import Config, MailboxConfig
+from leadtap.core.db import (
     LedgerEntry,
     MailboxState,
     Owner,
     Rotation,
 )
-from core.model import IncomingMessage, Outcome
+from leadtap.core.model import IncomingMessage, Outcome
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Iterator
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
-from core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
-from core.model import Outcome
+from leadtap.core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
+from leadtap.core.model import Outcome
 
 LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
 

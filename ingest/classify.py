@@ -4,7 +4,7 @@ leadtap's own mail are recognised from their headers and recorded as
 
 from __future__ import annotations
 
-from core.model import LEADTAP_HEADER, IncomingMessage
+from leadtap.core.model import LEADTAP_HEADER, IncomingMessage
 
 BULK_PRECEDENCE = {"bulk", "junk", "list"}
 BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from core.errors import MessageError
+from leadtap.core.errors import MessageError
 
 
 class MessageTooSlow(MessageError):

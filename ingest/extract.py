@@ -20,9 +20,9 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from core.config import TemplateConfig
-from core.errors import TemplateError
-from core.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from_message
+from leadtap.core.config import TemplateConfig
+from leadtap.core.errors import TemplateError
+from leadtap.core.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from_message
 
 FILTERS = ("optional", "multiline")
 PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}")

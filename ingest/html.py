@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from ingest.deadline import UNLIMITED, Deadline
+from leadtap.ingest.deadline import UNLIMITED, Deadline
 
 CHUNK = 1024 * 1024
 COMMENT_CLOSE_RE = re.compile(r"--\s*>")  # as html.parser closes a comment

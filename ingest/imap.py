@@ -15,8 +15,8 @@ from typing import Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from core.config import MailboxConfig
-from core.errors import ImapError, ImapLoginError
+from leadtap.core.config import MailboxConfig
+from leadtap.core.errors import ImapError, ImapLoginError
 
 SEEN = b"\\Seen"
 

@@ -20,9 +20,9 @@ from email.message import Message
 from email.policy import Compat32
 from typing import Iterator
 
-from ingest.charset import FALLBACK, decode_base64, decode_text, resolve
-from ingest.deadline import Deadline
-from ingest.html import html_to_text
+from leadtap.ingest.charset import FALLBACK, decode_base64, decode_text, resolve
+from leadtap.ingest.deadline import Deadline
+from leadtap.ingest.html import html_to_text
 
 MAX_FIELD_CHARS = 64 * 1024
 MAX_HEADER_BYTES = 256 * 1024

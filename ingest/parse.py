@@ -22,12 +22,12 @@ from typing import Callable, TypeVar
 
 import mailparser
 
-from core.errors import MessageError
-from core.model import Address, IncomingMessage
-from ingest.charset import decode_text
-from ingest.deadline import UNLIMITED, Deadline
-from ingest.html import html_to_text
-from ingest.mime import Tree, parse_tree, repaired_text, unreadable_as_sent
+from leadtap.core.errors import MessageError
+from leadtap.core.model import Address, IncomingMessage
+from leadtap.ingest.charset import decode_text
+from leadtap.ingest.deadline import UNLIMITED, Deadline
+from leadtap.ingest.html import html_to_text
+from leadtap.ingest.mime import Tree, parse_tree, repaired_text, unreadable_as_sent
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.

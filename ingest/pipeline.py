@@ -33,14 +33,14 @@ from typing import Callable, Iterable, Iterator
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.config import Config, MailboxConfig
-from core.db import Database, describe_db_error, utcnow
-from core.errors import DatabaseUnavailable, ImapError
-from core.model import Outcome
-from core.batch import LeadBatch
-from core.changes import LeadRules, record_mail
-from core.lifecycle import StatusChanged
-from core.services import (
+from leadtap.core.config import Config, MailboxConfig
+from leadtap.core.db import Database, describe_db_error, utcnow
+from leadtap.core.errors import DatabaseUnavailable, ImapError
+from leadtap.core.model import Outcome
+from leadtap.core.batch import LeadBatch
+from leadtap.core.changes import LeadRules, record_mail
+from leadtap.core.lifecycle import StatusChanged
+from leadtap.core.services import (
     LeadSettings,
     MessageRef,
     Result,
@@ -52,9 +52,9 @@ from core.services import (
     retryable_uids,
     set_aside_uids,
 )
-from ingest.extract import BoundTemplate
-from ingest.imap import ImapMailbox
-from ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
+from leadtap.ingest.extract import BoundTemplate
+from leadtap.ingest.imap import ImapMailbox
+from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
 
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
 

@@ -15,12 +15,12 @@ import signal
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.errors import MessageError
-from core.model import IncomingMessage, LeadDraft
-from ingest.classify import not_a_lead
-from ingest.deadline import UNLIMITED, Deadline
-from ingest.extract import BoundTemplate, extract_lead
-from ingest.parse import parse_message
+from leadtap.core.errors import MessageError
+from leadtap.core.model import IncomingMessage, LeadDraft
+from leadtap.ingest.classify import not_a_lead
+from leadtap.ingest.deadline import UNLIMITED, Deadline
+from leadtap.ingest.extract import BoundTemplate, extract_lead
+from leadtap.ingest.parse import parse_message
 
 
 @dataclass

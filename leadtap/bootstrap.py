@@ -10,18 +10,18 @@ from typing import Callable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 
-from core.config import Config, MailboxConfig, load_config
-from core.changes import LeadRules
-from core.db import Database
-from core.errors import ConfigError, TemplateError
-from core.services import sync_owners
-from ingest.extract import BoundTemplate, compile_template
-from ingest.imap import ImapMailbox
-from ingest.pipeline import MailboxIngest, PassReport
-from scheduler.mailer import SmtpMailer
-from scheduler.notifications import NotificationSender, SendReport
-from scheduler.reminders import ReminderSweep
-from scheduler.render import RenderError, Renderer
+from leadtap.core.config import Config, MailboxConfig, load_config
+from leadtap.core.changes import LeadRules
+from leadtap.core.db import Database
+from leadtap.core.errors import ConfigError, TemplateError
+from leadtap.core.services import sync_owners
+from leadtap.ingest.extract import BoundTemplate, compile_template
+from leadtap.ingest.imap import ImapMailbox
+from leadtap.ingest.pipeline import MailboxIngest, PassReport
+from leadtap.scheduler.mailer import SmtpMailer
+from leadtap.scheduler.notifications import NotificationSender, SendReport
+from leadtap.scheduler.reminders import ReminderSweep
+from leadtap.scheduler.render import RenderError, Renderer
 
 DEFAULT_CONFIG = "leadtap.toml"
 

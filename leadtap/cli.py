@@ -13,19 +13,20 @@ from typing import Callable, Sequence
 
 import structlog
 
-from core.config_values import parse_seconds
-from core.db import upgrade_schema, utcnow
-from core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
-from core import notifications
-from core.reminders import sent_reminders
-from core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
-from ingest.parse import parse_message
-from ingest.pipeline import ingest_mailboxes
+from leadtap.core.config_values import parse_seconds
+from leadtap.core.db import upgrade_schema, utcnow
+from leadtap.core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
+from leadtap.core import notifications
+from leadtap.core.reminders import sent_reminders
+from leadtap.core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
+from leadtap.ingest.parse import parse_message
+from leadtap.ingest.pipeline import ingest_mailboxes
+from leadtap import EXAMPLE_CONFIG
 from leadtap.bootstrap import App, build_app
 from leadtap.cli_leads import add_lead_commands, add_opportunity_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
-from scheduler.daemon import Daemon
-from scheduler.render import RenderError, sample_context
+from leadtap.scheduler.daemon import Daemon
+from leadtap.scheduler.render import RenderError, sample_context
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    if not getattr(args, "needs_config", True):
+        return args.handler(args)
     try:
         app = build_app(args.config)
     except ConfigError as exc:
@@ -108,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="notifications_command", required=True)
     owed.add_parser("list", help="the latest, sent or not").set_defaults(handler=cmd_notifications_list)
 
+    commands.add_parser("example-config", help="print the annotated example configuration").set_defaults(
+        handler=cmd_example_config, needs_config=False)
     commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
         handler=cmd_check
     )
@@ -273,6 +278,12 @@ def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
     return print_mail_sent(app, sent_reminders, "reminder", "(claimed)",
                            lambda row: f"rule {row['rule']} #{row['number']}"
                            + (f" (task {row['task_id']})" if row["task_id"] else ""))
+
+
+def cmd_example_config(args: argparse.Namespace) -> int:
+    """The annotated example config, shipped with leadtap: a start for your own."""
+    sys.stdout.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    return EXIT_OK
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from core import changes, lifecycle
-from core.config_values import parse_seconds
-from core.db import Owner, Task, describe_db_error, utcnow
-from core.errors import LeadtapError
+from leadtap.core import changes, lifecycle
+from leadtap.core.config_values import parse_seconds
+from leadtap.core.db import Owner, Task, describe_db_error, utcnow
+from leadtap.core.errors import LeadtapError
 
 EXIT_OK = 0
 

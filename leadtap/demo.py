@@ -8,11 +8,11 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
+from leadtap import DEMO_MAIL
 from leadtap.cli import main
 from leadtap.dovecot import Dovecot
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIL = ROOT / "demo" / "mail"
+MAIL = DEMO_MAIL
 
 CONFIG = """\
 # Written by the leadtap demo: a local Dovecot mailbox and a SQLite file.
@@ -93,4 +93,4 @@ def run(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "demo-run"))
+    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo-run")))

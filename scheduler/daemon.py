@@ -33,10 +33,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
-from core.db import Lead
-from core.model import Outcome
-from core.errors import ConfigError, LeadtapError, SchemaError
-from scheduler.notify import Notifier
+from leadtap.core.db import Lead
+from leadtap.core.model import Outcome
+from leadtap.core.errors import ConfigError, LeadtapError, SchemaError
+from leadtap.scheduler.notify import Notifier
 
 MISFIRE_GRACE = 30  # seconds a late run may still start
 STOP_WITHIN = 10  # seconds

@@ -10,8 +10,8 @@ import socket
 import ssl
 from email.message import Message
 
-from core.config import SmtpConfig
-from core.errors import MailSendError
+from leadtap.core.config import SmtpConfig
+from leadtap.core.errors import MailSendError
 
 
 def answer_text(answer: bytes | str) -> str:

@@ -24,14 +24,14 @@ from typing import Callable
 
 import structlog
 
-from core.config import Config
-from core.db import Database, utcnow
-from core.errors import MailSendError
-from core.notifications import CLAIM_LEASE, Owed, claim, due_ids, finish, load_owed, release, retry_later
-from core.views import lead_dict
-from scheduler.mailer import SmtpMailer
-from scheduler.reminders import MailerFactory
-from scheduler.render import Renderer, compose
+from leadtap.core.config import Config
+from leadtap.core.db import Database, utcnow
+from leadtap.core.errors import MailSendError
+from leadtap.core.notifications import CLAIM_LEASE, Owed, claim, due_ids, finish, load_owed, release, retry_later
+from leadtap.core.views import lead_dict
+from leadtap.scheduler.mailer import SmtpMailer
+from leadtap.scheduler.reminders import MailerFactory
+from leadtap.scheduler.render import Renderer, compose
 
 BATCH = 200
 

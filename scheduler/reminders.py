@@ -27,13 +27,13 @@ from typing import Callable
 import structlog
 from sqlalchemy import select
 
-from core import changes
-from core.changes import LeadRules
-from core.config import Config
-from core.db import Database, Owner, utcnow
-from core.lifecycle import OwnerChanged, Refused
-from core.errors import MailSendError
-from core.reminders import (
+from leadtap.core import changes
+from leadtap.core.changes import LeadRules
+from leadtap.core.config import Config
+from leadtap.core.db import Database, Owner, utcnow
+from leadtap.core.lifecycle import OwnerChanged, Refused
+from leadtap.core.errors import MailSendError
+from leadtap.core.reminders import (
     CLAIM_LEASE,
     ClaimKey,
     Due,
@@ -44,9 +44,9 @@ from core.reminders import (
     release,
     taken_keys,
 )
-from core.views import lead_dict
-from scheduler.mailer import SmtpMailer
-from scheduler.render import Renderer, compose, describe_duration
+from leadtap.core.views import lead_dict
+from leadtap.scheduler.mailer import SmtpMailer
+from leadtap.scheduler.render import Renderer, compose, describe_duration
 
 # The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
 REASSIGN = "(reassign)"

@@ -17,9 +17,10 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
-from core.model import LEADTAP_HEADER
+from leadtap import TEMPLATES
+from leadtap.core.model import LEADTAP_HEADER
 
-SHIPPED = Path(__file__).resolve().parent.parent / "templates"
+SHIPPED = TEMPLATES
 SAMPLE_LEAD = {
     "id": 1, "name": "Sample Lead", "email": "sample@client.example", "phone": "+1 555 0100",
     "company": "Sample Co", "message": "A sample enquiry.", "fields": {}, "source": "Email", "status": "New",

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from core.db import Database
+from leadtap.core.db import Database
 from tests.helpers import ROOT, enquiry, write_config
 from tests.smtp import SmtpServer
 
@@ -255,7 +255,7 @@ def test_sigterm_during_a_sweep_finishes_the_reminder_in_hand_and_exits(tmp_path
 
 
 def test_the_watchdog_is_pinged_only_while_the_scheduler_makes_progress(tmp_path):
-    from scheduler.daemon import Daemon
+    from leadtap.scheduler.daemon import Daemon
 
     notify = NotifySocket(tmp_path / "notify.sock")
     daemon = Daemon(None, None, {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
@@ -299,10 +299,10 @@ def test_sigterm_ends_the_daemon_within_ten_seconds_even_with_a_hung_server(tmp_
 
 
 def test_a_failing_job_is_logged_with_its_traceback_and_runs_again(tmp_path, mailbox, capsys, monkeypatch):
-    from ingest.pipeline import MailboxIngest
+    from leadtap.ingest.pipeline import MailboxIngest
     from leadtap.bootstrap import build_app
     from leadtap.logs import configure_logging
-    from scheduler.daemon import Daemon
+    from leadtap.scheduler.daemon import Daemon
 
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
     config = write_config(tmp_path / "leadtap.toml", url, mailbox.section(poll_interval="1s"))

@@ -8,11 +8,11 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.config import TemplateConfig
-from core.errors import TemplateError
-from core.model import Address, IncomingMessage
-from ingest.extract import BoundTemplate, compile_template, extract_lead
-from ingest.parse import parse_message
+from leadtap.core.config import TemplateConfig
+from leadtap.core.errors import TemplateError
+from leadtap.core.model import Address, IncomingMessage
+from leadtap.ingest.extract import BoundTemplate, compile_template, extract_lead
+from leadtap.ingest.parse import parse_message
 from tests.helpers import CONTACT_FORM, FIXTURES, dedent
 
 

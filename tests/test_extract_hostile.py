@@ -11,7 +11,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.extract import PLACEHOLDER_RE, compile_template
+from leadtap.ingest.extract import PLACEHOLDER_RE, compile_template
 
 SPACE = r"[^\S\r\n]"
 

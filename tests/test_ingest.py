@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from core.db import Lead, LedgerEntry
-from core.views import list_leads
-from ingest.pipeline import MailboxIngest
+from leadtap.core.db import Lead, LedgerEntry
+from leadtap.core.views import list_leads
+from leadtap.ingest.pipeline import MailboxIngest
 from leadtap.bootstrap import build_app
 from leadtap.cli import main
 from tests.helpers import FIXTURES, Mailbox, enquiry, plain_message, write_config
@@ -539,7 +539,7 @@ roles = ["sales"]
 
 
 def test_a_message_that_breaks_the_batch_write_is_set_aside_alone(env, mailbox, monkeypatch):
-    from core.batch import LeadBatch
+    from leadtap.core.batch import LeadBatch
 
     original = LeadBatch.create
 
@@ -670,7 +670,7 @@ def test_hostile_messages_fail_or_pass_alone_and_never_block_the_mailbox(env, ma
 
 
 def test_text_is_made_storable_before_it_is_written():
-    from core.services import clip, clip_all
+    from leadtap.core.services import clip, clip_all
 
     assert clip("Hi\x00 there") == "Hi there"  # PostgreSQL refuses NUL in text
     assert clip("a\ud800b") == "a?b"  # a lone surrogate encodes nowhere
@@ -695,7 +695,7 @@ def test_notifications_from_a_form_sender_that_miss_their_template_stay_separate
 class FlagsRefused(CrashOnFlag):
     def mark_seen(self, uids):
         if uids:
-            from core.errors import ImapError
+            from leadtap.core.errors import ImapError
             raise ImapError("mailbox 'sales': server refused while marking messages read: [READ-ONLY]")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.intake import Attach, Create, Duplicate, Outreach, decide
-from core.model import Address, Candidate, IncomingMessage, LeadDraft
+from leadtap.core.intake import Attach, Create, Duplicate, Outreach, decide
+from leadtap.core.model import Address, Candidate, IncomingMessage, LeadDraft
 
 ANA, BEN, CY = 1, 2, 3
 

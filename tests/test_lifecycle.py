@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from core.lifecycle import (
+from leadtap.core.lifecycle import (
     AUTOMATED,
     Actor,
     FieldsSet,

@@ -204,7 +204,7 @@ def test_an_id_out_of_range_is_a_usage_error(leads):
 
 
 def test_a_task_title_that_fails_on_a_lead_is_a_render_error():
-    from scheduler.render import RenderError, Renderer
+    from leadtap.scheduler.render import RenderError, Renderer
 
     with pytest.raises(RenderError, match="TypeError"):
         Renderer().render_title("{{ lead.name + ' at ' + lead.company }}", {"name": "Jo", "company": None})

@@ -7,7 +7,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import text
 
-from core.db import MIGRATIONS, make_engine, upgrade_schema
+from leadtap.core.db import MIGRATIONS, make_engine, upgrade_schema
 
 
 def upgrade_to(engine, revision: str) -> None:
@@ -54,7 +54,7 @@ def test_the_migrations_build_exactly_the_models_schema(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from core.db import Base
+    from leadtap.core.db import Base
 
     engine = make_engine(database_url)
     try:

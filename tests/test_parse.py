@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import MessageError
-from core.model import LEADTAP_HEADER, Address
-from ingest.classify import not_a_lead
-from ingest.extract import extract_lead
-from ingest.parse import parse_message
+from leadtap.core.errors import MessageError
+from leadtap.core.model import LEADTAP_HEADER, Address
+from leadtap.ingest.classify import not_a_lead
+from leadtap.ingest.extract import extract_lead
+from leadtap.ingest.parse import parse_message
 from tests.helpers import FIXTURES, enquiry, plain_message
 
 

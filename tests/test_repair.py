@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from core.errors import MessageError
-from ingest.charset import decode_base64, decode_text, resolve
-from ingest.classify import not_a_lead
-from ingest.deadline import Deadline, MessageTooSlow
-from ingest.extract import compile_template, extract_lead
-from ingest.html import html_to_text
-from ingest.parse import parse_message
+from leadtap.core.errors import MessageError
+from leadtap.ingest.charset import decode_base64, decode_text, resolve
+from leadtap.ingest.classify import not_a_lead
+from leadtap.ingest.deadline import Deadline, MessageTooSlow
+from leadtap.ingest.extract import compile_template, extract_lead
+from leadtap.ingest.html import html_to_text
+from leadtap.ingest.parse import parse_message
 from tests.helpers import CONTACT_FORM, FIXTURES
 
 REPAIR = FIXTURES / "repair"
@@ -388,7 +388,7 @@ def test_trimming_the_header_block_keeps_the_body_and_its_content_disposition():
 
 
 def test_a_subject_in_an_unknown_charset_is_decoded_but_keeps_the_identity_it_always_had():
-    from ingest.parse import identity_of
+    from leadtap.ingest.parse import identity_of
 
     raw = b"From: a@b.c\nMessage-ID: <i@x>\nSubject: =?x-unknown?q?Caf=E9?=\n\nhi\n"
     message = parse_message(raw)

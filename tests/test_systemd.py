@@ -30,7 +30,7 @@ def installed_unit(tmp_path: Path) -> Path:
     leadtap = Path(sys.executable).parent / "leadtap"
     if not leadtap.exists():
         unavailable("the leadtap console script", f"{leadtap} missing (pip install -e .)")
-    text = UNIT.read_text().replace("/opt/leadtap/.venv/bin/leadtap", str(leadtap))
+    text = UNIT.read_text().replace("/opt/leadtap/bin/leadtap", str(leadtap))
     unit = tmp_path / "leadtap.service"
     unit.write_text(text)
     return unit

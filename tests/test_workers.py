@@ -10,7 +10,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from core.db import Database, Lead, LedgerEntry, Owner
+from leadtap.core.db import Database, Lead, LedgerEntry, Owner
 from tests.helpers import ROOT, Mailbox, enquiry, run_leadtap, write_config
 
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from core.db import Base
+from leadtap.core.db import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -6,7 +6,7 @@ Create Date: 2026-11-23 16:14:56.795850
 """
 from alembic import op
 import sqlalchemy as sa
-import core.db
+import leadtap.core.db
 
 
 revision = '0001'
@@ -44,13 +44,13 @@ def upgrade() -> None:
     sa.Column('fields', sa.JSON(), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('status', sa.String(length=100), nullable=False),
-    sa.Column('status_changed_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('status_changed_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('mailbox', sa.String(length=200), nullable=False),
     sa.Column('contact', sa.String(length=320), nullable=True),
     sa.Column('subject', sa.String(length=998), nullable=True),
-    sa.Column('received_at', core.db.UTCDateTime(), nullable=False),
-    sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('received_at', leadtap.core.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['owners.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -70,7 +70,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('lead_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=50), nullable=False),
-    sa.Column('at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('details', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
@@ -104,8 +104,8 @@ def upgrade() -> None:
     sa.Column('lead_id', sa.Integer(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', leadtap.core.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('mailbox', 'uidvalidity', 'uid', name='uq_messages_mailbox_uid')
@@ -121,7 +121,7 @@ def upgrade() -> None:
     sa.Column('owner_id', sa.Integer(), nullable=True),
     sa.Column('title', sa.String(length=500), nullable=False),
     sa.Column('stage', sa.String(length=100), nullable=False),
-    sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
     sa.ForeignKeyConstraint(['owner_id'], ['owners.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -131,7 +131,7 @@ def upgrade() -> None:
     sa.Column('identity', sa.String(length=64), nullable=False),
     sa.Column('lead_id', sa.Integer(), nullable=True),
     sa.Column('outcome', sa.String(length=20), nullable=False),
-    sa.Column('first_seen_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('first_seen_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
     sa.PrimaryKeyConstraint('identity')
     )

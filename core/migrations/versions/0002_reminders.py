@@ -6,7 +6,7 @@ Create Date: 2026-11-23 16:57:17.609476
 """
 from alembic import op
 import sqlalchemy as sa
-import core.db
+import leadtap.core.db
 
 
 revision = '0002'
@@ -21,13 +21,13 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('lead_id', sa.Integer(), nullable=False),
     sa.Column('rule', sa.String(length=200), nullable=False),
-    sa.Column('stay_started_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('stay_started_at', leadtap.core.db.UTCDateTime(), nullable=False),
     sa.Column('repeat', sa.Integer(), nullable=False),
     sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('token', sa.String(length=32), nullable=False),
-    sa.Column('claimed_at', core.db.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', core.db.UTCDateTime(), nullable=True),
+    sa.Column('claimed_at', leadtap.core.db.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', leadtap.core.db.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ),
     sa.PrimaryKeyConstraint('id'),

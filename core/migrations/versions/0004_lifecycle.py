@@ -6,7 +6,7 @@ Create Date: 2026-11-24 19:00:00
 """
 from alembic import op
 import sqlalchemy as sa
-import core.db
+import leadtap.core.db
 
 
 revision = '0004'
@@ -18,9 +18,9 @@ depends_on = None
 def upgrade() -> None:
     # Plain ADD COLUMNs: on SQLite a batch rebuild of `leads` would drop the
     # table that activities and opportunities reference, which foreign keys refuse.
-    op.add_column('leads', sa.Column('last_activity_at', core.db.UTCDateTime(), nullable=True))
-    op.add_column('leads', sa.Column('last_outreach_at', core.db.UTCDateTime(), nullable=True))
-    op.add_column('leads', sa.Column('snoozed_until', core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('last_activity_at', leadtap.core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('last_outreach_at', leadtap.core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('snoozed_until', leadtap.core.db.UTCDateTime(), nullable=True))
     op.add_column('leads', sa.Column('automation_stopped', sa.Boolean(), nullable=False, server_default=sa.false()))
     if op.get_bind().dialect.name == 'sqlite':
         op.execute('ALTER TABLE leads ADD COLUMN follow_up_of INTEGER REFERENCES leads (id)')
@@ -32,10 +32,10 @@ def upgrade() -> None:
         sa.Column('lead_id', sa.Integer(), nullable=False),
         sa.Column('owner_id', sa.Integer(), nullable=True),
         sa.Column('title', sa.String(length=500), nullable=False),
-        sa.Column('due_at', core.db.UTCDateTime(), nullable=False),
+        sa.Column('due_at', leadtap.core.db.UTCDateTime(), nullable=False),
         sa.Column('state', sa.String(length=20), nullable=False),
-        sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
-        sa.Column('closed_at', core.db.UTCDateTime(), nullable=True),
+        sa.Column('created_at', leadtap.core.db.UTCDateTime(), nullable=False),
+        sa.Column('closed_at', leadtap.core.db.UTCDateTime(), nullable=True),
         sa.Column('closed_by', sa.String(length=320), nullable=True),
         sa.ForeignKeyConstraint(['lead_id'], ['leads.id']),
         sa.ForeignKeyConstraint(['owner_id'], ['owners.id']),

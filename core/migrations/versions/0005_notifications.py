@@ -6,7 +6,7 @@ Create Date: 2026-11-24 20:30:00
 """
 from alembic import op
 import sqlalchemy as sa
-import core.db
+import leadtap.core.db
 
 
 revision = '0005'
@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('leads', sa.Column('assigned_at', core.db.UTCDateTime(), nullable=True))
+    op.add_column('leads', sa.Column('assigned_at', leadtap.core.db.UTCDateTime(), nullable=True))
     # Nothing references `reminders`, so SQLite may rebuild it for the new key.
     with op.batch_alter_table('reminders') as batch:
         batch.add_column(sa.Column('task_id', sa.Integer(), nullable=False, server_default='0'))
@@ -30,11 +30,11 @@ def upgrade() -> None:
         sa.Column('kind', sa.String(length=50), nullable=False),
         sa.Column('state', sa.String(length=20), nullable=False),
         sa.Column('token', sa.String(length=32), nullable=True),
-        sa.Column('claimed_at', core.db.UTCDateTime(), nullable=True),
+        sa.Column('claimed_at', leadtap.core.db.UTCDateTime(), nullable=True),
         sa.Column('attempts', sa.Integer(), nullable=False),
-        sa.Column('next_attempt_at', core.db.UTCDateTime(), nullable=False),
-        sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
-        sa.Column('sent_at', core.db.UTCDateTime(), nullable=True),
+        sa.Column('next_attempt_at', leadtap.core.db.UTCDateTime(), nullable=False),
+        sa.Column('created_at', leadtap.core.db.UTCDateTime(), nullable=False),
+        sa.Column('sent_at', leadtap.core.db.UTCDateTime(), nullable=True),
         sa.Column('last_error', sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(['lead_id'], ['leads.id']),
         sa.PrimaryKeyConstraint('id'),
