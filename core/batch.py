@@ -37,7 +37,7 @@ from leadtap.core.db import (
 )
 from leadtap.core import intake
 from leadtap.core.model import Candidate, IncomingMessage, LeadDraft, Outcome
-from leadtap.core.notifications import new_rows
+from leadtap.core.notifications import NEW_LEAD, new_rows
 from leadtap.core.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
 
@@ -298,7 +298,7 @@ class LeadBatch:
             return
         owed = [(lead.id, self.owners[lead.row["owner_id"]].email) for lead in self.new_leads if lead.row["owner_id"]]
         if owed:
-            self.session.execute(insert(Notification), new_rows(owed, self.now))
+            self.session.execute(insert(Notification), new_rows(owed, NEW_LEAD, self.now))
 
     def opportunity_row(self, lead: NewLead) -> dict:
         row = lead.row

@@ -22,7 +22,7 @@ from leadtap.core.config import Config
 from leadtap.core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
 from leadtap.core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from leadtap.core.model import Candidate, next_in_turn
-from leadtap.core.notifications import owe_new_lead
+from leadtap.core import notifications
 from leadtap.core.reminders import stay_start
 from leadtap.core.services import clip, lock_rotation
 
@@ -103,7 +103,11 @@ def reassign_stale(session: Session, rules: LeadRules, lead_id: int, status: str
     lead = load_lead(session, lead_id)
     if lead.status != status or stay_start(lead) != stay:
         return None
-    return give(session, rules, lead, "next", lifecycle.AUTOMATED, now)
+    old = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    change = give(session, rules, lead, "next", lifecycle.AUTOMATED, now)
+    if old is not None:  # told by the outbox, so that a failed send is tried again
+        notifications.owe(session, lead.id, old.email, notifications.REASSIGNED, now)
+    return change
 
 
 def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, now: datetime) -> Change:
@@ -156,9 +160,11 @@ def add_task(session: Session, rules: LeadRules, lead_id: int, title: str, due_a
 
 
 def finish_task(session: Session, task_id: int, actor: Actor, now: datetime) -> Task:
-    task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).one_or_none()
-    if task is None:
+    lead_id = session.scalar(select(Task.lead_id).where(Task.id == task_id))
+    if lead_id is None:
         raise Refused(f"no task with id {task_id}")
+    load_lead(session, lead_id)  # the lead first, then its task: the order every change takes
+    task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).one()
     if task.state != "open":
         raise Refused(f"task {task_id} is already {task.state}")
     task.state, task.closed_at, task.closed_by = "done", now, actor.who
@@ -283,7 +289,7 @@ def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.O
     owner = session.scalars(select(Owner).where(Owner.email == event.new)).one()
     lead.owner_id, lead.assigned_at = owner.id, change.at
     if rules.notify_owner:
-        owe_new_lead(session, lead.id, owner.email, change.at)
+        notifications.owe(session, lead.id, owner.email, notifications.NEW_LEAD, change.at)
     session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open").values(owner_id=owner.id))
     add_activity(session, lead.id, "owner", f"{event.old or 'nobody'} → {event.new}", change.actor, change.at,
                  {"from": event.old, "to": event.new})

@@ -173,6 +173,10 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))
+    for index, rule in enumerate(reminders.rules):
+        if rule.reassign_after and not assignment.enabled:
+            raise ConfigError(path, f"reminders.rules[{index}].reassign_after",
+                              "reassignment takes the rotation's next owner, but [assignment] enabled = false")
     if reminders.rules and smtp is None:
         raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")
     if notifications.enabled and smtp is None:

@@ -173,6 +173,9 @@ def check_rule_kind(s: "Section", values: dict, statuses: tuple[str, ...], close
         s.fail("status", f"{values['status']!r} is a closed status; reminders are for open leads")
     if values.get("reassign_after", 1) < 1:
         s.fail("reassign_after", "a whole number of at least 1 is expected")
+    if values.get("reassign_after", 1) > 1 and "repeat_every" not in values:
+        s.fail("reassign_after", "a stay gets one reminder without repeat_every, so only reassign_after = 1 "
+                                 "could ever fire; set repeat_every")
 
 
 def parse_business_hours(value: Any) -> BusinessHours:

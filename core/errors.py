@@ -45,7 +45,8 @@ class TemplateError(LeadtapError):
 class MailSendError(LeadtapError):
     """An email could not be sent; ``permanent`` when trying again cannot help."""
 
-    def __init__(self, message: str, permanent: bool, sweep_wide: bool = False):
+    def __init__(self, message: str, permanent: bool, sweep_wide: bool = False, timed_out: bool = False):
         self.permanent = permanent
         self.sweep_wide = sweep_wide  # the server or the login failed, not this letter
+        self.timed_out = timed_out  # the server stopped answering in the middle of this letter
         super().__init__(message)

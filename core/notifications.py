@@ -1,8 +1,11 @@
-"""The outbox of emails owed to owners about leads (``new_lead``).
+"""The outbox of emails owed to owners about leads: ``new_lead`` (the lead is
+yours now) and ``reassigned`` (the reminder ladder gave your lead to the next
+owner).
 
-A notification is *owed* in the transaction that makes a lead someone's —
-ingest's batch, a reassignment — as a ``pending`` row, unique per (lead,
-recipient, kind): a lead that comes back to an owner is not announced twice.
+A notification is *owed* in the transaction that makes it so — ingest's
+batch, a reassignment — as a ``pending`` row, unique per (lead, recipient,
+kind): a lead that comes back to an owner who was told is not announced
+twice; one whose email was dropped or failed is owed again.
 Nothing is sent from inside that transaction. A sender later claims rows one
 by one (a conditional update that only one worker wins), sends, and records
 the answer: sent; refused for good; or, for a failure that may pass, pending
@@ -21,30 +24,36 @@ from sqlalchemy.orm import Session
 from leadtap.core.db import Lead, Notification, Owner
 
 NEW_LEAD = "new_lead"
+REASSIGNED = "reassigned"
 CLAIM_LEASE = timedelta(minutes=30)
 FIRST_RETRY = timedelta(minutes=1)
 LAST_RETRY = timedelta(hours=1)
 
 
-def owe_new_lead(session: Session, lead_id: int, recipient: str, now: datetime) -> bool:
-    """Owe ``recipient`` the new-lead email about ``lead_id``, unless it already
-    was (the caller holds the lead's row lock). True when a row was added."""
-    owed = session.scalar(select(Notification.id).where(
-        Notification.lead_id == lead_id, Notification.recipient == recipient, Notification.kind == NEW_LEAD))
-    if owed is not None:
+def owe(session: Session, lead_id: int, recipient: str, kind: str, now: datetime) -> bool:
+    """Owe ``recipient`` the ``kind`` email about ``lead_id`` (the caller holds
+    the lead's row lock). A ``new_lead`` already sent, or being sent, is not
+    owed again; any other earlier row is armed again. True when something is owed anew."""
+    row = session.scalar(select(Notification).where(
+        Notification.lead_id == lead_id, Notification.recipient == recipient, Notification.kind == kind))
+    if row is None:
+        session.add(new_row(lead_id, recipient, kind, now))
+        return True
+    if row.state == "claimed" or (kind == NEW_LEAD and row.state in ("pending", "sent")):
         return False
-    session.add(new_row(lead_id, recipient, now))
+    row.state, row.attempts, row.next_attempt_at, row.created_at = "pending", 0, now, now
+    row.token = row.claimed_at = row.sent_at = row.last_error = None
     return True
 
 
-def new_row(lead_id: int, recipient: str, now: datetime) -> Notification:
-    return Notification(lead_id=lead_id, recipient=recipient, kind=NEW_LEAD, state="pending", attempts=0,
+def new_row(lead_id: int, recipient: str, kind: str, now: datetime) -> Notification:
+    return Notification(lead_id=lead_id, recipient=recipient, kind=kind, state="pending", attempts=0,
                         next_attempt_at=now, created_at=now)
 
 
-def new_rows(leads: list[tuple[int, str]], now: datetime) -> list[dict]:
+def new_rows(leads: list[tuple[int, str]], kind: str, now: datetime) -> list[dict]:
     """Rows for leads made in one batch: (lead id, owner's email) each."""
-    return [{"lead_id": lead_id, "recipient": recipient, "kind": NEW_LEAD, "state": "pending", "attempts": 0,
+    return [{"lead_id": lead_id, "recipient": recipient, "kind": kind, "state": "pending", "attempts": 0,
              "next_attempt_at": now, "created_at": now} for lead_id, recipient in leads]
 
 
@@ -80,12 +89,13 @@ class Owed:
         """Why it should no longer be sent, or None."""
         if self.recipient is None or not self.recipient.active:
             return f"{self.notification.recipient} is no longer an active owner"
-        if self.owner is None or self.owner.id != self.recipient.id:
+        if self.notification.kind == NEW_LEAD and (self.owner is None or self.owner.id != self.recipient.id):
             return f"the lead is no longer {self.notification.recipient}'s"
         return None
 
 
 def load_owed(session: Session, notification_ids: list[int]) -> list[Owed]:
+    """The claimed rows with their leads and people, read now (just before a send)."""
     owners = {o.email: o for o in session.scalars(select(Owner))}
     by_id = {o.id: o for o in owners.values()}
     rows = session.execute(select(Notification, Lead).join(Lead, Lead.id == Notification.lead_id)

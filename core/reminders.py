@@ -52,6 +52,7 @@ class Due:
     stay: datetime
     task: Task | None = None
     reassigned_to: Owner | None = None  # set when this reminder gave the lead to the next owner
+    owner_skipped: bool = False  # the ladder's rung: the old owner hears from the outbox, not this reminder
 
     @property
     def key(self) -> tuple[int, str, datetime, int, int]:

@@ -132,6 +132,12 @@ def last_uid(session: Session, mailbox: str, uidvalidity: int) -> int:
     return state.last_uid if state and state.uidvalidity == uidvalidity else 0
 
 
+def tracked(session: Session, mailbox: str, uidvalidity: int) -> bool:
+    """True once the mailbox's folder (this UIDVALIDITY) has a place to continue from."""
+    state = session.get(MailboxState, mailbox)
+    return state is not None and state.uidvalidity == uidvalidity
+
+
 def advance_last_uid(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:
     state = session.get(MailboxState, mailbox)
     if state is None:

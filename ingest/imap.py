@@ -56,6 +56,7 @@ class ImapMailbox:
         self.readonly = (not box.unread_only) if readonly is None else readonly
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
+        self.uidnext: int | None = None
 
     def __enter__(self) -> "ImapMailbox":
         self.open()
@@ -81,6 +82,7 @@ class ImapMailbox:
         with translated_errors(box, f"selecting folder {box.folder!r}"):
             status = self.client.select_folder(box.folder, readonly=self.readonly)
         self.uidvalidity = int(status[b"UIDVALIDITY"])
+        self.uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.box.ca_file)
@@ -100,6 +102,13 @@ class ImapMailbox:
     def unseen_uids(self) -> list[int]:
         with translated_errors(self.box, "searching for unread messages"):
             return sorted(self.client.search(["UNSEEN"]))
+
+    def newest_uid(self) -> int:
+        """The highest UID in the folder now (0 when empty)."""
+        if self.uidnext is not None:
+            return self.uidnext - 1
+        with translated_errors(self.box, "searching the folder"):
+            return max(self.client.search(["ALL"]), default=0)
 
     def uids_after(self, uid: int) -> list[int]:
         """UIDs greater than ``uid``. ``UID n:*`` always returns the last

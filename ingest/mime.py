@@ -35,7 +35,7 @@ BOUNDARY_PARAM_RE = re.compile(rb"boundary\s*=", re.IGNORECASE)
 READ_FIELDS = {
     b"from", b"reply-to", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"return-path",
     b"content-type", b"content-transfer-encoding", b"mime-version", b"auto-submitted", b"x-autoreply",
-    b"x-autorespond", b"precedence", b"list-id", b"x-leadtap", b"x-failed-recipients", b"to", b"cc",
+    b"x-autorespond", b"precedence", b"list-id", b"x-leadtap", b"x-failed-recipients", b"to", b"cc", b"bcc",
     b"content-disposition", b"content-id",
 }
 # Defects after which the text read is not the text sent: the text is repaired.

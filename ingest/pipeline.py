@@ -51,6 +51,7 @@ from leadtap.core.services import (
     lock_rotation,
     retryable_uids,
     set_aside_uids,
+    tracked,
 )
 from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
@@ -139,8 +140,16 @@ class MailboxIngest:
         return report
 
     def candidates(self, imap: ImapMailbox) -> list[int]:
-        """Unread UIDs (or those above the last one seen), less the set-aside ones."""
+        """Unread UIDs (or those above the last one seen), less the set-aside
+        ones. A sent folder seen for the first time starts at its newest
+        message: what the team sent before leadtap watched it is history, not
+        outreach happening now."""
         with self.db.transaction() as session:
+            if self.box.is_sent and not tracked(session, self.box.name, imap.uidvalidity):
+                newest = imap.newest_uid()
+                advance_last_uid(session, self.box.name, imap.uidvalidity, newest)
+                self.log.info("sent_folder_started", after_uid=newest)
+                return []
             after = last_uid(session, self.box.name, imap.uidvalidity)
             retry = retryable_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
             set_aside = set_aside_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)

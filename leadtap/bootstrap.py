@@ -98,8 +98,8 @@ class App:
         return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
 
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
-        """The mailer port: send what owners are owed (nothing when notifications are off)."""
-        if not self.config.notifications.enabled:
+        """The mailer port: send what owners are owed (nothing without an [smtp] table)."""
+        if self.config.smtp is None:
             return SendReport()
         return self.notification_sender(should_stop=should_stop).run()
 

@@ -26,7 +26,7 @@ from leadtap.bootstrap import App, build_app
 from leadtap.cli_leads import add_lead_commands, add_opportunity_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from leadtap.scheduler.daemon import Daemon
-from leadtap.scheduler.render import RenderError, sample_context
+from leadtap.scheduler.render import RenderError, sample_context, sample_item, sample_notification
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -269,8 +269,8 @@ def cmd_remind(app: App, args: argparse.Namespace) -> int:
     for line in report.plan:
         print(f"would send to {line}")
     print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
-    if report.reassigned and app.config.notifications.enabled:
-        print(app.send_notifications().summary())  # the new owners hear at once
+    if report.reassigned:
+        print(app.send_notifications().summary())  # the new owners and the old ones hear at once
     return EXIT_FAILED if report.released or report.refused else EXIT_OK
 
 
@@ -287,8 +287,8 @@ def cmd_example_config(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:
-    if not app.config.notifications.enabled:
-        print("notifications: off (no [notifications] new_lead in the config)")
+    if app.config.smtp is None:
+        print("notifications: off (no [smtp] table in the config)")
         return EXIT_OK
     report = app.send_notifications()
     print(report.summary())
@@ -317,8 +317,8 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     for box in app.config.mailboxes:
         if box.active:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
-    for kind in reminder_kinds(app.config) + notification_kinds(app.config):
-        checks.append((f"template {kind}", lambda kind=kind: check_template(app, kind)))
+    for kind, contexts in template_contexts(app.config).items():
+        checks.append((f"template {kind}", lambda kind=kind, contexts=contexts: check_template(app, kind, contexts)))
     for status, option in app.config.pipeline.options.items():
         for number, task in enumerate(option.tasks, start=1):
             checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
@@ -335,20 +335,30 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def reminder_kinds(config) -> list[str]:
-    if config.reminders.digest:
-        return ["digest"] if config.reminders.rules else []
-    return sorted({rule.template for rule in config.reminders.rules if rule.enabled})
+def template_contexts(config) -> dict[str, list[dict]]:
+    """Each template in use, with every context it is rendered with: a status
+    rule's reminder (an escalation too, a reassignment when the rule
+    reassigns), a task rule's, a digest of both, a notification."""
+    found: dict[str, list[dict]] = {}
+    rules = [rule for rule in config.reminders.rules if rule.enabled]
+    for rule in rules:
+        task = rule.for_tasks
+        variants = [sample_item(task), sample_item(task, escalation=True, reassigned=bool(rule.reassign_after))]
+        found.setdefault("digest" if config.reminders.digest else rule.template, []).extend(
+            sample_context(variant) for variant in variants)
+    if config.reminders.digest and rules:
+        found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules)))
+    if config.notifications.enabled:
+        found[config.notifications.new_lead] = [sample_notification()]
+    if any(rule.reassign_after for rule in rules):
+        found["lead_reassigned"] = [sample_notification()]
+    return found
 
 
-def notification_kinds(config) -> list[str]:
-    return [config.notifications.new_lead] if config.notifications.enabled else []
-
-
-def check_template(app: App, kind: str) -> str:
+def check_template(app: App, kind: str, contexts: list[dict]) -> str:
+    renderer = app.renderer()
     try:
-        rendered = app.renderer().render(kind, sample_context())
-        app.renderer().render(kind, sample_context(escalation=True))
+        rendered = [renderer.render(kind, context) for context in contexts][0]
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
     return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
@@ -356,7 +366,7 @@ def check_template(app: App, kind: str) -> str:
 
 def check_task_title(app: App, title: str) -> str:
     try:
-        return f"renders: {app.renderer().render_title(title, sample_context()['lead'])!r}"
+        return f"renders: {app.renderer().render_title(title, sample_item()['lead'])!r}"
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
 

@@ -175,7 +175,7 @@ class Daemon:
         if config.reminders.rules:
             scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=config.reminders.sweep_every.total_seconds()),
                               id="reminders", name="reminder sweep", next_run_time=now, replace_existing=True)
-        if config.notifications.enabled:
+        if config.notifications.enabled or any(r.reassign_after for r in config.reminders.rules):
             scheduler.add_job(self.notification_job,
                               IntervalTrigger(seconds=config.notifications.send_every.total_seconds()),
                               id="notifications", name="notifications", next_run_time=now, replace_existing=True)
@@ -194,13 +194,18 @@ class Daemon:
         if report.failed:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
         if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
-            self.notification_job()  # new owners hear within the poll, not a send_every later
+            self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
 
-    def notification_job(self) -> None:
-        if self.state.stop.is_set():
+    def notification_job(self, wait: bool = True) -> None:
+        """One send of what is owed. The interval job and a poll's call never
+        send side by side; a poll does not wait for one under way (it sends
+        what the poll made anyway)."""
+        if self.state.stop.is_set() or not self.notifying.acquire(blocking=wait):
             return
-        with self.notifying:  # the interval job and a poll's call never send side by side
+        try:
             report = self.app.send_notifications(should_stop=self.state.stop.is_set)
+        finally:
+            self.notifying.release()
         if report.anything:
             self.log.info("notifications_done", summary=report.summary())
 

@@ -67,7 +67,8 @@ class SmtpMailer:
             raise Dropped(str(exc) or type(exc).__name__) from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
-            raise MailSendError(self.failure(exc), permanent=False, sweep_wide=True) from None
+            raise MailSendError(self.failure(exc), permanent=False, sweep_wide=True,
+                                timed_out=isinstance(exc, socket.timeout)) from None
         if refused:
             raise MailSendError(self.describe("refused some recipients", refused), permanent=all_permanent(refused))
 

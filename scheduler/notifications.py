@@ -1,7 +1,7 @@
 """Sending the emails owed to owners (``core.notifications``): claim each,
-send it, record the answer. Run by ``leadtap run`` every
-``[notifications].send_every`` and after each poll, and by the commands that
-make a lead someone's, after their transaction commits.
+read it again just before its send, send it, record the answer. Run by
+``leadtap run`` every ``[notifications].send_every`` and after each poll, and
+by the commands that make a lead someone's, after their transaction commits.
 
 - sent: never again;
 - a 5xx refusal: failed, with the answer, never retried;
@@ -10,8 +10,12 @@ make a lead someone's, after their transaction commits.
   ``max_attempts``;
 - the server or our login failing: everything not yet tried is released
   with no attempt counted — an outage loses nothing;
-- a lead that is no longer the recipient's, or a recipient no longer
-  active: dropped, not sent.
+- a lead that is no longer the recipient's (for ``new_lead``), or a
+  recipient no longer active: dropped, not sent.
+
+The templates: ``[notifications].new_lead`` for ``new_lead``; the shipped
+``lead_reassigned`` for ``reassigned`` (sent whenever there is an [smtp]
+table: the reminder ladder's notice must not depend on ``new_lead``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,18 @@ import structlog
 from leadtap.core.config import Config
 from leadtap.core.db import Database, utcnow
 from leadtap.core.errors import MailSendError
-from leadtap.core.notifications import CLAIM_LEASE, Owed, claim, due_ids, finish, load_owed, release, retry_later
+from leadtap.core.notifications import (
+    CLAIM_LEASE,
+    NEW_LEAD,
+    REASSIGNED,
+    Owed,
+    claim,
+    due_ids,
+    finish,
+    load_owed,
+    release,
+    retry_later,
+)
 from leadtap.core.views import lead_dict
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.reminders import MailerFactory
@@ -62,7 +77,7 @@ class NotificationSender:
 
     def run(self) -> SendReport:
         report = SendReport()
-        if not self.settings.enabled:
+        if self.config.smtp is None:
             return report
         now = self.clock()
         token = uuid.uuid4().hex
@@ -77,28 +92,28 @@ class NotificationSender:
         return report
 
     def deliver(self, mine: list[int], token: str, now: datetime, report: SendReport) -> None:
-        with self.db.transaction() as session:
-            owed = load_owed(session, mine)
-        left = {o.notification.id for o in owed} | set(mine)
+        left = list(mine)
         deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
         try:
             with self.mailer() as mailer:
-                for item in owed:
-                    if self.should_stop() or time.monotonic() > deadline:
-                        break
-                    left.discard(item.notification.id)
-                    if not self.settle(mailer, item, token, now, report):
+                while left and not self.should_stop() and time.monotonic() <= deadline:
+                    if not self.settle(mailer, left.pop(0), token, now, report):
                         break  # the server or our login: the rest waits, no attempt counted
-        except MailSendError as error:  # the connection itself could not be opened
-            self.log.error("notifications_not_sent", error=str(error))
         finally:
-            self.release(sorted(left), token)
+            self.release(left, token)
 
-    def settle(self, mailer: SmtpMailer, item: Owed, token: str, now: datetime, report: SendReport) -> bool:
-        """Send one and record its answer; False when the rest should wait."""
+    def settle(self, mailer: SmtpMailer, notification_id: int, token: str, now: datetime, report: SendReport) -> bool:
+        """Read it again (a reassignment meanwhile drops it), send it, record
+        the answer; False when the rest should wait."""
+        with self.db.transaction() as session:
+            found = load_owed(session, [notification_id])
+        if not found:
+            return True  # its lead is gone
+        item = found[0]
         n = item.notification
-        if item.stale:
-            self.record(finish, n.id, token, now, "dropped", item.stale)
+        why_not = item.stale or (None if self.template(n.kind) else f"{n.kind} emails are off in the config")
+        if why_not:
+            self.record(finish, n.id, token, now, "dropped", why_not)
             report.dropped += 1
             return True
         error = self.send(mailer, item, now)
@@ -108,20 +123,24 @@ class NotificationSender:
         elif error.permanent:
             self.record(finish, n.id, token, now, "failed", str(error))
             report.failed += 1
-        elif error.sweep_wide:
+        elif error.sweep_wide and not error.timed_out:
             self.release([n.id], token)
             return False
-        else:
+        else:  # this email's failure (a 4xx, a timeout): an attempt, a backoff
             with self.db.transaction() as session:
                 state = retry_later(session, n.id, token, now, str(error), self.settings.max_attempts)
             report.retry += state == "pending"
             report.failed += state == "failed"
+            return not error.sweep_wide  # after a timeout the server may be stuck: the rest waits
         return True
+
+    def template(self, kind: str) -> str | None:
+        return {NEW_LEAD: self.settings.new_lead, REASSIGNED: "lead_reassigned"}.get(kind)
 
     def send(self, mailer: SmtpMailer, item: Owed, now: datetime) -> MailSendError | None:
         n, lead = item.notification, item.lead
         try:
-            rendered = self.renderer.render(self.settings.new_lead, self.context(item))
+            rendered = self.renderer.render(self.template(n.kind), self.context(item))
             mailer.send(compose(rendered, self.config.smtp.sender, [n.recipient], now, "notification"))
         except MailSendError as error:
             self.log.error("notification_failed", lead_id=lead.id, recipient=n.recipient, error=str(error),
@@ -134,12 +153,13 @@ class NotificationSender:
         return None
 
     def context(self, item: Owed) -> dict:
+        """``new_lead``: the recipient is the owner; ``reassigned``: the owner is the one who has it now."""
         url = self.config.reminders.lead_url
-        owner = item.recipient
+        recipient, owner = item.recipient, item.owner
         return {
             "lead": lead_dict(item.lead, owner, None),
-            "recipient": {"email": owner.email, "name": owner.name},
-            "owner": {"email": owner.email, "name": owner.name},
+            "recipient": {"email": recipient.email, "name": recipient.name},
+            "owner": {"email": owner.email, "name": owner.name} if owner else None,
             "lead_url": url.replace("{id}", str(item.lead.id)) if url else None,
         }
 

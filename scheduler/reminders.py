@@ -26,11 +26,12 @@ from typing import Callable
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from leadtap.core import changes
 from leadtap.core.changes import LeadRules
 from leadtap.core.config import Config
-from leadtap.core.db import Database, Owner, utcnow
+from leadtap.core.db import Database, Owner, describe_db_error, utcnow
 from leadtap.core.lifecycle import OwnerChanged, Refused
 from leadtap.core.errors import MailSendError
 from leadtap.core.reminders import (
@@ -125,37 +126,48 @@ class ReminderSweep:
 
     def reassign_all(self, due: list[Due], now: datetime, report: "SweepReport") -> None:
         """At the ``reassign_after``-th reminder of a stay the lead goes to the
-        rotation's next owner. The reminder tells the old owner; the new one
-        is owed the new-lead email; the new stay counts from zero."""
+        rotation's next owner. The old owner is owed the ``reassigned`` notice
+        and the new one the new-lead email (the outbox: a failed send is tried
+        again); the escalation role's reminder says where it went; the new
+        stay counts from zero. One lead's failure never stops the sweep."""
         for d in due:
             rule = d.rule
-            if rule.reassign_after is not None and d.task is None and d.number + 1 >= rule.reassign_after:
-                d.reassigned_to = self.reassign(d, now)
-                report.reassigned += d.reassigned_to is not None
+            if rule.reassign_after is None or d.task is not None or d.number + 1 < rule.reassign_after:
+                continue
+            try:
+                d.owner_skipped, d.reassigned_to = self.reassign(d, now)
+            except DBAPIError as exc:  # a deadlock's victim, a lost connection: the next sweep tries again
+                self.log.warning("reassignment_failed", lead_id=d.lead.id, rule=rule.name,
+                                 error=describe_db_error(exc))
+                continue
+            report.reassigned += d.reassigned_to is not None
 
-    def reassign(self, due: Due, now: datetime) -> Owner | None:
+    def reassign(self, due: Due, now: datetime) -> tuple[bool, Owner | None]:
         """Once per (lead, rule, stay, number), under two sweeps at once: the
         claim (recipient ``REASSIGN``), the reassignment and its confirmation
-        are one transaction, so only the sweep whose claim commits reassigns."""
+        are one transaction, so only the sweep whose claim commits reassigns.
+        Returns whether the old owner's reminder is left out (the rung was
+        taken, here or by another sweep) and the new owner, if this sweep
+        gave the lead."""
         key, token = due.for_recipient(REASSIGN), uuid.uuid4().hex
         with self.db.transaction() as session:
             if not claim(session, key, token, now):
-                return None
+                return True, None  # another sweep took this rung: it also tells the old owner, or reminds them
             try:
                 with session.begin_nested():
                     change = changes.reassign_stale(session, self.rules, due.lead.id, due.rule.status, due.stay, now)
             except Refused as exc:  # no other active owner holds the role: the reminders go on
                 self.log.warning("reassignment_refused", lead_id=due.lead.id, rule=due.rule.name, reason=str(exc))
                 mark_sent(session, [(key, str(exc))], token, now)
-                return None
+                return False, None
             mark_sent(session, [(key, None if change else "the lead moved on")], token, now)
             if change is None:
-                return None
+                return False, None
             new = change.of(OwnerChanged)[0].new
             owner = session.scalars(select(Owner).where(Owner.email == new)).one()
         self.log.info("lead_reassigned", lead_id=due.lead.id, rule=due.rule.name, number=due.number + 1,
                       to=owner.email)
-        return owner
+        return True, owner
 
     # --- who gets what --------------------------------------------------------
 
@@ -177,7 +189,7 @@ class ReminderSweep:
         reminder on, or at once when there is no active owner to remind."""
         people: list[tuple[Owner, bool]] = []
         owner = due.owner if due.owner is not None and due.owner.active else None
-        if owner is not None:
+        if owner is not None and not due.owner_skipped:
             people.append((owner, False))
         if due.rule.escalate_to_role and (owner is None or due.number + 1 >= (due.rule.escalate_after or 1)):
             people += [(s, True) for s in supervisors.get(due.rule.escalate_to_role, []) if s is not owner]

@@ -30,22 +30,34 @@ SAMPLE_LEAD = {
 }
 
 
-def sample_context(escalation: bool = False) -> dict:
-    """A context like a real one, for `leadtap check` to render every template
-    (twice: a plain reminder, and an escalation whose lead was reassigned)."""
-    item = {
+def sample_item(task: bool = False, escalation: bool = False, reassigned: bool = False) -> dict:
+    """One reminder as a template sees it: a status rule's (``task`` None) or
+    a task rule's; an escalation; a lead the ladder just reassigned."""
+    return {
         "lead": dict(SAMPLE_LEAD),
         "owner": {"email": "owner@example.com", "name": "Owner"},
-        "rule": {"name": "sample", "status": "New", "after": "2 days"},
+        "rule": {"name": "sample", "status": None if task else "New", "after": "2 days"},
         "stale_for": "3 days",
         "number": 1,
         "escalation": escalation,
         "lead_url": "https://crm.example.com/leads/1",
-        "task": {"id": 1, "title": "Call Sample Lead", "due_at": "2026-01-02T09:00:00+00:00"},
-        "reassigned_to": {"email": "next@example.com", "name": "Next Owner"} if escalation else None,
+        "task": {"id": 1, "title": "Call Sample Lead", "due_at": "2026-01-02T09:00:00+00:00"} if task else None,
+        "reassigned_to": {"email": "next@example.com", "name": "Next Owner"} if reassigned else None,
     }
-    return {**item, "recipient": {"email": "owner@example.com", "name": "Owner"}, "items": [item],
+
+
+def sample_context(*items: dict) -> dict:
+    """A reminder letter's context, for `leadtap check`: the first item's keys
+    at the top, all of them in ``items`` (a digest)."""
+    items = items or (sample_item(),)
+    return {**items[0], "recipient": {"email": "owner@example.com", "name": "Owner"}, "items": list(items),
             "now": "2026-01-04T09:00:00+00:00"}
+
+
+def sample_notification() -> dict:
+    """A notification's context (``new_lead``, ``lead_reassigned``), as the sender builds it."""
+    return {"lead": dict(SAMPLE_LEAD), "recipient": {"email": "owner@example.com", "name": "Owner"},
+            "owner": {"email": "next@example.com", "name": "Next Owner"}, "lead_url": "https://crm.example.com/leads/1"}
 
 
 class RenderError(Exception):

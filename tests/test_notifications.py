@@ -153,6 +153,46 @@ def test_a_lead_reassigned_before_its_email_went_out_tells_only_the_new_owner(en
     assert [row[1:3] for row in owed(env)] == [("ana@example.com", "dropped"), ("ben@example.com", "sent")]
 
 
+def test_an_owner_whose_email_was_dropped_is_told_when_the_lead_comes_back(env, mailbox, smtp):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra=notifications_config(smtp.port).replace(
+        f"port = {smtp.port}", "port = 1"))  # nothing listens: the emails wait
+    env.upgrade()
+    env.poll()
+    env.cli("leads", "assign", "1", "ben@example.com")  # ana's email is dropped before it went out
+    env.configure(mailbox.section(), extra=notifications_config(smtp.port))
+
+    code, out, _ = env.cli("leads", "assign", "1", "ana@example.com")
+
+    assert code == 0 and "notifications: 1 sent" in out
+    assert [m["To"] for m in smtp.messages] == ["ana@example.com"]
+    assert [row[1:3] for row in owed(env)] == [("ana@example.com", "sent"), ("ben@example.com", "dropped")]
+
+
+def test_a_server_that_stops_answering_mid_email_costs_that_email_an_attempt(notified, smtp):
+    notified.configure(*notified.sections, extra=notifications_config(smtp.port).replace('timeout = "5s"',
+                                                                                         'timeout = "1s"'))
+    smtp.handler.delay = 3  # DATA is answered after the client's timeout
+
+    code, out, _ = notified.cli("poll")
+
+    assert code == 0 and "notifications: 0 sent, 1 to retry" in out
+    assert owed(notified) == [(1, "ana@example.com", "pending", 1)]
+
+
+def test_check_renders_each_template_with_the_context_it_is_sent_with(notified, smtp, tmp_path):
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "new_lead.subject.j2").write_text("{{ rule.name }}")  # a reminder's key: not in a notification
+    (custom / "new_lead.txt.j2").write_text("{{ lead.name }}")
+    extra = notifications_config(smtp.port) + f'\n[reminders]\ntemplates_dir = "{custom}"\n'
+    notified.configure(*notified.sections, extra=extra)
+
+    code, out, _ = notified.cli("check")
+
+    assert code == 1 and "FAIL  template new_lead: template new_lead.subject.j2" in out and "'rule'" in out
+
+
 def test_check_renders_the_new_lead_template_and_refuses_a_missing_one(notified, smtp, tmp_path):
     code, out, _ = notified.cli("check")
     assert "ok    template new_lead: renders (text and HTML)" in out

@@ -140,11 +140,16 @@ def test_the_nth_reminder_gives_the_lead_to_the_next_owner_and_the_count_starts_
 
     assert report.reassigned == 1 and "1 reassigned" in report.summary()
     assert owner_of(remind, lead) == "ben@example.com"
-    told = smtp.handler.to("ana@example.com")[-1].get_body(("plain",)).get_content()
-    assert "it now goes to Ben (ben@example.com)" in told
-    assert rows(remind, select(Notification.recipient, Notification.state)) == [("ben@example.com", "pending")]
+    escalation = smtp.handler.to("sue@example.com")[-1].get_body(("plain",)).get_content()
+    assert "it now goes to Ben (ben@example.com)" in escalation
+    assert len(smtp.handler.to("ana@example.com")) == 2  # the third reminder is the outbox's notice, below
+    assert sorted(rows(remind, select(Notification.recipient, Notification.kind, Notification.state))) == [
+        ("ana@example.com", "reassigned", "pending"), ("ben@example.com", "new_lead", "pending")]
     (activity,) = rows(remind, select(Activity.summary, Activity.details).where(Activity.kind == "owner"))
     assert activity.summary == "ana@example.com → ben@example.com" and activity.details["by"] == "automation"
+    remind.send_notifications(NOW + 2 * DAY)
+    notice = smtp.handler.to("ana@example.com")[-1]
+    assert notice["Subject"] == f"Lead #{lead} Jo Smith has gone to Ben" and notice["X-Leadtap"] == "notification"
     sent = len(smtp.messages)
     assert remind.sweep(NOW + 3 * DAY).due == 0  # a new stay for ben: nothing before `after`
     remind.sweep(NOW + 4 * DAY + timedelta(minutes=1))
@@ -157,8 +162,9 @@ def test_remind_sends_the_new_owners_email_at_once(remind, smtp):
 
     code, out, _ = remind.cli("remind")
 
-    assert code == 0 and "1 reassigned" in out and "notifications: 1 sent" in out
+    assert code == 0 and "1 reassigned" in out and "notifications: 2 sent" in out
     assert [m["Subject"] for m in smtp.handler.to("ben@example.com")][0].startswith("New lead #1")
+    assert [m["Subject"] for m in smtp.handler.to("ana@example.com")] == ["Lead #1 Jo Smith has gone to Ben"]
 
 
 def test_the_rung_re_checks_the_lead_under_its_lock(remind, smtp):
@@ -220,4 +226,40 @@ def test_two_sweeps_at_once_reassign_each_lead_exactly_once(remind, smtp):
     assert Counter(owner_of(remind, lead) for lead in leads) == Counter({"ben@example.com": 20})
     (turns,) = rows(remind, select(Rotation.turns).where(Rotation.role == "sales"))
     assert turns == (20,)
-    assert Counter(m["To"] for m in smtp.messages) == Counter({"ana@example.com": 20, "sue@example.com": 20})
+    assert Counter(m["To"] for m in smtp.messages) == Counter({"sue@example.com": 20})  # ana: the outbox's notices
+    notices = rows(remind, select(Notification.lead_id).where(Notification.kind == "reassigned"))
+    assert sorted(row.lead_id for row in notices) == leads
+
+
+def test_the_old_owners_notice_survives_a_refusal_that_may_pass(remind, smtp):
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
+    lead = remind.add_lead("Jo Smith", "ana@example.com")
+    smtp.handler.refuse["ana@example.com"] = "451 4.3.0 try later"
+    assert remind.sweep(NOW).reassigned == 1
+    assert remind.send_notifications(NOW).retry == 1
+
+    del smtp.handler.refuse["ana@example.com"]
+    assert remind.sweep(NOW + timedelta(minutes=10)).due == 0  # the stay is ben's now
+    assert remind.send_notifications(NOW + timedelta(minutes=10)).sent == 1
+
+    assert [m["Subject"] for m in smtp.handler.to("ana@example.com")] == [f"Lead #{lead} Jo Smith has gone to Ben"]
+
+
+def test_a_database_failure_on_one_reassignment_never_stops_the_sweep(remind, smtp, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
+    first = remind.add_lead("Jo Smith", "ana@example.com")
+    second = remind.add_lead("Kim Lee", "ana@example.com")
+    original = changes.reassign_stale
+
+    def deadlocked_on_the_first(session, rules, lead_id, *args):
+        if lead_id == first:
+            raise OperationalError("UPDATE leads", {}, Exception("deadlock detected"))
+        return original(session, rules, lead_id, *args)
+
+    monkeypatch.setattr(changes, "reassign_stale", deadlocked_on_the_first)
+    report = remind.sweep(NOW)
+
+    assert report.reassigned == 1 and report.sent == 3  # ana for the first; sue for both
+    assert (owner_of(remind, first), owner_of(remind, second)) == ("ana@example.com", "ben@example.com")

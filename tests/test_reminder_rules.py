@@ -155,6 +155,10 @@ escalate_to_role = "sales"
          "reminders.rules[0].reassign_after"),
         ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\nreassign_after = 0\n',
          "reminders.rules[0].reassign_after"),
+        ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\nreassign_after = 2\n',
+         "reminders.rules[0].reassign_after"),
+        ('[assignment]\nenabled = false\n[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\n'
+         'reassign_after = 1\n', "reminders.rules[0].reassign_after"),
         ('[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "1d"\n'
          '[[reminders.rules]]\nname = "r"\nstatus = "New"\nafter = "2d"\n', "reminders.rules[1].name"),
     ],
@@ -165,7 +169,8 @@ def test_a_wrong_reminders_table_is_refused_naming_the_key(tmp_path, extra, key)
 
 def test_a_task_rule_takes_the_task_overdue_template_and_a_status_rule_may_reassign(tmp_path):
     config = load(tmp_path, BASE + '[[reminders.rules]]\nname = "t"\nkind = "task"\nafter = "2h"\n'
-                  '[[reminders.rules]]\nname = "s"\nstatus = "New"\nafter = "1d"\nreassign_after = 3\n')
+                  '[[reminders.rules]]\nname = "s"\nstatus = "New"\nafter = "1d"\nrepeat_every = "1d"\n'
+                  'reassign_after = 3\n')
     task, status = config.reminders.rules
     assert (task.kind, task.for_tasks, task.status, task.template) == ("task", True, None, "task_overdue")
     assert (status.kind, status.template, status.reassign_after) == ("status", "stale_lead", 3)

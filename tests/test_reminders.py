@@ -94,6 +94,13 @@ class Remind:
         finally:
             app.close()
 
+    def send_notifications(self, at: datetime):
+        app = self.app()
+        try:
+            return app.notification_sender(clock=lambda: at).run()
+        finally:
+            app.close()
+
     def sweep(self, at: datetime, dry_run: bool = False):
         app = self.app()
         try:
