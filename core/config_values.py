@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import math
 import re
 from pathlib import Path
@@ -64,6 +66,7 @@ class Section:
         self.data = dict(data)
         self.path = file
         self.prefix = where
+        self.known: set[str] = set()  # the keys this table takes: for "did you mean"
 
     def where(self, key: str) -> str:
         return f"{self.prefix}.{key}" if self.prefix else key
@@ -72,9 +75,11 @@ class Section:
         raise ConfigError(self.path, self.where(key), message)
 
     def table(self, key: str) -> "Section":
+        self.known.add(key)
         return Section(self.data.pop(key, {}), self.path, self.where(key))
 
     def array(self, key: str) -> list["Section"]:
+        self.known.add(key)
         items = self.data.pop(key, [])
         if not isinstance(items, list):
             self.fail(key, f"an array of tables is expected ([[{key}]])")
@@ -83,6 +88,7 @@ class Section:
     def take(self, schema: dict[str, Callable[[Any], Any]], required: tuple[str, ...] = ()) -> dict[str, Any]:
         """Convert the keys in ``schema``; refuse missing required and unknown keys."""
         values: dict[str, Any] = {}
+        self.known |= set(schema)
         for key, convert in schema.items():
             if key not in self.data:
                 if key in required:
@@ -108,7 +114,9 @@ class Section:
     def finish(self) -> None:
         if self.data:
             unknown = sorted(self.data)
-            self.fail(unknown[0], "unknown key" + (f"s {unknown}" if len(unknown) > 1 else ""))
+            nearest = difflib.get_close_matches(unknown[0], sorted(self.known), n=1, cutoff=0.6)
+            self.fail(unknown[0], "unknown key" + (f"s {unknown}" if len(unknown) > 1 else "")
+                      + (f"; did you mean {nearest[0]!r}?" if nearest else ""))
 
 
 SECRET_KEYS = {"password"}

@@ -749,3 +749,17 @@ def test_notifications_are_off_by_default_and_read_when_given(tmp_path):
 def test_a_wrong_notifications_table_is_refused(tmp_path, extra, key, words):
     error = refused(tmp_path, config(extra=extra))
     assert_names(error, key, *words)
+
+
+@pytest.mark.parametrize("text_of, key, nearest", [
+    (lambda: config(mailboxes=(mailbox(poll_intervall="60s"),)), "mailboxes[0].poll_intervall", "poll_interval"),
+    (lambda: config(extra='[reminder]\nsweep_every = "1m"\n'), "reminder", "reminders"),
+    (lambda: config(ingest={"batchsize": 10}), "ingest.batchsize", "batch_size"),
+])
+def test_an_unknown_key_suggests_the_nearest_known_one(tmp_path, text_of, key, nearest):
+    assert_names(refused(tmp_path, text_of()), key, "unknown key", f"did you mean '{nearest}'?")
+
+
+def test_an_unknown_key_far_from_any_known_one_suggests_nothing(tmp_path):
+    error = refused(tmp_path, config(mailboxes=(mailbox(colour="blue"),)))
+    assert "did you mean" not in str(error)
