@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -70,6 +71,7 @@ class PassReport:
     total: int = 0  # candidate messages in this pass
     done: int = 0
     repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
+    seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -118,6 +120,7 @@ class MailboxIngest:
 
     def run(self) -> PassReport:
         report = PassReport(self.box.name)
+        started = time.monotonic()
         try:
             with self.open_mailbox(self.box) as imap:
                 uids = self.candidates(imap)
@@ -133,10 +136,12 @@ class MailboxIngest:
             report.error = f"unexpected error: {type(exc).__name__}: {exc}"
             self.log.exception("pass_crashed", error=report.error)
             return report
+        report.seconds = time.monotonic() - started
         if report.error:
-            self.log.error("pass_failed", error=report.error)
-        elif sum(report.counts.values()):
-            self.log.info("pass_finished", repaired=report.repaired, **{o.value: n for o, n in report.counts.items()})
+            self.log.error("pass_failed", error=report.error, seconds=round(report.seconds, 3))
+        else:  # one line a poll, also when it found nothing: the journal shows the worker is alive
+            self.log.info("pass_finished", seen=report.total, repaired=report.repaired,
+                          seconds=round(report.seconds, 3), **{o.value: report.counts[o] for o in Outcome})
         return report
 
     def candidates(self, imap: ImapMailbox) -> list[int]:

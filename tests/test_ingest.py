@@ -755,3 +755,17 @@ def test_a_parsing_process_that_dies_costs_its_batch_one_attempt_and_nothing_els
     code, out, err = env.cli("poll")
     assert code == 0, out + err[-2000:]  # the next pass takes them in
     assert len(env.leads()) == 8
+
+
+def test_every_poll_logs_one_line_also_when_it_finds_nothing(env, mailbox):
+    env.configure(mailbox.section())
+    env.upgrade()
+
+    code, _, err = env.cli("poll")
+
+    (line,) = [json.loads(line) for line in err.splitlines() if '"pass_finished"' in line]
+    assert code == 0 and line["mailbox"] == "sales" and line["seen"] == 0 and line["lead"] == 0
+    assert line["seconds"] >= 0 and line["level"] == "info"
+    mailbox.append(enquiry())
+    (line,) = [json.loads(line) for line in env.cli("poll")[2].splitlines() if '"pass_finished"' in line]
+    assert (line["seen"], line["lead"], line["failed"]) == (1, 1, 0)
