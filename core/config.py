@@ -45,9 +45,21 @@ DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
 LEAD_FIELDS = ("name", "email", "phone", "company", "message")
 
 
+DEFAULT_DATABASE = "sqlite:///leadtap.db"
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = "sqlite:///leadtap.db"
+    url: str = DEFAULT_DATABASE
+
+
+def sqlite_beside(url: str, config_file: Path) -> str:
+    """``sqlite:///leadtap.db`` (three slashes: a relative path) is the config
+    file's directory's, not the working directory's; ``sqlite:////abs`` stays."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):].startswith(("/", ":memory:")) or url == prefix:
+        return url
+    return prefix + str(config_file.resolve().parent / url[len(prefix):])
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,14 @@ class Config:
                 return tpl
         raise KeyError(name)
 
+    def read_secrets(self) -> None:
+        """Read every password now (``run`` starts only with all of them): a ConfigError names the one that fails."""
+        for box in self.mailboxes:
+            if box.active:
+                box.password.reveal()
+        if self.smtp is not None and self.smtp.password is not None:
+            self.smtp.password.reveal()
+
     def is_open(self, status: str) -> bool:
         return status not in self.leads.closed_statuses
 
@@ -155,7 +175,8 @@ def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
 def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     root = Section(raw, path, "")
     warnings: list[str] = []
-    database = DatabaseConfig(**root.table("database").take({"url": str}))
+    database = DatabaseConfig(sqlite_beside(root.table("database").take({"url": str}).get("url", DEFAULT_DATABASE),
+                                            path))
     leads = parse_leads(root.table("leads"))
     assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str}))
     opportunities = parse_opportunities(root.table("opportunities"))

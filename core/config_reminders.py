@@ -112,6 +112,8 @@ def parse_reminders(s: "Section", statuses: tuple[str, ...], closed: tuple[str, 
     )
     if "sweep_every" in values:
         values["sweep_every"] = timedelta(seconds=values["sweep_every"])
+    if "templates_dir" in values:  # relative to the config file, not to the working directory
+        values["templates_dir"] = str(s.path.resolve().parent / values["templates_dir"])
     try:
         ZoneInfo(values.get("timezone", "UTC"))
     except (ZoneInfoNotFoundError, ValueError):

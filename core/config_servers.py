@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from string import Template
-from typing import Mapping
+from typing import Callable, Mapping
 
 from leadtap.core.config_values import Section, list_of_str, parse_seconds
 
@@ -21,14 +21,20 @@ EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
 class Secret:
-    """A password that never shows itself in a repr, a log line or an error."""
+    """A password that never shows itself in a repr, a log line or an error.
 
-    __slots__ = ("_value",)
+    Read when a command first needs it (``load``), not when the config is
+    loaded: listing leads needs no IMAP password. A secret that cannot be read
+    raises ``ConfigError`` naming the file and the key, then."""
 
-    def __init__(self, value: str):
-        self._value = value
+    __slots__ = ("_value", "_load")
+
+    def __init__(self, value: str | None = None, load: Callable[[], str] | None = None):
+        self._value, self._load = value, load
 
     def reveal(self) -> str:
+        if self._value is None:
+            self._value = self._load()
         return self._value
 
     def __repr__(self) -> str:
@@ -37,10 +43,10 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other.reveal() == self.reveal()
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self.reveal())
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ def parse_mailbox(
     )
     check_kind(s, values)
     values["password"] = resolve_password(s, values, environ, warnings)
+    if "ca_file" in values:
+        values["ca_file"] = relative_to_config(s, values["ca_file"])
     check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
     source = values.setdefault("source", default_source)
     if source not in sources:
@@ -153,6 +161,8 @@ def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) ->
         if "username" not in values:
             s.fail("username", "a password is given, so a username is required")
         values["password"] = resolve_password(s, values, environ, warnings)
+    if "ca_file" in values:
+        values["ca_file"] = relative_to_config(s, values["ca_file"])
     check_connection(s, values, "SMTP", default_security="starttls", ports={"tls": 465, "starttls": 587, "plain": 25})
     sender = values.pop("from")
     if not EMAIL_RE.search(sender):
@@ -176,31 +186,47 @@ def check_connection(s: "Section", values: dict, protocol: str, default_security
 
 
 def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], warnings: list[str]) -> Secret:
+    """Which password key is given is checked now; the secret is read when first needed."""
     given = [k for k in ("password", "password_env", "password_file") if k in values]
     if len(given) != 1:
         s.fail("password_env", "exactly one of password_env, password_file or password is expected")
     key = given[0]
+    written = values[key]
     if key == "password_env":
-        name = values[key]
-        if name not in environ:
-            s.fail(key, f"environment variable {name} is not set")
-        return Secret(environ[name])
+        return Secret(load=lambda: read_env_secret(s, key, written, environ))
     if key == "password_file":
-        try:
-            file = Template(values[key]).substitute(environ)
-        except (KeyError, ValueError) as exc:
-            s.fail(key, f"cannot expand {values[key]!r}: variable {exc} is not set")
-        try:
-            return Secret(Path(file).read_text(encoding="utf-8").rstrip("\r\n"))
-        except OSError as exc:
-            s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
-        except UnicodeDecodeError:
-            s.fail(key, f"the password file {file!r} is not UTF-8 text")
+        base = s.path.resolve().parent  # now: the working directory may change before the secret is read
+        return Secret(load=lambda: read_file_secret(s, key, written, environ, base))
     warnings.append(
         f"{s.path}: {s.where('password')}: a literal password in the config file; "
         "prefer password_env or password_file"
     )
     return Secret(values["password"])
+
+
+def read_env_secret(s: "Section", key: str, name: str, environ: Mapping[str, str]) -> str:
+    if name not in environ:
+        s.fail(key, f"environment variable {name} is not set")
+    return environ[name]
+
+
+def read_file_secret(s: "Section", key: str, written: str, environ: Mapping[str, str], base: Path) -> str:
+    """``${CREDENTIALS_DIRECTORY}/imap`` and the like; a relative path is the config file's directory's."""
+    try:
+        file = str(base / Template(written).substitute(environ))
+    except (KeyError, ValueError) as exc:
+        s.fail(key, f"cannot expand {written!r}: variable {exc} is not set")
+    try:
+        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
+    except UnicodeDecodeError:
+        s.fail(key, f"the password file {file!r} is not UTF-8 text")
+
+
+def relative_to_config(s: "Section", path: str) -> str:
+    """A relative path in the config is relative to the config file, not to the working directory."""
+    return str(s.path.resolve().parent / path)
 
 
 def is_loopback(host: str) -> bool:

@@ -330,8 +330,19 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str]:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
     except OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot reach the database: {describe_db_error(exc)}") from None
+        raise DatabaseUnavailable(unreachable(engine, exc)) from None
     return current, head
+
+
+def unreachable(engine: Engine, exc: Exception) -> str:
+    """Why the database cannot be opened; for SQLite, the file and its directory."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return f"cannot reach the database: {describe_db_error(exc)}"
+    file = Path(database)
+    hint = (f"; the directory {str(file.parent)!r} does not exist" if not file.parent.is_dir()
+            else "; is the directory writable for this user?")
+    return f"cannot open the SQLite database {str(file)!r}: {describe_db_error(exc)}{hint}"
 
 
 def upgrade_schema(engine: Engine) -> tuple[str | None, str]:

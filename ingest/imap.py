@@ -67,6 +67,7 @@ class ImapMailbox:
 
     def open(self) -> None:
         box = self.box
+        password = box.password.reveal()  # read now, before any connection: a ConfigError if it cannot be
         with translated_errors(box, "connecting"):
             self.client = IMAPClient(
                 box.host,
@@ -78,7 +79,7 @@ class ImapMailbox:
         with translated_errors(box, "logging in"):
             if box.security == "starttls":
                 self.client.starttls(self.tls_context())
-            self.client.login(box.username, box.password.reveal())
+            self.client.login(box.username, password)
         with translated_errors(box, f"selecting folder {box.folder!r}"):
             status = self.client.select_folder(box.folder, readonly=self.readonly)
         self.uidvalidity = int(status[b"UIDVALIDITY"])

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from leadtap.core.config import Config, MailboxConfig
 from leadtap.core.db import Database, describe_db_error, utcnow
-from leadtap.core.errors import DatabaseUnavailable, ImapError
+from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError
 from leadtap.core.model import Outcome
 from leadtap.core.batch import LeadBatch
 from leadtap.core.changes import LeadRules, record_mail
@@ -128,7 +128,7 @@ class MailboxIngest:
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
                     self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
-        except ImapError as exc:
+        except (ImapError, ConfigError) as exc:  # ConfigError: this mailbox's password cannot be read
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
             report.error = f"database unavailable: {describe_db_error(exc)}"

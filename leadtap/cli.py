@@ -261,6 +261,11 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
+    try:
+        app.config.read_secrets()  # the worker starts with every secret, or not at all
+    except ConfigError as exc:
+        print(f"leadtap: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return Daemon(app, lambda: build_app(args.config), os.environ).run()
 
 

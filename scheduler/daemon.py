@@ -244,6 +244,7 @@ class Daemon:
     def reload(self, scheduler: BackgroundScheduler) -> None:
         try:
             fresh = self.load_app()
+            fresh.config.read_secrets()
             if fresh.config.database.url != self.app.config.database.url:
                 self.log.warning("reload_database_url_ignored", detail="a new database URL needs a restart")
             fresh.use_database(self.app.db)

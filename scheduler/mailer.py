@@ -11,7 +11,7 @@ import ssl
 from email.message import Message
 
 from leadtap.core.config import SmtpConfig
-from leadtap.core.errors import MailSendError
+from leadtap.core.errors import ConfigError, MailSendError
 
 
 def answer_text(answer: bytes | str) -> str:
@@ -83,6 +83,8 @@ class SmtpMailer:
         """Connect and log in; any failure is the whole sweep's, never a letter's."""
         try:
             return self.connect()
+        except ConfigError as exc:  # the SMTP password cannot be read: nothing can be sent now
+            raise MailSendError(str(exc), permanent=False, sweep_wide=True) from None
         except smtplib.SMTPAuthenticationError as exc:
             text = answer_text(exc.smtp_error)
             raise MailSendError(f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} {text}",
@@ -99,6 +101,7 @@ class SmtpMailer:
 
     def connect(self) -> smtplib.SMTP:
         config = self.config
+        password = config.password.reveal() if config.password else ""  # a ConfigError before any connection
         context = ssl.create_default_context(cafile=config.ca_file)
         if config.security == "tls":
             client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
@@ -107,7 +110,7 @@ class SmtpMailer:
             if config.security == "starttls":
                 client.starttls(context=context)
         if config.username:
-            client.login(config.username, config.password.reveal() if config.password else "")
+            client.login(config.username, password)
         return client
 
     def close(self) -> None:

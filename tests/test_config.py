@@ -164,7 +164,7 @@ def test_a_full_valid_config_loads_into_typed_values(tmp_path):
     cfg = load_config(path, ENV)
 
     assert cfg.path == path
-    assert cfg.database.url == "sqlite:///crm.db"
+    assert cfg.database.url == f"sqlite:///{tmp_path}/crm.db"  # beside the config file
     assert cfg.leads.statuses == ("New", "Attempting", "Contacted", "Qualified", "Disqualified")
     assert cfg.leads.closed_statuses == ("Qualified", "Disqualified")
     assert cfg.leads.default_status == "New"
@@ -209,7 +209,7 @@ def test_the_loaded_config_is_frozen(tmp_path):
 
 def test_an_empty_file_gives_the_documented_defaults(tmp_path):
     cfg = load(tmp_path, "", environ={})
-    assert cfg.database.url == "sqlite:///leadtap.db"
+    assert cfg.database.url == f"sqlite:///{tmp_path}/leadtap.db"
     assert cfg.leads.statuses == DEFAULT_STATUSES
     assert cfg.leads.closed_statuses == DEFAULT_CLOSED
     assert cfg.leads.sources == DEFAULT_SOURCES
@@ -329,9 +329,19 @@ def test_a_literal_password_is_accepted_with_a_warning_naming_file_and_key(tmp_p
     assert "password_env" in cfg.warnings[0]
 
 
+def refused_secret(tmp_path: Path, text: str, environ=ENV, box: int = 0) -> ConfigError:
+    """A config whose secret cannot be read loads; reading the secret is refused, naming file and key."""
+    path = write(tmp_path, text)
+    config = load_config(path, environ)
+    with pytest.raises(ConfigError) as caught:
+        config.mailboxes[box].password.reveal()
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value).strip()
+    return caught.value
+
+
 def test_a_missing_password_environment_variable_is_refused_naming_it(tmp_path):
     text = config(mailboxes=(mailbox(), mailbox(name="support", password_env="SUPPORT_PW")))
-    error = refused(tmp_path, text)
+    error = refused_secret(tmp_path, text, box=1)
     assert_names(error, "mailboxes[1].password_env", "SUPPORT_PW", "not set")
 
 
@@ -347,20 +357,20 @@ def test_a_mailbox_without_any_password_is_refused(tmp_path):
 
 def test_an_unreadable_password_file_is_refused_naming_the_file(tmp_path):
     missing = tmp_path / "no-such-secret"
-    error = refused(tmp_path, config(mailboxes=(mailbox(password_env=None, password_file=str(missing)),)))
+    error = refused_secret(tmp_path, config(mailboxes=(mailbox(password_env=None, password_file=str(missing)),)))
     assert_names(error, "mailboxes[0].password_file", "cannot read", str(missing))
 
 
 def test_a_password_file_naming_an_unset_variable_is_refused(tmp_path):
     text = config(mailboxes=(mailbox(password_env=None, password_file="${CREDENTIALS_DIRECTORY}/sales-imap"),))
-    error = refused(tmp_path, text, environ={})
+    error = refused_secret(tmp_path, text, environ={})
     assert_names(error, "mailboxes[0].password_file", "CREDENTIALS_DIRECTORY", "not set")
 
 
 def test_a_password_file_that_is_not_utf8_is_refused_not_a_traceback(tmp_path):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"\xff\xfe\x00\x81binary")
-    error = refused(tmp_path, config(mailboxes=(mailbox(password_env=None, password_file=str(secret)),)))
+    error = refused_secret(tmp_path, config(mailboxes=(mailbox(password_env=None, password_file=str(secret)),)))
     assert_names(error, "mailboxes[0].password_file")
 
 
@@ -674,14 +684,36 @@ def test_the_cli_refuses_a_bad_config_with_one_line_and_exit_code_2(tmp_path, ca
     assert PASSWORD not in err and PASSWORD not in out
 
 
-def test_the_cli_names_a_missing_password_variable(tmp_path, capsys, monkeypatch):
+def test_check_names_a_missing_password_variable_and_reading_leads_needs_none(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SALES_PW", raising=False)
     path = write(tmp_path, config())
+    assert main(["--config", str(path), "db", "upgrade"]) == 0
 
     code, out, err = run_check(capsys, "--config", str(path))
 
-    assert code == 2
-    assert_one_config_error_line(err, out, str(path), "mailboxes[0].password_env", "SALES_PW")
+    assert code == 1 and "Traceback" not in err + out
+    (line,) = [line for line in out.splitlines() if line.startswith("FAIL  mailbox sales:")]
+    assert str(path) in line and "mailboxes[0].password_env" in line and "SALES_PW" in line
+    for command in (["leads", "list"], ["reminders", "list"], ["failed", "list"], ["notifications", "list"]):
+        assert main(["--config", str(path), *command]) == 0, command
+
+
+def test_relative_paths_in_the_config_are_the_config_files_directorys(tmp_path, monkeypatch):
+    home = tmp_path / "etc"
+    home.mkdir()
+    (home / "secret").write_text("from-the-file\n")
+    monkeypatch.chdir(tmp_path)  # another directory than the config's
+    text = config(mailboxes=(mailbox(password_env=None, password_file="secret", ca_file="ca.pem"),),
+                  extra='[reminders]\ntemplates_dir = "mail-templates"\n').replace("sqlite:///crm.db",
+                                                                                   "sqlite:///data/crm.db")
+    cfg = load_config(write(home, text), ENV)
+
+    assert cfg.database.url == f"sqlite:///{home}/data/crm.db"
+    assert cfg.mailboxes[0].password.reveal() == "from-the-file"
+    assert cfg.mailboxes[0].ca_file == f"{home}/ca.pem"
+    assert cfg.reminders.templates_dir == f"{home}/mail-templates"
+    absolute = load_config(write(home, text.replace("sqlite:///data/crm.db", "sqlite:////srv/crm.db")), ENV)
+    assert absolute.database.url == "sqlite:////srv/crm.db"
 
 
 def test_the_cli_refuses_a_template_with_an_unknown_filter(tmp_path, capsys, monkeypatch):
@@ -763,3 +795,25 @@ def test_an_unknown_key_suggests_the_nearest_known_one(tmp_path, text_of, key, n
 def test_an_unknown_key_far_from_any_known_one_suggests_nothing(tmp_path):
     error = refused(tmp_path, config(mailboxes=(mailbox(colour="blue"),)))
     assert "did you mean" not in str(error)
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SALES_PW", PASSWORD)
+    path = write(tmp_path, config().replace("sqlite:///crm.db", "sqlite:///no/such/dir/crm.db"))
+
+    code = main(["--config", str(path), "db", "upgrade"])
+
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"cannot open the SQLite database '{tmp_path}/no/such/dir/crm.db'" in err
+    assert f"the directory '{tmp_path}/no/such/dir' does not exist" in err
+
+
+def test_run_refuses_to_start_without_its_secrets(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SALES_PW", raising=False)
+    path = write(tmp_path, config())
+
+    code = main(["--config", str(path), "run"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and "mailboxes[0].password_env" in err and "SALES_PW" in err
