@@ -10,7 +10,9 @@ Rules, each tested in ``tests/test_extract.py``:
 - ``| optional`` fields may be missing; a template whose required fields are
   not all found does not match;
 - ``| multiline`` values run on over the following lines until the next line
-  that matches another template line, or the end of the body.
+  that matches another template line (a line of literal text only, such as
+  ``-- end of form --``, ends one where the form ends), a signature
+  separator (``-- `` on its own line, RFC 3676), or the end of the body.
 """
 
 from __future__ import annotations
@@ -139,14 +141,20 @@ class ExtractionTemplate:
             return
 
     def _continue_value(self, first: str, body_lines: list[str], start: int, index: int) -> str:
-        """A multiline value runs on until a line that matches another template line."""
+        """A multiline value runs on until a line that matches another template
+        line, or a signature separator."""
         others = [line for other, line in enumerate(self.lines) if other != index]
         collected = [first]
         for text in itertools.islice(body_lines, start, None):
-            if any(other.match(text) is not None for other in others):
+            if is_signature_separator(text) or any(other.match(text) is not None for other in others):
                 break
             collected.append(text.rstrip())
         return "\n".join(collected).strip()
+
+
+def is_signature_separator(text: str) -> bool:
+    """``-- `` alone on its line (RFC 3676); also ``--``, as clients that trim trailing spaces send it."""
+    return text.rstrip() == "--"
 
 
 def compile_template(name: str, body: str) -> ExtractionTemplate:

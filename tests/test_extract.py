@@ -218,6 +218,15 @@ def test_a_multiline_value_also_stops_at_a_template_line_without_placeholders():
     assert found.fields == {"message": "one\ntwo"}
 
 
+@pytest.mark.parametrize("separator", ["-- ", "--", "--\t"])
+def test_a_multiline_value_stops_at_a_signature_separator(separator):
+    template = compile_template("t", "Name: {{ name }}\nMessage: {{ message | multiline }}")
+
+    found = template.extract(f"Name: Jo\nMessage: Please call.\n-- not a separator\n{separator}\nJo Smith\nCEO, ACME")
+
+    assert found.fields["message"] == "Please call.\n-- not a separator"
+
+
 def test_a_multiline_value_runs_over_a_line_that_matches_only_its_own_template_line():
     template = compile_template("t", "Message: {{ message | multiline }}\nName: {{ name }}")
 
