@@ -136,12 +136,19 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
             print(f"leadtap: no mailbox named {name!r} in {app.config.path}", file=sys.stderr)
             return EXIT_USAGE
     db = app.ready_database()
-    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
+    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules(),
+                               on_progress=show_progress if sys.stderr.isatty() else None)
     for report in reports:
         print(report.summary())
     if app.config.notifications.enabled:
         print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
+
+def show_progress(report) -> None:
+    """One line on the terminal, rewritten after each batch; cleared at the pass's end."""
+    done = report.done >= report.total
+    print("\r\033[K" + ("" if done else report.progress()), end="", file=sys.stderr, flush=True)
 
 
 def cmd_extract(app: App, args: argparse.Namespace) -> int:

@@ -769,3 +769,21 @@ def test_every_poll_logs_one_line_also_when_it_finds_nothing(env, mailbox):
     mailbox.append(enquiry())
     (line,) = [json.loads(line) for line in env.cli("poll")[2].splitlines() if '"pass_finished"' in line]
     assert (line["seen"], line["lead"], line["failed"]) == (1, 1, 0)
+
+
+def test_a_poll_on_a_terminal_shows_its_progress(env, mailbox, monkeypatch):
+    import sys
+
+    for i in range(5):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    env.configure(mailbox.section(), extra="[ingest]\nbatch_size = 2\n")
+    env.upgrade()
+    env.capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+    code, out, err = env.cli("poll")
+
+    assert code == 0 and "5 new leads" in out
+    shown = [part.removeprefix("\033[K") for part in err.split("\r")]
+    assert [p.split(" messages")[0] for p in shown if p.startswith("sales:")] == ["sales: 2/5", "sales: 4/5"]
+    assert "/s" in shown[1] and err.count("\r\033[K") == 3  # two batches shown, then the line cleared
