@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("example-config", help="print the annotated example configuration").set_defaults(
         handler=cmd_example_config, needs_config=False)
+    demo = commands.add_parser("demo", help="a throwaway Dovecot with sample enquiries, one poll, the leads")
+    demo.add_argument("--dir", type=Path, default=Path("demo-run"), help="where its config and SQLite file go")
+    demo.add_argument("--keep", action="store_true", help="keep the Dovecot up until Ctrl-C, to go on with")
+    demo.set_defaults(handler=cmd_demo, needs_config=False)
     commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
         handler=cmd_check
     )
@@ -296,6 +300,12 @@ def cmd_example_config(args: argparse.Namespace) -> int:
     """The annotated example config, shipped with leadtap: a start for your own."""
     sys.stdout.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from leadtap import demo  # the Dovecot it starts is only needed here
+
+    return demo.run(args.dir, keep=args.keep)
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:

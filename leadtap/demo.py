@@ -1,9 +1,12 @@
 """The demo: a local Dovecot with a few sample enquiries, one ingest pass into
-SQLite, and the leads it created. Run by ``scripts/demo.sh``."""
+SQLite, and the leads it created. ``leadtap demo`` (``scripts/demo.sh``);
+with ``--keep`` the Dovecot stays up until Ctrl-C, to go on with."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -67,7 +70,7 @@ Message: {{{{ message | multiline }}}}
 """
 
 
-def run(workdir: Path) -> int:
+def run(workdir: Path, keep: bool = False) -> int:
     workdir.mkdir(exist_ok=True)
     for stale in workdir.glob("leadtap.db*"):
         stale.unlink()
@@ -85,12 +88,29 @@ def run(workdir: Path) -> int:
             print(f"$ leadtap {' '.join(args)}")
             if main(["--config", str(config), "--log-level", "warning", *args]) != 0:
                 return 1
-    print("$ leadtap leads list")
-    code = main(["--config", str(config), "--log-level", "warning", "leads", "list"])
-    print(f"\nThe config and the SQLite file are in {workdir}/; try:\n"
-          f"  .venv/bin/leadtap --config {config} leads list --format json")
+        print("$ leadtap leads list")
+        code = main(["--config", str(config), "--log-level", "warning", "leads", "list"])
+        print(f"\nThe config and the SQLite file are in {workdir}/; try:\n"
+              f"  leadtap --config {config} leads list --format json")
+        if keep:
+            hold(server, config, password_file)
     return code
 
 
+def hold(server: Dovecot, config: Path, password_file: Path) -> None:
+    """Keep the Dovecot up until Ctrl-C (or SIGTERM), saying how to use it."""
+    print(f"\nThe demo mailbox stays up: IMAP on {server.host}:{server.port}, no TLS, user sales@example.com,\n"
+          f"password in {password_file}. Send it mail (any IMAP client can APPEND), then:\n"
+          f"  leadtap --config {config} poll\n"
+          f"Your own config can point a [[mailboxes]] table at it the same way (security = \"plain\").\n"
+          f"Ctrl-C stops it.", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass
+    print("demo: Dovecot stopped.")
+
+
 if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo-run")))
+    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo-run"), keep="--keep" in sys.argv[2:]))
