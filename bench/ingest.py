@@ -3,11 +3,18 @@ in a local Dovecot, one `leadtap poll` into SQLite, and — on the same messages
 in the same run — mail-parser's parse-only rate for comparison.
 
     .venv/bin/python bench/ingest.py [-n 50000]
+    .venv/bin/python bench/ingest.py --workers 1,2 --database postgresql+psycopg://postgres@127.0.0.1/test [-n 20000]
 
 Prints messages/s of the whole pass, its peak memory (the poll runs in a child
 process; its RSS and its parsing helper's are sampled and summed), the
 parse-only rate and their ratio.
 Targets: ratio >= 0.6, peak memory < 200 MB at N = 50,000.
+
+With --workers: the N messages spread over --mailboxes mailboxes, ingested by
+that many `leadtap run` processes on one PostgreSQL database (each run on a
+schema of its own), timed from the workers' start to the last message in the
+ledger; messages/s per worker count and the ratio to one worker (target >= 1.6
+for two on two cores).
 """
 
 from __future__ import annotations
@@ -93,14 +100,14 @@ def notification(i: int, rng: random.Random) -> bytes:
     return bytes(msg)
 
 
-def fill_mailbox(server: Dovecot, n: int) -> None:
-    rng = random.Random(7)
+def fill_mailbox(server: Dovecot, n: int, user: str = "bench", first: int = 0) -> None:
+    rng = random.Random(7 + first)
     started = time.perf_counter()
     with IMAPClient(server.host, port=server.port, ssl=False) as client:
-        client.login("bench", server.password)
+        client.login(user, server.password)
         chunk: list[bytes] = []
         for i in range(n):
-            chunk.append(notification(i, rng))
+            chunk.append(notification(first + i, rng))
             if len(chunk) == 500 or i == n - 1:
                 client.multiappend("INBOX", chunk)
                 chunk = []
@@ -168,12 +175,93 @@ def parse_only_rate(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+WORKERS_MAILBOX = """
+[[mailboxes]]
+name = "bench{i}"
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+username = "bench{i}"
+password = "{password}"
+templates = ["contact-form"]
+unread_only = false
+poll_interval = "1s"
+"""
+
+
+def run_workers(args) -> None:
+    """1, 2, … `leadtap run` workers over the same mailboxes, each count on a fresh schema."""
+    from sqlalchemy import create_engine, func, select, text
+
+    from leadtap.core.db import LedgerEntry
+
+    per_box = args.n // args.mailboxes
+    admin = create_engine(args.database, isolation_level="AUTOCOMMIT")
+    rates = {}
+    with Dovecot(tls=False) as server:
+        for i in range(args.mailboxes):
+            fill_mailbox(server, per_box, f"bench{i}", first=i * per_box)
+        total = per_box * args.mailboxes
+        for count in [int(c) for c in args.workers.split(",")]:
+            schema = f"bench_{os.getpid()}_{count}"
+            with admin.connect() as c:
+                c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                c.execute(text(f'CREATE SCHEMA "{schema}"'))
+            url = f"{args.database}?options=-csearch_path%3D{schema}"
+            work = Path(tempfile.mkdtemp(prefix="leadtap-bench-"))
+            config = work / "leadtap.toml"
+            boxes = "".join(WORKERS_MAILBOX.format(i=i, port=server.port, password=server.password)
+                            for i in range(args.mailboxes))
+            single = CONFIG.format(db="DB", port=server.port, password=server.password, batch=args.batch,
+                                   parallel="true").replace('url = "sqlite:///DB"', f'url = "{url}"')
+            head, rest = single.split("[[mailboxes]]")
+            config.write_text(head + boxes + "[[extraction_templates]]" + rest.split("[[extraction_templates]]")[1])
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
+                           capture_output=True, env=env)
+            engine = create_engine(url)
+            started = time.perf_counter()
+            workers = [subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level",
+                                         "warning", "run"], stdout=subprocess.DEVNULL,
+                                        stderr=(work / f"worker{w}.log").open("w"), env=env) for w in range(count)]
+            try:
+                done = 0
+                while done < total:
+                    time.sleep(0.2)
+                    with engine.connect() as c:
+                        done = c.execute(select(func.count()).select_from(LedgerEntry)).scalar()
+                    print(f"\r{count} worker(s): {done}/{total}", end="", file=sys.stderr, flush=True)
+                seconds = time.perf_counter() - started
+            finally:
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.wait(timeout=60)
+                engine.dispose()
+            rates[count] = total / seconds
+            print(f"\r{count} worker(s): {total} messages in {seconds:.1f} s", file=sys.stderr)
+            with admin.connect() as c:
+                c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+    print(f"messages:              {total} over {args.mailboxes} mailboxes, PostgreSQL")
+    for count, rate in rates.items():
+        print(f"{count} worker(s):           {rate:.0f} messages/s  (ratio to one: {rate / rates[min(rates)]:.2f})")
+    print(f"machine:               {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=50_000, help="messages (default 50,000)")
     parser.add_argument("--batch", type=int, default=100, help="ingest batch size")
     parser.add_argument("--sequential", action="store_true", help="parallel_parsing = false")
+    parser.add_argument("--workers", help="e.g. 1,2: that many `leadtap run` processes, each in turn")
+    parser.add_argument("--database", help="a PostgreSQL URL, with --workers")
+    parser.add_argument("--mailboxes", type=int, default=4, help="with --workers (default 4)")
     args = parser.parse_args()
+    if args.workers:
+        if not args.database:
+            parser.error("--workers needs --database (a PostgreSQL URL)")
+        return run_workers(args)
     work = Path(tempfile.mkdtemp(prefix="leadtap-bench-"))
     with Dovecot(tls=False) as server:
         fill_mailbox(server, args.n)

@@ -249,6 +249,25 @@ class Notification(Base):
     )
 
 
+class MailboxLease(Base):
+    """Which worker serves a mailbox, until when: renewed by its passes, free
+    for another worker once it expires (its worker died)."""
+
+    __tablename__ = "mailbox_leases"
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Worker(Base):
+    """A running ``leadtap run``, seen at each of its ingest jobs: the live ones share the mailboxes."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Database:
     """The engine and its sessions; made by the composition root, never at import."""
 

@@ -63,11 +63,13 @@ class App:
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
 
-    def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False) -> PassReport:
+    def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False,
+                       on_progress: Callable[[PassReport], None] | None = None) -> PassReport:
         """The ingest port the worker uses: one pass over one mailbox."""
         box = self.config.mailbox(name)
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
-                             self.open_mailbox, should_stop=should_stop, rules=self.lead_rules()).run()
+                             self.open_mailbox, should_stop=should_stop, rules=self.lead_rules(),
+                             on_progress=on_progress).run()
 
     def mailer(self) -> SmtpMailer:
         if self.config.smtp is None:

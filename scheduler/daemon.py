@@ -36,6 +36,7 @@ from sqlalchemy import func, select
 from leadtap.core.db import Lead
 from leadtap.core.model import Outcome
 from leadtap.core.errors import ConfigError, LeadtapError, SchemaError
+from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.notify import Notifier
 
 MISFIRE_GRACE = 30  # seconds a late run may still start
@@ -69,12 +70,17 @@ class Daemon:
         self.log = structlog.get_logger("leadtap.run")
         self.lock_file = None
         self.notifying = threading.Lock()
+        # PostgreSQL: any number of workers split the mailboxes; SQLite: one worker (the file lock).
+        self.leases: MailboxLeases | None = None
 
     # --- start and stop ---------------------------------------------------------
 
     def run(self) -> int:
         self.lock_sqlite(self.app.db)  # before anything is written
         self.app.ready_database()
+        if not self.app.db.is_sqlite:
+            self.leases = MailboxLeases(self.app.db, self.app.config, self.clock)
+            self.leases.present()  # counted as live before the first poll: the first worker does not take all
         scheduler = BackgroundScheduler(
             # Threads are started only as jobs need them: room for every mailbox,
             # also those a reload adds; the heartbeat never waits behind a job.
@@ -113,7 +119,17 @@ class Daemon:
             self.log.warning("stop_deadline", detail=f"jobs still running after {STOP_WITHIN - 1}s are abandoned")
             logging.shutdown()
             os._exit(1 if self.state.fatal else 0)
+        self.give_back_leases()
         self.app.close()
+
+    def give_back_leases(self) -> None:
+        """The other workers take this one's mailboxes at their next poll, not after the leases run out."""
+        if self.leases is None:
+            return
+        try:
+            self.leases.leave()
+        except Exception as exc:  # the database is gone: the leases run out by themselves
+            self.log.warning("leases_not_given_back", error=f"{type(exc).__name__}: {exc}")
 
     def supervise(self, scheduler: BackgroundScheduler) -> None:
         """The main thread: pings the watchdog while the scheduler makes progress,
@@ -179,6 +195,9 @@ class Daemon:
             scheduler.add_job(self.notification_job,
                               IntervalTrigger(seconds=config.notifications.send_every.total_seconds()),
                               id="notifications", name="notifications", next_run_time=now, replace_existing=True)
+        if self.leases is not None:
+            scheduler.add_job(self.leases.present, IntervalTrigger(seconds=self.leases.presence_every().total_seconds()),
+                              id="presence", name="presence", next_run_time=now, replace_existing=True)
         beat = (self.notifier.watchdog_seconds or 10) / 4
         scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=beat), id="heartbeat", name="heartbeat",
                           next_run_time=now, replace_existing=True, executor="heartbeat")
@@ -188,7 +207,13 @@ class Daemon:
             return  # a run that was due as the stop came: no new work
         app = self.app
         self.check_schema(app)
-        report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set)
+        leases = self.leases
+        if leases is not None and not leases.may_poll(mailbox):
+            return  # another worker serves it
+        report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set,
+                                    on_progress=(lambda _: leases.keep(mailbox)) if leases else None)
+        if leases is not None:
+            leases.after_pass(mailbox)
         self.state.last_poll[mailbox] = self.clock()
         self.notifier.status(self.status())
         if report.failed:
@@ -254,8 +279,10 @@ class Daemon:
             self.log.error("reload_refused", error=error, detail="the running configuration stays")
             return
         self.app = fresh
+        if self.leases is not None:
+            self.leases.configure(fresh.config)
         for job in scheduler.get_jobs():
-            if job.id.startswith("ingest:") or job.id in ("reminders", "notifications"):
+            if job.id.startswith("ingest:") or job.id in ("reminders", "notifications", "presence"):
                 job.remove()
         self.schedule(scheduler)
         self.notifier.status(self.status())

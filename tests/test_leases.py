@@ -1,0 +1,177 @@
+"""Several workers split the mailboxes: the lease rules on a real database
+(SQLite and PostgreSQL, the clock injected), and three `leadtap run`
+processes on PostgreSQL over five mailboxes with one killed half-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from leadtap.core import leases
+from leadtap.core.db import Database, Lead, LedgerEntry, Owner, Reminder, upgrade_schema
+from tests.helpers import ROOT, Mailbox, enquiry, write_config
+from tests.smtp import SmtpServer
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+TTL = timedelta(seconds=120)
+ALIVE = timedelta(seconds=180)
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database(database_url)
+    upgrade_schema(database.engine)
+    yield database
+    database.dispose()
+
+
+def hold(db, mailbox: str, worker: str, at: datetime = NOW, mailboxes: int = 5) -> str | None:
+    with db.transaction() as session:
+        leases.seen(session, worker, at)
+        share = leases.fair_share(session, mailboxes, at, ALIVE)
+        return leases.hold(session, mailbox, worker, at, TTL, share)
+
+
+def test_a_mailbox_is_served_by_one_worker_until_its_lease_runs_out(db):
+    assert hold(db, "sales", "a") == "taken"
+    assert hold(db, "sales", "b") is None
+    assert hold(db, "sales", "a", NOW + TTL / 2) == "renewed"
+    assert hold(db, "sales", "b", NOW + TTL) is None  # renewed: not out yet
+    assert hold(db, "sales", "b", NOW + TTL / 2 + TTL + timedelta(seconds=1)) == "taken"  # a died
+
+
+def test_a_worker_holds_at_most_its_fair_share_of_the_mailboxes(db):
+    for worker in ("a", "b", "c"):
+        with db.transaction() as session:
+            leases.seen(session, worker, NOW)
+    boxes = [f"box{i}" for i in range(5)]
+
+    taken = {box: next((w for w in ("a", "b", "c") if hold(db, box, w) == "taken"), None) for box in boxes}
+
+    assert Counter(taken.values()) == Counter({"a": 2, "b": 2, "c": 1})  # ceil(5 / 3) = 2 each at most
+
+
+def test_a_worker_leaving_frees_its_mailboxes_at_once(db):
+    assert hold(db, "sales", "a") == "taken"
+    with db.transaction() as session:
+        leases.leave(session, "a")
+        assert leases.holders(session, NOW) == {}
+    assert hold(db, "sales", "b") == "taken"
+
+
+def test_the_survivors_share_a_dead_workers_mailboxes(db):
+    for box, worker in [("box0", "a"), ("box1", "a"), ("box2", "b"), ("box3", "b"), ("box4", "c")]:
+        hold(db, box, worker)
+    later = NOW + TTL + timedelta(seconds=1)
+    for box, worker in [("box0", "a"), ("box1", "a"), ("box2", "b"), ("box3", "b")]:  # c is dead
+        hold(db, box, worker, later - timedelta(seconds=2))
+
+    assert hold(db, "box4", "a", later + ALIVE) == "taken"  # c no longer counts: a's share is 3
+
+
+# --- three real workers ------------------------------------------------------------------
+
+RUN = """
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "plain"
+from = "leadtap <crm@example.com>"
+
+[ingest]
+batch_size = 25
+
+[reminders]
+sweep_every = "1s"
+
+[[reminders.rules]]
+name = "new-untouched"
+status = "New"
+after = "1s"
+"""
+
+
+def start_worker(config, log) -> subprocess.Popen:
+    """A `leadtap run`; its log goes to a file (a pipe nobody reads fills up and stops the worker)."""
+    return subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(config), "run"],
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def count(url: str, statement) -> int:
+    db = Database(url)
+    try:
+        with db.transaction() as session:
+            return session.scalar(statement)
+    finally:
+        db.dispose()
+
+
+def owner_counts(url: str) -> Counter:
+    db = Database(url)
+    try:
+        with db.transaction() as session:
+            return Counter(dict(session.execute(select(Owner.email, func.count(Lead.id))
+                                                .join(Lead, Lead.owner_id == Owner.id).group_by(Owner.email)).all()))
+    finally:
+        db.dispose()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_three_workers_split_five_mailboxes_and_survive_one_killed(tmp_path, postgres_url, dovecot):
+    boxes = [Mailbox(dovecot, f"w{i}{os.getpid()}{int(time.time() * 1000) % 100000}", dovecot.password)
+             for i in range(5)]
+    for box_number, box in enumerate(boxes):
+        with box.client() as client:
+            for i in range(400):
+                client.append("INBOX", enquiry(name=f"Person {box_number}-{i}", email=f"p{box_number}-{i}@client.test"))
+    sections = "\n".join(box.section(f"box{i}", poll_interval="1s") for i, box in enumerate(boxes))
+    with SmtpServer() as smtp:
+        config = write_config(tmp_path / "leadtap.toml", postgres_url, sections, extra=RUN.format(port=smtp.port))
+        assert subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"],
+                              cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+        logs = [tmp_path / f"worker{i}.log" for i in range(3)]
+        workers = [start_worker(config, log) for log in logs]
+        try:
+            leads = select(func.count()).select_from(Lead)
+            wait_until(lambda: count(postgres_url, leads) >= 600, 120, "600 leads")
+            workers[0].send_signal(signal.SIGKILL)  # half-way: its leases must run out and be taken over
+            wait_until(lambda: count(postgres_url, leads) == 2000, 240, "2,000 leads")
+            wait_until(lambda: count(postgres_url, select(func.count()).select_from(Reminder)) == 2000, 120,
+                       "a reminder per lead")
+            time.sleep(3)  # a few more sweeps and polls: nothing may be sent or made twice
+        finally:
+            for worker in workers[1:]:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(timeout=30)
+        errors = [log.read_text() for log in logs[1:]]
+        assert [worker.returncode for worker in workers[1:]] == [0, 0], [e[-3000:] for e in errors]
+
+        assert count(postgres_url, leads) == 2000
+        assert count(postgres_url, select(func.count()).select_from(LedgerEntry)
+                     .where(LedgerEntry.outcome == "lead")) == 2000
+        assert count(postgres_url, select(func.count(func.distinct(Lead.contact)))) == 2000
+        per_owner = owner_counts(postgres_url)
+        assert max(per_owner.values()) - min(per_owner.values()) <= 1, per_owner
+        assert len(smtp.messages) == 2000  # one reminder per lead, none twice
+        taken_by = {line.split('"worker": "')[1].split('"')[0] for text in errors for line in text.splitlines()
+                    if '"lease_taken"' in line}
+        assert len(taken_by) == 2  # both survivors served mailboxes
+        for box in boxes:
+            assert box.unseen() == []
