@@ -65,6 +65,7 @@ class MailboxConfig:
     poll_interval: timedelta = timedelta(seconds=60)
     ca_file: str | None = None
     kind: str = "inbox"  # inbox: mail becomes leads; sent: the team's sent mail, outreach only
+    idle: bool | None = None  # push (IMAP IDLE): None uses it when the server announces it
 
     @property
     def is_sent(self) -> bool:
@@ -109,6 +110,7 @@ def parse_mailbox(
             "poll_interval": parse_seconds,
             "ca_file": str,
             "kind": str,
+            "idle": bool,
         },
         required=("name", "host", "username"),
     )

@@ -16,6 +16,7 @@ from leadtap.core.db import Database
 from leadtap.core.errors import ConfigError, TemplateError
 from leadtap.core.services import sync_owners
 from leadtap.ingest.extract import BoundTemplate, compile_template
+from leadtap.ingest.idle import MailboxWatcher
 from leadtap.ingest.imap import ImapMailbox
 from leadtap.ingest.pipeline import MailboxIngest, PassReport
 from leadtap.scheduler.mailer import SmtpMailer
@@ -70,6 +71,12 @@ class App:
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
                              self.open_mailbox, should_stop=should_stop, rules=self.lead_rules(),
                              on_progress=on_progress).run()
+
+    def watch_mailbox(self, name: str, on_new_mail: Callable[[], None], should_stop: Callable[[], bool],
+                      may_watch: Callable[[], bool], wait: Callable[[float], None]) -> None:
+        """The push port the worker uses: wait in IDLE on one mailbox until stopped (blocking)."""
+        MailboxWatcher(self.config.mailbox(name), self.config.ingest.timeout, on_new_mail, should_stop,
+                       may_watch, wait).run()
 
     def mailer(self) -> SmtpMailer:
         if self.config.smtp is None:

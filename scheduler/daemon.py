@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
@@ -72,6 +73,8 @@ class Daemon:
         self.notifying = threading.Lock()
         # PostgreSQL: any number of workers split the mailboxes; SQLite: one worker (the file lock).
         self.leases: MailboxLeases | None = None
+        self.wakes: dict[str, threading.Event] = {}  # set by IDLE: poll this mailbox (again) now
+        self.watching = threading.Event()  # set to end this configuration's IDLE watchers
 
     # --- start and stop ---------------------------------------------------------
 
@@ -93,6 +96,7 @@ class Daemon:
         self.schedule(scheduler)
         self.install_signals()
         scheduler.start()
+        self.start_watchers(scheduler)
         self.notifier.ready(self.status())
         self.log.info("started", mailboxes=[b.name for b in self.app.config.mailboxes if b.active],
                       reminder_rules=len(self.app.config.reminders.rules))
@@ -112,6 +116,7 @@ class Daemon:
         """The jobs see `stop` and finish what they hold; one stuck in a network
         call past STOP_WITHIN is abandoned — its batch was not committed (its
         messages stay unread) or its reminders not confirmed (sent again later)."""
+        self.watching.set()
         closing = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         closing.start()
         closing.join(STOP_WITHIN - 1)
@@ -210,8 +215,13 @@ class Daemon:
         leases = self.leases
         if leases is not None and not leases.may_poll(mailbox):
             return  # another worker serves it
-        report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set,
-                                    on_progress=(lambda _: leases.keep(mailbox)) if leases else None)
+        wake = self.wakes.setdefault(mailbox, threading.Event())
+        while True:
+            wake.clear()
+            report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set,
+                                        on_progress=(lambda _: leases.keep(mailbox)) if leases else None)
+            if not wake.is_set() or self.state.stop.is_set() or report.error:
+                break  # else IDLE reported mail during the pass: once more, at once
         if leases is not None:
             leases.after_pass(mailbox)
         self.state.last_poll[mailbox] = self.clock()
@@ -220,6 +230,32 @@ class Daemon:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
         if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
             self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
+
+    # --- push: IMAP IDLE ------------------------------------------------------------
+
+    def start_watchers(self, scheduler: BackgroundScheduler) -> None:
+        """One thread per active mailbox that may IDLE; ended by a stop or a reload."""
+        self.watching = threading.Event()
+        for box in self.app.config.mailboxes:
+            if box.active and box.idle is not False:
+                threading.Thread(target=self.watch, args=(box.name, scheduler, self.app, self.watching),
+                                 name=f"idle {box.name}", daemon=True).start()
+
+    def watch(self, mailbox: str, scheduler: BackgroundScheduler, app: Any, ending: threading.Event) -> None:
+        def new_mail() -> None:
+            self.wakes.setdefault(mailbox, threading.Event()).set()
+            try:
+                scheduler.modify_job(f"ingest:{mailbox}", next_run_time=datetime.now(timezone.utc))
+            except JobLookupError:  # removed by a reload meanwhile
+                pass
+
+        leases = self.leases
+        try:
+            app.watch_mailbox(mailbox, new_mail, should_stop=lambda: self.state.stop.is_set() or ending.is_set(),
+                              may_watch=(lambda: leases.holds(mailbox)) if leases else (lambda: True),
+                              wait=ending.wait)
+        except Exception:  # a bug: this mailbox is polled on its interval, as without IDLE
+            self.log.exception("idle_crashed", mailbox=mailbox)
 
     def notification_job(self, wait: bool = True) -> None:
         """One send of what is owed. The interval job and a poll's call never
@@ -284,7 +320,9 @@ class Daemon:
         for job in scheduler.get_jobs():
             if job.id.startswith("ingest:") or job.id in ("reminders", "notifications", "presence"):
                 job.remove()
+        self.watching.set()  # the old configuration's watchers end within a second
         self.schedule(scheduler)
+        self.start_watchers(scheduler)
         self.notifier.status(self.status())
         self.log.info("reloaded", mailboxes=[b.name for b in fresh.config.mailboxes if b.active])
 

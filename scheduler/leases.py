@@ -54,6 +54,11 @@ class MailboxLeases:
             self.log.info("lease_taken", mailbox=mailbox, share=share)
         return got is not None
 
+    def holds(self, mailbox: str) -> bool:
+        """True while this worker serves ``mailbox`` (only its holder waits in IDLE on it)."""
+        with self.db.transaction() as session:
+            return mailbox in leases.held_by(session, self.worker, self.clock())
+
     def keep(self, mailbox: str) -> None:
         """During a long pass, after each batch: the lease must not run out under it."""
         now = self.clock()

@@ -1,0 +1,126 @@
+"""Push: a connection that waits in IMAP IDLE (RFC 2177) on one mailbox's
+folder and says when the server reports new mail, so that the mailbox is
+polled at once rather than at its next interval.
+
+- IDLE is renewed every ``RENEW`` (well within RFC 2177's 29 minutes), with a
+  NOOP between: a connection that died silently shows there; TCP keepalives
+  notice a peer that vanished within about ninety seconds.
+- A lost connection (a server restart, a silent drop) is reopened with
+  backoff and jitter (1 s doubling to a minute), logged once per outage and
+  once when it is back.
+- A server that does not announce IDLE: logged once, and the mailbox is
+  polled as before (``idle`` left out of the config); ``idle = true`` asked
+  for it, so that is a warning.
+- The watch only waits; the pass itself is the ordinary one.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import time
+from typing import Callable
+
+import structlog
+
+from leadtap.core.config import MailboxConfig
+from leadtap.core.errors import ConfigError, ImapError
+from leadtap.ingest.imap import ImapMailbox, translated_errors
+
+RENEW = 5 * 60  # seconds in IDLE before it is renewed
+CHECK_EVERY = 1.0  # seconds: how soon a stop is seen
+FIRST_RETRY, LAST_RETRY = 1.0, 60.0
+
+
+def backoff(failures: int, rng: random.Random = random.Random()) -> float:
+    """1, 2, 4 … 60 seconds, ±20 %: workers that lost one server do not all knock again at once."""
+    return min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY) * rng.uniform(0.8, 1.2)
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """TCP keepalives: a peer that vanished without a word is noticed in about 90 s."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def readable(sock: socket.socket) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed under us
+        return True
+
+
+def is_new_mail(response: tuple) -> bool:
+    return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
+
+
+class MailboxWatcher:
+    def __init__(self, box: MailboxConfig, timeout: float, on_new_mail: Callable[[], None],
+                 should_stop: Callable[[], bool], may_watch: Callable[[], bool] = lambda: True,
+                 wait: Callable[[float], None] = time.sleep):
+        """``may_watch``: False while another worker serves the mailbox; ``wait``: sleeps, or returns at a stop."""
+        self.box, self.timeout = box, timeout
+        self.on_new_mail, self.should_stop, self.may_watch, self.wait = on_new_mail, should_stop, may_watch, wait
+        self.log = structlog.get_logger("leadtap.idle").bind(mailbox=box.name)
+
+    def run(self) -> None:
+        """Watch until stopped; returns early when the server has no IDLE."""
+        failures = 0
+        while not self.should_stop():
+            if not self.may_watch():
+                self.wait(self.box.poll_interval.total_seconds())
+                continue
+            try:
+                with ImapMailbox(self.box, self.timeout, readonly=True) as imap:
+                    if not imap.client.has_capability("IDLE"):
+                        self.no_idle()
+                        return
+                    keep_alive(imap.client.socket())
+                    if failures:
+                        self.log.info("idle_restored", after_failures=failures)
+                        self.on_new_mail()  # whatever came while the connection was down
+                    else:
+                        self.log.info("idle_started")
+                    failures = 0
+                    self.watch(imap)
+            except (ImapError, ConfigError) as exc:
+                failures += 1
+                if failures == 1:  # once per outage
+                    self.log.warning("idle_lost", error=str(exc), detail="reconnecting with backoff; polls go on")
+                self.wait(backoff(failures))
+
+    def watch(self, imap: ImapMailbox) -> None:
+        client = imap.client
+        while not self.should_stop() and self.may_watch():
+            with translated_errors(self.box, "waiting in IDLE"):
+                client.idle()
+                try:
+                    self.wait_in_idle(client)
+                finally:
+                    client.idle_done()
+                client.noop()  # a connection that died silently shows here
+
+    def wait_in_idle(self, client) -> None:
+        """Until the renewal (or a stop): new mail wakes the mailbox. imapclient's
+        ``idle_check`` swallows the end of the connection (it returns nothing,
+        at once, again and again), so an empty answer on a socket that stays
+        readable is taken for what it is: the server is gone."""
+        renew_at = time.monotonic() + RENEW
+        empty_but_readable = 0
+        while not self.should_stop() and time.monotonic() < renew_at:
+            responses = client.idle_check(timeout=CHECK_EVERY)
+            if any(is_new_mail(r) for r in responses):
+                self.on_new_mail()
+            empty_but_readable = empty_but_readable + 1 if not responses and readable(client.socket()) else 0
+            if empty_but_readable >= 3:
+                raise ImapError(f"mailbox {self.box.name!r} ({self.box.host}:{self.box.port}): "
+                                "the server closed the connection")
+
+    def no_idle(self) -> None:
+        if self.box.idle:
+            self.log.warning("idle_unsupported", detail="the server does not announce IDLE; the mailbox is polled")
+        else:
+            self.log.info("idle_unsupported", detail="the server does not announce IDLE; the mailbox is polled")
