@@ -29,9 +29,11 @@ from leadtap.core.config_servers import (  # noqa: F401  (re-exported: the serve
     MAILBOX_KINDS,
     SECURITY_MODES,
     MailboxConfig,
+    MetricsConfig,
     Secret,
     SmtpConfig,
     parse_mailbox,
+    parse_metrics,
     parse_smtp,
 )
 from leadtap.core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
@@ -131,6 +133,7 @@ class Config:
     smtp: SmtpConfig | None = None
     reminders: RemindersConfig = RemindersConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
 
@@ -194,6 +197,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))
+    metrics = parse_metrics(root.table("metrics"))
     for index, rule in enumerate(reminders.rules):
         if rule.reassign_after and not assignment.enabled:
             raise ConfigError(path, f"reminders.rules[{index}].reassign_after",
@@ -219,6 +223,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         smtp=smtp,
         reminders=reminders,
         notifications=notifications,
+        metrics=metrics,
         pipeline=pipeline,
         warnings=tuple(warnings),
     )

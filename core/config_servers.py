@@ -143,6 +143,28 @@ def check_kind(s: "Section", values: dict) -> None:
         s.fail("templates", "a sent folder makes no leads, so it takes no extraction templates")
 
 
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics] listen = "127.0.0.1:9464"``: Prometheus metrics from ``leadtap run``; off without it."""
+
+    host: str | None = None
+    port: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None
+
+
+def parse_metrics(s: "Section") -> MetricsConfig:
+    values = s.take({"listen": str})
+    if "listen" not in values:
+        return MetricsConfig()
+    host, sep, port = values["listen"].rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        s.fail("listen", f"{values['listen']!r} is not HOST:PORT; expected e.g. \"127.0.0.1:9464\"")
+    return MetricsConfig(host.strip("[]"), int(port))
+
+
 def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) -> SmtpConfig:
     values = s.take(
         {

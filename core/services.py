@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -125,6 +125,15 @@ def set_aside_uids(session: Session, mailbox: str, uidvalidity: int, max_attempt
             )
         )
     )
+
+
+def trouble_counts(session: Session, mailbox: str, max_attempts: int) -> tuple[int, int]:
+    """(failed and waiting for another attempt, set aside) for one mailbox, as the ledger says now."""
+    rows = session.execute(select(LedgerEntry.attempts >= max_attempts, func.count())
+                           .where(LedgerEntry.mailbox == mailbox, LedgerEntry.outcome == Outcome.FAILED.value)
+                           .group_by(LedgerEntry.attempts >= max_attempts)).all()
+    counts = {bool(aside): n for aside, n in rows}
+    return counts.get(False, 0), counts.get(True, 0)
 
 
 def last_uid(session: Session, mailbox: str, uidvalidity: int) -> int:

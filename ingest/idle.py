@@ -60,10 +60,12 @@ def is_new_mail(response: tuple) -> bool:
 class MailboxWatcher:
     def __init__(self, box: MailboxConfig, timeout: float, on_new_mail: Callable[[], None],
                  should_stop: Callable[[], bool], may_watch: Callable[[], bool] = lambda: True,
-                 wait: Callable[[float], None] = time.sleep):
-        """``may_watch``: False while another worker serves the mailbox; ``wait``: sleeps, or returns at a stop."""
+                 wait: Callable[[float], None] = time.sleep, on_state: Callable[[bool], None] = lambda _: None):
+        """``may_watch``: False while another worker serves the mailbox; ``wait``: sleeps, or returns at a
+        stop; ``on_state``: told when the IDLE connection comes up (True) and goes (False)."""
         self.box, self.timeout = box, timeout
         self.on_new_mail, self.should_stop, self.may_watch, self.wait = on_new_mail, should_stop, may_watch, wait
+        self.on_state = on_state
         self.log = structlog.get_logger("leadtap.idle").bind(mailbox=box.name)
 
     def run(self) -> None:
@@ -85,7 +87,11 @@ class MailboxWatcher:
                     else:
                         self.log.info("idle_started")
                     failures = 0
-                    self.watch(imap)
+                    self.on_state(True)
+                    try:
+                        self.watch(imap)
+                    finally:
+                        self.on_state(False)
             except (ImapError, ConfigError) as exc:
                 failures += 1
                 if failures == 1:  # once per outage

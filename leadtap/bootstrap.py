@@ -73,10 +73,11 @@ class App:
                              on_progress=on_progress).run()
 
     def watch_mailbox(self, name: str, on_new_mail: Callable[[], None], should_stop: Callable[[], bool],
-                      may_watch: Callable[[], bool], wait: Callable[[float], None]) -> None:
+                      may_watch: Callable[[], bool], wait: Callable[[float], None],
+                      on_state: Callable[[bool], None]) -> None:
         """The push port the worker uses: wait in IDLE on one mailbox until stopped (blocking)."""
         MailboxWatcher(self.config.mailbox(name), self.config.ingest.timeout, on_new_mail, should_stop,
-                       may_watch, wait).run()
+                       may_watch, wait, on_state).run()
 
     def mailer(self) -> SmtpMailer:
         if self.config.smtp is None:

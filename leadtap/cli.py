@@ -6,7 +6,9 @@ import argparse
 import csv
 import json
 import os
+import socket
 import sys
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Sequence
@@ -274,10 +276,10 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
 def cmd_run(app: App, args: argparse.Namespace) -> int:
     try:
         app.config.read_secrets()  # the worker starts with every secret, or not at all
-    except ConfigError as exc:
+        return Daemon(app, lambda: build_app(args.config), os.environ).run()
+    except ConfigError as exc:  # a secret, or the metrics address
         print(f"leadtap: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return Daemon(app, lambda: build_app(args.config), os.environ).run()
 
 
 def cmd_remind(app: App, args: argparse.Namespace) -> int:
@@ -346,6 +348,8 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
             checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
     if app.config.smtp is not None:
         checks.append(("smtp", lambda: check_smtp(app)))
+    if app.config.metrics.enabled:
+        checks.append(("metrics", lambda: check_metrics(app)))
     failures = 0
     for name, check in checks:
         try:
@@ -402,6 +406,23 @@ def check_smtp(app: App) -> str:
     except Exception as exc:  # every failure to reach the server is the check's answer
         raise MailSendError(f"{mailer.where()}: {exc}", permanent=False) from None
     return f"{mailer.where()} answers"
+
+
+def check_metrics(app: App) -> str:
+    """The metrics address can be listened on — or a running leadtap serves it already."""
+    host, port = app.config.metrics.host, app.config.metrics.port
+    try:
+        with socket.create_server((host, port)):
+            return f"{host}:{port} is free for leadtap run"
+    except OSError as exc:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3) as answer:
+                if b"leadtap_" in answer.read():
+                    return f"{host}:{port} serves leadtap's metrics (a worker is running)"
+        except OSError:
+            pass
+        raise ConfigError(app.config.path, "metrics.listen", f"cannot listen on {host}:{port}: "
+                                                             f"{exc.strerror or exc}") from None
 
 
 def check_database(app: App) -> str:

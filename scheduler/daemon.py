@@ -37,7 +37,9 @@ from sqlalchemy import func, select
 from leadtap.core.db import Lead
 from leadtap.core.model import Outcome
 from leadtap.core.errors import ConfigError, LeadtapError, SchemaError
+from leadtap.core.services import trouble_counts
 from leadtap.scheduler.leases import MailboxLeases
+from leadtap.scheduler.metrics import Metrics
 from leadtap.scheduler.notify import Notifier
 
 MISFIRE_GRACE = 30  # seconds a late run may still start
@@ -74,6 +76,7 @@ class Daemon:
         # PostgreSQL: any number of workers split the mailboxes; SQLite: one worker (the file lock).
         self.leases: MailboxLeases | None = None
         self.wakes: dict[str, threading.Event] = {}  # set by IDLE: poll this mailbox (again) now
+        self.metrics: Metrics | None = None  # [metrics] listen
         self.watching = threading.Event()  # set to end this configuration's IDLE watchers
 
     # --- start and stop ---------------------------------------------------------
@@ -81,6 +84,7 @@ class Daemon:
     def run(self) -> int:
         self.lock_sqlite(self.app.db)  # before anything is written
         self.app.ready_database()
+        self.serve_metrics()
         if not self.app.db.is_sqlite:
             self.leases = MailboxLeases(self.app.db, self.app.config, self.clock)
             self.leases.present()  # counted as live before the first poll: the first worker does not take all
@@ -111,6 +115,18 @@ class Daemon:
             return 1
         self.log.info("stopped")
         return 0
+
+    def serve_metrics(self) -> None:
+        metrics = self.app.config.metrics
+        if not metrics.enabled:
+            return
+        self.metrics = Metrics()
+        try:
+            self.metrics.serve(metrics.host, metrics.port)
+        except OSError as exc:
+            raise ConfigError(self.app.config.path, "metrics.listen",
+                              f"cannot listen on {metrics.host}:{metrics.port}: {exc.strerror or exc}") from None
+        self.log.info("metrics_listening", address=f"{metrics.host}:{metrics.port}")
 
     def shut_down(self, scheduler: BackgroundScheduler) -> None:
         """The jobs see `stop` and finish what they hold; one stuck in a network
@@ -212,24 +228,44 @@ class Daemon:
             return  # a run that was due as the stop came: no new work
         app = self.app
         self.check_schema(app)
-        leases = self.leases
-        if leases is not None and not leases.may_poll(mailbox):
-            return  # another worker serves it
+        leases, metrics = self.leases, self.metrics
+        if leases is not None:
+            held = leases.may_poll(mailbox)
+            if metrics:
+                metrics.lease.labels(mailbox).set(int(held))
+            if not held:
+                return  # another worker serves it
         wake = self.wakes.setdefault(mailbox, threading.Event())
         while True:
             wake.clear()
             report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set,
-                                        on_progress=(lambda _: leases.keep(mailbox)) if leases else None)
+                                        on_progress=lambda report: self.progress(mailbox, report))
+            if metrics:
+                metrics.poll(report)
             if not wake.is_set() or self.state.stop.is_set() or report.error:
                 break  # else IDLE reported mail during the pass: once more, at once
         if leases is not None:
             leases.after_pass(mailbox)
+        if metrics:
+            self.count_troubles(mailbox)
         self.state.last_poll[mailbox] = self.clock()
         self.notifier.status(self.status())
         if report.failed:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
         if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
             self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
+
+    def progress(self, mailbox: str, report) -> None:
+        """After each batch of a pass: the lease renewed, the waiting messages counted."""
+        if self.leases is not None:
+            self.leases.keep(mailbox)
+        if self.metrics is not None:
+            self.metrics.progress(report)
+
+    def count_troubles(self, mailbox: str) -> None:
+        with self.app.db.transaction() as session:
+            failed, set_aside = trouble_counts(session, mailbox, self.app.config.ingest.max_attempts)
+        self.metrics.troubles([(mailbox, failed, set_aside)])
 
     # --- push: IMAP IDLE ------------------------------------------------------------
 
@@ -249,11 +285,15 @@ class Daemon:
             except JobLookupError:  # removed by a reload meanwhile
                 pass
 
+        def state(connected: bool) -> None:
+            if self.metrics is not None:
+                self.metrics.idle.labels(mailbox).set(int(connected))
+
         leases = self.leases
         try:
             app.watch_mailbox(mailbox, new_mail, should_stop=lambda: self.state.stop.is_set() or ending.is_set(),
                               may_watch=(lambda: leases.holds(mailbox)) if leases else (lambda: True),
-                              wait=ending.wait)
+                              wait=ending.wait, on_state=state)
         except Exception:  # a bug: this mailbox is polled on its interval, as without IDLE
             self.log.exception("idle_crashed", mailbox=mailbox)
 
@@ -267,6 +307,8 @@ class Daemon:
             report = self.app.send_notifications(should_stop=self.state.stop.is_set)
         finally:
             self.notifying.release()
+        if self.metrics is not None:
+            self.metrics.sent(report)
         if report.anything:
             self.log.info("notifications_done", summary=report.summary())
 
@@ -276,6 +318,8 @@ class Daemon:
         app = self.app
         self.check_schema(app)
         report = app.reminder_sweep(should_stop=self.state.stop.is_set).run()
+        if self.metrics is not None:
+            self.metrics.sweep(report)
         if report.due or report.skipped:
             self.log.info("sweep_done", summary=report.summary())
 

@@ -1,0 +1,86 @@
+"""Prometheus metrics of ``leadtap run`` (``[metrics] listen``), with the
+``prometheus_client`` library, on a registry of the worker's own: what the
+passes, sweeps and sends report, what the IDLE watchers and the leases know,
+and what the database says is failed or set aside."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from leadtap.core.model import Outcome
+
+POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("leadtap_messages", "Messages handled, by mailbox and outcome",
+                                ["mailbox", "outcome"], registry=r)
+        self.leads = Counter("leadtap_leads_created", "Leads created from mail", ["mailbox"], registry=r)
+        self.poll_seconds = Histogram("leadtap_poll_duration_seconds", "One pass over one mailbox", ["mailbox"],
+                                      buckets=POLL_BUCKETS, registry=r)
+        self.last_poll = Gauge("leadtap_last_successful_poll_timestamp_seconds",
+                               "When the mailbox was last polled without error (Unix time)", ["mailbox"], registry=r)
+        self.poll_errors = Counter("leadtap_poll_errors", "Passes that could not poll the mailbox", ["mailbox"],
+                                   registry=r)
+        self.waiting = Gauge("leadtap_messages_waiting", "Messages of the pass under way not yet handled",
+                             ["mailbox"], registry=r)
+        self.failed = Gauge("leadtap_messages_failed", "Messages failed and waiting for another attempt",
+                            ["mailbox"], registry=r)
+        self.set_aside = Gauge("leadtap_messages_set_aside", "Messages set aside after their last attempt",
+                               ["mailbox"], registry=r)
+        self.reminders = Counter("leadtap_reminders", "Reminders, by result (sent, refused, retried)", ["result"],
+                                 registry=r)
+        self.reassigned = Counter("leadtap_leads_reassigned", "Leads the reminder ladder gave to the next owner",
+                                  registry=r)
+        self.notifications = Counter("leadtap_notifications", "Owner emails, by result (sent, refused, retried, "
+                                     "dropped)", ["result"], registry=r)
+        self.idle = Gauge("leadtap_idle_connected", "1 while the mailbox's IDLE connection is up", ["mailbox"],
+                          registry=r)
+        self.lease = Gauge("leadtap_lease_held", "1 while this worker serves the mailbox", ["mailbox"], registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        """The /metrics endpoint, in a thread of its own."""
+        start_http_server(port, addr=host, registry=self.registry)
+
+    # --- what the reports say ---------------------------------------------------------
+
+    def poll(self, report) -> None:
+        """An ingest pass (``PassReport``)."""
+        mailbox = report.mailbox
+        self.poll_seconds.labels(mailbox).observe(report.seconds)
+        self.waiting.labels(mailbox).set(0)
+        if report.error:
+            self.poll_errors.labels(mailbox).inc()
+            return
+        self.last_poll.labels(mailbox).set_to_current_time()
+        for outcome in Outcome:
+            if report.counts[outcome]:
+                self.messages.labels(mailbox, outcome.value).inc(report.counts[outcome])
+        self.leads.labels(mailbox).inc(report.counts[Outcome.LEAD])
+
+    def progress(self, report) -> None:
+        self.waiting.labels(report.mailbox).set(max(report.total - report.done, 0))
+
+    def sweep(self, report) -> None:
+        """A reminder sweep (``SweepReport``)."""
+        self.reminders.labels("sent").inc(report.sent)
+        self.reminders.labels("refused").inc(report.refused)
+        self.reminders.labels("retried").inc(report.released)
+        self.reassigned.inc(report.reassigned)
+
+    def sent(self, report) -> None:
+        """A send of owed notifications (``SendReport``)."""
+        for result, n in (("sent", report.sent), ("refused", report.failed), ("retried", report.retry),
+                          ("dropped", report.dropped)):
+            self.notifications.labels(result).inc(n)
+
+    def troubles(self, counts: Iterable[tuple[str, int, int]]) -> None:
+        """(mailbox, failed, set aside) as the ledger says now."""
+        for mailbox, failed, set_aside in counts:
+            self.failed.labels(mailbox).set(failed)
+            self.set_aside.labels(mailbox).set(set_aside)
