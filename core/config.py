@@ -9,6 +9,7 @@ expected.
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,13 +56,17 @@ class DatabaseConfig:
     url: str = DEFAULT_DATABASE
 
 
+SQLITE_URL_RE = re.compile(r"(sqlite(?:\+\w+)?:///)(.+)")
+
+
 def sqlite_beside(url: str, config_file: Path) -> str:
-    """``sqlite:///leadtap.db`` (three slashes: a relative path) is the config
-    file's directory's, not the working directory's; ``sqlite:////abs`` stays."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url[len(prefix):].startswith(("/", ":memory:")) or url == prefix:
+    """``sqlite:///leadtap.db`` (three slashes: a relative path; any driver,
+    ``sqlite+pysqlite:///``) is the config file's directory's, not the working
+    directory's; ``sqlite:////abs`` stays."""
+    match = SQLITE_URL_RE.fullmatch(url)
+    if match is None or match.group(2).startswith(("/", ":memory:")):
         return url
-    return prefix + str(config_file.resolve().parent / url[len(prefix):])
+    return match.group(1) + str(config_file.resolve().parent / match.group(2))
 
 
 @dataclass(frozen=True)

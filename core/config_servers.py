@@ -43,10 +43,15 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other.reveal() == self.reveal()
+        """Equal values, or the same source — never read for a comparison."""
+        if not isinstance(other, Secret):
+            return False
+        if self._value is not None and other._value is not None:
+            return self._value == other._value
+        return self._load is other._load and self._load is not None
 
     def __hash__(self) -> int:
-        return hash(self.reveal())
+        return id(self._load) if self._load is not None else hash(self._value)
 
 
 @dataclass(frozen=True)

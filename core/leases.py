@@ -6,7 +6,8 @@ intervals).
 Each live worker (seen at its ingest jobs) holds at most its fair share —
 the mailboxes divided by the live workers, rounded up: a worker that started
 first and took them all gives the extras back as the others come, and the
-survivors share a dead worker's mailboxes. ``leadtap poll`` takes no lease:
+survivors share a dead worker's mailboxes. Times are the database's, so the
+workers' machines need not agree on the time. ``leadtap poll`` takes no lease:
 ingest is exactly-once whoever polls.
 """
 
@@ -22,6 +23,14 @@ from sqlalchemy.orm import Session
 from leadtap.core.db import MailboxLease, Worker
 
 GONE = datetime(1970, 1, 1, tzinfo=timezone.utc)  # an expiry in the past: free at once
+
+
+def database_now(session: Session, clock) -> datetime:
+    """The database's clock on PostgreSQL — one clock for every worker, whatever their machines'
+    clocks say; the worker's own elsewhere (SQLite has one worker)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.clock_timestamp()))
+    return clock()
 
 
 def seen(session: Session, worker: str, now: datetime) -> None:

@@ -28,7 +28,8 @@ from leadtap.core.config import MailboxConfig
 from leadtap.core.errors import ConfigError, ImapError
 from leadtap.ingest.imap import ImapMailbox, translated_errors
 
-RENEW = 5 * 60  # seconds in IDLE before it is renewed
+RENEW = 2 * 60  # seconds in IDLE before it is renewed: within RFC 2177's 29 minutes and most proxies' idle timeouts
+STEADY = 60  # seconds a connection must last before an outage counts as over
 CHECK_EVERY = 1.0  # seconds: how soon a stop is seen
 FIRST_RETRY, LAST_RETRY = 1.0, 60.0
 
@@ -70,44 +71,64 @@ class MailboxWatcher:
 
     def run(self) -> None:
         """Watch until stopped; returns early when the server has no IDLE."""
-        failures = 0
+        failures, started = 0, False
         while not self.should_stop():
-            if not self.may_watch():
+            if not self.watching_allowed():
                 self.wait(self.box.poll_interval.total_seconds())
                 continue
+            connected_at = None
             try:
                 with ImapMailbox(self.box, self.timeout, readonly=True) as imap:
                     if not imap.client.has_capability("IDLE"):
                         self.no_idle()
                         return
                     keep_alive(imap.client.socket())
+                    connected_at = time.monotonic()
                     if failures:
                         self.log.info("idle_restored", after_failures=failures)
-                        self.on_new_mail()  # whatever came while the connection was down
-                    else:
+                    elif not started:
                         self.log.info("idle_started")
-                    failures = 0
+                    started = True
+                    self.on_new_mail()  # whatever came before the folder was watched
                     self.on_state(True)
                     try:
                         self.watch(imap)
                     finally:
                         self.on_state(False)
             except (ImapError, ConfigError) as exc:
+                if connected_at is not None and time.monotonic() - connected_at >= STEADY:
+                    failures = 0  # it had been up a good while: this is a new outage
                 failures += 1
                 if failures == 1:  # once per outage
                     self.log.warning("idle_lost", error=str(exc), detail="reconnecting with backoff; polls go on")
                 self.wait(backoff(failures))
+            else:
+                failures = 0
+
+    def watching_allowed(self) -> bool:
+        """``may_watch`` asks the database; while it cannot answer, do not watch (the polls go on)."""
+        try:
+            return self.may_watch()
+        except Exception as exc:
+            self.log.warning("idle_paused", error=f"{type(exc).__name__}: {exc}")
+            return False
 
     def watch(self, imap: ImapMailbox) -> None:
         client = imap.client
-        while not self.should_stop() and self.may_watch():
+        while not self.should_stop() and self.watching_allowed():
             with translated_errors(self.box, "waiting in IDLE"):
                 client.idle()
                 try:
                     self.wait_in_idle(client)
                 finally:
-                    client.idle_done()
-                client.noop()  # a connection that died silently shows here
+                    _, responses = client.idle_done()
+                    self.notice(responses)
+                _, responses = client.noop()  # a connection that died silently shows here
+                self.notice(responses)
+
+    def notice(self, responses) -> None:
+        if any(is_new_mail(r) for r in responses or ()):
+            self.on_new_mail()
 
     def wait_in_idle(self, client) -> None:
         """Until the renewal (or a stop): new mail wakes the mailbox. imapclient's
@@ -118,8 +139,7 @@ class MailboxWatcher:
         empty_but_readable = 0
         while not self.should_stop() and time.monotonic() < renew_at:
             responses = client.idle_check(timeout=CHECK_EVERY)
-            if any(is_new_mail(r) for r in responses):
-                self.on_new_mail()
+            self.notice(responses)
             empty_but_readable = empty_but_readable + 1 if not responses and readable(client.socket()) else 0
             if empty_but_readable >= 3:
                 raise ImapError(f"mailbox {self.box.name!r} ({self.box.host}:{self.box.port}): "

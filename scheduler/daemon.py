@@ -29,7 +29,6 @@ from typing import Any, Callable, Mapping
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
@@ -76,6 +75,7 @@ class Daemon:
         # PostgreSQL: any number of workers split the mailboxes; SQLite: one worker (the file lock).
         self.leases: MailboxLeases | None = None
         self.wakes: dict[str, threading.Event] = {}  # set by IDLE: poll this mailbox (again) now
+        self.passing: dict[str, threading.Lock] = {}  # held while a pass over the mailbox runs
         self.metrics: Metrics | None = None  # [metrics] listen
         self.watching = threading.Event()  # set to end this configuration's IDLE watchers
 
@@ -100,7 +100,7 @@ class Daemon:
         self.schedule(scheduler)
         self.install_signals()
         scheduler.start()
-        self.start_watchers(scheduler)
+        self.start_watchers()
         self.notifier.ready(self.status())
         self.log.info("started", mailboxes=[b.name for b in self.app.config.mailboxes if b.active],
                       reminder_rules=len(self.app.config.reminders.rules))
@@ -224,8 +224,25 @@ class Daemon:
                           next_run_time=now, replace_existing=True, executor="heartbeat")
 
     def ingest_job(self, mailbox: str) -> None:
-        if self.state.stop.is_set():
-            return  # a run that was due as the stop came: no new work
+        """A pass over ``mailbox`` — from its interval job, or from IDLE's new-mail notice
+        (in a thread of its own). One pass at a time per mailbox: a notice during a
+        pass makes that pass go again, checked once more after the lock is let go."""
+        passing = self.passing.setdefault(mailbox, threading.Lock())
+        wake = self.wakes.setdefault(mailbox, threading.Event())
+        wake.set()
+        while not self.state.stop.is_set() and wake.is_set():
+            if not passing.acquire(blocking=False):
+                return  # a pass is under way: it sees the notice and goes again
+            try:
+                while wake.is_set() and not self.state.stop.is_set():
+                    wake.clear()
+                    if not self.one_pass(mailbox):
+                        return
+            finally:
+                passing.release()
+
+    def one_pass(self, mailbox: str) -> bool:
+        """Poll once (if this worker serves the mailbox) and what follows a pass; False: not served here."""
         app = self.app
         self.check_schema(app)
         leases, metrics = self.leases, self.metrics
@@ -234,31 +251,27 @@ class Daemon:
             if metrics:
                 metrics.lease.labels(mailbox).set(int(held))
             if not held:
-                return  # another worker serves it
-        wake = self.wakes.setdefault(mailbox, threading.Event())
-        while True:
-            wake.clear()
-            report = app.ingest_mailbox(mailbox, should_stop=self.state.stop.is_set,
-                                        on_progress=lambda report: self.progress(mailbox, report))
-            if metrics:
-                metrics.poll(report)
-            if not wake.is_set() or self.state.stop.is_set() or report.error:
-                break  # else IDLE reported mail during the pass: once more, at once
+                return False  # another worker serves it
+        lost = threading.Event()
+        report = app.ingest_mailbox(mailbox, should_stop=lambda: self.state.stop.is_set() or lost.is_set(),
+                                    on_progress=lambda report: self.progress(mailbox, report, lost))
+        if metrics:
+            metrics.poll(report)
+            self.count_troubles(mailbox)
         if leases is not None:
             leases.after_pass(mailbox)
-        if metrics:
-            self.count_troubles(mailbox)
         self.state.last_poll[mailbox] = self.clock()
         self.notifier.status(self.status())
         if report.failed:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
         if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
             self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
+        return True
 
-    def progress(self, mailbox: str, report) -> None:
-        """After each batch of a pass: the lease renewed, the waiting messages counted."""
-        if self.leases is not None:
-            self.leases.keep(mailbox)
+    def progress(self, mailbox: str, report, lost: threading.Event) -> None:
+        """After each batch of a pass: the lease renewed (lost: the pass stops), the waiting messages counted."""
+        if self.leases is not None and not self.leases.keep(mailbox):
+            lost.set()
         if self.metrics is not None:
             self.metrics.progress(report)
 
@@ -269,21 +282,18 @@ class Daemon:
 
     # --- push: IMAP IDLE ------------------------------------------------------------
 
-    def start_watchers(self, scheduler: BackgroundScheduler) -> None:
+    def start_watchers(self) -> None:
         """One thread per active mailbox that may IDLE; ended by a stop or a reload."""
         self.watching = threading.Event()
         for box in self.app.config.mailboxes:
             if box.active and box.idle is not False:
-                threading.Thread(target=self.watch, args=(box.name, scheduler, self.app, self.watching),
+                threading.Thread(target=self.watch, args=(box.name, self.app, self.watching),
                                  name=f"idle {box.name}", daemon=True).start()
 
-    def watch(self, mailbox: str, scheduler: BackgroundScheduler, app: Any, ending: threading.Event) -> None:
+    def watch(self, mailbox: str, app: Any, ending: threading.Event) -> None:
         def new_mail() -> None:
-            self.wakes.setdefault(mailbox, threading.Event()).set()
-            try:
-                scheduler.modify_job(f"ingest:{mailbox}", next_run_time=datetime.now(timezone.utc))
-            except JobLookupError:  # removed by a reload meanwhile
-                pass
+            if not ending.is_set():  # a pass now, beside the interval job (one pass at a time, see ingest_job)
+                threading.Thread(target=self.guarded_pass, args=(mailbox,), name=f"push {mailbox}", daemon=True).start()
 
         def state(connected: bool) -> None:
             if self.metrics is not None:
@@ -296,6 +306,13 @@ class Daemon:
                               wait=ending.wait, on_state=state)
         except Exception:  # a bug: this mailbox is polled on its interval, as without IDLE
             self.log.exception("idle_crashed", mailbox=mailbox)
+
+    def guarded_pass(self, mailbox: str) -> None:
+        """IDLE's pass, outside the scheduler: its failures are logged as a job's are."""
+        try:
+            self.ingest_job(mailbox)
+        except Exception as exc:
+            self.log.error("job_failed", job=f"push:{mailbox}", error=str(exc), exc_info=True)
 
     def notification_job(self, wait: bool = True) -> None:
         """One send of what is owed. The interval job and a poll's call never
@@ -358,15 +375,18 @@ class Daemon:
             error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             self.log.error("reload_refused", error=error, detail="the running configuration stays")
             return
+        removed = ({b.name for b in self.app.config.mailboxes if b.active}
+                   - {b.name for b in fresh.config.mailboxes if b.active})
         self.app = fresh
         if self.leases is not None:
             self.leases.configure(fresh.config)
+            self.leases.forget(removed)
         for job in scheduler.get_jobs():
             if job.id.startswith("ingest:") or job.id in ("reminders", "notifications", "presence"):
                 job.remove()
         self.watching.set()  # the old configuration's watchers end within a second
         self.schedule(scheduler)
-        self.start_watchers(scheduler)
+        self.start_watchers()
         self.notifier.status(self.status())
         self.log.info("reloaded", mailboxes=[b.name for b in fresh.config.mailboxes if b.active])
 

@@ -34,19 +34,24 @@ class MailboxLeases:
         self.config = config
 
     def ttl(self, mailbox: str) -> timedelta:
-        """Two poll intervals: a dead worker's mailbox is taken over within them."""
-        return 2 * self.config.mailbox(mailbox).poll_interval
+        """Two poll intervals (a mailbox a reload removed keeps a minute's worth until its pass ends)."""
+        try:
+            return 2 * self.config.mailbox(mailbox).poll_interval
+        except KeyError:
+            return timedelta(minutes=2)
 
     def alive_within(self) -> timedelta:
-        return 3 * max((b.poll_interval for b in self.active()), default=timedelta(seconds=60))
+        """Three presence intervals: shorter than any lease, so a dead worker stops counting
+        before its mailboxes' leases run out, whatever their poll intervals."""
+        return 3 * self.presence_every()
 
     def active(self) -> list:
         return [b for b in self.config.mailboxes if b.active]
 
     def may_poll(self, mailbox: str) -> bool:
         """Hold (renew or take) the lease; False: another worker serves it, or this one has its share."""
-        now = self.clock()
         with self.db.transaction() as session:
+            now = leases.database_now(session, self.clock)
             leases.seen(session, self.worker, now)
             share = leases.fair_share(session, len(self.active()), now, self.alive_within())
             got = leases.hold(session, mailbox, self.worker, now, self.ttl(mailbox), share)
@@ -57,19 +62,29 @@ class MailboxLeases:
     def holds(self, mailbox: str) -> bool:
         """True while this worker serves ``mailbox`` (only its holder waits in IDLE on it)."""
         with self.db.transaction() as session:
-            return mailbox in leases.held_by(session, self.worker, self.clock())
+            return mailbox in leases.held_by(session, self.worker, leases.database_now(session, self.clock))
 
-    def keep(self, mailbox: str) -> None:
-        """During a long pass, after each batch: the lease must not run out under it."""
-        now = self.clock()
+    def keep(self, mailbox: str) -> bool:
+        """During a long pass, after each batch: the lease must not run out under it. False when
+        another worker took it meanwhile (this one was too slow): the pass should stop."""
         with self.db.transaction() as session:
+            now = leases.database_now(session, self.clock)
             leases.seen(session, self.worker, now)
-            leases.renew(session, mailbox, self.worker, now, self.ttl(mailbox))
+            kept = leases.renew(session, mailbox, self.worker, now, self.ttl(mailbox))
+        if not kept:
+            self.log.warning("lease_lost", mailbox=mailbox, detail="another worker serves it now; this pass stops")
+        return kept
 
     def present(self) -> None:
         """Alive, also while every mailbox job is busy in a long pass (the presence job)."""
         with self.db.transaction() as session:
-            leases.seen(session, self.worker, self.clock())
+            leases.seen(session, self.worker, leases.database_now(session, self.clock))
+
+    def forget(self, mailboxes: set[str]) -> None:
+        """A reload removed these mailboxes (or made them inactive): their leases go back."""
+        with self.db.transaction() as session:
+            for mailbox in sorted(mailboxes):
+                leases.give_back(session, self.worker, mailbox)
 
     def presence_every(self) -> timedelta:
         return max(min((b.poll_interval for b in self.active()), default=timedelta(seconds=60)) / 2,
@@ -77,8 +92,8 @@ class MailboxLeases:
 
     def after_pass(self, mailbox: str) -> None:
         """Over its share (more workers came): this mailbox goes back, for one of them."""
-        now = self.clock()
         with self.db.transaction() as session:
+            now = leases.database_now(session, self.clock)
             share = leases.fair_share(session, len(self.active()), now, self.alive_within())
             if len(leases.held_by(session, self.worker, now)) > share:
                 leases.give_back(session, self.worker, mailbox)

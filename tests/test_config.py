@@ -186,7 +186,7 @@ def test_a_full_valid_config_loads_into_typed_values(tmp_path):
 
     sales, support = cfg.mailboxes
     assert sales.name == "sales" and sales.host == "imap.example.com" and sales.username == "sales@example.com"
-    assert sales.password == Secret(PASSWORD) and sales.password.reveal() == PASSWORD
+    assert sales.password.reveal() == PASSWORD and sales.password == Secret(PASSWORD)  # read, then equal
     assert sales.templates == ("contact-form",)
     assert cfg.mailbox("support") is support
     assert (support.port, support.security, support.folder) == (1143, "plain", "Leads")
@@ -714,6 +714,8 @@ def test_relative_paths_in_the_config_are_the_config_files_directorys(tmp_path, 
     assert cfg.reminders.templates_dir == f"{home}/mail-templates"
     absolute = load_config(write(home, text.replace("sqlite:///data/crm.db", "sqlite:////srv/crm.db")), ENV)
     assert absolute.database.url == "sqlite:////srv/crm.db"
+    driver = load_config(write(home, text.replace("sqlite:///data/crm.db", "sqlite+pysqlite:///crm.db")), ENV)
+    assert driver.database.url == f"sqlite+pysqlite:///{home}/crm.db"
 
 
 def test_the_cli_refuses_a_template_with_an_unknown_filter(tmp_path, capsys, monkeypatch):

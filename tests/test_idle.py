@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import time
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from leadtap.core.db import Lead
@@ -95,3 +97,25 @@ def test_only_new_messages_wake_the_mailbox():
     assert is_new_mail((3, b"EXISTS")) and is_new_mail((1, b"RECENT"))
     assert not is_new_mail((2, b"EXPUNGE")) and not is_new_mail((1, b"FETCH", (b"FLAGS", (b"\\Seen",))))
     assert not is_new_mail((b"OK", b"Still here"))
+
+
+def test_a_database_that_cannot_say_who_serves_the_mailbox_pauses_idle_and_never_ends_it():
+    from leadtap.ingest.idle import MailboxWatcher
+    from leadtap.logs import configure_logging
+
+    configure_logging("info")  # to this test's stderr (an earlier test's may be closed)
+    answers = iter([RuntimeError("the database is restarting"), False])
+    stops = iter([False, False, True])
+
+    def may_watch():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    box = type("Box", (), {"name": "sales", "poll_interval": timedelta(seconds=1), "idle": None})()
+    waited = []
+    MailboxWatcher(box, 5, lambda: None, should_stop=lambda: next(stops), may_watch=may_watch,
+                   wait=waited.append).run()
+
+    assert waited == [1.0, 1.0]  # paused twice, never crashed

@@ -110,3 +110,18 @@ def test_a_bad_metrics_address_is_refused(tmp_path, listen):
     with pytest.raises(ConfigError) as error:
         load_config(path, {})
     assert error.value.key == "metrics.listen" and "HOST:PORT" in str(error.value)
+
+
+def test_on_postgresql_the_worker_says_which_mailboxes_it_serves(tmp_path, mailbox, postgres_url):
+    port = free_port()
+    config = write_config(tmp_path / "leadtap.toml", postgres_url, mailbox.section(poll_interval="1s"),
+                          extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    upgrade(config)
+    process = start_run(config)
+    try:
+        wait_for(lambda: _up(port) and scrape(port).get('leadtap_lease_held{mailbox="sales"}') == 1.0,
+                 what="the lease held and shown")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+    assert process.returncode == 0
