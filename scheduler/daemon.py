@@ -87,7 +87,7 @@ class Daemon:
         self.serve_metrics()
         if not self.app.db.is_sqlite:
             self.leases = MailboxLeases(self.app.db, self.app.config, self.clock)
-            self.leases.present()  # counted as live before the first poll: the first worker does not take all
+            self.leases.present()  # counted as live (and serving its share) before the first poll
         scheduler = BackgroundScheduler(
             # Threads are started only as jobs need them: room for every mailbox,
             # also those a reload adds; the heartbeat never waits behind a job.
@@ -217,7 +217,7 @@ class Daemon:
                               IntervalTrigger(seconds=config.notifications.send_every.total_seconds()),
                               id="notifications", name="notifications", next_run_time=now, replace_existing=True)
         if self.leases is not None:
-            scheduler.add_job(self.leases.present, IntervalTrigger(seconds=self.leases.presence_every().total_seconds()),
+            scheduler.add_job(self.presence_job, IntervalTrigger(seconds=self.leases.presence_every().total_seconds()),
                               id="presence", name="presence", next_run_time=now, replace_existing=True)
         beat = (self.notifier.watchdog_seconds or 10) / 4
         scheduler.add_job(self.heartbeat, IntervalTrigger(seconds=beat), id="heartbeat", name="heartbeat",
@@ -267,6 +267,13 @@ class Daemon:
         if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
             self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
         return True
+
+    def presence_job(self) -> None:
+        """Alive and renewing; a mailbox taken here (a dead worker's) is polled at once."""
+        for mailbox in self.leases.present():
+            if self.metrics is not None:
+                self.metrics.lease.labels(mailbox).set(1)
+            threading.Thread(target=self.guarded_pass, args=(mailbox,), name=f"taken {mailbox}", daemon=True).start()
 
     def progress(self, mailbox: str, report, lost: threading.Event) -> None:
         """After each batch of a pass: the lease renewed (lost: the pass stops), the waiting messages counted."""

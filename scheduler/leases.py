@@ -34,16 +34,19 @@ class MailboxLeases:
         self.config = config
 
     def ttl(self, mailbox: str) -> timedelta:
-        """Two poll intervals (a mailbox a reload removed keeps a minute's worth until its pass ends)."""
+        """One and a half poll intervals, renewed at least three times meanwhile (each presence,
+        each pass, each batch); a removed mailbox keeps a minute and a half until its pass ends."""
         try:
-            return 2 * self.config.mailbox(mailbox).poll_interval
+            return 1.5 * self.config.mailbox(mailbox).poll_interval
         except KeyError:
-            return timedelta(minutes=2)
+            return timedelta(seconds=90)
 
     def alive_within(self) -> timedelta:
-        """Three presence intervals: shorter than any lease, so a dead worker stops counting
-        before its mailboxes' leases run out, whatever their poll intervals."""
-        return 3 * self.presence_every()
+        """Two and a half presence intervals: no longer than any lease, so a dead worker has
+        stopped counting by the time its mailboxes' leases run out, whatever their intervals —
+        and a survivor's next presence (half an interval later) takes them: within two poll
+        intervals of the death."""
+        return 2.5 * self.presence_every()
 
     def active(self) -> list:
         return [b for b in self.config.mailboxes if b.active]
@@ -75,10 +78,27 @@ class MailboxLeases:
             self.log.warning("lease_lost", mailbox=mailbox, detail="another worker serves it now; this pass stops")
         return kept
 
-    def present(self) -> None:
-        """Alive, also while every mailbox job is busy in a long pass (the presence job)."""
+    def present(self) -> list[str]:
+        """The presence job: alive (also while every mailbox job is busy in a long pass), this
+        worker's leases renewed, and free mailboxes taken up to its share — returned, to be
+        polled at once (a dead worker's, without waiting for their poll interval)."""
+        taken = []
         with self.db.transaction() as session:
-            leases.seen(session, self.worker, leases.database_now(session, self.clock))
+            now = leases.database_now(session, self.clock)
+            leases.seen(session, self.worker, now)
+            mine = leases.held_by(session, self.worker, now)
+            for mailbox in sorted(mine):
+                leases.renew(session, mailbox, self.worker, now, self.ttl(mailbox))
+            share = leases.fair_share(session, len(self.active()), now, self.alive_within())
+            for box in self.active():
+                if len(mine) + len(taken) >= share:
+                    break
+                if box.name not in mine and leases.hold(session, box.name, self.worker, now, self.ttl(box.name),
+                                                        share) == "taken":
+                    taken.append(box.name)
+        for mailbox in taken:
+            self.log.info("lease_taken", mailbox=mailbox, share=share)
+        return taken
 
     def forget(self, mailboxes: set[str]) -> None:
         """A reload removed these mailboxes (or made them inactive): their leases go back."""

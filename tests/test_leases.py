@@ -211,4 +211,29 @@ def test_a_dead_worker_stops_counting_before_any_of_its_leases_runs_out(tmp_path
     box_leases = MailboxLeases(None, load_config(path, {}), lambda: NOW, worker="w")
 
     assert box_leases.alive_within() < min(box_leases.ttl("inbox"), box_leases.ttl("sent"))
-    assert box_leases.ttl("removed-by-a-reload") == timedelta(minutes=2)
+    assert box_leases.ttl("removed-by-a-reload") == timedelta(seconds=90)
+    assert box_leases.ttl("inbox") == timedelta(seconds=90) and box_leases.presence_every() == timedelta(seconds=30)
+
+
+def test_a_dead_workers_mailbox_is_taken_over_within_two_poll_intervals(tmp_path, postgres_url, mailbox):
+    config = write_config(tmp_path / "leadtap.toml", postgres_url, mailbox.section(poll_interval="2s"))
+    assert subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"],
+                          cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first = start_worker(config, logs[0])
+    wait_until(lambda: '"lease_taken"' in logs[0].read_text(), 30, "the first worker serving the mailbox")
+    second = start_worker(config, logs[1])
+    try:
+        wait_until(lambda: '"started"' in logs[1].read_text(), 30, "the second worker")
+        time.sleep(1)
+        first.send_signal(signal.SIGKILL)
+        died = time.monotonic()
+        mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+        wait_until(lambda: count(postgres_url, select(func.count()).select_from(Lead)) == 1, 30, "the lead")
+        taken_after = time.monotonic() - died
+    finally:
+        first.kill()
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert taken_after < 2 * 2 + 1, taken_after  # two poll intervals, and a second for the pass
+    assert '"lease_taken"' in logs[1].read_text()
