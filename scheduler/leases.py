@@ -69,14 +69,20 @@ class MailboxLeases:
 
     def keep(self, mailbox: str) -> bool:
         """During a long pass, after each batch: the lease must not run out under it. False when
-        another worker took it meanwhile (this one was too slow): the pass should stop."""
+        the pass should stop: another worker took the lease meanwhile, or more workers came and
+        this one holds more than its share (the mailbox then goes back after the pass, for one
+        of them — a backlog is split at once, not after it)."""
         with self.db.transaction() as session:
             now = leases.database_now(session, self.clock)
             leases.seen(session, self.worker, now)
             kept = leases.renew(session, mailbox, self.worker, now, self.ttl(mailbox))
+            share = leases.fair_share(session, len(self.active()), now, self.alive_within())
+            over = len(leases.held_by(session, self.worker, now)) > share
         if not kept:
             self.log.warning("lease_lost", mailbox=mailbox, detail="another worker serves it now; this pass stops")
-        return kept
+        elif over:
+            self.log.info("lease_yielding", mailbox=mailbox, share=share)
+        return kept and not over
 
     def present(self) -> list[str]:
         """The presence job: alive (also while every mailbox job is busy in a long pass), this
