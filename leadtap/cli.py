@@ -6,9 +6,7 @@ import argparse
 import csv
 import json
 import os
-import socket
 import sys
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,7 +15,7 @@ import structlog
 
 from leadtap.core.config_values import parse_seconds
 from leadtap.core.db import upgrade_schema, utcnow
-from leadtap.core.errors import ConfigError, LeadtapError, MailSendError, MessageError, TemplateError
+from leadtap.core.errors import ConfigError, LeadtapError, MessageError
 from leadtap.core import notifications
 from leadtap.core.reminders import sent_reminders
 from leadtap.core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
@@ -25,10 +23,10 @@ from leadtap.ingest.parse import parse_message
 from leadtap.ingest.pipeline import ingest_mailboxes
 from leadtap import EXAMPLE_CONFIG
 from leadtap.bootstrap import App, build_app
+from leadtap.cli_check import cmd_check
 from leadtap.cli_leads import add_lead_commands, add_opportunity_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from leadtap.scheduler.daemon import Daemon
-from leadtap.scheduler.render import RenderError, sample_context, sample_item, sample_notification
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -307,7 +305,7 @@ def cmd_example_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from leadtap import demo  # the Dovecot it starts is only needed here
 
-    return demo.run(args.dir, keep=args.keep)
+    return demo.run(args.dir, keep=args.keep, main=main)
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:
@@ -333,107 +331,6 @@ def print_mail_sent(app: App, load: Callable, noun: str, unsent: str, what: Call
               f"{what(row)}  {row['state']}  → {row['recipient']}" + (f"  ({row['error']})" if row["error"] else ""))
     print(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
-
-
-def cmd_check(app: App, args: argparse.Namespace) -> int:
-    checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
-    checks.append(("database", lambda: check_database(app)))
-    for box in app.config.mailboxes:
-        if box.active:
-            checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
-    for kind, contexts in template_contexts(app.config).items():
-        checks.append((f"template {kind}", lambda kind=kind, contexts=contexts: check_template(app, kind, contexts)))
-    for status, option in app.config.pipeline.options.items():
-        for number, task in enumerate(option.tasks, start=1):
-            checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
-    if app.config.smtp is not None:
-        checks.append(("smtp", lambda: check_smtp(app)))
-    if app.config.metrics.enabled:
-        checks.append(("metrics", lambda: check_metrics(app)))
-    failures = 0
-    for name, check in checks:
-        try:
-            detail = check()
-            print(f"ok    {name}: {detail}")
-        except LeadtapError as exc:
-            failures += 1
-            print(f"FAIL  {name}: {exc}")
-    return EXIT_FAILED if failures else EXIT_OK
-
-
-def template_contexts(config) -> dict[str, list[dict]]:
-    """Each template in use, with every context it is rendered with: a status
-    rule's reminder (an escalation too, a reassignment when the rule
-    reassigns), a task rule's, a digest of both, a notification."""
-    found: dict[str, list[dict]] = {}
-    rules = [rule for rule in config.reminders.rules if rule.enabled]
-    for rule in rules:
-        task = rule.for_tasks
-        variants = [sample_item(task), sample_item(task, escalation=True, reassigned=bool(rule.reassign_after))]
-        found.setdefault("digest" if config.reminders.digest else rule.template, []).extend(
-            sample_context(variant) for variant in variants)
-    if config.reminders.digest and rules:
-        found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules)))
-    if config.notifications.enabled:
-        found[config.notifications.new_lead] = [sample_notification()]
-    if any(rule.reassign_after for rule in rules):
-        found["lead_reassigned"] = [sample_notification()]
-    return found
-
-
-def check_template(app: App, kind: str, contexts: list[dict]) -> str:
-    renderer = app.renderer()
-    try:
-        rendered = [renderer.render(kind, context) for context in contexts][0]
-    except RenderError as exc:
-        raise TemplateError(str(exc)) from None
-    return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
-
-
-def check_task_title(app: App, title: str) -> str:
-    try:
-        return f"renders: {app.renderer().render_title(title, sample_item()['lead'])!r}"
-    except RenderError as exc:
-        raise TemplateError(str(exc)) from None
-
-
-def check_smtp(app: App) -> str:
-    mailer = app.mailer()
-    try:
-        with mailer:
-            mailer.client = mailer.connect()
-            mailer.client.noop()
-    except Exception as exc:  # every failure to reach the server is the check's answer
-        raise MailSendError(f"{mailer.where()}: {exc}", permanent=False) from None
-    return f"{mailer.where()} answers"
-
-
-def check_metrics(app: App) -> str:
-    """The metrics address can be listened on — or a running leadtap serves it already."""
-    host, port = app.config.metrics.host, app.config.metrics.port
-    try:
-        with socket.create_server((host, port)):
-            return f"{host}:{port} is free for leadtap run"
-    except OSError as exc:
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3) as answer:
-                if b"leadtap_" in answer.read():
-                    return f"{host}:{port} serves leadtap's metrics (a worker is running)"
-        except OSError:
-            pass
-        raise ConfigError(app.config.path, "metrics.listen", f"cannot listen on {host}:{port}: "
-                                                             f"{exc.strerror or exc}") from None
-
-
-def check_database(app: App) -> str:
-    app.db.check_schema()
-    return f"reachable, schema up to date ({app.db.engine.dialect.name})"
-
-
-def check_mailbox(app: App, box) -> str:
-    with app.open_mailbox(box) as imap:
-        unread = len(imap.unseen_uids())
-    return f"logged in as {box.username}, folder {box.folder!r} selected, {unread} unread"
 
 
 if __name__ == "__main__":

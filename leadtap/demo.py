@@ -5,14 +5,12 @@ with ``--keep`` the Dovecot stays up until Ctrl-C, to go on with."""
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from pathlib import Path
 
 from imapclient import IMAPClient
 
 from leadtap import DEMO_MAIL
-from leadtap.cli import main
 from leadtap.dovecot import Dovecot
 
 MAIL = DEMO_MAIL
@@ -70,7 +68,8 @@ Message: {{{{ message | multiline }}}}
 """
 
 
-def run(workdir: Path, keep: bool = False) -> int:
+def run(workdir: Path, keep: bool = False, main=None) -> int:
+    """``main``: the command line's entry point, handed in by ``leadtap demo``."""
     workdir.mkdir(exist_ok=True)
     for stale in workdir.glob("leadtap.db*"):
         stale.unlink()
@@ -110,7 +109,3 @@ def hold(server: Dovecot, config: Path, password_file: Path) -> None:
     while not stop.wait(1):
         pass
     print("demo: Dovecot stopped.")
-
-
-if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("demo-run"), keep="--keep" in sys.argv[2:]))

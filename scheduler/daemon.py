@@ -40,6 +40,7 @@ from leadtap.core.services import trouble_counts
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
 from leadtap.scheduler.notify import Notifier
+from leadtap.scheduler.push import Push
 
 MISFIRE_GRACE = 30  # seconds a late run may still start
 STOP_WITHIN = 10  # seconds
@@ -59,7 +60,7 @@ class State:
     last_poll: dict[str, datetime] = field(default_factory=dict)
 
 
-class Daemon:
+class Daemon(Push):
     def __init__(self, app: Any, load_app: Callable[[], Any], environ: Mapping[str, str],
                  clock: Callable[[], datetime] | None = None):
         """``app`` is the composition root's App; ``load_app`` builds a fresh one
@@ -286,40 +287,6 @@ class Daemon:
         with self.app.db.transaction() as session:
             failed, set_aside = trouble_counts(session, mailbox, self.app.config.ingest.max_attempts)
         self.metrics.troubles([(mailbox, failed, set_aside)])
-
-    # --- push: IMAP IDLE ------------------------------------------------------------
-
-    def start_watchers(self) -> None:
-        """One thread per active mailbox that may IDLE; ended by a stop or a reload."""
-        self.watching = threading.Event()
-        for box in self.app.config.mailboxes:
-            if box.active and box.idle is not False:
-                threading.Thread(target=self.watch, args=(box.name, self.app, self.watching),
-                                 name=f"idle {box.name}", daemon=True).start()
-
-    def watch(self, mailbox: str, app: Any, ending: threading.Event) -> None:
-        def new_mail() -> None:
-            if not ending.is_set():  # a pass now, beside the interval job (one pass at a time, see ingest_job)
-                threading.Thread(target=self.guarded_pass, args=(mailbox,), name=f"push {mailbox}", daemon=True).start()
-
-        def state(connected: bool) -> None:
-            if self.metrics is not None:
-                self.metrics.idle.labels(mailbox).set(int(connected))
-
-        leases = self.leases
-        try:
-            app.watch_mailbox(mailbox, new_mail, should_stop=lambda: self.state.stop.is_set() or ending.is_set(),
-                              may_watch=(lambda: leases.holds(mailbox)) if leases else (lambda: True),
-                              wait=ending.wait, on_state=state)
-        except Exception:  # a bug: this mailbox is polled on its interval, as without IDLE
-            self.log.exception("idle_crashed", mailbox=mailbox)
-
-    def guarded_pass(self, mailbox: str) -> None:
-        """IDLE's pass, outside the scheduler: its failures are logged as a job's are."""
-        try:
-            self.ingest_job(mailbox)
-        except Exception as exc:
-            self.log.error("job_failed", job=f"push:{mailbox}", error=str(exc), exc_info=True)
 
     def notification_job(self, wait: bool = True) -> None:
         """One send of what is owed. The interval job and a poll's call never
