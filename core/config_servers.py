@@ -121,8 +121,6 @@ def parse_mailbox(
     )
     check_kind(s, values)
     values["password"] = resolve_password(s, values, environ, warnings)
-    if "ca_file" in values:
-        values["ca_file"] = relative_to_config(s, values["ca_file"])
     check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
     source = values.setdefault("source", default_source)
     if source not in sources:
@@ -190,8 +188,6 @@ def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) ->
         if "username" not in values:
             s.fail("username", "a password is given, so a username is required")
         values["password"] = resolve_password(s, values, environ, warnings)
-    if "ca_file" in values:
-        values["ca_file"] = relative_to_config(s, values["ca_file"])
     check_connection(s, values, "SMTP", default_security="starttls", ports={"tls": 465, "starttls": 587, "plain": 25})
     sender = values.pop("from")
     if not EMAIL_RE.search(sender):
@@ -200,10 +196,12 @@ def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) ->
 
 
 def check_connection(s: "Section", values: dict, protocol: str, default_security: str, ports: dict) -> None:
-    """security and port of a server connection; the password keys are dropped
-    (``resolve_password`` has read them)."""
+    """security, port and CA file of a server connection; the password keys are
+    dropped (``resolve_password`` has read them)."""
     for key in ("password_env", "password_file"):
         values.pop(key, None)
+    if "ca_file" in values:
+        values["ca_file"] = relative_to_config(s, values["ca_file"])
     security = values.setdefault("security", default_security)
     if security not in SECURITY_MODES:
         s.fail("security", f"{security!r} is not one of {list(SECURITY_MODES)}")

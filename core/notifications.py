@@ -37,7 +37,7 @@ def owe(session: Session, lead_id: int, recipient: str, kind: str, now: datetime
     row = session.scalar(select(Notification).where(
         Notification.lead_id == lead_id, Notification.recipient == recipient, Notification.kind == kind))
     if row is None:
-        session.add(new_row(lead_id, recipient, kind, now))
+        session.add(Notification(**pending_row(lead_id, recipient, kind, now)))
         return True
     if row.state == "claimed" or (kind == NEW_LEAD and row.state in ("pending", "sent")):
         return False
@@ -46,15 +46,15 @@ def owe(session: Session, lead_id: int, recipient: str, kind: str, now: datetime
     return True
 
 
-def new_row(lead_id: int, recipient: str, kind: str, now: datetime) -> Notification:
-    return Notification(lead_id=lead_id, recipient=recipient, kind=kind, state="pending", attempts=0,
-                        next_attempt_at=now, created_at=now)
+def pending_row(lead_id: int, recipient: str, kind: str, now: datetime) -> dict:
+    """A notification owed from ``now``: the one row shape, for a single owe and a batch's."""
+    return {"lead_id": lead_id, "recipient": recipient, "kind": kind, "state": "pending", "attempts": 0,
+            "next_attempt_at": now, "created_at": now}
 
 
 def new_rows(leads: list[tuple[int, str]], kind: str, now: datetime) -> list[dict]:
     """Rows for leads made in one batch: (lead id, owner's email) each."""
-    return [{"lead_id": lead_id, "recipient": recipient, "kind": kind, "state": "pending", "attempts": 0,
-             "next_attempt_at": now, "created_at": now} for lead_id, recipient in leads]
+    return [pending_row(lead_id, recipient, kind, now) for lead_id, recipient in leads]
 
 
 def claimable(now: datetime):

@@ -13,8 +13,6 @@ from imapclient import IMAPClient
 from leadtap import DEMO_MAIL
 from leadtap.dovecot import Dovecot
 
-MAIL = DEMO_MAIL
-
 CONFIG = """\
 # Written by the leadtap demo: a local Dovecot mailbox and a SQLite file.
 [database]
@@ -80,9 +78,9 @@ def run(workdir: Path, keep: bool = False, main=None) -> int:
         config.write_text(CONFIG.format(db=workdir / "leadtap.db", port=server.port, password_file=password_file))
         with IMAPClient(server.host, port=server.port, ssl=False) as client:
             client.login("sales@example.com", server.password)
-            for eml in sorted(MAIL.glob("*.eml")):
+            for eml in sorted(DEMO_MAIL.glob("*.eml")):
                 client.append("INBOX", eml.read_bytes())
-        print(f"demo: a local Dovecot on 127.0.0.1:{server.port} holds {len(list(MAIL.glob('*.eml')))} messages")
+        print(f"demo: a local Dovecot on 127.0.0.1:{server.port} holds {len(list(DEMO_MAIL.glob('*.eml')))} messages")
         for args in (["db", "upgrade"], ["poll"]):
             print(f"$ leadtap {' '.join(args)}")
             if main(["--config", str(config), "--log-level", "warning", *args]) != 0:

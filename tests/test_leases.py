@@ -19,6 +19,7 @@ from leadtap.core import leases
 from leadtap.core.db import Database, Lead, LedgerEntry, Owner, Reminder, upgrade_schema
 from tests.helpers import ROOT, Mailbox, enquiry, write_config
 from tests.smtp import SmtpServer
+from tests.test_daemon import REMINDERS
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 TTL = timedelta(seconds=120)
@@ -79,24 +80,8 @@ def test_the_survivors_share_a_dead_workers_mailboxes(db):
 
 # --- three real workers ------------------------------------------------------------------
 
-RUN = """
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "plain"
-from = "leadtap <crm@example.com>"
-
-[ingest]
-batch_size = 25
-
-[reminders]
-sweep_every = "1s"
-
-[[reminders.rules]]
-name = "new-untouched"
-status = "New"
-after = "1s"
-"""
+# The daemon tests' SMTP server and reminder rule (after = "1s"), and small batches.
+RUN = REMINDERS.replace('after = "2s"', 'after = "1s"') + "\n[ingest]\nbatch_size = 25\n"
 
 
 def start_worker(config, log) -> subprocess.Popen:

@@ -15,29 +15,11 @@ from leadtap.core.errors import ConfigError
 from leadtap.dovecot import free_port
 from tests.helpers import enquiry, write_config
 from tests.smtp import SmtpServer
-from tests.test_daemon import start_run, upgrade, wait_for
+from tests.test_daemon import REMINDERS, start_run, upgrade, wait_for
 
-EXTRA = """
-[metrics]
-listen = "127.0.0.1:{metrics}"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "plain"
-from = "leadtap <crm@example.com>"
-
-[notifications]
-new_lead = "new_lead"
-
-[reminders]
-sweep_every = "1s"
-
-[[reminders.rules]]
-name = "new-untouched"
-status = "New"
-after = "1s"
-"""
+# The daemon tests' SMTP server and reminder rule (after = "1s"), with metrics and notifications on.
+EXTRA = ('[metrics]\nlisten = "127.0.0.1:{metrics}"\n\n[notifications]\nnew_lead = "new_lead"\n'
+         + REMINDERS.replace("port = {port}", "port = {smtp}").replace('after = "2s"', 'after = "1s"'))
 
 
 def scrape(port: int) -> dict[str, float]:
