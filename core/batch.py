@@ -305,7 +305,8 @@ class LeadBatch:
         who = row["company"] or row["name"] or row["email"] or "Lead"
         title = f"{who} — {row['subject']}" if row["subject"] else who
         return {"lead_id": lead.id, "owner_id": row["owner_id"], "title": clip(title, 500),
-                "stage": self.settings.opportunity_stage, "created_at": self.now}
+                "stage": self.settings.opportunity_stage, "created_at": self.now, "stage_changed_at": self.now,
+                "fields": {}}
 
     def write_identities(self) -> None:
         rows = [

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from leadtap.core import lifecycle
 from leadtap.core.config import Config
-from leadtap.core.db import Activity, Lead, Opportunity, Owner, Rotation, Task
+from leadtap.core.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
+from leadtap.core.deals import DealRules
 from leadtap.core.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from leadtap.core.model import Candidate, next_in_turn
 from leadtap.core import notifications
@@ -38,19 +39,20 @@ class LeadRules:
 
     pipeline: Pipeline
     role: str
-    stages: tuple[str, ...]  # the opportunity stages; a new opportunity starts at the first
+    deals: DealRules  # the opportunity stages; a new opportunity starts at the first
     render_title: RenderTitle
     notify_owner: bool = False  # a lead's new owner is owed the new-lead email
+    mail_owners: bool = False  # there is an [smtp] table: deal warnings and hand-offs are emailed
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
         """The rules of ``config``; task titles kept as written unless a renderer is given."""
-        return cls(config.pipeline, config.assignment.role, config.opportunities.stages, render_title,
-                   config.notifications.enabled)
+        return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
+                   config.notifications.enabled, config.smtp is not None)
 
     @property
     def first_stage(self) -> str:
-        return self.stages[0]
+        return self.deals.first
 
 
 def load_lead(session: Session, lead_id: int) -> Lead:
@@ -118,25 +120,6 @@ def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, 
     return change
 
 
-def set_stage(session: Session, rules: LeadRules, opportunity_id: int, stage: str, actor: Actor,
-              now: datetime) -> list[Change]:
-    """The opportunity to ``stage``, then the move automation makes for
-    ``stage:<stage>`` (Hanna's "Offer submitted"). Locks the lead, then its
-    opportunity: the order every other change takes."""
-    lead_id = session.scalar(select(Opportunity.lead_id).where(Opportunity.id == opportunity_id))
-    if lead_id is None:
-        raise Refused(f"no opportunity with id {opportunity_id}")
-    lead = load_lead(session, lead_id)
-    current = session.scalars(select(Opportunity.stage).where(Opportunity.id == opportunity_id).with_for_update()).one()
-    change = lifecycle.set_stage(state_of(session, lead), current, stage, rules.stages, actor, now)
-    record(session, rules, lead, change)
-    moved = lifecycle.on_activity(state_of(session, lead), f"stage:{stage}", rules.pipeline, now)
-    if moved is None:
-        return [change]
-    record(session, rules, lead, moved)
-    return [change, moved]
-
-
 def note(session: Session, rules: LeadRules, lead_id: int, text: str, actor: Actor, now: datetime) -> Change:
     lead = load_lead(session, lead_id)
     change = lifecycle.add_note(state_of(session, lead), text, actor, now)
@@ -169,7 +152,18 @@ def finish_task(session: Session, task_id: int, actor: Actor, now: datetime) -> 
         raise Refused(f"task {task_id} is already {task.state}")
     task.state, task.closed_at, task.closed_by = "done", now, actor.who
     add_activity(session, task.lead_id, "task_done", task.title, actor, now, {"task": task.id})
+    if task.onboarding_id is not None:
+        onboarding_done(session, task.onboarding_id, now)
     return task
+
+
+def onboarding_done(session: Session, onboarding_id: int, now: datetime) -> None:
+    """An onboarding whose last open task is done is done."""
+    still_open = session.scalar(select(Task.id).where(Task.onboarding_id == onboarding_id, Task.state == "open")
+                                .limit(1))
+    if still_open is None:
+        record = session.get(OnboardingRecord, onboarding_id)
+        record.state, record.done_at = "done", now
 
 
 def active_owner(session: Session, email: str) -> Owner:
@@ -214,14 +208,29 @@ def record_mail(session: Session, rules: LeadRules, touched: dict[int, list[str]
 # --- recording what happened -------------------------------------------------
 
 
-def record(session: Session, rules: LeadRules, lead: Lead, change: Change) -> None:
-    """The lead's new state and one activity per event."""
+def record(session: Session, rules: LeadRules, lead: Lead, change: Change, recorders: dict | None = None,
+           activity: bool = True) -> None:
+    """The lead's new state and one activity per event; ``recorders`` for
+    other events than the lead's (``core.deal_changes``). A change that is
+    not ``activity`` (a staleness warning) leaves the lead's activity time and snooze."""
     for event in change.events:
-        RECORDERS[type(event)](session, rules, lead, change, event)
-    lead.last_activity_at = change.at
-    if not change.of(lifecycle.Snoozed):
-        lead.snoozed_until = None  # any activity ends a snooze
+        (recorders or RECORDERS)[type(event)](session, rules, lead, change, event)
+    if activity:
+        lead.last_activity_at = change.at
+        if not change.of(lifecycle.Snoozed):
+            lead.snoozed_until = None  # any activity ends a snooze
     session.flush()
+
+
+def lead_fields(lead: Lead) -> dict:
+    """The lead as a task title template sees it."""
+    return {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
+            "status": lead.status}
+
+
+def owner_email(session: Session, lead: Lead) -> str | None:
+    owner = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    return owner.email if owner else None
 
 
 def add_activity(session: Session, lead_id: int, kind: str, summary: str, actor: Actor, at: datetime,
@@ -254,22 +263,21 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
 
 
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
-    title = event.title if event.literal else rules.render_title(event.title, {"id": lead.id, "name": lead.name, "email": lead.email,
-                                             "phone": lead.phone, "company": lead.company, "status": lead.status})
+    title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
                      state="open", created_at=change.at))
     add_activity(session, lead.id, "task", title, change.actor, change.at, {"due_at": event.due_at.isoformat()})
 
 
 def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
-    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open")
+    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
                     .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who))
 
 
 def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, event) -> None:
     who = lead.company or lead.name or lead.email or "Lead"
     session.add(Opportunity(lead_id=lead.id, owner_id=lead.owner_id, title=clip(who, 500), stage=rules.first_stage,
-                            created_at=change.at))
+                            created_at=change.at, stage_changed_at=change.at, fields={}))
     add_activity(session, lead.id, "opportunity", "opportunity created", change.actor, change.at, {})
 
 
@@ -290,14 +298,10 @@ def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.O
     lead.owner_id, lead.assigned_at = owner.id, change.at
     if rules.notify_owner:
         notifications.owe(session, lead.id, owner.email, notifications.NEW_LEAD, change.at)
-    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open").values(owner_id=owner.id))
+    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
+                    .values(owner_id=owner.id))  # an onboarding's tasks stay with the onboarding's owner
+    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id).values(owner_id=owner.id))
     add_activity(session, lead.id, "owner", f"{event.old or 'nobody'} → {event.new}", change.actor, change.at,
-                 {"from": event.old, "to": event.new})
-
-
-def stage_changed(session, rules, lead: Lead, change: Change, event: lifecycle.StageChanged) -> None:
-    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id).values(stage=event.new))
-    add_activity(session, lead.id, "stage", f"{event.old} → {event.new}", change.actor, change.at,
                  {"from": event.old, "to": event.new})
 
 
@@ -319,7 +323,6 @@ RECORDERS = {
     lifecycle.OpportunityNeeded: opportunity_needed,
     lifecycle.FollowUpLead: follow_up_lead,
     lifecycle.OwnerChanged: owner_changed,
-    lifecycle.StageChanged: stage_changed,
     lifecycle.NoteAdded: note_added,
     lifecycle.Snoozed: snoozed,
 }

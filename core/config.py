@@ -37,6 +37,7 @@ from leadtap.core.config_servers import (  # noqa: F401  (re-exported: the serve
     parse_metrics,
     parse_smtp,
 )
+from leadtap.core.config_deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
 from leadtap.core.lifecycle import Pipeline
@@ -44,7 +45,6 @@ from leadtap.core.lifecycle import Pipeline
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
 DEFAULT_SOURCES = ("Email", "Website", "Partner")
-DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
 LEAD_FIELDS = ("name", "email", "phone", "company", "message")
 
 
@@ -82,12 +82,6 @@ class LeadsConfig:
 class AssignmentConfig:
     enabled: bool = True
     role: str = "sales"
-
-
-@dataclass(frozen=True)
-class OpportunitiesConfig:
-    auto_create: bool = True
-    stages: tuple[str, ...] = DEFAULT_STAGES
 
 
 @dataclass(frozen=True)
@@ -142,6 +136,18 @@ class Config:
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
 
+    @property
+    def sweeps(self) -> bool:
+        """A reminder sweep has work: reminder rules, or a deal staleness policy."""
+        return bool(self.reminders.rules) or self.opportunities.deals.staleness.enabled
+
+    @property
+    def owes_mail(self) -> bool:
+        """Owners may be owed emails (the outbox is sent on a schedule)."""
+        deals = self.opportunities.deals
+        return (self.notifications.enabled or any(r.reassign_after for r in self.reminders.rules)
+                or (self.smtp is not None and (deals.staleness.enabled or deals.onboarding is not None)))
+
     def mailbox(self, name: str) -> MailboxConfig:
         for box in self.mailboxes:
             if box.name == name:
@@ -187,9 +193,10 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                                             path))
     leads = parse_leads(root.table("leads"))
     assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str}))
-    opportunities = parse_opportunities(root.table("opportunities"))
     ingest = parse_ingest(root.table("ingest"))
     owners = tuple(parse_owner(s) for s in root.array("owners"))
+    opportunities = parse_opportunities(root.table("opportunities"), root.table("onboarding"),
+                                        {role for owner in owners for role in owner.roles})
     templates = tuple(parse_template(s) for s in root.array("extraction_templates"))
     template_names = [t.name for t in templates]
     mailboxes = tuple(
@@ -209,6 +216,9 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                               "reassignment takes the rotation's next owner, but [assignment] enabled = false")
     if reminders.rules and smtp is None:
         raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")
+    if opportunities.deals.staleness.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[opportunities.staleness] warns owners before it closes a deal, "
+                                        "so an [smtp] table is required")
     if notifications.enabled and smtp is None:
         raise ConfigError(path, "smtp", "[notifications] new_lead is set, so an [smtp] table is required")
     root.finish()
@@ -257,13 +267,6 @@ def parse_leads(s: "Section") -> LeadsConfig:
     if leads.default_source not in leads.sources:
         s.fail("default_source", f"unknown source {leads.default_source!r}; expected one of {list(leads.sources)}")
     return leads
-
-
-def parse_opportunities(s: "Section") -> OpportunitiesConfig:
-    opportunities = OpportunitiesConfig(**s.take({"auto_create": bool, "stages": list_of_str}))
-    if not opportunities.stages:
-        s.fail("stages", "at least one stage is expected")
-    return opportunities
 
 
 def parse_ingest(s: "Section") -> IngestConfig:

@@ -129,6 +129,29 @@ class Opportunity(Base):
     title: Mapped[str] = mapped_column(String(500))
     stage: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fields: Mapped[dict] = mapped_column(JSON, default=dict)  # amount, close_date, and any other
+    stage_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # entered won or lost
+    lost_reason: Mapped[str | None] = mapped_column(String(200))
+    # The staleness deadline its owner was last warned of, and when: warned once per deadline.
+    warned_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_opportunities_stage_changed", "stage", "stage_changed_at"),
+                      Index("ix_opportunities_created", "created_at"))
+
+
+class OnboardingRecord(Base):
+    """The hand-off of a won deal to onboarding: one per deal, whatever crashes."""
+
+    __tablename__ = "onboardings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int] = mapped_column(ForeignKey("opportunities.id"), unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20))  # open | done (its tasks all done)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Activity(Base):
@@ -154,6 +177,9 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(320))
+    # An onboarding's task: its owner is the onboarding's, not the lead's.
+    onboarding_id: Mapped[int | None] = mapped_column(ForeignKey("onboardings.id", name="fk_tasks_onboarding_id"),
+                                                      index=True)
 
     __table_args__ = (Index("ix_tasks_state_due", "state", "due_at"),)
 

@@ -202,10 +202,12 @@ class OwnerChanged:
 
 @dataclass(frozen=True)
 class StageChanged:
-    """The lead's opportunity entered another stage."""
+    """The lead's opportunity entered another stage (``core.deals``)."""
 
     old: str
     new: str
+    reason: str | None = None  # why it was lost
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -341,18 +343,6 @@ def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: d
     if owner == lead.owner:
         raise Refused(f"{where} is already {owner}'s")
     return Change(lead.id, actor, now, (OwnerChanged(lead.owner, owner),))
-
-
-def set_stage(lead: LeadState, current: str, stage: str, stages: tuple[str, ...], actor: Actor,
-              now: datetime) -> Change:
-    """The lead's opportunity to another stage; the status whose ``set_on`` is
-    ``stage:<stage>`` follows by ``on_activity``."""
-    where = f"lead {lead.id}"
-    if stage not in stages:
-        raise Refused(f"{where}: {stage!r} is not an opportunity stage; expected one of {', '.join(stages)}")
-    if stage == current:
-        raise Refused(f"{where}: the opportunity is already at {stage}")
-    return Change(lead.id, actor, now, (StageChanged(current, stage),))
 
 
 def add_note(lead: LeadState, text: str, actor: Actor, now: datetime) -> Change:

@@ -1,6 +1,7 @@
 """The outbox of emails owed to owners about leads: ``new_lead`` (the lead is
-yours now) and ``reassigned`` (the reminder ladder gave your lead to the next
-owner).
+yours now), ``reassigned`` (the reminder ladder gave your lead to the next
+owner), and of their deals: ``onboarding`` (a won deal is yours to onboard),
+``deal_stale`` (it closes soon) and ``deal_closed_stale`` (it was closed).
 
 A notification is *owed* in the transaction that makes it so — ingest's
 batch, a reassignment — as a ``pending`` row, unique per (lead, recipient,
@@ -21,10 +22,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.db import Lead, Notification, Owner
+from leadtap.core.db import Lead, Notification, OnboardingRecord, Opportunity, Owner
 
 NEW_LEAD = "new_lead"
 REASSIGNED = "reassigned"
+ONBOARDING = "onboarding"  # a won deal handed to you (core.deal_changes)
+DEAL_STALE = "deal_stale"  # your deal closes soon by the staleness policy
+DEAL_CLOSED = "deal_closed_stale"  # your deal was closed by it
 CLAIM_LEASE = timedelta(minutes=30)
 FIRST_RETRY = timedelta(minutes=1)
 LAST_RETRY = timedelta(hours=1)
@@ -83,24 +87,35 @@ class Owed:
     lead: Lead
     owner: Owner | None  # the lead's owner now
     recipient: Owner | None
+    opportunity: Opportunity | None = None
+    onboarding: OnboardingRecord | None = None
 
     @property
     def stale(self) -> str | None:
         """Why it should no longer be sent, or None."""
+        kind = self.notification.kind
         if self.recipient is None or not self.recipient.active:
             return f"{self.notification.recipient} is no longer an active owner"
-        if self.notification.kind == NEW_LEAD and (self.owner is None or self.owner.id != self.recipient.id):
+        if kind == NEW_LEAD and (self.owner is None or self.owner.id != self.recipient.id):
             return f"the lead is no longer {self.notification.recipient}'s"
+        if kind == DEAL_STALE and (self.opportunity is None or self.opportunity.warned_for is None):
+            return "the deal moved on since the warning"
+        if kind == ONBOARDING and (self.onboarding is None or self.onboarding.owner_id != self.recipient.id):
+            return f"the onboarding is no longer {self.notification.recipient}'s"
         return None
 
 
 def load_owed(session: Session, notification_ids: list[int]) -> list[Owed]:
-    """The claimed rows with their leads and people, read now (just before a send)."""
+    """The claimed rows with their leads, people and deals, read now (just before a send)."""
     owners = {o.email: o for o in session.scalars(select(Owner))}
     by_id = {o.id: o for o in owners.values()}
-    rows = session.execute(select(Notification, Lead).join(Lead, Lead.id == Notification.lead_id)
+    rows = session.execute(select(Notification, Lead, Opportunity, OnboardingRecord)
+                           .join(Lead, Lead.id == Notification.lead_id)
+                           .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+                           .outerjoin(OnboardingRecord, OnboardingRecord.opportunity_id == Opportunity.id)
                            .where(Notification.id.in_(notification_ids)).order_by(Notification.id))
-    return [Owed(n, lead, by_id.get(lead.owner_id), owners.get(n.recipient)) for n, lead in rows]
+    return [Owed(n, lead, by_id.get(lead.owner_id), owners.get(n.recipient), deal, onboarding)
+            for n, lead, deal, onboarding in rows]
 
 
 def finish(session: Session, notification_id: int, token: str, now: datetime, state: str,

@@ -32,9 +32,7 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "status_changed_at": iso(lead.status_changed_at),
         "owner": owner.email if owner else None,
         "owner_name": owner.name if owner else None,
-        "opportunity": (
-            {"id": opportunity.id, "title": opportunity.title, "stage": opportunity.stage} if opportunity else None
-        ),
+        "opportunity": deal_dict(opportunity) if opportunity else None,
         "mailbox": lead.mailbox,
         "subject": lead.subject,
         "received_at": iso(lead.received_at),
@@ -43,6 +41,24 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "last_activity_at": iso(lead.last_activity_at),
         "snoozed_until": iso(lead.snoozed_until),
         "follow_up_of": lead.follow_up_of,
+    }
+
+
+def deal_dict(opportunity: Opportunity) -> dict:
+    fields = dict(opportunity.fields or {})
+    return {
+        "id": opportunity.id,
+        "lead_id": opportunity.lead_id,
+        "title": opportunity.title,
+        "stage": opportunity.stage,
+        "amount": fields.get("amount"),
+        "close_date": fields.get("close_date"),
+        "fields": fields,
+        "created_at": iso(opportunity.created_at),
+        "stage_changed_at": iso(opportunity.stage_changed_at),
+        "closed_at": iso(opportunity.closed_at),
+        "lost_reason": opportunity.lost_reason,
+        "warned_for": iso(opportunity.warned_for),
     }
 
 

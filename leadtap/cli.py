@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -24,7 +23,9 @@ from leadtap.ingest.pipeline import ingest_mailboxes
 from leadtap import EXAMPLE_CONFIG
 from leadtap.bootstrap import App, build_app
 from leadtap.cli_check import cmd_check
-from leadtap.cli_leads import add_lead_commands, add_opportunity_commands, add_task_commands, record_id
+from leadtap.output import write_rows
+from leadtap.cli_deals import add_deal_commands
+from leadtap.cli_leads import add_lead_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from leadtap.scheduler.daemon import Daemon
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=cmd_leads_show)
     add_lead_commands(leads)
     add_task_commands(commands)
-    add_opportunity_commands(commands)
+    add_deal_commands(commands)
 
     failed = commands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="failed_command", required=True)
@@ -194,7 +195,7 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
     with app.db.transaction() as session:
         leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
                            app.config.leads.closed_statuses)
-        write_leads(leads, args.format, sys.stdout)
+        write_rows(leads, args.format, sys.stdout, LEAD_COLUMNS, "lead")
     return EXIT_OK
 
 
@@ -204,31 +205,6 @@ def duration(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def write_leads(leads, fmt: str, out) -> None:
-    if fmt == "json":
-        json.dump(list(leads), out, indent=2, ensure_ascii=False)
-        out.write("\n")
-    elif fmt == "csv":
-        writer = None
-        for lead in leads:
-            row = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in lead.items()}
-            if writer is None:
-                writer = csv.DictWriter(out, fieldnames=list(row))
-                writer.writeheader()
-            writer.writerow(row)
-    else:
-        rows = [[str(lead[c] if lead[c] is not None else "") for c in LEAD_COLUMNS] for lead in leads]
-        print_table(list(LEAD_COLUMNS), rows, out)
-
-
-def print_table(header: list[str], rows: list[list[str]], out) -> None:
-    rows = [[cell.replace("\n", " ")[:40] for cell in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    for line in [header] + rows:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
-    out.write(f"({len(rows)} lead{'s' if len(rows) != 1 else ''})\n")
 
 
 def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
@@ -285,8 +261,8 @@ def cmd_remind(app: App, args: argparse.Namespace) -> int:
     for line in report.plan:
         print(f"would send to {line}")
     print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
-    if report.reassigned:
-        print(app.send_notifications().summary())  # the new owners and the old ones hear at once
+    if report.owes_mail:
+        print(app.send_notifications().summary())  # the new owners, the old ones, the deals' owners hear at once
     return EXIT_FAILED if report.released or report.refused else EXIT_OK
 
 

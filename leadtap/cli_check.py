@@ -27,6 +27,9 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     for status, option in app.config.pipeline.options.items():
         for number, task in enumerate(option.tasks, start=1):
             checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
+    onboarding = app.config.opportunities.deals.onboarding
+    for number, task in enumerate(onboarding.tasks if onboarding else (), start=1):
+        checks.append((f"onboarding task {number}", lambda task=task: check_task_title(app, task.title)))
     if app.config.smtp is not None:
         checks.append(("smtp", lambda: check_smtp(app)))
     if app.config.metrics.enabled:
@@ -59,6 +62,12 @@ def template_contexts(config) -> dict[str, list[dict]]:
         found[config.notifications.new_lead] = [sample_notification()]
     if any(rule.reassign_after for rule in rules):
         found["lead_reassigned"] = [sample_notification()]
+    deals = config.opportunities.deals
+    if deals.staleness.enabled:
+        found["deal_stale"] = [sample_notification("deal_stale")]
+        found["deal_closed_stale"] = [sample_notification("deal_closed_stale")]
+    if deals.onboarding is not None and config.smtp is not None:
+        found[deals.onboarding.template] = [sample_notification("onboarding")]
     return found
 
 

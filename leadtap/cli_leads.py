@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from leadtap.core import changes, lifecycle
+from leadtap.core import changes, deals, lifecycle
 from leadtap.core.config_values import parse_seconds
 from leadtap.core.db import Owner, Task, describe_db_error, utcnow
 from leadtap.core.errors import LeadtapError
@@ -83,21 +83,6 @@ def add_task_commands(commands: argparse._SubParsersAction) -> None:
     done.set_defaults(handler=cmd_tasks_done)
 
 
-def add_opportunity_commands(commands: argparse._SubParsersAction) -> None:
-    opportunities = commands.add_parser("opportunities", help="the leads' opportunities").add_subparsers(
-        dest="opportunities_command", required=True)
-    stage = opportunities.add_parser("set", help="move an opportunity to another stage")
-    stage.add_argument("id", type=record_id, help="the opportunity's id (leads show gives it)")
-    stage.add_argument("--stage", required=True)
-    stage.add_argument("--by", metavar="EMAIL")
-    stage.set_defaults(handler=cmd_opportunities_set)
-
-
-def cmd_opportunities_set(app, args) -> int:
-    return change(app, args, lambda s, rules, actor, now: changes.set_stage(s, rules, args.id, args.stage, actor,
-                                                                             now))
-
-
 def cmd_leads_set(app, args) -> int:
     values = dict(parse_field(f) for f in args.field)
     return change(app, args, lambda s, rules, actor, now: changes.set_status(
@@ -138,9 +123,16 @@ def change(app, args, apply, now: datetime | None = None) -> int:
         raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
     done = done if isinstance(done, list) else [done]  # a change, and the move automation made after it
     print(f"lead {done[0].lead_id}: " + "; ".join(describe(event) for change in done for event in change.events))
-    if any(change.of(lifecycle.OwnerChanged) for change in done) and app.config.notifications.enabled:
+    if owes_mail(app, done):
         print(app.send_notifications().summary())  # after the commit: the new owner hears at once
     return EXIT_OK
+
+
+def owes_mail(app, done: list) -> bool:
+    """A new owner (of a lead, or of an onboarding) is told at once."""
+    if any(change.of(lifecycle.OwnerChanged) for change in done):
+        return app.config.notifications.enabled
+    return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
 
 
 def describe(event) -> str:
@@ -148,7 +140,11 @@ def describe(event) -> str:
     words = {
         "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
         "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
-        "StageChanged": lambda e: f"opportunity {e.old} → {e.new}",
+        "StageChanged": lambda e: f"deal {e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
+        "DealFieldsSet": lambda e: "deal " + ", ".join(f"{k} = {v}" for k, v in sorted(e.values.items())),
+        "OnboardingNeeded": lambda e: "handed to onboarding",
+        "DealWarned": lambda e: f"owner warned: closes {e.limit.at:%Y-%m-%d %H:%M} UTC ({e.limit.words})",
+        "ClosedStale": lambda e: f"closed as stale ({e.limit.words})",
         "NoteAdded": lambda e: "note added",
         "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
         "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),

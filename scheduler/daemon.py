@@ -210,10 +210,10 @@ class Daemon(Push):
                 scheduler.add_job(self.ingest_job, IntervalTrigger(seconds=box.poll_interval.total_seconds()),
                                   args=[box.name], id=f"ingest:{box.name}", name=f"ingest {box.name}",
                                   next_run_time=now, replace_existing=True)
-        if config.reminders.rules:
+        if config.sweeps:
             scheduler.add_job(self.reminder_job, IntervalTrigger(seconds=config.reminders.sweep_every.total_seconds()),
                               id="reminders", name="reminder sweep", next_run_time=now, replace_existing=True)
-        if config.notifications.enabled or any(r.reassign_after for r in config.reminders.rules):
+        if config.owes_mail:
             scheduler.add_job(self.notification_job,
                               IntervalTrigger(seconds=config.notifications.send_every.total_seconds()),
                               id="notifications", name="notifications", next_run_time=now, replace_existing=True)
@@ -311,8 +311,10 @@ class Daemon(Push):
         report = app.reminder_sweep(should_stop=self.state.stop.is_set).run()
         if self.metrics is not None:
             self.metrics.sweep(report)
-        if report.due or report.skipped:
+        if report.due or report.skipped or report.deals.anything:
             self.log.info("sweep_done", summary=report.summary())
+        if report.owes_mail:
+            self.notification_job(wait=False)  # the deals' owners hear at once
 
     def heartbeat(self) -> None:
         self.state.last_beat = time.monotonic()

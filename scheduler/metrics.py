@@ -37,6 +37,8 @@ class Metrics:
                                  registry=r)
         self.reassigned = Counter("leadtap_leads_reassigned", "Leads the reminder ladder gave to the next owner",
                                   registry=r)
+        self.deals = Counter("leadtap_deals_stale", "Deals the staleness policy warned of or closed, by action",
+                             ["action"], registry=r)
         self.notifications = Counter("leadtap_notifications", "Owner emails, by result (sent, refused, retried, "
                                      "dropped)", ["result"], registry=r)
         self.idle = Gauge("leadtap_idle_connected", "1 while the mailbox's IDLE connection is up", ["mailbox"],
@@ -72,6 +74,8 @@ class Metrics:
         self.reminders.labels("refused").inc(report.refused)
         self.reminders.labels("retried").inc(report.released)
         self.reassigned.inc(report.reassigned)
+        self.deals.labels("warned").inc(report.deals.warned)
+        self.deals.labels("closed").inc(report.deals.closed)
 
     def sent(self, report) -> None:
         """A send of owed notifications (``SendReport``)."""

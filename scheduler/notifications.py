@@ -33,7 +33,10 @@ from leadtap.core.db import Database, utcnow
 from leadtap.core.errors import MailSendError
 from leadtap.core.notifications import (
     CLAIM_LEASE,
+    DEAL_CLOSED,
+    DEAL_STALE,
     NEW_LEAD,
+    ONBOARDING,
     REASSIGNED,
     Owed,
     claim,
@@ -43,6 +46,7 @@ from leadtap.core.notifications import (
     release,
     retry_later,
 )
+from leadtap.core.deal_views import deal_row, onboarding_view
 from leadtap.core.views import lead_dict
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.reminders import MailerFactory
@@ -107,16 +111,17 @@ class NotificationSender:
         the answer; False when the rest should wait."""
         with self.db.transaction() as session:
             found = load_owed(session, [notification_id])
-        if not found:
-            return True  # its lead is gone
-        item = found[0]
+            if not found:
+                return True  # its lead is gone
+            item = found[0]
+            context = self.context(session, item)
         n = item.notification
         why_not = item.stale or (None if self.template(n.kind) else f"{n.kind} emails are off in the config")
         if why_not:
             self.record(finish, n.id, token, now, "dropped", why_not)
             report.dropped += 1
             return True
-        error = self.send(mailer, item, now)
+        error = self.send(mailer, item, context, now)
         if error is None:
             self.record(finish, n.id, token, now, "sent")
             report.sent += 1
@@ -135,12 +140,14 @@ class NotificationSender:
         return True
 
     def template(self, kind: str) -> str | None:
-        return {NEW_LEAD: self.settings.new_lead, REASSIGNED: "lead_reassigned"}.get(kind)
+        onboarding = self.config.opportunities.deals.onboarding
+        return {NEW_LEAD: self.settings.new_lead, REASSIGNED: "lead_reassigned", DEAL_STALE: "deal_stale",
+                DEAL_CLOSED: "deal_closed_stale", ONBOARDING: onboarding.template if onboarding else None}.get(kind)
 
-    def send(self, mailer: SmtpMailer, item: Owed, now: datetime) -> MailSendError | None:
+    def send(self, mailer: SmtpMailer, item: Owed, context: dict, now: datetime) -> MailSendError | None:
         n, lead = item.notification, item.lead
         try:
-            rendered = self.renderer.render(self.template(n.kind), self.context(item))
+            rendered = self.renderer.render(self.template(n.kind), context)
             mailer.send(compose(rendered, self.config.smtp.sender, [n.recipient], now, "notification"))
         except MailSendError as error:
             self.log.error("notification_failed", lead_id=lead.id, recipient=n.recipient, error=str(error),
@@ -152,15 +159,21 @@ class NotificationSender:
         self.log.info("notification_sent", lead_id=lead.id, recipient=n.recipient, kind=n.kind)
         return None
 
-    def context(self, item: Owed) -> dict:
-        """``new_lead``: the recipient is the owner; ``reassigned``: the owner is the one who has it now."""
+    def context(self, session, item: Owed) -> dict:
+        """``new_lead``: the recipient is the owner; ``reassigned``: the owner is
+        the one who has it now; the deal kinds: the deal, with the staleness
+        limit it reaches first; ``onboarding``: the hand-off and its tasks."""
         url = self.config.reminders.lead_url
-        recipient, owner = item.recipient, item.owner
+        recipient, owner, deal = item.recipient, item.owner, item.opportunity
+        if recipient is None:
+            return {}  # dropped, not sent
         return {
-            "lead": lead_dict(item.lead, owner, None),
+            "lead": lead_dict(item.lead, owner, deal),
             "recipient": {"email": recipient.email, "name": recipient.name},
             "owner": {"email": owner.email, "name": owner.name} if owner else None,
             "lead_url": url.replace("{id}", str(item.lead.id)) if url else None,
+            "deal": deal_row(deal, item.lead, owner, self.config.opportunities.deals) if deal else None,
+            "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
         }
 
     def record(self, step, notification_id: int, token: str, now: datetime, state: str,

@@ -46,6 +46,7 @@ from leadtap.core.reminders import (
     taken_keys,
 )
 from leadtap.core.views import lead_dict
+from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.render import Renderer, compose, describe_duration
 
@@ -75,12 +76,19 @@ class SweepReport:
     reassigned: int = 0
     skipped: str | None = None
     plan: list[str] = field(default_factory=list)
+    deals: DealReport = field(default_factory=DealReport)
 
     def summary(self) -> str:
         if self.skipped:
             return f"reminders: {self.skipped}"
         summary = f"reminders: {self.due} due, {self.sent} sent, {self.released} to retry, {self.refused} refused"
-        return summary + (f", {self.reassigned} reassigned" if self.reassigned else "")
+        summary += f", {self.reassigned} reassigned" if self.reassigned else ""
+        return summary + (f"; {self.deals.summary()}" if self.deals.anything else "")
+
+    @property
+    def owes_mail(self) -> bool:
+        """Owners were owed emails by this sweep: the outbox should send now."""
+        return bool(self.reassigned or self.deals.warned or self.deals.closed)
 
 
 class ReminderSweep:
@@ -106,6 +114,8 @@ class ReminderSweep:
         if settings.business_hours and not settings.business_hours.contains(now.astimezone(settings.zone)):
             report.skipped = "outside business hours; the reminders wait"
             return report
+        if not dry_run:  # the staleness policy first: a deal it closes may move its lead
+            report.deals = DealSweep(self.db, self.rules, self.should_stop).run(now)
         with self.db.transaction() as session:
             due = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
             taken = taken_keys(session, due, now)

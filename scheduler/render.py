@@ -12,7 +12,6 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid, parseaddr
-from pathlib import Path
 
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
@@ -54,10 +53,31 @@ def sample_context(*items: dict) -> dict:
             "now": "2026-01-04T09:00:00+00:00"}
 
 
-def sample_notification() -> dict:
-    """A notification's context (``new_lead``, ``lead_reassigned``), as the sender builds it."""
+SAMPLE_DEAL = {
+    "id": 7, "lead_id": 1, "title": "Example Ltd", "stage": "Proposal", "amount": "12000", "close_date": "2026-12-15",
+    "fields": {"amount": "12000", "close_date": "2026-12-15"}, "created_at": "2026-10-01T09:00:00+00:00",
+    "stage_changed_at": "2026-11-01T09:00:00+00:00", "closed_at": None, "lost_reason": None,
+    "warned_for": "2026-11-22T09:00:00+00:00", "lead": "Jane Doe", "owner": "owner@example.com",
+    "closes_at": "2026-11-22T09:00:00+00:00", "limit": "in Proposal for 21d",
+}
+SAMPLE_ONBOARDING = {"id": 3, "state": "open", "created_at": "2026-11-20T09:00:00+00:00", "tasks": [
+    {"id": 11, "title": "Kick-off call", "due_at": "2026-11-27T09:00:00+00:00", "state": "open"},
+    {"id": 12, "title": "Onboarding complete", "due_at": "2026-12-20T09:00:00+00:00", "state": "open"}]}
+
+
+def sample_notification(kind: str = "new_lead") -> dict:
+    """A notification's context, as the sender builds it: a deal's kinds
+    (``deal_stale``, ``deal_closed_stale``, ``onboarding``) have their deal."""
+    deal = dict(SAMPLE_DEAL)
+    if kind == "deal_closed_stale":
+        deal.update(stage="Lost", lost_reason="Stale", closed_at="2026-11-22T09:00:00+00:00", closes_at=None,
+                    limit=None, warned_for=None)
+    if kind == "onboarding":
+        deal.update(stage="Won", closed_at="2026-11-20T09:00:00+00:00", closes_at=None, limit=None)
+    deal_kind = kind in ("deal_stale", "deal_closed_stale", "onboarding")
     return {"lead": dict(SAMPLE_LEAD), "recipient": {"email": "owner@example.com", "name": "Owner"},
-            "owner": {"email": "next@example.com", "name": "Next Owner"}, "lead_url": "https://crm.example.com/leads/1"}
+            "owner": {"email": "next@example.com", "name": "Next Owner"}, "lead_url": "https://crm.example.com/leads/1",
+            "deal": deal if deal_kind else None, "onboarding": SAMPLE_ONBOARDING if kind == "onboarding" else None}
 
 
 class RenderError(Exception):

@@ -32,7 +32,6 @@ from leadtap.core.lifecycle import (
     assign,
     move,
     on_activity,
-    set_stage,
     snooze,
 )
 
@@ -289,15 +288,6 @@ def test_by_names_an_owner_and_admins_are_known_by_their_email():
 STAGES = ("Discovery", "Proposal", "Won", "Lost")
 STAGED = replace(PIPELINE, options={**PIPELINE.options, "Attempting": StatusOptions("Attempting", set_on="stage:Proposal",
                                                                                    locked=True)})
-
-
-def test_a_stage_change_is_an_event_and_refuses_unknown_or_unchanged_stages():
-    change = set_stage(lead(), "Discovery", "Proposal", STAGES, ANA, NOW)
-    assert change.events == (StageChanged("Discovery", "Proposal"),)
-    with pytest.raises(Refused, match="'Signed' is not an opportunity stage; expected one of Discovery, Proposal"):
-        set_stage(lead(), "Discovery", "Signed", STAGES, ANA, NOW)
-    with pytest.raises(Refused, match="lead 12: the opportunity is already at Proposal"):
-        set_stage(lead(), "Proposal", "Proposal", STAGES, ANA, NOW)
 
 
 def test_the_status_set_on_a_stage_follows_it_forward_only():

@@ -234,7 +234,7 @@ def test_an_opportunity_entering_a_stage_moves_its_lead_to_the_status_set_on_it(
     code, out, _ = env.cli("opportunities", "set", str(opportunity["id"]), "--stage", "Proposal",
                            "--by", "ana@example.com")
 
-    assert code == 0 and out.strip() == "lead 1: opportunity Discovery → Proposal; New → Offer submitted"
+    assert code == 0 and out.strip() == "lead 1: deal Discovery → Proposal; New → Offer submitted"
     shown = show(env, 1)
     assert (shown["status"], shown["opportunity"]["stage"]) == ("Offer submitted", "Proposal")
     assert [(a["kind"], a["details"]["by"]) for a in shown["activities"][-2:]] == [

@@ -3,6 +3,8 @@ and PostgreSQL: an upgrade never strands an existing install."""
 
 from __future__ import annotations
 
+import json
+
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import text
@@ -39,13 +41,18 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
 
         before, after = upgrade_schema(engine)
 
-        assert (before, after) == ("0002", "0006")
+        assert (before, after) == ("0002", "0007")
         with engine.begin() as c:
             assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads")).all() == [
                 (1, False, None, None)]
             assert c.execute(text("SELECT count(*) FROM activities")).scalar() == 1
             assert c.execute(text("SELECT lead_id, task_id FROM reminders")).all() == [(1, 0)]
             assert c.execute(text("SELECT assigned_at FROM leads")).all() == [(None,)]
+            deal = c.execute(text("SELECT stage, fields, closed_at FROM opportunities")).one()
+            fields = deal[1] if isinstance(deal[1], dict) else json.loads(deal[1])  # PostgreSQL reads JSON as a dict
+            assert deal[0] == "Discovery" and fields == {} and deal[2] is None
+            made = c.execute(text("SELECT created_at, stage_changed_at FROM opportunities")).one()
+            assert made[0] == made[1]  # an older deal entered its stage when it was made
     finally:
         engine.dispose()
 
