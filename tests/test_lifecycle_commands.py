@@ -240,6 +240,6 @@ def test_an_opportunity_entering_a_stage_moves_its_lead_to_the_status_set_on_it(
     assert [(a["kind"], a["details"]["by"]) for a in shown["activities"][-2:]] == [
         ("stage", "ana@example.com"), ("status", "automation")]
     code, _, err = env.cli("opportunities", "set", str(opportunity["id"]), "--stage", "Signed")
-    assert code == 1 and "'Signed' is not an opportunity stage" in err
+    assert code == 1 and "deal 1: 'Signed' is not a stage" in err
     code, _, err = env.cli("opportunities", "set", "99", "--stage", "Won")
     assert code == 1 and "no opportunity with id 99" in err

@@ -1,0 +1,101 @@
+"""Reply tokens: who may answer a leadtap email with commands.
+
+Every email leadtap sends carries a token in its ``Message-ID``; a reply
+names that Message-ID in ``In-Reply-To``/``References``. The token says what
+the email was about (a lead, or a digest) and when it was issued, and its
+MAC — HMAC-SHA256 under the ``[commands]`` secret — covers those and the
+address it was sent to. The address itself is not in the token: a reply is
+checked against the MAC with its own ``From``, so a token answers only for
+the person it was sent to, and one altered in any part, or used from another
+address, is simply not valid.
+
+    <lt1.L42.mxk3q0.Z3JkZ2...@example.com>
+     |   |   |      └ the MAC, 128 bits, base32
+     |   |   └ issued at, seconds since the epoch, base 36
+     |   └ L<lead id>, or D0 for a digest
+     └ the format's version
+
+Plain code (``hmac``, ``hashlib``): no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+VERSION = "lt1"
+MIN_SECRET = 32  # bytes
+TOKEN_RE = re.compile(r"<(lt1)\.([LD])(\d{1,19})\.([0-9a-z]{1,13})\.([A-Z2-7]{26})@[^<>\s]+>")
+DIGEST = "digest"
+LEAD = "lead"
+
+
+@dataclass(frozen=True)
+class Token:
+    """What a valid token says: the email was about ``lead_id`` (None: a
+    digest), sent to ``recipient`` at ``issued_at``."""
+
+    kind: str  # lead | digest
+    lead_id: int | None
+    recipient: str
+    issued_at: datetime
+
+
+class InvalidToken(Exception):
+    """Why a reply's token does not authorise it, in words for the ledger."""
+
+
+def message_id(secret: bytes, recipient: str, issued_at: datetime, domain: str, lead_id: int | None = None) -> str:
+    """A Message-ID carrying a token for an email about ``lead_id`` (None: a digest) to ``recipient``."""
+    subject = f"L{lead_id}" if lead_id is not None else "D0"
+    issued = to_base36(int(issued_at.timestamp()))
+    return f"<{VERSION}.{subject}.{issued}.{mac(secret, subject, issued, recipient)}@{domain}>"
+
+
+def mac(secret: bytes, subject: str, issued: str, recipient: str) -> str:
+    signed = "|".join((VERSION, subject, issued, recipient.strip().lower())).encode("utf-8")
+    digest = hmac.new(secret, signed, hashlib.sha256).digest()[:16]
+    return base64.b32encode(digest).decode("ascii").rstrip("=")
+
+
+def carried(thread_ids: Iterable[str]) -> list[str]:
+    """The token-shaped Message-IDs a reply names (newest reference last)."""
+    return [tid for tid in thread_ids if TOKEN_RE.fullmatch(tid)]
+
+
+def verify(secret: bytes, thread_ids: Iterable[str], sender: str, now: datetime, max_age: timedelta) -> Token:
+    """The token among ``thread_ids`` that was issued to ``sender`` and is
+    still young enough; ``InvalidToken`` says why there is none."""
+    found = carried(thread_ids)
+    if not found:
+        raise InvalidToken("no leadtap token in In-Reply-To or References")
+    expired = None
+    for candidate in dict.fromkeys(found):  # In-Reply-To first: the email answered
+        version, kind, number, issued, given = TOKEN_RE.fullmatch(candidate).groups()
+        subject = f"{kind}{number}"
+        if not hmac.compare_digest(given, mac(secret, subject, issued, sender)):
+            continue
+        issued_at = datetime.fromtimestamp(int(issued, 36), timezone.utc)
+        if now - issued_at > max_age:
+            expired = issued_at
+            continue
+        return Token(LEAD if kind == "L" else DIGEST, int(number) if kind == "L" else None,
+                     sender.strip().lower(), issued_at)
+    if expired is not None:
+        raise InvalidToken(f"the token expired: issued {expired:%Y-%m-%d}, valid for {max_age.days} days")
+    raise InvalidToken(f"the token was not issued to {sender} (or was altered)")
+
+
+def to_base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if number == 0:
+            return text

@@ -1,0 +1,253 @@
+"""The deal pipeline on real servers (SQLite and PostgreSQL, aiosmtpd):
+stage moves and their refusals from the command line, the onboarding
+hand-off on won, and the staleness policy's warn-then-close in the reminder
+sweep — once each, also under two sweeps at once. The clock is injected."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from leadtap.core.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Task
+from leadtap.core.db import utcnow
+from tests.test_reminders import DAY, Remind, remind, smtp  # noqa: F401  (fixtures)
+from tests.test_config_deals import OPPORTUNITIES
+from tests.test_reminder_ladder import rows
+
+DEALS = """
+[[owners]]
+email = "olga@example.com"
+name = "Olga"
+roles = ["onboarding"]
+
+[[owners]]
+email = "otto@example.com"
+name = "Otto"
+roles = ["onboarding"]
+
+[pipeline]
+admins = ["sue@example.com"]
+
+[[statuses]]
+name = "Qualified"
+set_on = "stage:Won"
+
+""" + OPPORTUNITIES
+
+
+def add_deal(remind: Remind, name: str, owner: str | None, stage: str = "Discovery", since: datetime | None = None,
+             **fields: str) -> int:
+    """A lead and its deal, made ``since`` (default: now) and in ``stage`` since then."""
+    since = since or utcnow()
+    lead_id = remind.add_lead(name, owner, since=since)
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            session.get(Lead, lead_id).last_activity_at = since
+            deal = Opportunity(lead_id=lead_id, title=name, stage=stage, created_at=since, stage_changed_at=since,
+                               fields=dict(fields))
+            session.add(deal)
+            session.flush()
+            return deal.id
+    finally:
+        app.close()
+
+
+def deal_row(remind: Remind, deal_id: int) -> Opportunity:
+    return rows(remind, select(Opportunity).where(Opportunity.id == deal_id))[0][0]
+
+
+def listed(remind: Remind, *args: str) -> list[dict]:
+    code, out, err = remind.cli(*args, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+# --- moves from the command line -----------------------------------------------
+
+
+def test_a_stage_move_sets_its_fields_and_is_refused_with_the_rules_words(remind, smtp):
+    remind.configure(DEALS)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com")
+
+    code, out, err = remind.cli("opportunities", "set", str(deal), "--stage", "Proposal", "--by", "ana@example.com")
+    assert code == 1 and "Proposal needs amount" in err and deal_row(remind, deal).stage == "Discovery"
+
+    code, out, err = remind.cli("opportunities", "set", str(deal), "--stage", "Proposal", "--field", "amount=12000",
+                                "--by", "ana@example.com")
+    assert code == 0, err
+    assert out.strip() == f"lead {deal_row(remind, deal).lead_id}: deal amount = 12000; deal Discovery → Proposal"
+    assert (deal_row(remind, deal).stage, deal_row(remind, deal).fields) == ("Proposal", {"amount": "12000"})
+
+    code, _, err = remind.cli("opportunities", "set", str(deal), "--stage", "Lost", "--reason", "Other")
+    assert code == 1 and "the reason 'Other' needs a note" in err
+    code, _, err = remind.cli("opportunities", "set", str(deal), "--stage", "Lost", "--reason", "Price")
+    assert code == 0, err
+    lost = deal_row(remind, deal)
+    assert (lost.stage, lost.lost_reason) == ("Lost", "Price") and lost.closed_at is not None
+
+    code, _, err = remind.cli("opportunities", "set", str(deal), "--stage", "Discovery", "--by", "ana@example.com")
+    assert code == 1 and "only an admin can change a closed deal" in err
+    code, _, err = remind.cli("opportunities", "set", str(deal), "--stage", "Discovery", "--by", "sue@example.com")
+    assert code == 0, err
+    reopened = deal_row(remind, deal)
+    assert (reopened.stage, reopened.lost_reason, reopened.closed_at) == ("Discovery", None, None)
+
+
+def test_opportunities_list_filters_and_says_when_each_deal_closes(remind, smtp):
+    remind.configure(DEALS)
+    now = utcnow()
+    fresh = add_deal(remind, "Fresh One", "ana@example.com", since=now - DAY)
+    near = add_deal(remind, "Near One", "ben@example.com", since=now - 12 * DAY)
+
+    deals = listed(remind, "opportunities", "list")
+    assert [d["id"] for d in deals] == [fresh, near]
+    closes = {d["id"]: (datetime.fromisoformat(d["closes_at"]), d["limit"]) for d in deals}
+    assert closes[near][1] == "in Discovery for 14d" and abs(closes[near][0] - (now + 2 * DAY)) < timedelta(minutes=1)
+    assert [d["id"] for d in listed(remind, "opportunities", "list", "--stale")] == [near]
+    assert [d["id"] for d in listed(remind, "opportunities", "list", "--owner", "ana@example.com")] == [fresh]
+    assert listed(remind, "opportunities", "list", "--stage", "Won") == []
+    code, _, err = remind.cli("opportunities", "list", "--stage", "Signed")
+    assert code == 2 and "unknown stage 'Signed'; expected one of Discovery" in err
+    code, out, _ = remind.cli("opportunities", "list", "--format", "csv")
+    assert out.splitlines()[0].startswith("id,lead_id,title,stage,amount") and len(out.splitlines()) == 3
+
+
+# --- won: the onboarding hand-off ----------------------------------------------
+
+
+def win(remind: Remind, deal: int, *by: str) -> tuple[int, str, str]:
+    return remind.cli("opportunities", "set", str(deal), "--stage", "Won", "--field", "amount=5000",
+                      "--field", "close_date=2026-12-01", *by)
+
+
+def test_won_hands_each_deal_to_onboarding_in_turn_with_its_tasks_and_an_email(remind, smtp):
+    remind.configure(DEALS)
+    first = add_deal(remind, "Jo Smith", "ana@example.com")
+    second = add_deal(remind, "Al Jones", "ben@example.com")
+
+    code, out, err = win(remind, first, "--by", "ana@example.com")
+    assert code == 0, err
+    assert "deal Discovery → Won; handed to onboarding; New → Qualified" in out
+    assert "notifications: 1 sent" in out  # told at once, after the commit
+    assert win(remind, second)[0] == 0
+
+    records = listed(remind, "onboarding", "list")
+    assert [(r["opportunity_id"], r["owner"], r["open_tasks"]) for r in records] == [
+        (first, "olga@example.com", 2), (second, "otto@example.com", 2)]
+    tasks = rows(remind, select(Task.title, Task.due_at, Task.created_at, Task.state, Task.onboarding_id)
+                 .where(Task.onboarding_id == records[0]["id"]).order_by(Task.due_at))
+    assert [(t.title, t.due_at - t.created_at, t.state) for t in tasks] == [
+        ("Kick-off call with Jo Smith", 7 * DAY, "open"), ("Onboarding complete", 30 * DAY, "open")]
+
+    mail = [m for m in smtp.messages if m["To"] == "olga@example.com"]
+    assert len(mail) == 1 and mail[0]["Subject"] == "Onboarding: Jo Smith is yours"
+    body = mail[0].get_body(("plain",)).get_content()
+    assert "1. Kick-off call with Jo Smith, due" in body and "won by Ana" in body
+
+
+def test_a_deal_won_again_keeps_its_one_onboarding_and_closing_the_lead_keeps_its_tasks(remind, smtp):
+    remind.configure(DEALS)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com")
+    assert win(remind, deal)[0] == 0
+    assert remind.cli("opportunities", "set", str(deal), "--stage", "Negotiation")[0] == 0  # an admin reopens it
+    code, out, err = remind.cli("opportunities", "set", str(deal), "--stage", "Won")
+    assert code == 0 and "handed to onboarding" not in out, err
+
+    assert len(rows(remind, select(OnboardingRecord.id))) == 1
+    open_tasks = rows(remind, select(Task.id).where(Task.onboarding_id.is_not(None), Task.state == "open"))
+    assert len(open_tasks) == 2  # the lead went to Qualified (closed): its onboarding's tasks live on
+
+
+def test_an_onboarding_is_done_when_its_last_task_is(remind, smtp):
+    remind.configure(DEALS)
+    assert win(remind, add_deal(remind, "Jo Smith", "ana@example.com"))[0] == 0
+    task_ids = [t.id for t in rows(remind, select(Task.id).where(Task.onboarding_id.is_not(None)).order_by(Task.id))]
+    for task_id in task_ids:
+        assert listed(remind, "onboarding", "list")[0]["state"] == "open"
+        code, _, err = remind.cli("tasks", "done", str(task_id), "--by", "olga@example.com")
+        assert code == 0, err
+    (record,) = listed(remind, "onboarding", "list", "--state", "done")
+    assert record["open_tasks"] == 0 and record["done_at"]
+
+
+# --- staleness -------------------------------------------------------------------
+
+
+def test_a_deal_past_its_stage_limit_is_warned_once_then_closed_lost_stale_once(remind, smtp):
+    remind.configure(DEALS)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com", stage="Proposal", since=start, amount="900")
+
+    assert not remind.sweep(start + 17 * DAY).deals.anything  # Proposal's 21 days: not yet within three
+    report = remind.sweep(start + 18 * DAY)
+    assert (report.deals.warned, report.deals.closed) == (1, 0)
+    assert deal_row(remind, deal).warned_for == start + 21 * DAY
+    assert remind.sweep(start + 19 * DAY).deals.warned == 0  # once per deadline
+    remind.send_notifications(start + 19 * DAY)
+    (warning,) = smtp.messages
+    assert warning["To"] == "ana@example.com" and warning["Subject"].startswith(f"Deal #{deal} Jo Smith closes")
+    assert "in Proposal for 21d" in warning.get_body(("plain",)).get_content()
+
+    assert remind.sweep(start + 20 * DAY).deals.closed == 0  # the deadline is not here yet
+    report = remind.sweep(start + 21 * DAY)
+    assert (report.deals.warned, report.deals.closed) == (0, 1)
+    closed = deal_row(remind, deal)
+    assert (closed.stage, closed.lost_reason) == ("Lost", "Stale")
+    assert not remind.sweep(start + 22 * DAY).deals.anything
+    remind.send_notifications(start + 21 * DAY)
+    assert [m["Subject"] for m in smtp.messages[1:]] == [f"Deal #{deal} Jo Smith was closed as stale"]
+    stage_moves = rows(remind, select(Activity.summary, Activity.details).where(Activity.kind == "stage"))
+    assert [(s, d["reason"], d["by"]) for s, d in stage_moves] == [("Proposal → Lost", "Stale", "automation")]
+
+
+def test_activity_keeps_an_idle_deal_open_and_the_warning_itself_is_not_activity(remind, smtp):
+    remind.configure(DEALS.replace('max_in_stage = { Discovery = "14d", Proposal = "21d", Negotiation = "30d" }\n',
+                                   ""))
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com", since=start)
+    assert remind.sweep(start + 28 * DAY).deals.warned == 1  # 30 days idle in 2 days
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            session.get(Lead, deal_row(remind, deal).lead_id).last_activity_at = start + 29 * DAY  # a reply came
+    finally:
+        app.close()
+    report = remind.sweep(start + 31 * DAY)
+    assert report.deals.closed == 0 and deal_row(remind, deal).stage == "Discovery"
+    assert remind.sweep(start + 56 * DAY).deals.warned == 1  # idle again: a new deadline, a new warning
+
+
+def test_two_sweeps_at_once_warn_and_close_each_deal_exactly_once(remind, smtp):
+    remind.configure(DEALS)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    deals = [add_deal(remind, f"Person {i}", "ana@example.com", since=start) for i in range(15)]
+    apps = [remind.app() for _ in range(2)]
+    for app in apps:
+        app.ready_database()
+    reports = []
+
+    def sweeps(app, barrier):
+        for at in (start + 12 * DAY, start + 15 * DAY):
+            barrier.wait()
+            reports.append(app.reminder_sweep(clock=lambda at=at: at).run().deals)
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=sweeps, args=(app, barrier)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for app in apps:
+        app.close()
+
+    assert sum(r.warned for r in reports) == 15 and sum(r.closed for r in reports) == 15
+    assert {deal_row(remind, d).stage for d in deals} == {"Lost"}
+    kinds = Counter(k for (k,) in rows(remind, select(Activity.kind).where(Activity.kind.in_(["deal_warned", "stage"]))))
+    assert kinds == Counter({"deal_warned": 15, "stage": 15})
+    owed = Counter(k for (k,) in rows(remind, select(Notification.kind)))
+    assert owed == Counter({"deal_stale": 15, "deal_closed_stale": 15})
