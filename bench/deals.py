@@ -70,7 +70,8 @@ def fill(app, n: int) -> None:
         owners = list(session.scalars(select(Owner.id)))
         for start in range(0, n, 10_000):
             count = min(10_000, n - start)
-            ages = [timedelta(days=(i * 7919) % 100, minutes=i % 1440) for i in range(start, start + count)]
+            ages = [timedelta(days=20 if i % 100 == 0 else (i * 7919) % 100, minutes=i % 1440)
+                    for i in range(start, start + count)]
             session.execute(insert(Lead), [
                 {"name": f"Person {i}", "email": f"p{i}@client.example", "source": "Email", "status": "New",
                  "status_changed_at": NOW - age, "owner_id": owners[i % len(owners)], "mailbox": "sales",
