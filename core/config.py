@@ -37,6 +37,7 @@ from leadtap.core.config_servers import (  # noqa: F401  (re-exported: the serve
     parse_metrics,
     parse_smtp,
 )
+from leadtap.core.config_commands import CommandsConfig, parse_commands
 from leadtap.core.config_deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config_values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
@@ -132,6 +133,7 @@ class Config:
     smtp: SmtpConfig | None = None
     reminders: RemindersConfig = RemindersConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    commands: CommandsConfig = CommandsConfig()
     metrics: MetricsConfig = MetricsConfig()
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
@@ -145,7 +147,8 @@ class Config:
     def owes_mail(self) -> bool:
         """Owners may be owed emails (the outbox is sent on a schedule)."""
         deals = self.opportunities.deals
-        return (self.notifications.enabled or any(r.reassign_after for r in self.reminders.rules)
+        return (self.notifications.enabled or self.commands.enabled
+                or any(r.reassign_after for r in self.reminders.rules)
                 or (self.smtp is not None and (deals.staleness.enabled or deals.onboarding is not None)))
 
     def mailbox(self, name: str) -> MailboxConfig:
@@ -167,6 +170,8 @@ class Config:
                 box.password.reveal()
         if self.smtp is not None and self.smtp.password is not None:
             self.smtp.password.reveal()
+        if self.commands.enabled:
+            self.commands.secret.reveal()
 
     def is_open(self, status: str) -> bool:
         return status not in self.leads.closed_statuses
@@ -210,6 +215,9 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
+    commands = parse_commands(root.table("commands"), environ)
+    if commands.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[commands] answers replies by email, so an [smtp] table is required")
     for index, rule in enumerate(reminders.rules):
         if rule.reassign_after and not assignment.enabled:
             raise ConfigError(path, f"reminders.rules[{index}].reassign_after",
@@ -238,6 +246,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         smtp=smtp,
         reminders=reminders,
         notifications=notifications,
+        commands=commands,
         metrics=metrics,
         pipeline=pipeline,
         warnings=tuple(warnings),

@@ -250,16 +250,35 @@ class Reminder(Base):
     )
 
 
+class CommandReply(Base):
+    """An owner's reply to a leadtap email, and what became of its commands:
+    recorded once per message (its identity), with the confirmation it is owed."""
+
+    __tablename__ = "command_replies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity: Mapped[str] = mapped_column(String(64), unique=True)
+    mailbox: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[list] = mapped_column(JSON, default=list)  # its thread, for the confirmation's References
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(998))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)  # the token's (a digest's: the first named)
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)  # it answered a digest: its commands name leads
+    results: Mapped[list] = mapped_column(JSON, default=list)  # [{line, applied, words, lead_id}]
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Notification(Base):
     """An email owed to an owner about a lead (``new_lead``): written in the
     transaction that made the lead theirs, sent after it commits — claimed
-    first, once per (lead, recipient, kind)."""
+    first, once per (lead, recipient, kind, reply)."""
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)  # None: a digest reply's
     recipient: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(50))
+    reply_id: Mapped[int] = mapped_column(Integer, default=0)  # a confirmation's reply; 0 for the others
     state: Mapped[str] = mapped_column(String(20))  # pending | claimed | sent | failed | dropped
     token: Mapped[str | None] = mapped_column(String(32))  # the claiming sender's
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -270,7 +289,7 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        UniqueConstraint("lead_id", "recipient", "kind", name="uq_notifications_once"),
+        UniqueConstraint("lead_id", "recipient", "kind", "reply_id", name="uq_notifications_once"),
         Index("ix_notifications_state_next", "state", "next_attempt_at"),
     )
 

@@ -56,6 +56,8 @@ class IncomingMessage:
     return_path: str | None = None  # None: no Return-Path header; "": an empty one (<>)
     recipients: tuple[str, ...] = ()  # To and Cc addresses, lower-cased (outreach names its lead here)
     warnings: tuple[str, ...] = ()  # what was repaired to read it (a broken structure, a charset, a header)
+    auth_results: tuple[str, ...] = ()  # Authentication-Results, topmost first (commands by reply check them)
+    from_count: int = 1  # addresses in From: a reply acts only for one sender
 
     @property
     def correspondent(self) -> Address | None:

@@ -22,11 +22,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.db import Lead, Notification, OnboardingRecord, Opportunity, Owner
+from leadtap.core.db import CommandReply, Lead, Notification, OnboardingRecord, Opportunity, Owner
 
 NEW_LEAD = "new_lead"
 REASSIGNED = "reassigned"
 ONBOARDING = "onboarding"  # a won deal handed to you (core.deal_changes)
+CONFIRMATION = "confirmation"  # what your reply's commands did (core.reply_changes)
 DEAL_STALE = "deal_stale"  # your deal closes soon by the staleness policy
 DEAL_CLOSED = "deal_closed_stale"  # your deal was closed by it
 CLAIM_LEASE = timedelta(minutes=30)
@@ -50,7 +51,7 @@ def owe(session: Session, lead_id: int, recipient: str, kind: str, now: datetime
     return True
 
 
-def pending_row(lead_id: int, recipient: str, kind: str, now: datetime) -> dict:
+def pending_row(lead_id: int | None, recipient: str, kind: str, now: datetime) -> dict:
     """A notification owed from ``now``: the one row shape, for a single owe and a batch's."""
     return {"lead_id": lead_id, "recipient": recipient, "kind": kind, "state": "pending", "attempts": 0,
             "next_attempt_at": now, "created_at": now}
@@ -84,11 +85,12 @@ class Owed:
     """A claimed notification with what its email needs."""
 
     notification: Notification
-    lead: Lead
+    lead: Lead | None  # None: a confirmation of a digest reply that named no lead
     owner: Owner | None  # the lead's owner now
     recipient: Owner | None
     opportunity: Opportunity | None = None
     onboarding: OnboardingRecord | None = None
+    reply: CommandReply | None = None  # a confirmation's
 
     @property
     def stale(self) -> str | None:
@@ -109,13 +111,15 @@ def load_owed(session: Session, notification_ids: list[int]) -> list[Owed]:
     """The claimed rows with their leads, people and deals, read now (just before a send)."""
     owners = {o.email: o for o in session.scalars(select(Owner))}
     by_id = {o.id: o for o in owners.values()}
-    rows = session.execute(select(Notification, Lead, Opportunity, OnboardingRecord)
-                           .join(Lead, Lead.id == Notification.lead_id)
+    rows = session.execute(select(Notification, Lead, Opportunity, OnboardingRecord, CommandReply)
+                           .outerjoin(Lead, Lead.id == Notification.lead_id)
                            .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
                            .outerjoin(OnboardingRecord, OnboardingRecord.opportunity_id == Opportunity.id)
+                           .outerjoin(CommandReply, CommandReply.id == Notification.reply_id)
                            .where(Notification.id.in_(notification_ids)).order_by(Notification.id))
-    return [Owed(n, lead, by_id.get(lead.owner_id), owners.get(n.recipient), deal, onboarding)
-            for n, lead, deal, onboarding in rows]
+    return [Owed(n, lead, by_id.get(lead.owner_id) if lead else None, owners.get(n.recipient), deal, onboarding,
+                 reply)
+            for n, lead, deal, onboarding, reply in rows]
 
 
 def finish(session: Session, notification_id: int, token: str, now: datetime, state: str,
@@ -157,7 +161,7 @@ def release(session: Session, notification_id: int, token: str) -> None:
 
 
 def listed(session: Session, limit: int = 200) -> list[dict]:
-    rows = session.execute(select(Notification, Lead.name).join(Lead, Lead.id == Notification.lead_id)
+    rows = session.execute(select(Notification, Lead.name).outerjoin(Lead, Lead.id == Notification.lead_id)
                            .order_by(Notification.id.desc()).limit(limit))
     return [{"id": n.id, "lead_id": n.lead_id, "lead": name, "kind": n.kind, "recipient": n.recipient,
              "state": n.state, "attempts": n.attempts, "error": n.last_error,

@@ -8,7 +8,8 @@ from typing import Iterator
 from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.db import Activity, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
+from leadtap.core.commands import HELP
+from leadtap.core.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from leadtap.core.model import Outcome
 
 LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
@@ -60,6 +61,21 @@ def deal_dict(opportunity: Opportunity) -> dict:
         "lost_reason": opportunity.lost_reason,
         "warned_for": iso(opportunity.warned_for),
     }
+
+
+def open_task_list(session: Session, lead_id: int) -> list[dict]:
+    """The lead's open tasks, soonest due first, numbered as ``/done N`` takes them."""
+    tasks = session.scalars(select(Task).where(Task.lead_id == lead_id, Task.state == "open")
+                            .order_by(Task.due_at, Task.id))
+    return [{"number": n, "id": t.id, "title": t.title, "due_at": iso(t.due_at)} for n, t in enumerate(tasks, 1)]
+
+
+def reply_view(reply: CommandReply) -> dict:
+    """An owner's reply as its confirmation shows it: each command and what became of it."""
+    results = reply.results or []
+    return {"subject": reply.subject, "sender": reply.sender, "results": results, "digest": reply.digest,
+            "applied": sum(1 for r in results if r["applied"]), "refused": sum(1 for r in results if not r["applied"]),
+            "help": HELP if any(r["line"].lower().startswith("/help") for r in results) else None}
 
 
 def list_leads(session: Session, status: str | None = None, owner: str | None = None,

@@ -87,6 +87,8 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         content_type=read(warnings, "Content-Type", mime.get_content_type, "text/plain"),
         return_path=read(warnings, "Return-Path", lambda: return_path(mime)),
         recipients=read(warnings, "To", lambda: recipients(mime), ()),
+        auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime), ()),
+        from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
         warnings=tuple(dict.fromkeys(warnings)),
     )
 
@@ -119,6 +121,11 @@ def recipients(mime: Message) -> tuple[str, ...]:
     values = [str(v) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
     found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
     return tuple(found)[:MAX_THREAD_IDS]
+
+
+def authentication_results(mime: Message) -> tuple[str, ...]:
+    """Every ``Authentication-Results``, topmost (the last server's) first; at most twenty, each one line."""
+    return tuple(" ".join(str(value).split())[:2000] for value in (mime.get_all("Authentication-Results") or [])[:20])
 
 
 def classify_headers(mime: Message) -> dict[str, str]:

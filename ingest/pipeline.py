@@ -41,6 +41,8 @@ from leadtap.core.model import Outcome
 from leadtap.core.batch import LeadBatch
 from leadtap.core.changes import LeadRules, record_mail
 from leadtap.core.lifecycle import StatusChanged
+from leadtap.core.reply_changes import ReplySettings, is_reply
+from leadtap.core.reply_changes import handle as handle_reply
 from leadtap.core.services import (
     LeadSettings,
     MessageRef,
@@ -113,8 +115,10 @@ class MailboxIngest:
         should_stop: Callable[[], bool] = lambda: False,
         rules: LeadRules | None = None,
         on_progress: Callable[["PassReport"], None] | None = None,
+        replies: ReplySettings | None = None,
     ):
         self.config, self.box, self.db = config, box, db
+        self.replies = replies if box.kind != "sent" else None  # commands are read from received mail only
         self.on_progress = on_progress  # after each batch: a terminal shows how far the pass is
         self.rules = rules or LeadRules.for_config(config)
         self.templates = templates
@@ -317,6 +321,7 @@ class MailboxIngest:
     def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], known: dict,
                          now) -> dict[int, Result]:
         batch = LeadBatch(session, self.settings, rotation, now)
+        replies = []
         batch.load([i.message for i in items if i.message], {i.uid: known[i.uid] for i in items if i.uid in known})
         # Contacts a message may be about: its own, and those an owner's mail is addressed to.
         batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact]
@@ -332,13 +337,25 @@ class MailboxIngest:
                 batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, added)
             elif item.not_lead:
                 batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
+            elif self.replies and is_reply(item.message, batch.is_owner):
+                replies.append(batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason="reply"), item.message))
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
+        for reply in replies:  # after every decision (a command may take a turn), before the write
+            self.run_reply(session, reply, now)
         decided = batch.write()
         for change in record_mail(session, self.rules, batch.touched(), now):
             self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
                           to=[e.new for e in change.of(StatusChanged)])
         return {d.ref.uid: d.result() for d in decided}
+
+    def run_reply(self, session, reply, now) -> None:
+        """An owner's reply to a leadtap email: its commands run (``core.reply_changes``)."""
+        handled = handle_reply(session, self.rules, self.replies, reply.message, self.box.name, now)
+        reply.reason, reply.lead = handled.reason, handled.lead_id
+        log = self.log.warning if handled.refused else self.log.info
+        log("reply_refused" if handled.refused else "reply_handled", uid=reply.ref.uid, lead_id=handled.lead_id,
+            sender=reply.message.sender.email if reply.message.sender else None, reason=handled.reason)
 
     def log_result(self, uid: int, result: Result) -> None:
         fields = {"uid": uid, "lead_id": result.lead_id, "outcome": result.outcome.value}
@@ -359,13 +376,14 @@ def ingest_mailboxes(
     clock: Callable[[], datetime] = utcnow,
     rules: LeadRules | None = None,
     on_progress: Callable[[PassReport], None] | None = None,
+    replies: ReplySettings | None = None,
 ) -> list[PassReport]:
     """One pass over each active mailbox (or the named ones); one mailbox's
     failure never stops the others."""
     boxes = [b for b in config.mailboxes if (b.name in names if names else b.active)]
     return [
         MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock, rules=rules,
-                      on_progress=on_progress).run()
+                      on_progress=on_progress, replies=replies).run()
         for box in boxes
     ]
 

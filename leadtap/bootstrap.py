@@ -14,6 +14,8 @@ from leadtap.core.config import Config, MailboxConfig, load_config
 from leadtap.core.changes import LeadRules
 from leadtap.core.db import Database
 from leadtap.core.errors import ConfigError, TemplateError
+from leadtap.core.reply_changes import ReplySettings
+from leadtap.core.reply_rules import ReplyPolicy
 from leadtap.core.services import sync_owners
 from leadtap.ingest.extract import BoundTemplate, compile_template
 from leadtap.ingest.idle import MailboxWatcher
@@ -22,7 +24,7 @@ from leadtap.ingest.pipeline import MailboxIngest, PassReport
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.notifications import NotificationSender, SendReport
 from leadtap.scheduler.reminders import ReminderSweep
-from leadtap.scheduler.render import RenderError, Renderer
+from leadtap.scheduler.render import RenderError, Renderer, ReplyHeaders
 
 DEFAULT_CONFIG = "leadtap.toml"
 
@@ -70,7 +72,7 @@ class App:
         box = self.config.mailbox(name)
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
                              self.open_mailbox, should_stop=should_stop, rules=self.lead_rules(),
-                             on_progress=on_progress).run()
+                             on_progress=on_progress, replies=self.reply_settings()).run()
 
     def watch_mailbox(self, name: str, on_new_mail: Callable[[], None], should_stop: Callable[[], bool],
                       may_watch: Callable[[], bool], wait: Callable[[float], None],
@@ -100,12 +102,27 @@ class App:
 
         return LeadRules.for_config(self.config, render_title)
 
+    def reply_settings(self) -> ReplySettings | None:
+        """What ingest needs to run owners' replies (``[commands]``), or None."""
+        commands = self.config.commands
+        if not commands.enabled:
+            return None
+        policy = ReplyPolicy(commands.secret_bytes(), commands.token_max_age, commands.authserv_id,
+                             self.config.pipeline.admins)
+        return ReplySettings(policy, self.config.reminders.zone)
+
+    def reply_headers(self) -> ReplyHeaders | None:
+        """What every email needs so that a reply can act on it (``[commands]``), or None."""
+        commands = self.config.commands
+        return ReplyHeaders(commands.secret_bytes(), commands.address) if commands.enabled else None
+
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer,
-                             rules=self.lead_rules(), **kwargs)
+                             rules=self.lead_rules(), replies=self.reply_headers(), **kwargs)
 
     def notification_sender(self, **kwargs) -> NotificationSender:
-        return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer, **kwargs)
+        return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer,
+                                  replies=self.reply_headers(), **kwargs)
 
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
         """The mailer port: send what owners are owed (nothing without an [smtp] table)."""

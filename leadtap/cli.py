@@ -142,10 +142,11 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
             return EXIT_USAGE
     db = app.ready_database()
     reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules(),
-                               on_progress=show_progress if sys.stderr.isatty() else None)
+                               on_progress=show_progress if sys.stderr.isatty() else None,
+                               replies=app.reply_settings())
     for report in reports:
         print(report.summary())
-    if app.config.notifications.enabled:
+    if app.config.notifications.enabled or app.config.commands.enabled:  # new owners, and replies' confirmations
         print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import socket
 import urllib.request
+from email.utils import parseaddr
 from typing import Callable
 
 from leadtap.bootstrap import App
@@ -32,6 +33,8 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
         checks.append((f"onboarding task {number}", lambda task=task: check_task_title(app, task.title)))
     if app.config.smtp is not None:
         checks.append(("smtp", lambda: check_smtp(app)))
+    if app.config.commands.enabled:
+        checks.append(("commands", lambda: check_commands(app.config)))
     if app.config.metrics.enabled:
         checks.append(("metrics", lambda: check_metrics(app)))
     failures = 0
@@ -58,16 +61,19 @@ def template_contexts(config) -> dict[str, list[dict]]:
             sample_context(variant) for variant in variants)
     if config.reminders.digest and rules:
         found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules)))
+    commands = config.commands.enabled
     if config.notifications.enabled:
-        found[config.notifications.new_lead] = [sample_notification()]
+        found[config.notifications.new_lead] = [sample_notification(commands=commands)]
     if any(rule.reassign_after for rule in rules):
-        found["lead_reassigned"] = [sample_notification()]
+        found["lead_reassigned"] = [sample_notification(commands=commands)]
     deals = config.opportunities.deals
     if deals.staleness.enabled:
-        found["deal_stale"] = [sample_notification("deal_stale")]
-        found["deal_closed_stale"] = [sample_notification("deal_closed_stale")]
+        found["deal_stale"] = [sample_notification("deal_stale", commands)]
+        found["deal_closed_stale"] = [sample_notification("deal_closed_stale", commands)]
     if deals.onboarding is not None and config.smtp is not None:
-        found[deals.onboarding.template] = [sample_notification("onboarding")]
+        found[deals.onboarding.template] = [sample_notification("onboarding", commands)]
+    if commands:
+        found["command_confirmation"] = [sample_notification("confirmation", commands)]
     return found
 
 
@@ -78,6 +84,19 @@ def check_template(app: App, kind: str, contexts: list[dict]) -> str:
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
     return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
+
+
+def check_commands(config) -> str:
+    """The secret reads and is long enough; replies reach a watched mailbox."""
+    commands = config.commands
+    commands.secret.reveal()  # a ConfigError names the key: missing, unreadable or short
+    watched = {box.username.lower() for box in config.mailboxes if box.active and box.kind != "sent"}
+    address = (commands.address or parseaddr(config.smtp.sender)[1]).lower()
+    where = "Reply-To" if commands.address else "no [commands] address: replies go to [smtp] from"
+    if address not in watched:
+        return (f"secret read; WARNING: {where} {address} is not the username of a watched mailbox, "
+                "so replies may never be read")
+    return f"secret read; replies go to {address}, a watched mailbox"
 
 
 def check_task_title(app: App, title: str) -> str:

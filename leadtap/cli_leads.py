@@ -8,15 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from leadtap.core import changes, deals, lifecycle
-from leadtap.core.config_values import parse_seconds
+from leadtap.core import changes, commands, deals, lifecycle
 from leadtap.core.db import Owner, Task, describe_db_error, utcnow
 from leadtap.core.errors import LeadtapError
+from leadtap.core.words import described
 
 EXIT_OK = 0
 
@@ -122,7 +122,7 @@ def change(app, args, apply, now: datetime | None = None) -> int:
     except DBAPIError as exc:  # a lock conflict, a value the database refuses: said, not a traceback
         raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
     done = done if isinstance(done, list) else [done]  # a change, and the move automation made after it
-    print(f"lead {done[0].lead_id}: " + "; ".join(describe(event) for change in done for event in change.events))
+    print(f"lead {done[0].lead_id}: " + described(done))
     if owes_mail(app, done):
         print(app.send_notifications().summary())  # after the commit: the new owner hears at once
     return EXIT_OK
@@ -135,27 +135,6 @@ def owes_mail(app, done: list) -> bool:
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
 
 
-def describe(event) -> str:
-    name = type(event).__name__
-    words = {
-        "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
-        "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
-        "StageChanged": lambda e: f"deal {e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
-        "DealFieldsSet": lambda e: "deal " + ", ".join(f"{k} = {v}" for k, v in sorted(e.values.items())),
-        "OnboardingNeeded": lambda e: "handed to onboarding",
-        "DealWarned": lambda e: f"owner warned: closes {e.limit.at:%Y-%m-%d %H:%M} UTC ({e.limit.words})",
-        "ClosedStale": lambda e: f"closed as stale ({e.limit.words})",
-        "NoteAdded": lambda e: "note added",
-        "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
-        "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),
-        "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
-        "OpenTasksCancelled": lambda e: "open tasks cancelled",
-        "OpportunityNeeded": lambda e: "opportunity created",
-        "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
-    }
-    return words[name](event)
-
-
 def parse_field(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
@@ -166,15 +145,9 @@ def parse_field(text: str) -> tuple[str, str]:
 def moment(text: str, now: datetime, zone, what: str) -> datetime:
     """``3d`` from now, or the start of a date in the reminders' timezone."""
     try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        pass
-    else:
-        return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(timezone.utc)
-    try:
-        return now + timedelta(seconds=parse_seconds(text))
+        return commands.moment(text, now, zone)
     except ValueError as exc:
-        raise LeadtapError(f"{what} {text!r}: {exc}; or a date such as 2026-12-01") from None
+        raise LeadtapError(f"{what} {exc}") from None
 
 
 def cmd_tasks_list(app, args) -> int:

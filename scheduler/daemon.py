@@ -265,8 +265,9 @@ class Daemon(Push):
         self.notifier.status(self.status())
         if report.failed:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
-        if report.counts[Outcome.LEAD] and app.config.notifications.enabled:
-            self.notification_job(wait=False)  # new owners hear within the poll, not a send_every later
+        if ((report.counts[Outcome.LEAD] and app.config.notifications.enabled)
+                or (report.counts[Outcome.NOT_LEAD] and app.config.commands.enabled)):
+            self.notification_job(wait=False)  # new owners, and replies' senders, hear within the poll
         return True
 
     def presence_job(self) -> None:

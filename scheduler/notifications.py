@@ -33,6 +33,7 @@ from leadtap.core.db import Database, utcnow
 from leadtap.core.errors import MailSendError
 from leadtap.core.notifications import (
     CLAIM_LEASE,
+    CONFIRMATION,
     DEAL_CLOSED,
     DEAL_STALE,
     NEW_LEAD,
@@ -47,10 +48,10 @@ from leadtap.core.notifications import (
     retry_later,
 )
 from leadtap.core.deal_views import deal_row, onboarding_view
-from leadtap.core.views import lead_dict
+from leadtap.core.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.reminders import MailerFactory
-from leadtap.scheduler.render import Renderer, compose
+from leadtap.scheduler.render import Renderer, ReplyHeaders, compose
 
 BATCH = 200
 
@@ -73,8 +74,10 @@ class SendReport:
 
 class NotificationSender:
     def __init__(self, config: Config, db: Database, renderer: Renderer, mailer: MailerFactory,
-                 clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False):
+                 clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False,
+                 replies: ReplyHeaders | None = None):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
+        self.replies = replies
         self.clock, self.should_stop = clock, should_stop
         self.settings = config.notifications
         self.log = structlog.get_logger("leadtap.notifications")
@@ -142,38 +145,57 @@ class NotificationSender:
     def template(self, kind: str) -> str | None:
         onboarding = self.config.opportunities.deals.onboarding
         return {NEW_LEAD: self.settings.new_lead, REASSIGNED: "lead_reassigned", DEAL_STALE: "deal_stale",
-                DEAL_CLOSED: "deal_closed_stale", ONBOARDING: onboarding.template if onboarding else None}.get(kind)
+                DEAL_CLOSED: "deal_closed_stale", ONBOARDING: onboarding.template if onboarding else None,
+                CONFIRMATION: "command_confirmation"}.get(kind)
 
     def send(self, mailer: SmtpMailer, item: Owed, context: dict, now: datetime) -> MailSendError | None:
-        n, lead = item.notification, item.lead
+        n = item.notification
         try:
             rendered = self.renderer.render(self.template(n.kind), context)
-            mailer.send(compose(rendered, self.config.smtp.sender, [n.recipient], now, "notification"))
+            mailer.send(self.email(rendered, item, now))
         except MailSendError as error:
-            self.log.error("notification_failed", lead_id=lead.id, recipient=n.recipient, error=str(error),
+            self.log.error("notification_failed", lead_id=n.lead_id, recipient=n.recipient, error=str(error),
                            permanent=error.permanent)
             return error
         except Exception as exc:  # a template broken since `check`, or a bug: tried again later
-            self.log.exception("notification_not_sent", lead_id=lead.id, recipient=n.recipient)
+            self.log.exception("notification_not_sent", lead_id=n.lead_id, recipient=n.recipient)
             return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
-        self.log.info("notification_sent", lead_id=lead.id, recipient=n.recipient, kind=n.kind)
+        self.log.info("notification_sent", lead_id=n.lead_id, recipient=n.recipient, kind=n.kind)
         return None
+
+    def email(self, rendered, item: Owed, now: datetime):
+        """The email; a confirmation is threaded under the reply it answers, and
+        with ``[commands]`` every one carries a token a reply can act under."""
+        n, reply = item.notification, item.reply
+        email = compose(rendered, self.config.smtp.sender, [n.recipient], now, n.kind)
+        if reply is not None:
+            email.replace_header("Auto-Submitted", "auto-replied")
+            if reply.message_id:
+                email["In-Reply-To"] = reply.message_id
+                email["References"] = " ".join([*reply.references, reply.message_id])
+        if self.replies is not None:
+            digest = reply is not None and reply.digest
+            self.replies.apply(email, n.recipient, now, None if digest or n.lead_id is None else n.lead_id)
+        return email
 
     def context(self, session, item: Owed) -> dict:
         """``new_lead``: the recipient is the owner; ``reassigned``: the owner is
         the one who has it now; the deal kinds: the deal, with the staleness
         limit it reaches first; ``onboarding``: the hand-off and its tasks."""
         url = self.config.reminders.lead_url
-        recipient, owner, deal = item.recipient, item.owner, item.opportunity
+        recipient, owner, deal, lead = item.recipient, item.owner, item.opportunity, item.lead
         if recipient is None:
             return {}  # dropped, not sent
         return {
-            "lead": lead_dict(item.lead, owner, deal),
+            "lead": lead_dict(lead, owner, deal) if lead else None,
+            "tasks": open_task_list(session, lead.id) if lead else [],
             "recipient": {"email": recipient.email, "name": recipient.name},
             "owner": {"email": owner.email, "name": owner.name} if owner else None,
-            "lead_url": url.replace("{id}", str(item.lead.id)) if url else None,
-            "deal": deal_row(deal, item.lead, owner, self.config.opportunities.deals) if deal else None,
+            "lead_url": url.replace("{id}", str(lead.id)) if url and lead else None,
+            "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
+            "reply": reply_view(item.reply) if item.reply else None,
+            "commands": self.replies is not None,  # a reply can act: the email says how
         }
 
     def record(self, step, notification_id: int, token: str, now: datetime, state: str,

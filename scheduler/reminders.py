@@ -48,7 +48,7 @@ from leadtap.core.reminders import (
 from leadtap.core.views import lead_dict
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
-from leadtap.scheduler.render import Renderer, compose, describe_duration
+from leadtap.scheduler.render import Renderer, ReplyHeaders, compose, describe_duration
 
 # The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
 REASSIGN = "(reassign)"
@@ -101,8 +101,10 @@ class ReminderSweep:
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
         rules: LeadRules | None = None,
+        replies: ReplyHeaders | None = None,
     ):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
+        self.replies = replies
         self.rules = rules or LeadRules.for_config(config)
         self.clock, self.should_stop = clock, should_stop
         self.log = structlog.get_logger("leadtap.reminders")
@@ -272,7 +274,10 @@ class ReminderSweep:
         lead_ids = [d.lead.id for d, _ in items]
         try:
             rendered = self.renderer.render(kind, self.context(recipient, items, now))
-            mailer.send(compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder"))
+            email = compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder")
+            if self.replies:  # a digest's reply names each lead; a single reminder's is about its lead
+                self.replies.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
+            mailer.send(email)
         except MailSendError as error:
             self.log.error("reminder_failed", recipient=recipient.email, error=str(error), permanent=error.permanent,
                            lead_ids=lead_ids)

@@ -17,6 +17,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateErro
 from jinja2.sandbox import SandboxedEnvironment
 
 from leadtap import TEMPLATES
+from leadtap.core import tokens
 from leadtap.core.model import LEADTAP_HEADER
 
 SHIPPED = TEMPLATES
@@ -25,7 +26,8 @@ SAMPLE_LEAD = {
     "company": "Sample Co", "message": "A sample enquiry.", "fields": {}, "source": "Email", "status": "New",
     "status_changed_at": "2026-01-01T09:00:00+00:00", "owner": "owner@example.com", "owner_name": "Owner",
     "opportunity": None, "mailbox": "sales", "subject": "Sample", "received_at": "2026-01-01T09:00:00+00:00",
-    "created_at": "2026-01-01T09:00:00+00:00",
+    "created_at": "2026-01-01T09:00:00+00:00", "warnings": [], "last_activity_at": None, "snoozed_until": None,
+    "follow_up_of": None,
 }
 
 
@@ -65,7 +67,13 @@ SAMPLE_ONBOARDING = {"id": 3, "state": "open", "created_at": "2026-11-20T09:00:0
     {"id": 12, "title": "Onboarding complete", "due_at": "2026-12-20T09:00:00+00:00", "state": "open"}]}
 
 
-def sample_notification(kind: str = "new_lead") -> dict:
+SAMPLE_REPLY = {"subject": "Lead #1 is yours", "sender": "owner@example.com", "digest": False, "applied": 1,
+                "refused": 1, "help": "/status STATUS   move the lead", "results": [
+                    {"line": "/status Contacted", "applied": True, "words": "New → Contacted", "lead_id": 1},
+                    {"line": "/stage Won", "applied": False, "words": "deal 7: Won needs amount", "lead_id": 1}]}
+
+
+def sample_notification(kind: str = "new_lead", commands: bool = False) -> dict:
     """A notification's context, as the sender builds it: a deal's kinds
     (``deal_stale``, ``deal_closed_stale``, ``onboarding``) have their deal."""
     deal = dict(SAMPLE_DEAL)
@@ -74,10 +82,12 @@ def sample_notification(kind: str = "new_lead") -> dict:
                     limit=None, warned_for=None)
     if kind == "onboarding":
         deal.update(stage="Won", closed_at="2026-11-20T09:00:00+00:00", closes_at=None, limit=None)
-    deal_kind = kind in ("deal_stale", "deal_closed_stale", "onboarding")
+    deal_kind = kind in ("deal_stale", "deal_closed_stale", "onboarding", "confirmation")
     return {"lead": dict(SAMPLE_LEAD), "recipient": {"email": "owner@example.com", "name": "Owner"},
             "owner": {"email": "next@example.com", "name": "Next Owner"}, "lead_url": "https://crm.example.com/leads/1",
-            "deal": deal if deal_kind else None, "onboarding": SAMPLE_ONBOARDING if kind == "onboarding" else None}
+            "deal": deal if deal_kind else None, "onboarding": SAMPLE_ONBOARDING if kind == "onboarding" else None,
+            "tasks": [{"number": 1, "id": 11, "title": "Call Jane", "due_at": "2026-11-25T09:00:00+00:00"}],
+            "reply": SAMPLE_REPLY if kind == "confirmation" else None, "commands": commands}
 
 
 class RenderError(Exception):
@@ -146,6 +156,23 @@ def describe_duration(span: timedelta) -> str:
     if hours:
         return f"{hours} h" + (f" {minutes} min" if minutes else "")
     return f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class ReplyHeaders:
+    """What lets an owner answer a leadtap email with commands
+    (``[commands]``): a token in its Message-ID, issued to its one recipient
+    about its lead (None: a digest), and the commands address as Reply-To."""
+
+    secret: bytes
+    address: str | None = None
+
+    def apply(self, message: Message, recipient: str, now: datetime, lead_id: int | None) -> Message:
+        domain = parseaddr(message["From"])[1].rpartition("@")[2] or "leadtap.invalid"
+        message.replace_header("Message-ID", tokens.message_id(self.secret, recipient, now, domain, lead_id))
+        if self.address:
+            message["Reply-To"] = self.address
+        return message
 
 
 def compose(rendered: Rendered, sender: str, recipients: list[str], now: datetime, kind: str) -> Message:

@@ -41,7 +41,7 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
 
         before, after = upgrade_schema(engine)
 
-        assert (before, after) == ("0002", "0007")
+        assert (before, after) == ("0002", "0008")
         with engine.begin() as c:
             assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads")).all() == [
                 (1, False, None, None)]

@@ -1,0 +1,69 @@
+"""The ``[commands]`` table: owners act by replying to leadtap's emails.
+
+    [commands]
+    secret_file = "${CREDENTIALS_DIRECTORY}/commands"   # or secret_env; 32 bytes or more
+    address = "crm@example.com"       # Reply-To of every leadtap email: a watched mailbox
+    token_max_age = "30d"             # a reply to an older email does not run
+    authserv_id = "mx.example.com"    # optional: its Authentication-Results must pass DMARC or DKIM
+
+The secret is read when first needed, like the passwords; a missing or short
+one is refused then, naming the key (``leadtap check`` reads it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Mapping
+
+from leadtap.core.config_servers import Secret, read_env_secret, read_file_secret
+from leadtap.core.config_values import Section, parse_seconds
+from leadtap.core.model import EMAIL_RE
+from leadtap.core.tokens import MIN_SECRET
+
+DEFAULT_MAX_AGE = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    secret: Secret | None = field(default=None, repr=False)
+    address: str | None = None
+    token_max_age: timedelta = DEFAULT_MAX_AGE
+    authserv_id: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.secret is not None
+
+    def secret_bytes(self) -> bytes:
+        return self.secret.reveal().encode("utf-8")
+
+
+def parse_commands(s: Section, environ: Mapping[str, str]) -> CommandsConfig:
+    if not s.data:
+        s.take({})
+        return CommandsConfig()
+    values = s.take({"secret_file": str, "secret_env": str, "address": str, "token_max_age": parse_seconds,
+                     "authserv_id": str})
+    given = [k for k in ("secret_file", "secret_env") if k in values]
+    if len(given) != 1:
+        s.fail("secret_file", "exactly one of secret_file or secret_env is expected (32 bytes or more)")
+    if "address" in values and not EMAIL_RE.fullmatch(values["address"]):
+        s.fail("address", f"{values['address']!r} is not an email address")
+    return CommandsConfig(commands_secret(s, given[0], values[given[0]], environ), values.get("address"),
+                          timedelta(seconds=values.get("token_max_age", DEFAULT_MAX_AGE.total_seconds())),
+                          values.get("authserv_id"))
+
+
+def commands_secret(s: Section, key: str, written: str, environ: Mapping[str, str]) -> Secret:
+    base = s.path.resolve().parent
+
+    def load() -> str:
+        value = (read_env_secret(s, key, written, environ) if key == "secret_env"
+                 else read_file_secret(s, key, written, environ, base))
+        size = len(value.encode("utf-8"))
+        if size < MIN_SECRET:
+            s.fail(key, f"the secret is {size} bytes; at least {MIN_SECRET} are expected "
+                        "(e.g. head -c 48 /dev/urandom | base64)")
+        return value
+
+    return Secret(load=load)

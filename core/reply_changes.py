@@ -1,0 +1,233 @@
+"""Owners act by reply: an authorised reply's commands run, each through the
+same use cases as the command line, inside the ingest transaction that
+records the message — so a reply seen twice (a crash, a second worker, a
+copy in another mailbox) runs once: its identity is recorded with it.
+
+1. ``core.reply_rules`` decides whether the reply may act at all; one that
+   may not is recorded (not a lead, with the reason) and gets no answer.
+2. Each command runs in a savepoint: a refused one (the lifecycle's or the
+   deal rules' words) changes nothing and the others still run.
+3. The reply, every command's result, and the one confirmation it is owed
+   (``core.notifications``, kind ``confirmation``) are written; the
+   confirmation is sent after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from leadtap.core import changes, commands, deal_changes, notifications
+from leadtap.core.changes import LeadRules
+from leadtap.core.commands import Command, moment, name_and_fields, pick, reason_and_note
+from leadtap.core.db import CommandReply, Lead, Notification, Opportunity, Owner
+from leadtap.core.lifecycle import Actor, Change, Refused
+from leadtap.core.model import IncomingMessage
+from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, may_act
+from leadtap.core.services import clip
+from leadtap.core.tokens import DIGEST, Token, carried
+from leadtap.core.views import open_task_list
+from leadtap.core.words import described
+
+@dataclass(frozen=True)
+class ReplySettings:
+    policy: ReplyPolicy
+    zone: tzinfo  # a /snooze date starts at midnight here
+
+
+@dataclass
+class Handled:
+    """What became of a reply: the ledger's reason, and the changes made."""
+
+    reason: str
+    refused: bool = False
+    changes: list[Change] = field(default_factory=list)
+    lead_id: int | None = None
+
+
+def is_reply(message: IncomingMessage, is_owner: Callable[[str], bool]) -> bool:
+    """A reply to a leadtap email from an owner's address: for the commands.
+    Anyone else's mail naming leadtap's email (a contact answering a
+    forwarded copy) is ordinary mail: never read for commands."""
+    return bool(carried(message.thread_ids)) and message.sender is not None and is_owner(
+        message.sender.email.strip().lower())
+
+
+def handle(session: Session, rules: LeadRules, settings: ReplySettings, message: IncomingMessage, mailbox: str,
+           now: datetime) -> Handled:
+    if session.scalar(select(CommandReply.id).where(CommandReply.identity == message.identity)) is not None:
+        return Handled("reply: already handled")
+    sender = message.sender.email.strip().lower() if message.sender else ""
+    try:
+        if message.from_count != 1:
+            raise NotAuthorised("a reply acts for one sender; its From names several")
+        token = authorise(settings.policy, message.thread_ids, sender, person_of(session, sender),
+                          message.auth_results, now)
+        if token.kind != DIGEST:
+            check_lead(session, settings.policy, sender, token.lead_id)
+    except NotAuthorised as exc:
+        return Handled(f"reply refused: {exc}", refused=True)
+    parsed = commands.parse_reply(message.text, digest=token.kind == DIGEST)
+    actor = Actor(sender, "mail", admin=sender in settings.policy.admins)
+    results = [result(line, False, why) for line, why in parsed.errors]
+    done: list[Change] = []
+    for command in parsed.commands:
+        results.append(run(session, rules, settings, token, command, actor, now, done))
+    if parsed.note:
+        results.append(add_note(session, rules, settings, token, parsed.note, actor, now, done))
+    if not results:
+        results.append(result("(no command)", False, "nothing to do: /help lists the commands"))
+    reply = record(session, message, mailbox, sender, token, results, now)
+    applied = sum(r["applied"] for r in results)
+    return Handled(f"reply: {applied} applied, {len(results) - applied} refused", changes=done,
+                   lead_id=reply.lead_id)
+
+
+def person_of(session: Session, email: str) -> Person | None:
+    owner = session.scalars(select(Owner).where(Owner.email == email)).one_or_none()
+    return Person(owner.email, owner.active) if owner else None
+
+
+def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int) -> None:
+    """The token's lead still exists and is the sender's to change (or they are an admin)."""
+    row = session.execute(select(Lead.id, Owner.email, Owner.active).outerjoin(Owner, Owner.id == Lead.owner_id)
+                          .where(Lead.id == lead_id)).one_or_none()
+    if row is None:
+        raise NotAuthorised(f"lead {lead_id} no longer exists")
+    why = may_act(sender, policy.admins, lead_id, row.email, bool(row.active))
+    if why:
+        raise NotAuthorised(why)
+
+
+def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Token, command: Command, actor: Actor,
+        now: datetime, done: list[Change]) -> dict:
+    lead_id = command.lead_id if command.lead_id is not None else token.lead_id
+    if command.name == "help":
+        return result(command.line, True, "the commands are listed below", lead_id)
+    try:
+        if token.kind == DIGEST:  # the token names no lead: each command's lead is checked
+            check_lead(session, settings.policy, actor.who, lead_id)
+        with session.begin_nested():
+            made = COMMANDS[command.name](session, rules, settings, lead_id, command.args, actor, now)
+    except (Refused, NotAuthorised, ValueError) as exc:
+        return result(command.line, False, str(exc), lead_id)
+    if isinstance(made, str):  # a task done: said in words
+        return result(command.line, True, made, lead_id)
+    made = made if isinstance(made, list) else [made]
+    done.extend(made)
+    return result(command.line, True, described(made), lead_id)
+
+
+def add_note(session, rules, settings, token: Token, text: str, actor: Actor, now: datetime,
+             done: list[Change]) -> dict:
+    if token.kind == DIGEST:
+        return result("(note)", False, "in a digest, a note names its lead: /note 12 ...")
+    with session.begin_nested():
+        change = changes.note(session, rules, token.lead_id, text, actor, now)
+    done.append(change)
+    return result("(note)", True, "note added", token.lead_id)
+
+
+def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> dict:
+    return {"line": clip(line, 500), "applied": applied, "words": clip(words, 1000), "lead_id": lead_id}
+
+
+def record(session: Session, message: IncomingMessage, mailbox: str, sender: str, token: Token, results: list[dict],
+           now: datetime) -> CommandReply:
+    """The reply and its results, and the confirmation owed to its sender."""
+    lead_id = token.lead_id if token.kind != DIGEST else next((r["lead_id"] for r in results if r["lead_id"]), None)
+    exists = lead_id is not None and session.get(Lead, lead_id) is not None
+    reply = CommandReply(identity=message.identity, mailbox=mailbox, message_id=clip(message.message_id, 998),
+                         references=[clip(r, 998) for r in message.references][-20:], sender=sender,
+                         subject=clip(message.subject, 998), lead_id=lead_id if exists else None,
+                         digest=token.kind == DIGEST, results=results,
+                         received_at=now)
+    session.add(reply)
+    session.flush()
+    session.add(Notification(**notifications.pending_row(reply.lead_id, sender, notifications.CONFIRMATION, now), reply_id=reply.id))
+    return reply
+
+
+# --- the commands ----------------------------------------------------------------
+
+
+def status(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    return changes.set_status(session, rules, lead_id, pick(args, rules.pipeline.statuses), actor, now)
+
+
+def qualify(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    if rules.pipeline.qualified is None:
+        raise Refused("no qualified status is configured ([pipeline] qualified)")
+    return changes.set_status(session, rules, lead_id, rules.pipeline.qualified, actor, now, note=args or None)
+
+
+def disqualify(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    pipeline = rules.pipeline
+    if pipeline.disqualified is None:
+        raise Refused("no disqualified status is configured ([pipeline] disqualified)")
+    reason, note = reason_and_note(args)
+    return changes.set_status(session, rules, lead_id, pipeline.disqualified, actor, now,
+                              pick(reason, pipeline.disqualify_reasons), note)
+
+
+def assign(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    to = actor.who if args.lower() == "me" else args.lower()
+    return changes.reassign(session, rules, lead_id, to, actor, now)
+
+
+def snooze(session, rules: LeadRules, settings: ReplySettings, lead_id: int, args: str, actor: Actor, now: datetime):
+    return changes.snooze(session, rules, lead_id, moment(args, now, settings.zone), actor, now)
+
+
+def note(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    return changes.note(session, rules, lead_id, args, actor, now)
+
+
+def task_done(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    """The lead's task number N, as the emails list them: open tasks, soonest due first."""
+    number = int(args.lstrip("#"))
+    tasks = open_task_list(session, lead_id)
+    if not 1 <= number <= len(tasks):
+        raise Refused(f"lead {lead_id} has {len(tasks)} open task{'s' if len(tasks) != 1 else ''}; "
+                      f"there is no task {number}")
+    task = changes.finish_task(session, tasks[number - 1]["id"], actor, now)
+    return f"task done: {task.title}"
+
+
+def stage(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    name, values = name_and_fields(args)
+    return deal_changes.set_stage(session, rules, deal_of(session, lead_id), pick(name, rules.deals.stages), actor,
+                                  now, values=values)
+
+
+def won(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    if rules.deals.won is None:
+        raise Refused("no won stage is configured ([opportunities] won)")
+    _, values = name_and_fields(args)
+    return deal_changes.set_stage(session, rules, deal_of(session, lead_id), rules.deals.won, actor, now,
+                                  values=values)
+
+
+def lost(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    if rules.deals.lost is None:
+        raise Refused("no lost stage is configured ([opportunities] lost)")
+    reason, note_text = reason_and_note(args)
+    return deal_changes.set_stage(session, rules, deal_of(session, lead_id), rules.deals.lost, actor, now,
+                                  pick(reason, rules.deals.lost_reasons), note_text)
+
+
+def deal_of(session: Session, lead_id: int) -> int:
+    found = session.scalar(select(Opportunity.id).where(Opportunity.lead_id == lead_id))
+    if found is None:
+        raise Refused(f"lead {lead_id} has no deal yet (it gets one when qualified)")
+    return found
+
+
+COMMANDS: dict[str, Callable] = {
+    "status": status, "qualify": qualify, "disqualify": disqualify, "assign": assign, "snooze": snooze,
+    "note": note, "done": task_done, "stage": stage, "won": won, "lost": lost,
+}

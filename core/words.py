@@ -1,0 +1,30 @@
+"""What happened, in words: the events of a change as the command line and
+the confirmation of a reply say them."""
+
+from __future__ import annotations
+
+WORDS = {
+    "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
+    "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
+    "StageChanged": lambda e: f"deal {e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
+    "DealFieldsSet": lambda e: "deal " + ", ".join(f"{k} = {v}" for k, v in sorted(e.values.items())),
+    "OnboardingNeeded": lambda e: "handed to onboarding",
+    "DealWarned": lambda e: f"owner warned: closes {e.limit.at:%Y-%m-%d %H:%M} UTC ({e.limit.words})",
+    "ClosedStale": lambda e: f"closed as stale ({e.limit.words})",
+    "NoteAdded": lambda e: "note added",
+    "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
+    "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),
+    "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
+    "OpenTasksCancelled": lambda e: "open tasks cancelled",
+    "OpportunityNeeded": lambda e: "opportunity created",
+    "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
+}
+
+
+def describe(event) -> str:
+    return WORDS[type(event).__name__](event)
+
+
+def described(changes: list) -> str:
+    """The events of ``changes`` (a change and the moves automation made after it), in order."""
+    return "; ".join(describe(event) for change in changes for event in change.events)

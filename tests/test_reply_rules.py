@@ -1,0 +1,212 @@
+"""Commands by reply, the pure parts: the token in a Message-ID, the
+grammar of a reply, and every rule of who may act — no server, no clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from leadtap.core import tokens
+from leadtap.core.commands import Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
+from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, check_authentication, may_act
+from leadtap.core.tokens import DIGEST, LEAD, InvalidToken
+
+SECRET = b"k" * 32
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+ANA = "ana@example.com"
+POLICY = ReplyPolicy(SECRET, 30 * DAY, admins=frozenset({"sue@example.com"}))
+
+
+def mid(recipient: str = ANA, lead_id: int | None = 42, issued: datetime = NOW - DAY, secret: bytes = SECRET) -> str:
+    return tokens.message_id(secret, recipient, issued, "example.com", lead_id)
+
+
+# --- the token ---------------------------------------------------------------------
+
+
+def test_a_token_names_its_lead_and_when_and_answers_only_for_its_recipient():
+    message_id = mid()
+    assert tokens.TOKEN_RE.fullmatch(message_id) and ANA not in message_id
+    token = tokens.verify(SECRET, [message_id], "Ana@Example.com", NOW, 30 * DAY)
+    assert (token.kind, token.lead_id, token.recipient) == (LEAD, 42, ANA)
+    assert token.issued_at == (NOW - DAY).replace(microsecond=0)
+    digest = tokens.verify(SECRET, [mid(lead_id=None)], ANA, NOW, 30 * DAY)
+    assert (digest.kind, digest.lead_id) == (DIGEST, None)
+
+
+def tampered(message_id: str, part: int, value: str) -> str:
+    body, domain = message_id[1:-1].split("@")
+    parts = body.split(".")
+    parts[part] = value
+    return "<" + ".".join(parts) + "@" + domain + ">"
+
+
+@pytest.mark.parametrize("thread_ids, sender, words", [
+    ([mid()], "mallory@evil.test", "not issued to mallory@evil.test"),  # a forged or another From
+    ([mid(recipient="ben@example.com")], ANA, "not issued to ana@example.com"),  # someone else's email
+    ([tampered(mid(), 1, "L43")], ANA, "not issued"),  # the token moved to another lead
+    ([tampered(mid(), 2, tokens.to_base36(int(NOW.timestamp())))], ANA, "not issued"),  # made younger
+    ([mid(secret=b"x" * 32)], ANA, "not issued"),  # made with another secret
+    ([mid(issued=NOW - 31 * DAY)], ANA, "the token expired"),
+    (["<abc@example.com>"], ANA, "no leadtap token"),
+])
+def test_a_token_that_does_not_fit_is_refused_with_the_reason(thread_ids, sender, words):
+    with pytest.raises(InvalidToken, match=words):
+        tokens.verify(SECRET, thread_ids, sender, NOW, 30 * DAY)
+
+
+def test_the_valid_token_among_the_references_counts():
+    found = tokens.verify(SECRET, ["<other@x.test>", mid(recipient="ben@example.com"), mid(lead_id=7)], ANA, NOW,
+                          30 * DAY)
+    assert found.lead_id == 7
+
+
+# --- the grammar ---------------------------------------------------------------------
+
+
+REPLY = """/status Connected
+/snooze 3d
+/disqualify Other: moved the project to 2027
+
+Called them, call back Friday.
+/note this is part of the note, not a command
+
+-- 
+Ana, Sales
+On Tue, 24 Nov 2026 at 10:00, leadtap <crm@example.com> wrote:
+> Lead #42 is yours now.
+> /status Qualified
+"""
+
+
+def test_commands_are_the_lines_at_the_top_and_the_rest_above_the_quote_is_a_note():
+    parsed = parse_reply(REPLY)
+    assert [(c.name, c.args) for c in parsed.commands] == [
+        ("status", "Connected"), ("snooze", "3d"), ("disqualify", "Other: moved the project to 2027")]
+    assert parsed.note == "Called them, call back Friday.\n/note this is part of the note, not a command"
+    assert parsed.errors == ()
+
+
+@pytest.mark.parametrize("quote", [
+    "> /status Qualified",
+    "On Tue, 24 Nov 2026, leadtap <crm@example.com>\nwrote:\n/status Qualified",
+    "Am 24.11.2026 schrieb leadtap <crm@example.com>:\n/status Qualified",
+    "-----Original Message-----\n/status Qualified",
+    "________________________________\nFrom: leadtap <crm@example.com>\n/status Qualified",
+    "From: leadtap <crm@example.com>\nSent: Tuesday\n/status Qualified",
+])
+def test_nothing_is_read_from_the_quoted_email(quote):
+    parsed = parse_reply(f"/note first\n\n{quote}\n")
+    assert [c.name for c in parsed.commands] == ["note"] and parsed.note is None
+
+
+def test_a_reply_that_starts_with_the_quote_has_no_command():
+    assert parse_reply("> /status Qualified\n").commands == ()
+    assert new_text("Fine.\r\n> quoted\r\n") == "Fine."
+
+
+def test_unknown_or_incomplete_commands_are_said_back_not_run():
+    parsed = parse_reply("/stauts Connected\n/status\n/done two\n/ status x\n/help\n")
+    assert [c.name for c in parsed.commands] == ["help"]
+    assert [why for _, why in parsed.errors] == [
+        "unknown command /stauts; /help lists them", "/status needs a status", "/done needs a task's number, not 'two'",
+        "a command is / and a word, e.g. /status Connected; /help lists them"]
+
+
+def test_a_digest_names_the_lead_first():
+    parsed = parse_reply("/status 12 Connected\n/done #12 2\n/help\n/note Hi\n", digest=True)
+    assert [(c.name, c.lead_id, c.args) for c in parsed.commands] == [
+        ("status", 12, "Connected"), ("done", 12, "2"), ("help", None, "")]
+    assert parsed.errors == (("/note Hi", "in a digest, name the lead first: /note 12 ..."),)
+
+
+def test_at_most_twenty_commands_a_reply():
+    parsed = parse_reply("\n".join(f"/note {i}" for i in range(25)))
+    assert len(parsed.commands) == 20 and len(parsed.errors) == 5
+
+
+def test_arguments_read_as_the_rules_need_them():
+    assert reason_and_note("Other: moved the project to 2027") == ("Other", "moved the project to 2027")
+    assert reason_and_note("Bad timing") == ("Bad timing", None)
+    assert name_and_fields("Offer submitted amount=12000 close_date=2026-12-01") == (
+        "Offer submitted", {"amount": "12000", "close_date": "2026-12-01"})
+    assert moment("3d", NOW, timezone.utc) == NOW + 3 * DAY
+    assert moment("2026-12-01", NOW, timezone.utc) == datetime(2026, 12, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="or a date such as"):
+        moment("soon", NOW, timezone.utc)
+    assert Command("note", "x", "/note x").lead_id is None
+
+
+# --- who may act -----------------------------------------------------------------------
+
+
+def test_an_owner_answering_their_own_email_may_act():
+    token = authorise(POLICY, [mid()], ANA, Person(ANA, True), (), NOW)
+    assert token.lead_id == 42
+
+
+@pytest.mark.parametrize("sender, person, thread_ids, words", [
+    ("mallory@evil.test", None, [mid()], "is not an owner"),
+    ("ben@example.com", Person("ben@example.com", True), [mid()], "not issued to ben@example.com"),
+    (ANA, Person(ANA, False), [mid()], "no longer an active owner"),
+    (ANA, Person(ANA, True), [mid(issued=NOW - 40 * DAY)], "expired"),
+])
+def test_a_reply_that_may_not_act_is_refused_with_the_reason(sender, person, thread_ids, words):
+    with pytest.raises(NotAuthorised, match=words):
+        authorise(POLICY, thread_ids, sender, person, (), NOW)
+
+
+def test_only_the_current_owner_or_an_admin_may_act_on_a_lead():
+    assert may_act(ANA, POLICY.admins, 42, ANA, True) is None
+    assert may_act(ANA, POLICY.admins, 42, "ben@example.com", True) == "lead 42 is not yours (it is ben@example.com's)"
+    assert may_act(ANA, POLICY.admins, 42, None, False) == "lead 42 is not yours (it has no owner)"
+    assert may_act("sue@example.com", POLICY.admins, 42, "ben@example.com", True) is None
+
+
+RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} header.d={d}; dmarc={dmarc} header.from={f}"
+
+
+@pytest.mark.parametrize("headers, passes", [
+    ([RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], True),
+    ([RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], True),
+    ([RESULTS.format(dkim="pass", d="example.com", dmarc="fail", f="example.com")], True),
+    ([RESULTS.format(dkim="pass", d="evil.test", dmarc="fail", f="example.com")], False),  # signed by another domain
+    ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com")], False),
+    (["mx.evil.test; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"], False),  # not our server
+    ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com"),
+      RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], False),  # the topmost decides
+    ([], False),
+])
+def test_with_an_authserv_id_the_receiving_servers_results_must_pass(headers, passes):
+    if passes:
+        check_authentication("mx.example.com", headers, ANA)
+    else:
+        with pytest.raises(NotAuthorised):
+            check_authentication("mx.example.com", headers, ANA)
+
+
+# --- hostile replies -------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["/", "a", "b", ":", " ", ">", "\n", "\r", "-", "_", "#", "1", "2", "wrote", "On ",
+                                  "/status ", "/help", "-- \n"]), max_size=120).map("".join))
+def test_any_text_parses_and_commands_come_only_from_the_top(text):
+    parsed = parse_reply(text)
+    top = new_text(text).splitlines()
+    for command in parsed.commands:
+        assert command.line in [line.strip() for line in top]
+    assert len(parsed.commands) + len(parsed.errors) <= 20 + text.count("\n") + 1
+
+
+def test_a_huge_reply_is_read_in_bounded_time():
+    import time
+
+    start = time.perf_counter()
+    parse_reply("/note x\n" + ("wrote " * 200_000) + ":\n" + ("On " + "a" * 100_000 + "\n") * 20)
+    assert time.perf_counter() - start < 10
