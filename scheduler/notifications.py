@@ -167,7 +167,8 @@ class NotificationSender:
         """The email; a confirmation is threaded under the reply it answers, and
         with ``[commands]`` every one carries a token a reply can act under."""
         n, reply = item.notification, item.reply
-        email = compose(rendered, self.config.smtp.sender, [n.recipient], now, n.kind)
+        email = compose(rendered, self.config.smtp.sender, [n.recipient], now,
+                        "confirmation" if reply is not None else "notification")
         if reply is not None:
             email.replace_header("Auto-Submitted", "auto-replied")
             if reply.message_id:

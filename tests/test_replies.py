@@ -1,0 +1,309 @@
+"""Owners act by replying, on real servers (Dovecot, aiosmtpd, SQLite and
+PostgreSQL): a reminder answered with /disqualify moves the lead and makes
+its follow-up, one confirmation comes back; forged, tampered, stale and
+misdirected replies change nothing and get no mail; a reply seen twice — by
+two workers, or in two mailboxes — runs once."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from leadtap.bootstrap import build_app
+from leadtap.core.db import CommandReply, Lead
+from leadtap.ingest.pipeline import MailboxIngest
+from leadtap.logs import configure_logging
+from tests.helpers import enquiry, plain_message
+from tests.smtp import SmtpServer
+from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
+from tests.test_workers import run_at_once, start_poll
+
+SECRET = "s3cret-for-the-tests-only-0123456789abcdef"
+
+
+def commands_config(smtp_port: int, secret_file, extra: str = "") -> str:
+    return f'''
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "plain"
+timeout = "5s"
+from = "leadtap <crm@example.com>"
+
+[notifications]
+new_lead = "new_lead"
+
+[commands]
+secret_file = "{secret_file}"
+address = "crm@example.com"
+{extra}
+
+[pipeline]
+admins = ["cy@example.com"]
+qualified = "Qualified"
+disqualified = "Disqualified"
+disqualify_reasons = ["No budget", "Bad timing", "Other"]
+other_reason = "Other"
+follow_up = {{ reasons = ["Bad timing"], after = "90d" }}
+
+[reminders]
+[[reminders.rules]]
+name = "untouched"
+status = "New"
+after = "1d"
+'''
+
+
+@pytest.fixture
+def smtp():
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def replying(env, mailbox, smtp, tmp_path):
+    """Commands on; a lead made (Jo Smith → ana) and its new-lead email sent."""
+    (tmp_path / "commands.secret").write_text(SECRET)
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", company="Client Ltd"))
+    env.configure(mailbox.section(), extra=commands_config(smtp.port, tmp_path / "commands.secret"))
+    env.upgrade()
+    code, out, err = env.cli("poll")
+    assert code == 0 and "notifications: 1 sent" in out, out + err
+    return env
+
+
+def reply(to_email, body: str, sender: str = "Ana <ana@example.com>", headers: dict | None = None) -> bytes:
+    """An answer to ``to_email`` (a message leadtap sent), threaded as mail clients thread it."""
+    thread = {"In-Reply-To": to_email["Message-ID"], "References": to_email["Message-ID"]}
+    return plain_message(body + f"\n\nOn Tue, 24 Nov 2026, leadtap <crm@example.com> wrote:\n> {to_email['Subject']}\n",
+                         sender=sender, subject="Re: " + to_email["Subject"], to="crm@example.com",
+                         headers={**thread, **(headers or {})})
+
+
+def shown(env: Env, lead_id: int) -> dict:
+    code, out, err = env.cli("leads", "show", str(lead_id))
+    assert code == 0, err
+    return json.loads(out)
+
+
+def lead(env: Env, lead_id: int) -> Lead | None:
+    app = build_app(str(env.path))
+    try:
+        with app.db.transaction() as session:
+            return session.get(Lead, lead_id)
+    finally:
+        app.close()
+
+
+def replies(env: Env) -> list[CommandReply]:
+    app = build_app(str(env.path))
+    try:
+        with app.db.transaction() as session:
+            return list(session.scalars(select(CommandReply).order_by(CommandReply.id)))
+    finally:
+        app.close()
+
+
+def sweep(env: Env, at: datetime):
+    configure_logging()  # to this test's stderr (the fixture's poll logged to the set-up's)
+    app = build_app(str(env.path))
+    try:
+        return app.reminder_sweep(clock=lambda: at).run()
+    finally:
+        app.close()
+
+
+def test_every_leadtap_email_carries_a_token_and_the_commands_address(replying, smtp):
+    (new_lead,) = smtp.messages
+    assert new_lead["Message-ID"].startswith("<lt1.L1.") and new_lead["Reply-To"] == "crm@example.com"
+    assert "/status STATUS" in new_lead.get_body(("plain",)).get_content()
+    sweep(replying, datetime.now(timezone.utc) + timedelta(days=2))
+    reminder = smtp.messages[-1]
+    assert reminder["X-Leadtap"] == "reminder" and reminder["Message-ID"].startswith("<lt1.L1.")
+
+
+def test_a_reminder_answered_with_disqualify_moves_the_lead_and_one_confirmation_comes_back(replying, smtp, mailbox):
+    sweep(replying, datetime.now(timezone.utc) + timedelta(days=2))
+    reminder = smtp.messages[-1]
+    mailbox.append(reply(reminder, "/disqualify Bad timing\n\nThey start budgeting in March."))
+
+    code, out, err = replying.cli("poll")
+
+    assert code == 0 and "1 not a lead" in out and "notifications: 1 sent" in out, out + err
+    moved = lead(replying, 1)
+    assert moved.status == "Disqualified"
+    follow_up = lead(replying, 2)
+    assert follow_up.follow_up_of == 1 and follow_up.snoozed_until is not None
+    notes = [a for a in shown(replying, 1)["activities"] if a["kind"] == "note"]
+    assert [n["summary"] for n in notes] == ["They start budgeting in March."]
+    assert notes[0]["details"]["by"] == "ana@example.com" and notes[0]["details"]["how"] == "mail"
+
+    confirmation = smtp.messages[-1]
+    sent_reply = replies(replying)[0]
+    assert confirmation["To"] == "ana@example.com"
+    assert confirmation["In-Reply-To"] == sent_reply.message_id
+    assert confirmation["Auto-Submitted"] == "auto-replied" and confirmation["X-Leadtap"] == "confirmation"
+    assert confirmation["Message-ID"].startswith("<lt1.L1.")  # a fresh token: the thread can go on
+    body = confirmation.get_body(("plain",)).get_content()
+    assert "/disqualify Bad timing\n    done: New → Disqualified (Bad timing)" in body
+    assert "(note)\n    done: note added" in body and "Status:  Disqualified" in body
+
+    mailbox.append(confirmation.as_bytes())  # leadtap's own confirmation in the watched mailbox
+    replying.cli("poll")
+    assert len([m for m in smtp.messages if m["X-Leadtap"] == "confirmation"]) == 1
+    assert lead(replying, 3) is None
+
+
+def test_refused_commands_are_said_back_with_the_rules_words_and_the_rest_still_runs(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/status Contacted\n/disqualify Other\n/done 1\n/frobnicate\n/snooze 2d"))
+
+    replying.cli("poll")
+
+    assert lead(replying, 1).status == "Contacted" and lead(replying, 1).snoozed_until is not None
+    body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "/disqualify Other\n    refused: lead 1: the reason 'Other' needs a note saying what it was" in body
+    assert "/done 1\n    refused: lead 1 has 0 open tasks; there is no task 1" in body
+    assert "/frobnicate\n    refused: unknown command /frobnicate; /help lists them" in body
+    assert smtp.messages[-1]["Subject"].endswith(": 2 done, 3 refused")
+
+
+@pytest.mark.parametrize("forge, reason", [
+    (lambda email: reply(email, "/disqualify Bad timing", sender="Ben <ben@example.com>"),
+     "the token was not issued to ben@example.com"),
+    (lambda email: reply(email, "/disqualify Bad timing", sender="Mallory <mallory@evil.test>"), None),
+    (lambda email: reply({"Message-ID": email["Message-ID"].replace(".L1.", ".L2."), "Subject": email["Subject"]},
+                         "/disqualify Bad timing"), "the token was not issued to ana@example.com"),
+    (lambda email: reply(email, "/disqualify Bad timing", headers={"Auto-Submitted": "auto-replied"}),
+     "auto-reply"),
+    (lambda email: reply(email, "/disqualify Bad timing", sender="Ana <ana@example.com>, Ben <ben@example.com>"),
+     "its From names several"),
+])
+def test_a_forged_or_tampered_reply_changes_nothing_and_gets_no_mail(replying, smtp, mailbox, forge, reason):
+    (new_lead,) = smtp.messages
+    mailbox.append(forge(new_lead))
+
+    replying.cli("poll")
+
+    assert lead(replying, 1).status == "New"
+    assert [m["X-Leadtap"] for m in smtp.messages[1:]] in ([], ["notification"])  # no confirmation, ever
+    assert {m["To"] for m in smtp.messages} <= {"ana@example.com", "ben@example.com", "cy@example.com"}
+    assert replies(replying) == []
+    entry = replying.ledger()[-1]
+    if reason:  # from an owner's address: recorded, with the reason
+        assert entry.outcome == "not_lead" and reason in entry.reason
+    else:  # a stranger's mail is ordinary mail: a lead like any other, never read for commands
+        assert entry.outcome == "lead" and lead(replying, 2).email == "mallory@evil.test"
+
+
+def test_a_reassignment_revokes_the_old_owners_replies(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    assert replying.cli("leads", "assign", "1", "ben@example.com")[0] == 0
+    mailbox.append(reply(new_lead, "/status Contacted"))
+
+    replying.cli("poll")
+
+    assert lead(replying, 1).status == "New"
+    assert replying.ledger()[-1].reason == "reply refused: lead 1 is not yours (it is ben@example.com's)"
+    assert [m["To"] for m in smtp.messages] == ["ana@example.com", "ben@example.com"]  # ben's new-lead email only
+
+
+def configured(env: Env, mailbox, smtp, tmp_path, extra: str = "") -> object:
+    """Commands on with ``extra`` in [commands]; one lead made, its new-lead email returned."""
+    (tmp_path / "commands.secret").write_text(SECRET)
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra=commands_config(smtp.port, tmp_path / "commands.secret", extra))
+    env.upgrade()
+    env.cli("poll")
+    return smtp.messages[0]
+
+
+def test_with_an_authserv_id_only_a_reply_its_server_passed_runs(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, 'authserv_id = "mx.example.com"')
+    passing = "mx.example.com; spf=pass; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"
+    failing = "mx.example.com; spf=fail; dkim=none; dmarc=fail header.from=example.com"
+    mailbox.append(reply(new_lead, "/note unchecked"))
+    mailbox.append(reply(new_lead, "/note spoofed", headers={"Authentication-Results": failing}))
+    mailbox.append(reply(new_lead, "/note passed", headers={"Authentication-Results": passing}))
+
+    env.cli("poll")
+
+    assert [e.reason for e in env.ledger()[-3:]] == [
+        "reply refused: no Authentication-Results from mx.example.com",
+        "reply refused: mx.example.com did not pass DMARC or DKIM for example.com",
+        "reply: 1 applied, 0 refused"]
+    assert [a["summary"] for a in shown(env, 1)["activities"] if a["kind"] == "note"] == ["passed"]
+
+
+def test_a_reply_to_an_email_older_than_token_max_age_is_refused(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, 'token_max_age = "1h"')
+    mailbox.append(reply(new_lead, "/status Contacted"))
+    configure_logging()
+    app = build_app(str(env.path))
+    try:
+        box = app.config.mailbox("sales")
+        later = datetime.now(timezone.utc) + timedelta(hours=2)
+        MailboxIngest(app.config, box, app.ready_database(), [app.templates[n] for n in box.templates],
+                      app.open_mailbox, clock=lambda: later, rules=app.lead_rules(),
+                      replies=app.reply_settings()).run()
+    finally:
+        app.close()
+
+    assert env.ledger()[-1].reason.startswith("reply refused: the token expired: issued ")
+    assert lead(env, 1).status == "New" and len(smtp.messages) == 1
+
+
+def test_a_reply_in_two_mailboxes_and_under_two_workers_runs_once(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    answer = reply(new_lead, "/status Contacted\n/note Called, call back Friday")
+    mailbox.append(answer)
+    mailbox.append(answer, folder="Replies")
+    replying.configure(mailbox.section(), mailbox.section(name="replies", folder="Replies"),
+                       extra=replying.extra)
+
+    results = run_at_once(start_poll(replying.path), start_poll(replying.path))
+
+    assert all(code in (0, 1) for code, _, _ in results), results
+    assert lead(replying, 1).status == "Contacted"
+    assert len(replies(replying)) == 1
+    notes = [a for a in shown(replying, 1)["activities"] if a["kind"] == "note"]
+    assert len(notes) == 1
+    assert len([m for m in smtp.messages if m["X-Leadtap"] == "confirmation"]) == 1
+    reasons = sorted(e.reason for e in replying.ledger() if e.reason and e.reason.startswith("reply"))
+    assert reasons == ["reply: 2 applied, 0 refused", "reply: already handled"]
+
+
+def test_a_digest_reply_names_each_lead(env, mailbox, smtp, tmp_path):
+    (tmp_path / "commands.secret").write_text(SECRET)  # three leads, one per owner, and a digest each
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    mailbox.append(enquiry(name="Kim Lee", email="kim@client.test"))
+    mailbox.append(enquiry(name="Al Jones", email="al@client.test"))
+    config = commands_config(smtp.port, tmp_path / "commands.secret").replace("[reminders]\n", "[reminders]\ndigest = true\n")
+    env.configure(mailbox.section(), extra=config)
+    env.upgrade()
+    env.cli("poll")  # jo → ana, kim → ben, al → cy
+    sweep(env, datetime.now(timezone.utc) + timedelta(days=2))
+    digest = [m for m in smtp.messages if m["To"] == "ana@example.com" and m["X-Leadtap"] == "reminder"][0]
+    assert digest["Message-ID"].startswith("<lt1.D0.")
+    mailbox.append(reply(digest, "/status 1 Contacted\n/status 2 Contacted\n/status Contacted"))
+
+    env.cli("poll")
+
+    assert (lead(env, 1).status, lead(env, 2).status) == ("Contacted", "New")
+    body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "/status 2 Contacted\n    refused: lead 2 is not yours (it is ben@example.com's)" in body
+    assert "/status Contacted\n    refused: in a digest, name the lead first" in body
+
+
+def test_check_reads_the_secret_renders_the_confirmation_and_warns_of_an_unwatched_address(replying, tmp_path):
+    code, out, _ = replying.cli("check")
+    assert "ok    template command_confirmation: renders (text and HTML)" in out
+    assert ("ok    commands: secret read; WARNING: Reply-To crm@example.com is not the username of a watched "
+            "mailbox") in out
+
+    (tmp_path / "commands.secret").write_text("short")
+    code, out, _ = replying.cli("check")
+    assert code == 1 and "FAIL  commands:" in out and "5 bytes; at least 32" in out
