@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, select, text  # noqa: E402
 
 from leadtap.bootstrap import build_app  # noqa: E402
-from leadtap.core.db import Lead, Opportunity, Owner, upgrade_schema  # noqa: E402
+from leadtap.core.db import Lead, Opportunity, Owner  # noqa: E402
+from leadtap.core.engine import upgrade_schema  # noqa: E402
 from leadtap.core.deal_changes import stale_candidates  # noqa: E402
 from leadtap.core.deal_views import list_deals  # noqa: E402
 

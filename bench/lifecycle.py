@@ -27,7 +27,8 @@ from sqlalchemy import insert, select  # noqa: E402
 
 from leadtap.core import changes  # noqa: E402
 from leadtap.core.config import ReminderRule  # noqa: E402
-from leadtap.core.db import Activity, Lead, Owner, Task, upgrade_schema  # noqa: E402
+from leadtap.core.db import Activity, Lead, Owner, Task  # noqa: E402
+from leadtap.core.engine import upgrade_schema  # noqa: E402
 from leadtap.core.reminders import find_due, taken_keys  # noqa: E402
 from leadtap.core.lifecycle import actor_for  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402

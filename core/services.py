@@ -13,12 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadtap.core.config import Config, MailboxConfig
-from leadtap.core.db import (
-    LedgerEntry,
-    MailboxState,
-    Owner,
-    Rotation,
-)
+from leadtap.core.db import LedgerEntry, MailboxState, Owner, Rotation
 from leadtap.core.model import IncomingMessage, Outcome
 
 

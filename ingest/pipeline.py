@@ -23,11 +23,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
@@ -35,7 +34,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from leadtap.core.config import Config, MailboxConfig
-from leadtap.core.db import Database, describe_db_error, utcnow
+from leadtap.core.engine import Database, describe_db_error, utcnow
 from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError
 from leadtap.core.model import Outcome
 from leadtap.core.batch import LeadBatch
@@ -58,49 +57,10 @@ from leadtap.core.services import (
 )
 from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
+from leadtap.ingest.report import PassReport
 from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
 
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
-
-
-@dataclass
-class PassReport:
-    """What one pass over one mailbox did."""
-
-    mailbox: str
-    counts: Counter = field(default_factory=Counter)
-    error: str | None = None
-    total: int = 0  # candidate messages in this pass
-    done: int = 0
-    started: float = field(default_factory=time.monotonic)
-    repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None or self.counts[Outcome.FAILED] > 0
-
-    def progress(self) -> str:
-        """``sales: 1,200/5,000 messages, 850/s`` — for a terminal."""
-        rate = self.done / max(time.monotonic() - self.started, 1e-6)
-        return f"{self.mailbox}: {self.done:,}/{self.total:,} messages, {rate:,.0f}/s"
-
-    def summary(self) -> str:
-        if self.error:
-            return f"{self.mailbox}: not polled: {self.error}"
-        parts = [f"{self.counts[o]} {OUTCOME_WORDS[o][self.counts[o] != 1]}" for o in Outcome if self.counts[o]]
-        if self.repaired:
-            parts.append(f"{self.repaired} repaired")
-        return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
-
-
-OUTCOME_WORDS = {
-    Outcome.LEAD: ("new lead", "new leads"),
-    Outcome.ATTACHED: ("added to a lead", "added to leads"),
-    Outcome.DUPLICATE: ("duplicate", "duplicates"),
-    Outcome.NOT_LEAD: ("not a lead", "not leads"),
-    Outcome.FAILED: ("failed", "failed"),
-}
 
 
 class MailboxIngest:

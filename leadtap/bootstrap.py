@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from leadtap.core.config import Config, MailboxConfig, load_config
 from leadtap.core.changes import LeadRules
-from leadtap.core.db import Database
+from leadtap.core.engine import Database
 from leadtap.core.errors import ConfigError, TemplateError
 from leadtap.core.reply_changes import ReplySettings
 from leadtap.core.reply_rules import ReplyPolicy
@@ -20,7 +20,8 @@ from leadtap.core.services import sync_owners
 from leadtap.ingest.extract import BoundTemplate, compile_template
 from leadtap.ingest.idle import MailboxWatcher
 from leadtap.ingest.imap import ImapMailbox
-from leadtap.ingest.pipeline import MailboxIngest, PassReport
+from leadtap.ingest.pipeline import MailboxIngest
+from leadtap.ingest.report import PassReport
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.notifications import NotificationSender, SendReport
 from leadtap.scheduler.reminders import ReminderSweep

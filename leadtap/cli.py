@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import structlog
 
 from leadtap.core.config_values import parse_seconds
-from leadtap.core.db import upgrade_schema, utcnow
+from leadtap.core.engine import upgrade_schema, utcnow
 from leadtap.core.errors import ConfigError, LeadtapError, MessageError
 from leadtap.core import notifications
 from leadtap.core.reminders import sent_reminders

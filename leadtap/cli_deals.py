@@ -8,7 +8,7 @@ import sys
 
 from leadtap.cli_leads import EXIT_OK, change, parse_field, record_id
 from leadtap.core import deal_changes
-from leadtap.core.db import utcnow
+from leadtap.core.engine import utcnow
 from leadtap.core.deal_views import DEAL_COLUMNS, ONBOARDING_COLUMNS, list_deals, list_onboardings
 from leadtap.output import write_rows
 

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from leadtap.core import changes, commands, deals, lifecycle
-from leadtap.core.db import Owner, Task, describe_db_error, utcnow
+from leadtap.core.db import Owner, Task
+from leadtap.core.engine import describe_db_error, utcnow
 from leadtap.core.errors import LeadtapError
 from leadtap.core.words import described
 

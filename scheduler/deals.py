@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from leadtap.core import deals
 from leadtap.core.changes import LeadRules
-from leadtap.core.db import Database, describe_db_error
+from leadtap.core.engine import Database, describe_db_error
 from leadtap.core.deal_changes import stale_candidates, stale_step
 from leadtap.core.lifecycle import Refused
 

@@ -15,7 +15,7 @@ import structlog
 
 from leadtap.core import leases
 from leadtap.core.config import Config
-from leadtap.core.db import Database
+from leadtap.core.engine import Database
 
 
 def worker_name() -> str:

@@ -29,7 +29,7 @@ from typing import Callable
 import structlog
 
 from leadtap.core.config import Config
-from leadtap.core.db import Database, utcnow
+from leadtap.core.engine import Database, utcnow
 from leadtap.core.errors import MailSendError
 from leadtap.core.notifications import (
     CLAIM_LEASE,

@@ -31,7 +31,8 @@ from sqlalchemy.exc import DBAPIError
 from leadtap.core import changes
 from leadtap.core.changes import LeadRules
 from leadtap.core.config import Config
-from leadtap.core.db import Database, Owner, describe_db_error, utcnow
+from leadtap.core.db import Owner
+from leadtap.core.engine import Database, describe_db_error, utcnow
 from leadtap.core.lifecycle import OwnerChanged, Refused
 from leadtap.core.errors import MailSendError
 from leadtap.core.reminders import (

@@ -756,9 +756,11 @@ def test_the_shipped_example_config_loads(tmp_path):
     credentials.mkdir()
     (credentials / "imap-sales").write_text("imap-secret\n")
     (credentials / "smtp").write_text("smtp-secret\n")
+    (credentials / "commands").write_text("c" * 64 + "\n")
     config = load_config(ROOT / "leadtap.example.toml", {"CREDENTIALS_DIRECTORY": str(credentials)})
     assert config.mailboxes[0].password.reveal() == "imap-secret"
     assert config.smtp.password.reveal() == "smtp-secret"
+    assert config.commands.secret_bytes() == b"c" * 64 and config.opportunities.deals.onboarding is not None
     assert [rule.name for rule in config.reminders.rules] == ["new-untouched", "offer-waiting"]
     assert config.pipeline.option("Attempting").locked and config.pipeline.follow_up is not None
     assert config.warnings == ()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from leadtap.core.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Task
-from leadtap.core.db import utcnow
+from leadtap.core.engine import utcnow
 from tests.test_reminders import DAY, Remind, remind, smtp  # noqa: F401  (fixtures)
 from tests.test_config_deals import OPPORTUNITIES
 from tests.test_reminder_ladder import rows

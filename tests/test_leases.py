@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from leadtap.core import leases
-from leadtap.core.db import Database, Lead, LedgerEntry, Owner, Reminder, upgrade_schema
+from leadtap.core.db import Lead, LedgerEntry, Owner, Reminder
+from leadtap.core.engine import Database, upgrade_schema
 from tests.helpers import ROOT, Mailbox, enquiry, write_config
 from tests.smtp import SmtpServer
 from tests.test_daemon import REMINDERS

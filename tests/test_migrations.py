@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import text
 
-from leadtap.core.db import MIGRATIONS, make_engine, upgrade_schema
+from leadtap.core.engine import MIGRATIONS, make_engine, upgrade_schema
 
 
 def upgrade_to(engine, revision: str) -> None:

@@ -1,0 +1,139 @@
+"""The database handle: engines for SQLite and PostgreSQL with their
+settings, sessions and transactions, and the schema's migrations.
+
+Made by the composition root, never at import."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from leadtap.core.errors import DatabaseUnavailable, SchemaError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class Database:
+    """The engine and its sessions; made by the composition root, never at import."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def check_schema(self) -> None:
+        """Raise ``SchemaError`` unless the schema is at the newest migration."""
+        current, head = schema_revisions(self.engine)
+        if current is None:
+            raise SchemaError("the database has no leadtap schema; run: leadtap db upgrade")
+        if current != head:
+            raise SchemaError(f"the database schema is at {current}, this leadtap needs {head}; run: leadtap db upgrade")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        configure_sqlite(engine)
+        return engine
+    # Every network call has a timeout: the connection, a peer that went
+    # silent (keepalives, TCP_USER_TIMEOUT), a statement that never returns.
+    connect_args = {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+    } if "psycopg" in url else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout, foreign keys; BEGIN IMMEDIATE so that savepoints work
+    and two processes queue for the write lock instead of failing mid-transaction."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # FULL: a commit survives a power cut. With NORMAL a commit may roll back
+        # after the IMAP \\Seen flag was already set, and the message is lost.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseUnavailable(unreachable(engine, exc)) from None
+    return current, head
+
+
+def unreachable(engine: Engine, exc: Exception) -> str:
+    """Why the database cannot be opened; for SQLite, the file and its directory."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return f"cannot reach the database: {describe_db_error(exc)}"
+    file = Path(database)
+    hint = (f"; the directory {str(file.parent)!r} does not exist" if not file.parent.is_dir()
+            else "; is the directory writable for this user?")
+    return f"cannot open the SQLite database {str(file)!r}: {describe_db_error(exc)}{hint}"
+
+
+def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
+    """Create or upgrade the schema to the newest migration; return (before, after)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    before, head = schema_revisions(engine)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    return before, head
+
+
+def describe_db_error(exc: Exception) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

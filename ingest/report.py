@@ -1,0 +1,50 @@
+"""What one ingest pass over one mailbox did: counts per outcome, progress
+for a terminal, the one-line summary ``poll`` prints and the journal logs."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from leadtap.core.model import Outcome
+
+
+@dataclass
+class PassReport:
+    """What one pass over one mailbox did."""
+
+    mailbox: str
+    counts: Counter = field(default_factory=Counter)
+    error: str | None = None
+    total: int = 0  # candidate messages in this pass
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.counts[Outcome.FAILED] > 0
+
+    def progress(self) -> str:
+        """``sales: 1,200/5,000 messages, 850/s`` — for a terminal."""
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        return f"{self.mailbox}: {self.done:,}/{self.total:,} messages, {rate:,.0f}/s"
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.mailbox}: not polled: {self.error}"
+        parts = [f"{self.counts[o]} {OUTCOME_WORDS[o][self.counts[o] != 1]}" for o in Outcome if self.counts[o]]
+        if self.repaired:
+            parts.append(f"{self.repaired} repaired")
+        return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
+
+
+OUTCOME_WORDS = {
+    Outcome.LEAD: ("new lead", "new leads"),
+    Outcome.ATTACHED: ("added to a lead", "added to leads"),
+    Outcome.DUPLICATE: ("duplicate", "duplicates"),
+    Outcome.NOT_LEAD: ("not a lead", "not leads"),
+    Outcome.FAILED: ("failed", "failed"),
+}
