@@ -53,15 +53,15 @@ def template_contexts(config) -> dict[str, list[dict]]:
     rule's reminder (an escalation too, a reassignment when the rule
     reassigns), a task rule's, a digest of both, a notification."""
     found: dict[str, list[dict]] = {}
+    commands = config.commands.enabled
     rules = [rule for rule in config.reminders.rules if rule.enabled]
     for rule in rules:
         task = rule.for_tasks
         variants = [sample_item(task), sample_item(task, escalation=True, reassigned=bool(rule.reassign_after))]
         found.setdefault("digest" if config.reminders.digest else rule.template, []).extend(
-            sample_context(variant) for variant in variants)
+            sample_context(variant, commands=commands) for variant in variants)
     if config.reminders.digest and rules:
-        found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules)))
-    commands = config.commands.enabled
+        found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules), commands=commands))
     if config.notifications.enabled:
         found[config.notifications.new_lead] = [sample_notification(commands=commands)]
     if any(rule.reassign_after for rule in rules):

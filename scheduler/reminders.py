@@ -46,7 +46,7 @@ from leadtap.core.reminders import (
     release,
     taken_keys,
 )
-from leadtap.core.views import lead_dict
+from leadtap.core.views import lead_dict, open_task_list
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose, describe_duration
@@ -292,9 +292,22 @@ class ReminderSweep:
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]
+        if self.replies is not None:
+            self.number_tasks(rows)
         first = rows[0]
         return {**first, "recipient": {"email": recipient.email, "name": recipient.name}, "items": rows,
-                "now": now.isoformat()}
+                "now": now.isoformat(), "commands": self.replies is not None}
+
+    def number_tasks(self, rows: list[dict]) -> None:
+        """Each task's number as ``/done N`` takes it (its lead's open tasks, soonest due first)."""
+        if not any(row["task"] for row in rows):
+            return
+        with self.db.transaction() as session:
+            numbers = {task["id"]: task["number"] for lead_id in {row["lead"]["id"] for row in rows if row["task"]}
+                       for task in open_task_list(session, lead_id)}
+        for row in rows:
+            if row["task"]:
+                row["task"]["number"] = numbers.get(row["task"]["id"])
 
     def item(self, due: Due, escalation: bool) -> dict:
         url = self.config.reminders.lead_url
@@ -307,6 +320,7 @@ class ReminderSweep:
             "number": due.number + 1,
             "escalation": escalation,
             "lead_url": url.replace("{id}", str(due.lead.id)) if url else None,
-            "task": {"id": task.id, "title": task.title, "due_at": task.due_at.isoformat()} if task else None,
+            "task": {"id": task.id, "title": task.title, "due_at": task.due_at.isoformat(), "number": None}
+            if task else None,
             "reassigned_to": {"email": new.email, "name": new.name} if new else None,
         }

@@ -42,17 +42,18 @@ def sample_item(task: bool = False, escalation: bool = False, reassigned: bool =
         "number": 1,
         "escalation": escalation,
         "lead_url": "https://crm.example.com/leads/1",
-        "task": {"id": 1, "title": "Call Sample Lead", "due_at": "2026-01-02T09:00:00+00:00"} if task else None,
+        "task": {"id": 1, "title": "Call Sample Lead", "due_at": "2026-01-02T09:00:00+00:00", "number": 1}
+        if task else None,
         "reassigned_to": {"email": "next@example.com", "name": "Next Owner"} if reassigned else None,
     }
 
 
-def sample_context(*items: dict) -> dict:
+def sample_context(*items: dict, commands: bool = False) -> dict:
     """A reminder letter's context, for `leadtap check`: the first item's keys
     at the top, all of them in ``items`` (a digest)."""
     items = items or (sample_item(),)
     return {**items[0], "recipient": {"email": "owner@example.com", "name": "Owner"}, "items": list(items),
-            "now": "2026-01-04T09:00:00+00:00"}
+            "now": "2026-01-04T09:00:00+00:00", "commands": commands}
 
 
 SAMPLE_DEAL = {

@@ -307,3 +307,24 @@ def test_check_reads_the_secret_renders_the_confirmation_and_warns_of_an_unwatch
     (tmp_path / "commands.secret").write_text("short")
     code, out, _ = replying.cli("check")
     assert code == 1 and "FAIL  commands:" in out and "5 bytes; at least 32" in out
+
+
+def test_a_task_reminder_says_the_tasks_number_and_done_n_closes_that_task(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, "")
+    config = env.path.read_text().replace('status = "New"\nafter = "1d"\n', 'kind = "task"\nafter = "1h"\n')
+    env.path.write_text(config.replace('name = "untouched"', 'name = "task-overdue"'))
+    assert env.cli("tasks", "add", "1", "Call Jo", "--due", "1d")[0] == 0
+    assert env.cli("tasks", "add", "1", "Send the quote", "--due", "2d")[0] == 0
+    sweep(env, datetime.now(timezone.utc) + timedelta(days=3))
+    quote = [m for m in smtp.messages
+             if m["X-Leadtap"] == "reminder" and "Send the quote" in m.get_body(("plain",)).get_content()][0]
+    assert "Reply /done 2" in quote.get_body(("plain",)).get_content()
+    mailbox.append(reply(quote, "/done 2"))
+
+    env.cli("poll")
+
+    code, out, _ = env.cli("tasks", "list", "--lead", "1", "--format", "json")
+    assert [t["title"] for t in json.loads(out)] == ["Call Jo"]
+    confirmation = smtp.messages[-1]
+    assert confirmation["To"] == new_lead["To"] == "ana@example.com"
+    assert "/done 2\n    done: task done: Send the quote" in confirmation.get_body(("plain",)).get_content()
