@@ -166,9 +166,12 @@ def moment(text: str, now: datetime, zone: tzinfo) -> datetime:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        pass
-    else:
-        return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(timezone.utc)
+        day = None
+    if day is not None:
+        try:
+            return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(timezone.utc)
+        except OverflowError:  # year 1 in a zone east of UTC
+            raise ValueError(f"{text!r} is out of range") from None
     try:
         return now + timedelta(seconds=parse_seconds(text))
     except ValueError as exc:

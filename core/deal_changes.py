@@ -103,6 +103,17 @@ def stale_step(session: Session, rules: LeadRules, opportunity_id: int, now: dat
     return [change] if warning else [change, *follow_stage(session, rules, lead, rules.deals.lost, now)]
 
 
+def warning_moot(lead: Lead, opportunity: Opportunity, rules: deals.DealRules) -> str | None:
+    """Why a staleness warning owed is no longer true (the deal closed, or
+    activity moved its deadline since), or None."""
+    if not rules.is_open(opportunity.stage) or opportunity.warned_for is None:
+        return "the deal moved on since the warning"
+    limit = deals.first_limit(as_deal(lead, opportunity), rules.staleness)
+    if limit is None or limit.at != opportunity.warned_for:
+        return "the deal's deadline moved since the warning"
+    return None
+
+
 # --- recording what happened -------------------------------------------------
 
 

@@ -58,6 +58,7 @@ class IncomingMessage:
     warnings: tuple[str, ...] = ()  # what was repaired to read it (a broken structure, a charset, a header)
     auth_results: tuple[str, ...] = ()  # Authentication-Results, topmost first (commands by reply check them)
     from_count: int = 1  # addresses in From: a reply acts only for one sender
+    reply_text: str | None = None  # an answer to leadtap's email: the sender's own text (its commands)
 
     @property
     def correspondent(self) -> Address | None:

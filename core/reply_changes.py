@@ -14,11 +14,13 @@ copy in another mailbox) runs once: its identity is recorded with it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from leadtap.core import changes, commands, deal_changes, notifications
@@ -30,6 +32,8 @@ from leadtap.core.model import IncomingMessage
 from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, may_act
 from leadtap.core.services import clip
 from leadtap.core.tokens import DIGEST, Token, carried
+
+MESSAGE_ID_RE = re.compile(r"<[!-;=?-~]{1,990}>")
 from leadtap.core.views import open_task_list
 from leadtap.core.words import described
 
@@ -37,6 +41,7 @@ from leadtap.core.words import described
 class ReplySettings:
     policy: ReplyPolicy
     zone: tzinfo  # a /snooze date starts at midnight here
+    addresses: frozenset[str] = frozenset()  # where replies come: [commands] address and [smtp] from
 
 
 @dataclass
@@ -49,12 +54,18 @@ class Handled:
     lead_id: int | None = None
 
 
-def is_reply(message: IncomingMessage, is_owner: Callable[[str], bool]) -> bool:
-    """A reply to a leadtap email from an owner's address: for the commands.
-    Anyone else's mail naming leadtap's email (a contact answering a
-    forwarded copy) is ordinary mail: never read for commands."""
-    return bool(carried(message.thread_ids)) and message.sender is not None and is_owner(
-        message.sender.email.strip().lower())
+def is_reply(message: IncomingMessage, is_owner: Callable[[str], bool], addresses: frozenset[str]) -> bool:
+    """A reply to a leadtap email, from an owner's address, to leadtap's
+    address and to nobody but owners: for the commands. Anyone else's mail
+    naming leadtap's email (a contact answering a forwarded copy), or an
+    owner's mail to a contact (outreach, with leadtap in Cc), is ordinary
+    mail: never read for commands."""
+    if not carried(message.thread_ids) or message.sender is None:
+        return False
+    if not is_owner(message.sender.email.strip().lower()):
+        return False
+    recipients = set(message.recipients)
+    return bool(recipients & addresses) and all(r in addresses or is_owner(r) for r in recipients)
 
 
 def handle(session: Session, rules: LeadRules, settings: ReplySettings, message: IncomingMessage, mailbox: str,
@@ -71,14 +82,16 @@ def handle(session: Session, rules: LeadRules, settings: ReplySettings, message:
             check_lead(session, settings.policy, sender, token.lead_id)
     except NotAuthorised as exc:
         return Handled(f"reply refused: {exc}", refused=True)
-    parsed = commands.parse_reply(message.text, digest=token.kind == DIGEST)
+    parsed = commands.parse_reply(message.reply_text or "", digest=token.kind == DIGEST)
     actor = Actor(sender, "mail", admin=sender in settings.policy.admins)
     results = [result(line, False, why) for line, why in parsed.errors]
     done: list[Change] = []
     for command in parsed.commands:
         results.append(run(session, rules, settings, token, command, actor, now, done))
-    if parsed.note:
-        results.append(add_note(session, rules, settings, token, parsed.note, actor, now, done))
+    if parsed.note and token.kind == DIGEST:
+        results.append(result("(note)", False, "in a digest, a note names its lead: /note 12 ..."))
+    elif parsed.note:
+        results.append(run(session, rules, settings, token, Command("note", parsed.note, "(note)"), actor, now, done))
     if not results:
         results.append(result("(no command)", False, "nothing to do: /help lists the commands"))
     reply = record(session, message, mailbox, sender, token, results, now)
@@ -105,31 +118,30 @@ def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int)
 
 def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Token, command: Command, actor: Actor,
         now: datetime, done: list[Change]) -> dict:
+    """One command, in a savepoint: refused (in the rules' words) or done.
+    The sender's right to the lead is checked again before each: an earlier
+    ``/assign`` in the same reply ends it."""
     lead_id = command.lead_id if command.lead_id is not None else token.lead_id
     if command.name == "help":
         return result(command.line, True, "the commands are listed below", lead_id)
     try:
-        if token.kind == DIGEST:  # the token names no lead: each command's lead is checked
-            check_lead(session, settings.policy, actor.who, lead_id)
+        check_lead(session, settings.policy, actor.who, lead_id)
         with session.begin_nested():
-            made = COMMANDS[command.name](session, rules, settings, lead_id, command.args, actor, now)
-    except (Refused, NotAuthorised, ValueError) as exc:
+            if command.name == "done":
+                made = task_done(session, lead_id, command.args, actor, now, token)
+            else:
+                made = COMMANDS[command.name](session, rules, settings, lead_id, command.args, actor, now)
+    except (Refused, NotAuthorised, ValueError, OverflowError) as exc:
         return result(command.line, False, str(exc), lead_id)
+    except DBAPIError:
+        raise  # the database's trouble, not the command's: the batch is tried again
+    except Exception as exc:  # hostile input reaching a case nobody foresaw: this command only
+        return result(command.line, False, f"could not run ({type(exc).__name__}); nothing was changed", lead_id)
     if isinstance(made, str):  # a task done: said in words
         return result(command.line, True, made, lead_id)
     made = made if isinstance(made, list) else [made]
     done.extend(made)
     return result(command.line, True, described(made), lead_id)
-
-
-def add_note(session, rules, settings, token: Token, text: str, actor: Actor, now: datetime,
-             done: list[Change]) -> dict:
-    if token.kind == DIGEST:
-        return result("(note)", False, "in a digest, a note names its lead: /note 12 ...")
-    with session.begin_nested():
-        change = changes.note(session, rules, token.lead_id, text, actor, now)
-    done.append(change)
-    return result("(note)", True, "note added", token.lead_id)
 
 
 def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> dict:
@@ -139,10 +151,12 @@ def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> 
 def record(session: Session, message: IncomingMessage, mailbox: str, sender: str, token: Token, results: list[dict],
            now: datetime) -> CommandReply:
     """The reply and its results, and the confirmation owed to its sender."""
-    lead_id = token.lead_id if token.kind != DIGEST else next((r["lead_id"] for r in results if r["lead_id"]), None)
+    lead_id = token.lead_id if token.kind != DIGEST else next(
+        (r["lead_id"] for r in results if r["applied"] and r["lead_id"]), None)  # a lead the sender may see
     exists = lead_id is not None and session.get(Lead, lead_id) is not None
-    reply = CommandReply(identity=message.identity, mailbox=mailbox, message_id=clip(message.message_id, 998),
-                         references=[clip(r, 998) for r in message.references][-20:], sender=sender,
+    references = [r for r in message.references if safe_message_id(r)][-20:]
+    reply = CommandReply(identity=message.identity, mailbox=mailbox, message_id=safe_message_id(message.message_id),
+                         references=references, sender=sender,
                          subject=clip(message.subject, 998), lead_id=lead_id if exists else None,
                          digest=token.kind == DIGEST, results=results,
                          received_at=now)
@@ -150,6 +164,12 @@ def record(session: Session, message: IncomingMessage, mailbox: str, sender: str
     session.flush()
     session.add(Notification(**notifications.pending_row(reply.lead_id, sender, notifications.CONFIRMATION, now), reply_id=reply.id))
     return reply
+
+
+def safe_message_id(value: str | None) -> str | None:
+    """A Message-ID the confirmation may name in its headers: ``<...>``,
+    printable ASCII, no space; anything else is left out."""
+    return value if value and MESSAGE_ID_RE.fullmatch(value) else None
 
 
 # --- the commands ----------------------------------------------------------------
@@ -187,13 +207,15 @@ def note(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Ac
     return changes.note(session, rules, lead_id, args, actor, now)
 
 
-def task_done(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
-    """The lead's task number N, as the emails list them: open tasks, soonest due first."""
+def task_done(session, lead_id: int, args: str, actor: Actor, now: datetime, token: Token) -> str:
+    """The lead's task number N as the email answered listed it: its open
+    tasks when the email was sent, soonest due first — so a task closed or
+    added since does not shift the numbers."""
     number = int(args.lstrip("#"))
-    tasks = open_task_list(session, lead_id)
+    tasks = open_task_list(session, lead_id, as_of=token.issued_at)
     if not 1 <= number <= len(tasks):
-        raise Refused(f"lead {lead_id} has {len(tasks)} open task{'s' if len(tasks) != 1 else ''}; "
-                      f"there is no task {number}")
+        raise Refused(f"lead {lead_id} had {len(tasks)} open task{'s' if len(tasks) != 1 else ''} "
+                      f"when the email was sent; there is no task {number}")
     task = changes.finish_task(session, tasks[number - 1]["id"], actor, now)
     return f"task done: {task.title}"
 
@@ -229,5 +251,5 @@ def deal_of(session: Session, lead_id: int) -> int:
 
 COMMANDS: dict[str, Callable] = {
     "status": status, "qualify": qualify, "disqualify": disqualify, "assign": assign, "snooze": snooze,
-    "note": note, "done": task_done, "stage": stage, "won": won, "lost": lost,
+    "note": note, "stage": stage, "won": won, "lost": lost,
 }

@@ -28,8 +28,8 @@ from typing import Sequence
 from leadtap.core import tokens
 from leadtap.core.tokens import InvalidToken, Token
 
-METHOD_RE = re.compile(r"\b(dmarc|dkim)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
-PROPERTY_RE = re.compile(r"\bheader\.(d|from|i)\s*=\s*@?([^\s;()]+)", re.IGNORECASE)
+RESULT_RE = re.compile(r"([A-Za-z0-9_.-]+)\s*=\s*([A-Za-z0-9_-]+)(.*)", re.DOTALL)  # method=result properties
+PROPERTY_RE = re.compile(r"(?:^|\s)([a-z]+\.[a-z-]+)\s*=\s*(\S+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def authorise(policy: ReplyPolicy, thread_ids: Sequence[str], sender: str, perso
         raise NotAuthorised(str(exc)) from None
     if policy.authserv_id:
         check_authentication(policy.authserv_id, auth_results, sender)
-    if not person.active and person.email not in policy.admins:
+    if not person.active:  # an admin too: an inactive owner acts for nobody
         raise NotAuthorised(f"{sender} is no longer an active owner")
     return token
 
@@ -81,20 +81,72 @@ def may_act(person: str, admins: frozenset[str], lead_id: int, lead_owner: str |
 
 
 def check_authentication(authserv_id: str, headers: Sequence[str], sender: str) -> None:
-    """The topmost ``Authentication-Results`` of our receiving server must
-    pass DMARC, or DKIM for the From domain (RFC 8601: a header claiming our
-    server's id that it did not add is removed by it, so the topmost is its own)."""
+    """Our receiving server's ``Authentication-Results`` must pass DMARC for
+    the From domain, or DKIM for it (or a parent domain). Its headers are the
+    first run of those naming its id, from the top: RFC 8601 has it remove any
+    below that claim its id, so one a sender wrote is not read. Only each
+    result's own method and properties count: comments and values are not
+    searched for words."""
     domain = sender.rpartition("@")[2].lower()
-    ours = [h for h in headers if h.split(";", 1)[0].split()[:1] == [authserv_id]]
+    ours = our_results(authserv_id, headers)
     if not ours:
         raise NotAuthorised(f"no Authentication-Results from {authserv_id}")
-    for method, result, rest in METHOD_RE.findall(ours[0]):
-        if result.lower() != "pass":
+    for method, result, properties in (r for header in ours for r in results_of(header)[1]):
+        if result != "pass":
             continue
-        found = {key.lower(): value.lower() for key, value in PROPERTY_RE.findall(rest)}
-        aligned = found.get("from" if method.lower() == "dmarc" else "d")
-        if aligned is None and method.lower() == "dmarc":
+        if method == "dmarc" and properties.get("header.from") == domain:
             return
-        if aligned and (domain == aligned or domain.endswith("." + aligned)):
+        signer = properties.get("header.d")
+        if method == "dkim" and signer and (domain == signer or domain.endswith("." + signer)):
             return
     raise NotAuthorised(f"{authserv_id} did not pass DMARC or DKIM for {domain}")
+
+
+def our_results(authserv_id: str, headers: Sequence[str]) -> list[str]:
+    """The first run of headers naming ``authserv_id``, from the top."""
+    found: list[str] = []
+    for header in headers:
+        if results_of(header)[0] == authserv_id.lower():
+            found.append(header)
+        elif found:
+            break
+    return found
+
+
+def results_of(header: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]]:
+    """An ``Authentication-Results`` value as (authserv-id, [(method, result, properties)])."""
+    parts = split_results(header)
+    words = parts[0].split() if parts else []
+    found = []
+    for part in parts[1:]:
+        match = RESULT_RE.match(part.strip())
+        if match is None:
+            continue
+        properties = {key.lower(): value.strip('"').lower().lstrip("@") for key, value in PROPERTY_RE.findall(match[3])}
+        found.append((match[1].lower(), match[2].lower(), properties))
+    return (words[0].lower() if words else ""), found
+
+
+def split_results(header: str) -> list[str]:
+    """The value split at ``;`` outside quotes, with (nested) comments removed."""
+    parts, current, depth, quoted = [], [], 0, False
+    for char in header[:4000]:
+        if quoted:
+            current.append(char)
+            quoted = char != '"'
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif char == '"':
+            quoted = True
+            current.append(char)
+        elif char == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts

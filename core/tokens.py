@@ -9,9 +9,10 @@ checked against the MAC with its own ``From``, so a token answers only for
 the person it was sent to, and one altered in any part, or used from another
 address, is simply not valid.
 
-    <lt1.L42.mxk3q0.Z3JkZ2...@example.com>
-     |   |   |      └ the MAC, 128 bits, base32
-     |   |   └ issued at, seconds since the epoch, base 36
+    <lt1.L42.mxk3q0.k2q7xm4a.Z3JkZ2...@example.com>
+     |   |   |      |        └ the MAC, 128 bits, base32
+     |   |   |      └ a random nonce: two emails in one second never share a Message-ID
+     |   |   └ issued at, milliseconds since the epoch, base 36
      |   └ L<lead id>, or D0 for a digest
      └ the format's version
 
@@ -24,13 +25,14 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
 VERSION = "lt1"
 MIN_SECRET = 32  # bytes
-TOKEN_RE = re.compile(r"<(lt1)\.([LD])(\d{1,19})\.([0-9a-z]{1,13})\.([A-Z2-7]{26})@[^<>\s]+>")
+TOKEN_RE = re.compile(r"<(lt1)\.([LD])(\d{1,19})\.([0-9a-z]{1,13})\.([a-z2-7]{8})\.([A-Z2-7]{26})@[^<>\s]+>")
 DIGEST = "digest"
 LEAD = "lead"
 
@@ -50,15 +52,17 @@ class InvalidToken(Exception):
     """Why a reply's token does not authorise it, in words for the ledger."""
 
 
-def message_id(secret: bytes, recipient: str, issued_at: datetime, domain: str, lead_id: int | None = None) -> str:
+def message_id(secret: bytes, recipient: str, issued_at: datetime, domain: str, lead_id: int | None = None,
+               nonce: str | None = None) -> str:
     """A Message-ID carrying a token for an email about ``lead_id`` (None: a digest) to ``recipient``."""
     subject = f"L{lead_id}" if lead_id is not None else "D0"
-    issued = to_base36(int(issued_at.timestamp()))
-    return f"<{VERSION}.{subject}.{issued}.{mac(secret, subject, issued, recipient)}@{domain}>"
+    issued = to_base36(int(issued_at.timestamp() * 1000))
+    nonce = nonce or base64.b32encode(secrets.token_bytes(5)).decode("ascii").lower()
+    return f"<{VERSION}.{subject}.{issued}.{nonce}.{mac(secret, subject, issued, nonce, recipient)}@{domain}>"
 
 
-def mac(secret: bytes, subject: str, issued: str, recipient: str) -> str:
-    signed = "|".join((VERSION, subject, issued, recipient.strip().lower())).encode("utf-8")
+def mac(secret: bytes, subject: str, issued: str, nonce: str, recipient: str) -> str:
+    signed = "|".join((VERSION, subject, issued, nonce, recipient.strip().lower())).encode("utf-8")
     digest = hmac.new(secret, signed, hashlib.sha256).digest()[:16]
     return base64.b32encode(digest).decode("ascii").rstrip("=")
 
@@ -76,11 +80,11 @@ def verify(secret: bytes, thread_ids: Iterable[str], sender: str, now: datetime,
         raise InvalidToken("no leadtap token in In-Reply-To or References")
     expired = None
     for candidate in dict.fromkeys(found):  # In-Reply-To first: the email answered
-        version, kind, number, issued, given = TOKEN_RE.fullmatch(candidate).groups()
+        version, kind, number, issued, nonce, given = TOKEN_RE.fullmatch(candidate).groups()
         subject = f"{kind}{number}"
-        if not hmac.compare_digest(given, mac(secret, subject, issued, sender)):
+        if not hmac.compare_digest(given, mac(secret, subject, issued, nonce, sender)):
             continue
-        issued_at = datetime.fromtimestamp(int(issued, 36), timezone.utc)
+        issued_at = datetime.fromtimestamp(int(issued, 36) / 1000, timezone.utc)
         if now - issued_at > max_age:
             expired = issued_at
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.commands import HELP
@@ -63,10 +63,15 @@ def deal_dict(opportunity: Opportunity) -> dict:
     }
 
 
-def open_task_list(session: Session, lead_id: int) -> list[dict]:
-    """The lead's open tasks, soonest due first, numbered as ``/done N`` takes them."""
-    tasks = session.scalars(select(Task).where(Task.lead_id == lead_id, Task.state == "open")
-                            .order_by(Task.due_at, Task.id))
+def open_task_list(session: Session, lead_id: int, as_of: datetime | None = None) -> list[dict]:
+    """The lead's open tasks (those open ``as_of`` then, if given), soonest
+    due first, numbered as ``/done N`` takes them."""
+    query = select(Task).where(Task.lead_id == lead_id).order_by(Task.due_at, Task.id)
+    if as_of is None:
+        query = query.where(Task.state == "open")
+    else:
+        query = query.where(Task.created_at < as_of, or_(Task.state == "open", Task.closed_at >= as_of))
+    tasks = session.scalars(query)
     return [{"number": n, "id": t.id, "title": t.title, "due_at": iso(t.due_at)} for n, t in enumerate(tasks, 1)]
 
 

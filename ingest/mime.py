@@ -252,6 +252,29 @@ def text_of_parts(root: Message, warnings: list[str], deadline: Deadline) -> str
     return None
 
 
+def own_text(root: Message, warnings: list[str], deadline: Deadline) -> str:
+    """What the sender wrote: the first text part (else the first HTML part,
+    as text), never inside an attached or forwarded message, never an
+    attachment — the text a reply's commands are read from."""
+    plain = html = None
+    stack = [(root, 0)]
+    while stack and plain is None:
+        part, depth = stack.pop()
+        deadline.check("reading the reply's text")
+        if part.get_content_maintype() == "message" or (part is not root and is_attachment(part)):
+            continue  # a forwarded message, an attached one, a file: not the sender's words
+        if part.is_multipart():
+            if depth < MAX_DEPTH:
+                stack.extend((child, depth + 1) for child in reversed(part.get_payload()))
+        elif part.get_content_type() == "text/plain":
+            plain = part_text(part, warnings)
+        elif part.get_content_type() == "text/html" and html is None:
+            html = part_text(part, warnings)
+    if plain is not None:
+        return plain
+    return html_to_text(html, deadline) if html else ""
+
+
 def raw_body(part: Message) -> bytes:
     """A part's body as it came. (``get_payload()`` would decode it with the
     part's charset, which may be any string: a NUL in it raises.)"""

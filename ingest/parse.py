@@ -22,12 +22,13 @@ from typing import Callable, TypeVar
 
 import mailparser
 
+from leadtap.core import tokens
 from leadtap.core.errors import MessageError
 from leadtap.core.model import Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
-from leadtap.ingest.mime import Tree, parse_tree, repaired_text, unreadable_as_sent
+from leadtap.ingest.mime import Tree, own_text, parse_tree, repaired_text, unreadable_as_sent
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.
@@ -88,6 +89,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         return_path=read(warnings, "Return-Path", lambda: return_path(mime)),
         recipients=read(warnings, "To", lambda: recipients(mime), ()),
         auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime), ()),
+        reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline)),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
         warnings=tuple(dict.fromkeys(warnings)),
     )
@@ -121,6 +123,15 @@ def recipients(mime: Message) -> tuple[str, ...]:
     values = [str(v) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
     found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
     return tuple(found)[:MAX_THREAD_IDS]
+
+
+def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str | None:
+    """The sender's own text, for a message answering a leadtap email (it
+    names a reply token): its commands are read from there; None for the rest."""
+    named = list(thread_ids(mime.get("In-Reply-To"))) + list(thread_ids(mime.get("References")))
+    if not tokens.carried(named[:MAX_THREAD_IDS * 2]):
+        return None
+    return own_text(mime, warnings, deadline)
 
 
 def authentication_results(mime: Message) -> tuple[str, ...]:

@@ -297,7 +297,7 @@ class MailboxIngest:
                 batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, added)
             elif item.not_lead:
                 batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
-            elif self.replies and is_reply(item.message, batch.is_owner):
+            elif self.replies and is_reply(item.message, batch.is_owner, self.replies.addresses):
                 replies.append(batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason="reply"), item.message))
             else:
                 batch.add_lead_message(ref, item.message, item.draft)

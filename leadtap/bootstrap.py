@@ -4,6 +4,7 @@ the adapters are put together. Nothing else opens an engine or a socket."""
 from __future__ import annotations
 
 import os
+from email.utils import parseaddr
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -110,7 +111,8 @@ class App:
             return None
         policy = ReplyPolicy(commands.secret_bytes(), commands.token_max_age, commands.authserv_id,
                              self.config.pipeline.admins)
-        return ReplySettings(policy, self.config.reminders.zone)
+        addresses = {commands.address, parseaddr(self.config.smtp.sender)[1]}
+        return ReplySettings(policy, self.config.reminders.zone, frozenset(a.lower() for a in addresses if a))
 
     def reply_headers(self) -> ReplyHeaders | None:
         """What every email needs so that a reply can act on it (``[commands]``), or None."""

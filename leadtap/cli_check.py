@@ -93,10 +93,14 @@ def check_commands(config) -> str:
     watched = {box.username.lower() for box in config.mailboxes if box.active and box.kind != "sent"}
     address = (commands.address or parseaddr(config.smtp.sender)[1]).lower()
     where = "Reply-To" if commands.address else "no [commands] address: replies go to [smtp] from"
+    warnings = []
     if address not in watched:
-        return (f"secret read; WARNING: {where} {address} is not the username of a watched mailbox, "
-                "so replies may never be read")
-    return f"secret read; replies go to {address}, a watched mailbox"
+        warnings.append(f"{where} {address} is not the username of a watched mailbox, so replies may never be read")
+    if not commands.authserv_id:
+        warnings.append("no authserv_id: a reply's From is taken as written (see \"Acting by email\")")
+    if warnings:
+        return "secret read; " + "; ".join(f"WARNING: {w}" for w in warnings)
+    return f"secret read; replies go to {address}, a watched mailbox; {commands.authserv_id} must pass them"
 
 
 def check_task_title(app: App, title: str) -> str:

@@ -47,6 +47,7 @@ from leadtap.core.notifications import (
     release,
     retry_later,
 )
+from leadtap.core.deal_changes import warning_moot
 from leadtap.core.deal_views import deal_row, onboarding_view
 from leadtap.core.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
@@ -120,6 +121,8 @@ class NotificationSender:
             context = self.context(session, item)
         n = item.notification
         why_not = item.stale or (None if self.template(n.kind) else f"{n.kind} emails are off in the config")
+        if why_not is None and n.kind == DEAL_STALE:
+            why_not = warning_moot(item.lead, item.opportunity, self.config.opportunities.deals)
         if why_not:
             self.record(finish, n.id, token, now, "dropped", why_not)
             report.dropped += 1

@@ -217,6 +217,8 @@ def test_activity_keeps_an_idle_deal_open_and_the_warning_itself_is_not_activity
             session.get(Lead, deal_row(remind, deal).lead_id).last_activity_at = start + 29 * DAY  # a reply came
     finally:
         app.close()
+    report = remind.send_notifications(start + 29 * DAY)  # the warning, not sent yet, is no longer true
+    assert (report.sent, report.dropped) == (0, 1) and smtp.messages == []
     report = remind.sweep(start + 31 * DAY)
     assert report.deals.closed == 0 and deal_row(remind, deal).stage == "Discovery"
     assert remind.sweep(start + 56 * DAY).deals.warned == 1  # idle again: a new deadline, a new warning

@@ -166,7 +166,7 @@ def test_refused_commands_are_said_back_with_the_rules_words_and_the_rest_still_
     assert lead(replying, 1).status == "Contacted" and lead(replying, 1).snoozed_until is not None
     body = smtp.messages[-1].get_body(("plain",)).get_content()
     assert "/disqualify Other\n    refused: lead 1: the reason 'Other' needs a note saying what it was" in body
-    assert "/done 1\n    refused: lead 1 has 0 open tasks; there is no task 1" in body
+    assert "/done 1\n    refused: lead 1 had 0 open tasks when the email was sent; there is no task 1" in body
     assert "/frobnicate\n    refused: unknown command /frobnicate; /help lists them" in body
     assert smtp.messages[-1]["Subject"].endswith(": 2 done, 3 refused")
 
@@ -294,6 +294,7 @@ def test_a_digest_reply_names_each_lead(env, mailbox, smtp, tmp_path):
 
     assert (lead(env, 1).status, lead(env, 2).status) == ("Contacted", "New")
     body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "Lead #1 Jo Smith" in body and "Kim Lee" not in body  # another owner's lead is not shown
     assert "/status 2 Contacted\n    refused: lead 2 is not yours (it is ben@example.com's)" in body
     assert "/status Contacted\n    refused: in a digest, name the lead first" in body
 
@@ -303,6 +304,7 @@ def test_check_reads_the_secret_renders_the_confirmation_and_warns_of_an_unwatch
     assert "ok    template command_confirmation: renders (text and HTML)" in out
     assert ("ok    commands: secret read; WARNING: Reply-To crm@example.com is not the username of a watched "
             "mailbox") in out
+    assert "WARNING: no authserv_id: a reply's From is taken as written" in out
 
     (tmp_path / "commands.secret").write_text("short")
     code, out, _ = replying.cli("check")
@@ -328,3 +330,68 @@ def test_a_task_reminder_says_the_tasks_number_and_done_n_closes_that_task(env, 
     confirmation = smtp.messages[-1]
     assert confirmation["To"] == new_lead["To"] == "ana@example.com"
     assert "/done 2\n    done: task done: Send the quote" in confirmation.get_body(("plain",)).get_content()
+
+
+def test_an_owners_mail_to_the_contact_with_leadtap_in_cc_is_outreach_not_commands(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    answer = reply(new_lead, "/status Contacted\nHello Jo, thanks for your enquiry.")
+    mailbox.append(answer.replace(b"To: crm@example.com", b"To: jo@client.test\r\nCc: crm@example.com"))
+
+    code, out, _ = replying.cli("poll")
+
+    assert "1 added to a lead" in out and lead(replying, 1).status == "New"
+    assert replies(replying) == [] and len(smtp.messages) == 1
+    assert replying.ledger()[-1].reason == "outreach"
+
+
+def test_commands_in_a_forwarded_message_are_not_read(replying, smtp, mailbox):
+    from email.message import EmailMessage
+
+    (new_lead,) = smtp.messages
+    forwarded = EmailMessage()
+    forwarded["From"], forwarded["Subject"] = "someone@else.test", "fwd"
+    forwarded.set_content("/won amount=1 close_date=2026-12-01\n")
+    outer = EmailMessage()
+    for name, value in (("From", "Ana <ana@example.com>"), ("To", "crm@example.com"), ("Subject", "Re: x"),
+                        ("In-Reply-To", new_lead["Message-ID"]), ("References", new_lead["Message-ID"])):
+        outer[name] = value
+    outer.set_content("<p>see below</p>", subtype="html")
+    outer.add_attachment(forwarded)
+    mailbox.append(bytes(outer))
+
+    replying.cli("poll")
+
+    assert lead(replying, 1).status == "New"
+    (recorded,) = replies(replying)
+    assert [r["line"] for r in recorded.results] == ["(note)"]  # "see below" only
+
+
+def test_an_assign_in_a_reply_ends_the_senders_right_to_the_rest(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/assign ben@example.com\n/status Contacted"))
+
+    replying.cli("poll")
+
+    assert lead(replying, 1).status == "New"
+    (recorded,) = replies(replying)
+    assert [(r["applied"], r["words"]) for r in recorded.results] == [
+        (True, "owner ana@example.com → ben@example.com"),
+        (False, "lead 1 is not yours (it is ben@example.com's)")]
+
+
+def test_done_n_means_the_task_the_email_listed_even_after_another_was_closed(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, "")
+    env.cli("tasks", "add", "1", "Call Jo", "--due", "1d")
+    env.cli("tasks", "add", "1", "Send the quote", "--due", "2d")
+    assert env.cli("leads", "assign", "1", "ben@example.com")[0] == 0  # ben's new-lead email lists both tasks
+    listing = smtp.messages[-1]
+    assert listing["To"] == "ben@example.com" and "1. Call Jo" in listing.get_body(("plain",)).get_content()
+    env.cli("tasks", "done", "1")  # "Call Jo" closed by hand after the email
+    mailbox.append(reply(listing, "/done 2", sender="Ben <ben@example.com>"))
+
+    env.cli("poll")
+
+    code, out, _ = env.cli("tasks", "list", "--lead", "1", "--format", "json")
+    assert json.loads(out) == []
+    assert "done: task done: Send the quote" in smtp.messages[-1].get_body(("plain",)).get_content()
+    assert new_lead["Message-ID"] != listing["Message-ID"]

@@ -31,7 +31,7 @@ def test_a_token_names_its_lead_and_when_and_answers_only_for_its_recipient():
     assert tokens.TOKEN_RE.fullmatch(message_id) and ANA not in message_id
     token = tokens.verify(SECRET, [message_id], "Ana@Example.com", NOW, 30 * DAY)
     assert (token.kind, token.lead_id, token.recipient) == (LEAD, 42, ANA)
-    assert token.issued_at == (NOW - DAY).replace(microsecond=0)
+    assert token.issued_at == NOW - DAY  # to the millisecond
     digest = tokens.verify(SECRET, [mid(lead_id=None)], ANA, NOW, 30 * DAY)
     assert (digest.kind, digest.lead_id) == (DIGEST, None)
 
@@ -47,7 +47,8 @@ def tampered(message_id: str, part: int, value: str) -> str:
     ([mid()], "mallory@evil.test", "not issued to mallory@evil.test"),  # a forged or another From
     ([mid(recipient="ben@example.com")], ANA, "not issued to ana@example.com"),  # someone else's email
     ([tampered(mid(), 1, "L43")], ANA, "not issued"),  # the token moved to another lead
-    ([tampered(mid(), 2, tokens.to_base36(int(NOW.timestamp())))], ANA, "not issued"),  # made younger
+    ([tampered(mid(), 2, tokens.to_base36(int(NOW.timestamp() * 1000)))], ANA, "not issued"),  # made younger
+    ([tampered(mid(), 3, "aaaaaaaa")], ANA, "not issued"),  # another nonce
     ([mid(secret=b"x" * 32)], ANA, "not issued"),  # made with another secret
     ([mid(issued=NOW - 31 * DAY)], ANA, "the token expired"),
     (["<abc@example.com>"], ANA, "no leadtap token"),
@@ -55,6 +56,11 @@ def tampered(message_id: str, part: int, value: str) -> str:
 def test_a_token_that_does_not_fit_is_refused_with_the_reason(thread_ids, sender, words):
     with pytest.raises(InvalidToken, match=words):
         tokens.verify(SECRET, thread_ids, sender, NOW, 30 * DAY)
+
+
+def test_two_emails_in_one_second_never_share_a_message_id():
+    assert mid() != mid()
+    assert tokens.verify(SECRET, [mid()], ANA, NOW, 30 * DAY).lead_id == 42
 
 
 def test_the_valid_token_among_the_references_counts():
@@ -151,9 +157,11 @@ def test_an_owner_answering_their_own_email_may_act():
     ("mallory@evil.test", None, [mid()], "is not an owner"),
     ("ben@example.com", Person("ben@example.com", True), [mid()], "not issued to ben@example.com"),
     (ANA, Person(ANA, False), [mid()], "no longer an active owner"),
+    ("sue@example.com", Person("sue@example.com", False), [mid(recipient="sue@example.com")], "no longer an active"),
     (ANA, Person(ANA, True), [mid(issued=NOW - 40 * DAY)], "expired"),
 ])
 def test_a_reply_that_may_not_act_is_refused_with_the_reason(sender, person, thread_ids, words):
+    """An inactive admin too: being an admin is no reason to act once one has left."""
     with pytest.raises(NotAuthorised, match=words):
         authorise(POLICY, thread_ids, sender, person, (), NOW)
 
@@ -176,7 +184,15 @@ RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} heade
     ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com")], False),
     (["mx.evil.test; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"], False),  # not our server
     ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com"),
-      RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], False),  # the topmost decides
+      "mx.upstream.test; dkim=pass header.d=example.com",
+      RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], False),  # a forged one below
+    (["mx.example.com; spf=pass smtp.mailfrom=example.com",
+      RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], True),  # one header per milter
+    (["mx.example.com; spf=pass smtp.mailfrom=dmarc=pass@evil.test; dmarc=fail header.from=example.com"], False),
+    (["mx.example.com; dkim=fail (dkim=pass header.d=example.com) header.d=example.com"], False),  # a comment
+    (["mx.example.com; dmarc=pass"], False),  # for which domain?
+    (["mx.example.com; dkim=pass header.d=mail.example.com"], False),  # a subdomain signs for itself, not for us
+    (["mx.example.com; dkim=pass header.i=@example.com header.d=example.com (x; y)"], True),
     ([], False),
 ])
 def test_with_an_authserv_id_the_receiving_servers_results_must_pass(headers, passes):
