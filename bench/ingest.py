@@ -213,7 +213,7 @@ def run_workers(args) -> None:
             boxes = "".join(WORKERS_MAILBOX.format(i=i, port=server.port, password=server.password)
                             for i in range(args.mailboxes))
             single = CONFIG.format(db="DB", port=server.port, password=server.password, batch=args.batch,
-                                   parallel="true").replace('url = "sqlite:///DB"', f'url = "{url}"')
+                                   parallel="false" if args.sequential else "true").replace('url = "sqlite:///DB"', f'url = "{url}"')
             head, rest = single.split("[[mailboxes]]")
             config.write_text(head + boxes + "[[extraction_templates]]" + rest.split("[[extraction_templates]]")[1])
             env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -395,3 +395,15 @@ def test_done_n_means_the_task_the_email_listed_even_after_another_was_closed(en
     assert json.loads(out) == []
     assert "done: task done: Send the quote" in smtp.messages[-1].get_body(("plain",)).get_content()
     assert new_lead["Message-ID"] != listing["Message-ID"]
+
+
+def test_a_contacts_mail_naming_a_leadtap_email_is_their_mail_never_commands(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages  # forwarded by the owner to the contact, who answers it
+    mailbox.append(reply(new_lead, "/status Qualified\nYes, please call me.", sender="Jo Smith <jo@client.test>"))
+
+    code, out, _ = replying.cli("poll")
+
+    assert "1 added to a lead" in out
+    assert lead(replying, 1).status == "New" and replies(replying) == []
+    assert [m["X-Leadtap"] for m in smtp.messages] == ["notification"]
+    assert replying.ledger()[-1].reason == "repeat sender"
