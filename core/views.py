@@ -83,6 +83,19 @@ def reply_view(reply: CommandReply) -> dict:
             "help": HELP if any(r["line"].lower().startswith("/help") for r in results) else None}
 
 
+def list_replies(session: Session, limit: int = 200) -> list[dict]:
+    """Owners' replies to leadtap's emails, newest first: those that ran (with
+    each command's result) and those refused (with the reason) — from the
+    messages ledger, where every one is recorded."""
+    entries = session.execute(
+        select(LedgerEntry, CommandReply).outerjoin(CommandReply, CommandReply.identity == LedgerEntry.identity)
+        .where(LedgerEntry.reason.like("reply%")).order_by(LedgerEntry.id.desc()).limit(limit))
+    return [{"at": iso(entry.created_at), "mailbox": entry.mailbox, "uid": entry.uid, "sender": entry.sender,
+             "subject": entry.subject, "lead_id": entry.lead_id, "outcome": entry.reason,
+             "results": reply.results if reply is not None and entry.reason.startswith("reply: ") else []}
+            for entry, reply in entries]
+
+
 def list_leads(session: Session, status: str | None = None, owner: str | None = None,
                snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
                closed: tuple[str, ...] = ()) -> Iterator[dict]:

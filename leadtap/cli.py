@@ -25,6 +25,7 @@ from leadtap.bootstrap import App, build_app
 from leadtap.cli_check import cmd_check
 from leadtap.output import write_rows
 from leadtap.cli_deals import add_deal_commands
+from leadtap.cli_replies import add_reply_commands
 from leadtap.cli_leads import add_lead_commands, add_task_commands, record_id
 from leadtap.logs import configure_logging
 from leadtap.scheduler.daemon import Daemon
@@ -108,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     reminders.add_parser("list", help="the latest reminders").set_defaults(handler=cmd_reminders_list)
     commands.add_parser("notify", help="send the new-lead emails owners are owed, now").set_defaults(
         handler=cmd_notify)
-    owed = commands.add_parser("notifications", help="new-lead emails").add_subparsers(
+    owed = commands.add_parser("notifications", help="emails owed to owners (new lead, deals, confirmations)").add_subparsers(
         dest="notifications_command", required=True)
     owed.add_parser("list", help="the latest, sent or not").set_defaults(handler=cmd_notifications_list)
+    add_reply_commands(commands)
 
     commands.add_parser("example-config", help="print the annotated example configuration").set_defaults(
         handler=cmd_example_config, needs_config=False)

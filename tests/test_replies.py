@@ -169,6 +169,9 @@ def test_refused_commands_are_said_back_with_the_rules_words_and_the_rest_still_
     assert "/done 1\n    refused: lead 1 had 0 open tasks when the email was sent; there is no task 1" in body
     assert "/frobnicate\n    refused: unknown command /frobnicate; /help lists them" in body
     assert smtp.messages[-1]["Subject"].endswith(": 2 done, 3 refused")
+    code, out, _ = replying.cli("replies", "list")
+    assert "ana@example.com  lead #1  reply: 2 applied, 3 refused" in out
+    assert "    /disqualify Other  → refused: lead 1: the reason 'Other' needs a note" in out
 
 
 @pytest.mark.parametrize("forge, reason", [
@@ -208,6 +211,9 @@ def test_a_reassignment_revokes_the_old_owners_replies(replying, smtp, mailbox):
 
     assert lead(replying, 1).status == "New"
     assert replying.ledger()[-1].reason == "reply refused: lead 1 is not yours (it is ben@example.com's)"
+    code, out, _ = replying.cli("replies", "list", "--format", "json")
+    assert [(r["sender"], r["outcome"], r["results"]) for r in json.loads(out)] == [
+        ("ana@example.com", "reply refused: lead 1 is not yours (it is ben@example.com's)", [])]
     assert [m["To"] for m in smtp.messages] == ["ana@example.com", "ben@example.com"]  # ben's new-lead email only
 
 
