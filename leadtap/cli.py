@@ -306,7 +306,8 @@ def print_mail_sent(app: App, load: Callable, noun: str, unsent: str, what: Call
     with app.db.transaction() as session:
         rows = load(session)
     for row in rows:
-        print(f"{row['sent_at'] or unsent:32}  lead #{row['lead_id']} {row['lead'] or ''!s:.30}  "
+        lead = f"lead #{row['lead_id']}" if row["lead_id"] else "no lead"
+        print(f"{row['sent_at'] or unsent:32}  {lead} {row['lead'] or ''!s:.30}  "
               f"{what(row)}  {row['state']}  → {row['recipient']}" + (f"  ({row['error']})" if row["error"] else ""))
     print(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
