@@ -226,3 +226,34 @@ def test_a_huge_reply_is_read_in_bounded_time():
     start = time.perf_counter()
     parse_reply("/note x\n" + ("wrote " * 200_000) + ":\n" + ("On " + "a" * 100_000 + "\n") * 20)
     assert time.perf_counter() - start < 10
+
+
+# --- replies as mail clients write them (literal .eml) ------------------------------------
+
+from leadtap.ingest.parse import parse_message  # noqa: E402
+from tests.helpers import ROOT  # noqa: E402
+
+REPLIES = ROOT / "tests" / "fixtures" / "replies"
+
+
+def read_reply(name: str):
+    return parse_message((REPLIES / name).read_bytes())
+
+
+def test_a_gmail_reply_gives_its_commands_and_note_and_its_servers_results():
+    message = read_reply("gmail.eml")
+    parsed = parse_reply(message.reply_text)
+    assert [(c.name, c.args) for c in parsed.commands] == [("status", "Contacted"), ("snooze", "2d")]
+    assert parsed.note == "Called šiandien, call back Friday."  # the quoted /status Qualified is not read
+    check_authentication("mx.example.com", message.auth_results, "ana@example.com")
+
+
+def test_an_outlook_html_reply_stops_at_its_header_block():
+    parsed = parse_reply(read_reply("outlook.eml").reply_text)
+    assert [(c.name, c.args) for c in parsed.commands] == [("disqualify", "Other: budget moved to 2027")]
+    assert parsed.note == "They will call us in January – thanks."
+
+
+def test_mail_that_names_no_token_has_no_reply_text():
+    assert read_reply("gmail.eml").reply_text is not None
+    assert parse_message((ROOT / "tests" / "fixtures" / "reply.eml").read_bytes()).reply_text is None
