@@ -151,6 +151,7 @@ def finish_task(session: Session, task_id: int, actor: Actor, now: datetime) -> 
     if task.state != "open":
         raise Refused(f"task {task_id} is already {task.state}")
     task.state, task.closed_at, task.closed_by = "done", now, actor.who
+    session.get(Lead, lead_id).last_activity_at = now  # activity: it keeps a deal from going idle
     add_activity(session, task.lead_id, "task_done", task.title, actor, now, {"task": task.id})
     if task.onboarding_id is not None:
         onboarding_done(session, task.onboarding_id, now)
@@ -300,7 +301,9 @@ def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.O
         notifications.owe(session, lead.id, owner.email, notifications.NEW_LEAD, change.at)
     session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
                     .values(owner_id=owner.id))  # an onboarding's tasks stay with the onboarding's owner
-    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id).values(owner_id=owner.id))
+    # the deal follows; a staleness warning to the old owner is moot: the new one is warned in turn
+    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id)
+                    .values(owner_id=owner.id, warned_for=None, warned_at=None))
     add_activity(session, lead.id, "owner", f"{event.old or 'nobody'} → {event.new}", change.actor, change.at,
                  {"from": event.old, "to": event.new})
 

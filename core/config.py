@@ -201,7 +201,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     ingest = parse_ingest(root.table("ingest"))
     owners = tuple(parse_owner(s) for s in root.array("owners"))
     opportunities = parse_opportunities(root.table("opportunities"), root.table("onboarding"),
-                                        {role for owner in owners for role in owner.roles})
+                                        {role for owner in owners for role in owner.roles}, assignment.role)
     templates = tuple(parse_template(s) for s in root.array("extraction_templates"))
     template_names = [t.name for t in templates]
     mailboxes = tuple(

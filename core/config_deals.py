@@ -24,7 +24,11 @@ class OpportunitiesConfig:
     deals: DealRules = DealRules(DEFAULT_STAGES, won="Won", lost="Lost")
 
 
-def parse_opportunities(s: Section, onboarding: Section, roles: set[str]) -> OpportunitiesConfig:
+MAX_STAGE = 100  # the opportunities.stage column
+MAX_REASON = 200  # the opportunities.lost_reason column
+
+
+def parse_opportunities(s: Section, onboarding: Section, roles: set[str], sales_role: str) -> OpportunitiesConfig:
     values = s.take({"auto_create": bool, "stages": list_of_str, "won": str, "lost": str, "lost_reasons": list_of_str,
                      "other_reason": str, "required": inline_table, "staleness": inline_table})
     stages = values.get("stages", DEFAULT_STAGES)
@@ -32,11 +36,17 @@ def parse_opportunities(s: Section, onboarding: Section, roles: set[str]) -> Opp
         s.fail("stages", "at least one stage is expected")
     if len(set(stages)) != len(stages):
         s.fail("stages", "each stage must be named once")
+    for stage in stages:
+        if not stage.strip() or len(stage) > MAX_STAGE:
+            s.fail("stages", f"a stage name of 1 to {MAX_STAGE} characters is expected, not {stage[:40]!r}")
     won = closing_stage(s, values, "won", "Won", stages)
     lost = closing_stage(s, values, "lost", "Lost", stages)
     if won is not None and won == lost:
         s.fail("lost", f"{lost!r} is already the won stage")
     reasons = values.get("lost_reasons", ())
+    for reason in reasons:
+        if not reason.strip() or len(reason) > MAX_REASON:
+            s.fail("lost_reasons", f"a reason of 1 to {MAX_REASON} characters is expected, not {reason[:40]!r}")
     if reasons and lost is None:
         s.fail("lost_reasons", "reasons need a lost stage: set lost = \"...\"")
     if "other_reason" in values and values["other_reason"] not in reasons:
@@ -46,7 +56,7 @@ def parse_opportunities(s: Section, onboarding: Section, roles: set[str]) -> Opp
                  if "staleness" in values else Staleness())
     deals = DealRules(stages, won, lost, reasons, values.get("other_reason"),
                       parse_required(s, values.get("required", {}), stages), staleness,
-                      parse_onboarding(onboarding, won, roles) if onboarding.data else None)
+                      parse_onboarding(onboarding, won, roles, sales_role) if onboarding.data else None)
     return OpportunitiesConfig(values.get("auto_create", True), stages, deals)
 
 
@@ -90,14 +100,19 @@ def parse_staleness(s: Section, open_stages: tuple[str, ...], lost: str | None,
                           values.get("warn_before", DEFAULT_WARN_BEFORE), values.get("reason", STALE))
     if staleness.enabled and lost is None:
         s.fail("max_open", "a stale deal is closed lost, so [opportunities] needs a lost stage")
+    if len(staleness.reason) > MAX_REASON:
+        s.fail("reason", f"a reason of at most {MAX_REASON} characters is expected")
     if reasons and staleness.reason not in reasons:
         s.fail("reason", f"stale deals are closed with the reason {staleness.reason!r}, "
                          f"which is not one of lost_reasons {list(reasons)}")
     return staleness
 
 
-def parse_onboarding(s: Section, won: str | None, roles: set[str]) -> Onboarding:
+def parse_onboarding(s: Section, won: str | None, roles: set[str], sales_role: str) -> Onboarding:
     values = s.take({"role": str, "tasks": list, "template": str}, required=("role",))
+    if values["role"] == sales_role:
+        s.fail("role", f"{sales_role!r} is [assignment] role: onboarding needs a role of its own "
+                       "(its rotation would take the new leads' turns)")
     if won is None:
         s.fail("role", "onboarding starts when a deal is won, so [opportunities] needs a won stage")
     if values["role"] not in roles:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadtap.core import changes, deals, lifecycle, notifications
@@ -42,7 +42,8 @@ def as_deal(lead: Lead, opportunity: Opportunity, has_onboarding: bool = False) 
 
 
 def deal_of(session: Session, lead: Lead, opportunity: Opportunity) -> Deal:
-    onboarded = session.scalar(select(OnboardingRecord.id).where(OnboardingRecord.opportunity_id == opportunity.id))
+    onboarded = session.scalar(select(OnboardingRecord.id).where(OnboardingRecord.opportunity_id == opportunity.id,
+                                                                 OnboardingRecord.state != "cancelled"))
     return as_deal(lead, opportunity, onboarded is not None)
 
 
@@ -85,8 +86,13 @@ def stale_candidates(session: Session, rules: LeadRules, now: datetime) -> list[
         idle_since = horizon - staleness.max_idle
         reached.append(and_(Opportunity.created_at <= idle_since, Opportunity.stage_changed_at <= idle_since,
                             or_(Lead.last_activity_at.is_(None), Lead.last_activity_at <= idle_since)))
+    # A deal warned less than warn_before ago, with no activity since, has nothing to do yet: left out,
+    # so warned deals are not read again sweep after sweep (a stage change clears the warning).
+    worth_a_look = or_(Opportunity.warned_at.is_(None), Opportunity.warned_at <= now - staleness.warn_before,
+                       Lead.last_activity_at > Opportunity.warned_at)
     query = (select(Opportunity.id).join(Lead, Lead.id == Opportunity.lead_id)
-             .where(Opportunity.stage.not_in(rules.deals.closed), or_(*reached)).order_by(Opportunity.id))
+             .where(Opportunity.stage.in_(rules.deals.open_stages), or_(*reached), worth_a_look)
+             .order_by(Opportunity.id))
     return list(session.scalars(query))
 
 
@@ -106,7 +112,7 @@ def stale_step(session: Session, rules: LeadRules, opportunity_id: int, now: dat
 def warning_moot(lead: Lead, opportunity: Opportunity, rules: deals.DealRules) -> str | None:
     """Why a staleness warning owed is no longer true (the deal closed, or
     activity moved its deadline since), or None."""
-    if not rules.is_open(opportunity.stage) or opportunity.warned_for is None:
+    if opportunity.stage not in rules.open_stages or opportunity.warned_for is None:
         return "the deal moved on since the warning"
     limit = deals.first_limit(as_deal(lead, opportunity), rules.staleness)
     if limit is None or limit.at != opportunity.warned_for:
@@ -123,6 +129,8 @@ def opportunity_of(session: Session, lead: Lead) -> Opportunity:
 
 def stage_changed(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.StageChanged) -> None:
     opportunity = opportunity_of(session, lead)
+    if event.old == rules.deals.won:  # no longer won: its onboarding and its open tasks are cancelled
+        cancel_onboarding(session, opportunity, change)
     opportunity.stage, opportunity.stage_changed_at = event.new, change.at
     opportunity.closed_at = None if rules.deals.is_open(event.new) else change.at
     opportunity.lost_reason = event.reason if event.new == rules.deals.lost else None
@@ -131,6 +139,16 @@ def stage_changed(session, rules: LeadRules, lead: Lead, change: Change, event: 
                "opportunity": opportunity.id}
     add_activity(session, lead.id, "stage", f"{event.old} → {event.new}", change.actor, change.at,
                  {k: v for k, v in details.items() if v is not None})
+
+
+def cancel_onboarding(session: Session, opportunity: Opportunity, change: Change) -> None:
+    record = session.scalars(select(OnboardingRecord).where(OnboardingRecord.opportunity_id == opportunity.id)
+                             ).one_or_none()
+    if record is None or record.state != "open":  # a finished onboarding stays finished
+        return
+    record.state = "cancelled"
+    session.execute(update(Task).where(Task.onboarding_id == record.id, Task.state == "open")
+                    .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who))
 
 
 def deal_fields_set(session, rules, lead: Lead, change: Change, event: deals.DealFieldsSet) -> None:
@@ -149,9 +167,13 @@ def onboarding_needed(session, rules: LeadRules, lead: Lead, change: Change, eve
         owner = changes.next_owner(session, settings.role, exclude=None)
     except Refused:
         owner = None
-    record = OnboardingRecord(opportunity_id=opportunity.id, lead_id=lead.id, owner_id=owner.id if owner else None,
-                              state="open", created_at=change.at)
-    session.add(record)
+    record = session.scalars(select(OnboardingRecord).where(OnboardingRecord.opportunity_id == opportunity.id)
+                             ).one_or_none()
+    if record is None:
+        record = OnboardingRecord(opportunity_id=opportunity.id, lead_id=lead.id, created_at=change.at)
+        session.add(record)
+    # won again after it was reopened: the same record (one per deal), handed out anew
+    record.owner_id, record.state, record.done_at = owner.id if owner else None, "open", None
     session.flush()
     for task in settings.tasks:
         title = rules.render_title(task.title, changes.lead_fields(lead))
@@ -170,8 +192,8 @@ def deal_warned(session, rules: LeadRules, lead: Lead, change: Change, event: de
     owner = changes.owner_email(session, lead)
     if owner and rules.mail_owners:
         notifications.owe(session, lead.id, owner, notifications.DEAL_STALE, change.at)
-    add_activity(session, lead.id, "deal_warned", f"closes {event.limit.at:%Y-%m-%d %H:%M} UTC: {event.limit.words}",
-                 change.actor, change.at, {"closes_at": event.limit.at.isoformat(), "told": owner})
+    add_activity(session, lead.id, "deal_warned", f"closes {event.closes_at:%Y-%m-%d %H:%M} UTC: {event.limit.words}",
+                 change.actor, change.at, {"closes_at": event.closes_at.isoformat(), "told": owner})
 
 
 def closed_stale(session, rules: LeadRules, lead: Lead, change: Change, event: deals.ClosedStale) -> None:

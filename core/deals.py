@@ -15,7 +15,9 @@ assigned in turn among the onboarding staff, with its tasks.
 - a closed deal (won or lost) is changed by admins only;
 - a stale deal's owner is warned ``warn_before`` ahead, and it is closed
   lost (reason ``Stale``) no earlier than that long after the warning: no
-  deal is closed without its owner having been told first.
+  deal is closed without its owner having been told first;
+- only a configured open stage goes stale: a deal in a stage since renamed
+  or removed is left to a person.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ class DealRules:
         return stage not in self.closed
 
     @property
+    def open_stages(self) -> tuple[str, ...]:
+        """The configured stages a deal can go stale in: a stage no longer
+        configured (renamed, removed) is left to a person, never closed."""
+        return tuple(s for s in self.stages if self.is_open(s))
+
+    @property
     def first(self) -> str:
         return self.stages[0]
 
@@ -123,9 +131,11 @@ class OnboardingNeeded:
 
 @dataclass(frozen=True)
 class DealWarned:
-    """The owner is told the deal closes at ``limit.at`` unless something happens."""
+    """The owner is told the deal closes at ``closes_at`` unless something
+    happens: its limit, or ``warn_before`` from now when the limit is past."""
 
     limit: Limit
+    closes_at: datetime
 
 
 @dataclass(frozen=True)
@@ -217,14 +227,14 @@ def stale_step(deal: Deal, rules: DealRules, now: datetime) -> Change | None:
     (once per deadline), close it lost once the warning has had its time,
     or nothing."""
     staleness = rules.staleness
-    if not rules.is_open(deal.stage) or rules.lost is None:
+    if deal.stage not in rules.open_stages or rules.lost is None:
         return None
     limit = first_limit(deal, staleness)
     if limit is None or now < limit.at - staleness.warn_before:
         return None
     warned = deal.warned_for == limit.at and deal.warned_at is not None
     if staleness.warn_before and not warned:
-        return Change(deal.lead_id, AUTOMATED, now, (DealWarned(limit),))
+        return Change(deal.lead_id, AUTOMATED, now, (DealWarned(limit, max(limit.at, now + staleness.warn_before)),))
     if now < limit.at or (warned and now < deal.warned_at + staleness.warn_before):
         return None
     return Change(deal.lead_id, AUTOMATED, now,

@@ -98,7 +98,7 @@ class Owed:
         kind = self.notification.kind
         if self.recipient is None or not self.recipient.active:
             return f"{self.notification.recipient} is no longer an active owner"
-        if kind == NEW_LEAD and (self.owner is None or self.owner.id != self.recipient.id):
+        if kind in (NEW_LEAD, DEAL_STALE) and (self.owner is None or self.owner.id != self.recipient.id):
             return f"the lead is no longer {self.notification.recipient}'s"
         if kind == DEAL_STALE and (self.opportunity is None or self.opportunity.warned_for is None):
             return "the deal moved on since the warning"

@@ -114,7 +114,8 @@ def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...],
         .join(Lead, Lead.id == Task.lead_id)
         .outerjoin(Owner, Owner.id == Task.owner_id)
         .where(Task.state == "open", Task.due_at <= now - rule.after)
-        .where(Lead.status.not_in(closed), awake(now))
+        # an onboarding's tasks go on after its lead closes (won leads usually do)
+        .where(or_(Lead.status.not_in(closed), Task.onboarding_id.is_not(None)), awake(now))
         .order_by(Task.due_at, Task.id)
     ).all()
     found = []

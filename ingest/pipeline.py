@@ -301,6 +301,8 @@ class MailboxIngest:
                 replies.append(batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason="reply"), item.message))
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
+        if replies and self.rules.deals.onboarding:  # /won takes the onboarding turn: its lock before any lead's
+            lock_rotation(session, self.rules.deals.onboarding.role)
         for reply in replies:  # after every decision (a command may take a turn), before the write
             self.run_reply(session, reply, now)
         decided = batch.write()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from leadtap.core.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Task
+from leadtap.core.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Owner, Task
 from leadtap.core.engine import utcnow
 from tests.test_reminders import DAY, Remind, remind, smtp  # noqa: F401  (fixtures)
 from tests.test_config_deals import OPPORTUNITIES
@@ -150,17 +150,37 @@ def test_won_hands_each_deal_to_onboarding_in_turn_with_its_tasks_and_an_email(r
     assert "1. Kick-off call with Jo Smith, due" in body and "won by Ana" in body
 
 
-def test_a_deal_won_again_keeps_its_one_onboarding_and_closing_the_lead_keeps_its_tasks(remind, smtp):
+def onboarding_tasks(remind: Remind) -> list[tuple[str, str]]:
+    return [(t.title, t.state) for t in rows(remind, select(Task.title, Task.state)
+                                             .where(Task.onboarding_id.is_not(None)).order_by(Task.id))]
+
+
+def test_a_deal_reopened_cancels_its_onboarding_and_won_again_hands_the_same_one_out_anew(remind, smtp):
     remind.configure(DEALS)
     deal = add_deal(remind, "Jo Smith", "ana@example.com")
     assert win(remind, deal)[0] == 0
-    assert remind.cli("opportunities", "set", str(deal), "--stage", "Negotiation")[0] == 0  # an admin reopens it
-    code, out, err = remind.cli("opportunities", "set", str(deal), "--stage", "Won")
-    assert code == 0 and "handed to onboarding" not in out, err
+    assert [s for _, s in onboarding_tasks(remind)] == ["open", "open"]  # the lead went Qualified: they live on
 
-    assert len(rows(remind, select(OnboardingRecord.id))) == 1
-    open_tasks = rows(remind, select(Task.id).where(Task.onboarding_id.is_not(None), Task.state == "open"))
-    assert len(open_tasks) == 2  # the lead went to Qualified (closed): its onboarding's tasks live on
+    assert remind.cli("opportunities", "set", str(deal), "--stage", "Negotiation")[0] == 0  # an admin reopens it
+    assert rows(remind, select(OnboardingRecord.state)) == [("cancelled",)]
+    assert [s for _, s in onboarding_tasks(remind)] == ["cancelled", "cancelled"]
+
+    code, out, err = remind.cli("opportunities", "set", str(deal), "--stage", "Won")
+    assert code == 0 and "handed to onboarding" in out, err
+    assert rows(remind, select(OnboardingRecord.state, OnboardingRecord.owner_id)) == [
+        ("open", rows(remind, select(Owner.id).where(Owner.email == "otto@example.com"))[0][0])]  # the next in turn
+    assert [s for _, s in onboarding_tasks(remind)] == ["cancelled", "cancelled", "open", "open"]
+
+
+def test_an_onboardings_overdue_tasks_are_reminded_though_its_lead_is_closed(remind, smtp):
+    remind.configure(DEALS + '\n[[reminders.rules]]\nname = "task-overdue"\nkind = "task"\nafter = "1h"\n')
+    assert win(remind, add_deal(remind, "Jo Smith", "ana@example.com"))[0] == 0
+    smtp.messages.clear()
+
+    report = remind.sweep(utcnow() + 8 * DAY)  # the kick-off call (7 days) is overdue
+
+    assert report.sent == 1 and smtp.messages[0]["To"] == "olga@example.com"
+    assert "Kick-off call with Jo Smith" in smtp.messages[0].get_body(("plain",)).get_content()
 
 
 def test_an_onboarding_is_done_when_its_last_task_is(remind, smtp):
@@ -253,3 +273,37 @@ def test_two_sweeps_at_once_warn_and_close_each_deal_exactly_once(remind, smtp):
     assert kinds == Counter({"deal_warned": 15, "stage": 15})
     owed = Counter(k for (k,) in rows(remind, select(Notification.kind)))
     assert owed == Counter({"deal_stale": 15, "deal_closed_stale": 15})
+
+
+def test_a_warned_deal_is_not_read_again_until_it_is_due_or_something_happens(remind, smtp):
+    from leadtap.core.deal_changes import stale_candidates
+
+    remind.configure(DEALS)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com", since=start)
+    assert remind.sweep(start + 12 * DAY).deals.warned == 1
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            rules = app.lead_rules()
+            assert stale_candidates(session, rules, start + 13 * DAY) == []  # warned a day ago: nothing to do
+            assert stale_candidates(session, rules, start + 15 * DAY) == [deal]  # its three days are up
+    finally:
+        app.close()
+
+
+def test_a_new_owner_is_warned_in_turn_and_the_old_owners_warning_is_dropped(remind, smtp):
+    remind.configure(DEALS)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    deal = add_deal(remind, "Jo Smith", "ana@example.com", since=start)
+    assert remind.sweep(start + 12 * DAY).deals.warned == 1
+    lead_id = deal_row(remind, deal).lead_id
+    assert remind.cli("leads", "assign", str(lead_id), "ben@example.com")[0] == 0
+    assert deal_row(remind, deal).warned_for is None
+
+    assert remind.sweep(start + 12 * DAY + timedelta(hours=1)).deals.warned == 1
+    remind.send_notifications(start + 12 * DAY + timedelta(hours=1))
+    warnings = [m["To"] for m in smtp.messages if m["Subject"].startswith(f"Deal #{deal}")]
+    assert warnings == ["ben@example.com"]
+    assert remind.sweep(start + 14 * DAY).deals.closed == 0  # ben has his three days
+    assert remind.sweep(start + 15 * DAY + timedelta(hours=1)).deals.closed == 1

@@ -132,7 +132,7 @@ def test_warned_once_per_deadline_within_warn_before():
     near = deal(in_stage=12 * DAY)  # Discovery's 14d limit in 2 days, within the 3 days' warning
     change = stale_step(near, RULES, NOW)
     limit = change.events[0].limit
-    assert change.actor == AUTOMATED and change.events == (DealWarned(limit),)
+    assert change.actor == AUTOMATED and change.events == (DealWarned(limit, NOW + 3 * DAY),)  # 3 days to act
     assert limit.at == NOW + 2 * DAY and limit.words == "in Discovery for 14d"
     warned = replace(near, warned_for=limit.at, warned_at=NOW)
     assert stale_step(warned, RULES, NOW + DAY) is None  # warned; not yet due
@@ -152,7 +152,7 @@ def test_closed_lost_with_the_stale_reason_at_the_deadline_after_the_warning():
 def test_a_deal_found_past_its_limit_unwarned_is_warned_first_and_closed_warn_before_later():
     long_past = deal(in_stage=60 * DAY)  # e.g. the policy was just switched on
     change = stale_step(long_past, RULES, NOW)
-    assert change.of(DealWarned)
+    assert change.events[0].closes_at == NOW + 3 * DAY  # not the limit, long past: the owner gets their days
     warned = replace(long_past, warned_for=change.events[0].limit.at, warned_at=NOW)
     assert stale_step(warned, RULES, NOW + 2 * DAY) is None  # the owner has their three days
     assert stale_step(warned, RULES, NOW + 3 * DAY).of(ClosedStale)
@@ -172,3 +172,9 @@ def test_without_warn_before_a_deal_is_closed_at_its_deadline():
 def test_closed_deals_and_a_pipeline_without_lost_are_never_stale():
     assert stale_step(deal("Won", age=400 * DAY, in_stage=300 * DAY, idle=300 * DAY), RULES, NOW) is None
     assert stale_step(deal(in_stage=60 * DAY), replace(RULES, lost=None), NOW) is None
+
+
+def test_a_deal_in_a_stage_no_longer_configured_is_left_to_a_person():
+    renamed = replace(RULES, stages=("Discovery", "Proposal", "Negotiation", "Closed won", "Lost"), won="Closed won")
+    assert stale_step(deal("Won", age=400 * DAY, in_stage=300 * DAY, idle=300 * DAY), renamed, NOW) is None
+    assert renamed.open_stages == ("Discovery", "Proposal", "Negotiation")

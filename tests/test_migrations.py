@@ -35,6 +35,14 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
                            "VALUES (1, 'created', '2026-01-01 00:00:00', 'Hi', '{}')"))
             c.execute(text("INSERT INTO opportunities (lead_id, owner_id, title, stage, created_at) "
                            "VALUES (1, 1, 'Jo', 'Discovery', '2026-01-01 00:00:00')"))
+            c.execute(text("INSERT INTO leads (id, name, email, message, fields, source, status, status_changed_at, "
+                           "owner_id, mailbox, contact, subject, received_at, created_at) VALUES (2, 'Al', "
+                           "'al@client.test', 'Hi', '{}', 'Email', 'New', '2026-01-01 00:00:00', 1, 'sales', "
+                           "'al@client.test', 'Hi', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+            c.execute(text("INSERT INTO activities (lead_id, kind, at, summary, details) "
+                           "VALUES (2, 'stage', '2026-01-09 10:00:00', 'Discovery → Proposal', '{}')"))
+            c.execute(text("INSERT INTO opportunities (lead_id, owner_id, title, stage, created_at) "
+                           "VALUES (2, 1, 'Al', 'Proposal', '2026-01-01 00:00:00')"))
             c.execute(text("INSERT INTO reminders (lead_id, rule, stay_started_at, repeat, recipient, state, token, "
                            "claimed_at) VALUES (1, 'stale', '2026-01-01 00:00:00', 0, 'ana@example.com', 'sent', "
                            "'t', '2026-01-03 00:00:00')"))
@@ -43,16 +51,17 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
 
         assert (before, after) == ("0002", "0008")
         with engine.begin() as c:
-            assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads")).all() == [
-                (1, False, None, None)]
-            assert c.execute(text("SELECT count(*) FROM activities")).scalar() == 1
+            assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads "
+                                  "ORDER BY id")).all() == [(1, False, None, None), (2, False, None, None)]
+            assert c.execute(text("SELECT count(*) FROM activities")).scalar() == 2
             assert c.execute(text("SELECT lead_id, task_id FROM reminders")).all() == [(1, 0)]
-            assert c.execute(text("SELECT assigned_at FROM leads")).all() == [(None,)]
-            deal = c.execute(text("SELECT stage, fields, closed_at FROM opportunities")).one()
+            assert c.execute(text("SELECT assigned_at FROM leads")).all() == [(None,), (None,)]
+            deal = c.execute(text("SELECT stage, fields, closed_at FROM opportunities WHERE lead_id = 1")).one()
             fields = deal[1] if isinstance(deal[1], dict) else json.loads(deal[1])  # PostgreSQL reads JSON as a dict
             assert deal[0] == "Discovery" and fields == {} and deal[2] is None
-            made = c.execute(text("SELECT created_at, stage_changed_at FROM opportunities")).one()
-            assert made[0] == made[1]  # an older deal entered its stage when it was made
+            made = c.execute(text("SELECT created_at, stage_changed_at FROM opportunities ORDER BY lead_id")).all()
+            assert made[0][0] == made[0][1]  # an older deal entered its stage when it was made,
+            assert str(made[1][1]).startswith("2026-01-09 10:00")  # or at its lead's last stage move
     finally:
         engine.dispose()
 

@@ -23,8 +23,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column('lost_reason', sa.String(length=200), nullable=True))
         batch.add_column(sa.Column('warned_for', leadtap.core.db.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('warned_at', leadtap.core.db.UTCDateTime(), nullable=True))
-    # A deal made before this release entered its stage when it was made.
-    op.execute("UPDATE opportunities SET fields = '{}', stage_changed_at = created_at")
+    # A deal made before this release entered its stage at its lead's last stage move, or when it was made.
+    op.execute("UPDATE opportunities SET fields = '{}', stage_changed_at = COALESCE((SELECT max(activities.at) "
+               "FROM activities WHERE activities.lead_id = opportunities.lead_id AND activities.kind = 'stage'), "
+               "created_at)")
     with op.batch_alter_table('opportunities') as batch:
         batch.alter_column('fields', existing_type=sa.JSON(), nullable=False)
         batch.alter_column('stage_changed_at', existing_type=leadtap.core.db.UTCDateTime(), nullable=False)
