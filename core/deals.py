@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Mapping
 
-from leadtap.core.lifecycle import AUTOMATED, Actor, Change, Refused, StageChanged, TaskTemplate
+from leadtap.core.lifecycle import AUTOMATED, Actor, Change, Refused, StageChanged, TaskTemplate, check_reason
 
 NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
 STALE = "Stale"
@@ -175,7 +175,7 @@ def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str 
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)} (--field NAME=VALUE)")
     if to == rules.lost:
-        check_reason(rules, reason, note, where)
+        check_reason(to, rules.lost_reasons, rules.other_reason, reason, note, where)
     elif reason is not None:
         raise Refused(f"{where}: a reason goes with {rules.lost or 'a lost stage'} only")
 
@@ -191,18 +191,6 @@ def check_values(values: Mapping[str, str], where: str) -> None:
                 date.fromisoformat(value)
             except ValueError:
                 raise Refused(f"{where}: close_date {value!r} is not a date (e.g. 2026-12-01)") from None
-
-
-def check_reason(rules: DealRules, reason: str | None, note: str | None, where: str) -> None:
-    reasons = rules.lost_reasons
-    if not reasons:
-        return
-    if reason is None:
-        raise Refused(f"{where}: {rules.lost} needs a reason: one of {', '.join(reasons)}")
-    if reason not in reasons:
-        raise Refused(f"{where}: {reason!r} is not a reason for {rules.lost}: one of {', '.join(reasons)}")
-    if reason == rules.other_reason and not (note and note.strip()):
-        raise Refused(f"{where}: the reason {reason!r} needs a note saying what it was")
 
 
 # --- staleness -----------------------------------------------------------------

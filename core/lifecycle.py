@@ -270,7 +270,7 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)}")
     if to == pipeline.disqualified:
-        check_reason(to, pipeline, reason, note, where)
+        check_reason(to, pipeline.disqualify_reasons, pipeline.other_reason, reason, note, where)
 
 
 def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str) -> None:
@@ -288,15 +288,16 @@ def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str)
             raise Refused(f"{where}: cannot move from {lead.status} to {to}: no skipping ({after})")
 
 
-def check_reason(to: str, pipeline: Pipeline, reason: str | None, note: str | None, where: str) -> None:
-    reasons = pipeline.disqualify_reasons
+def check_reason(to: str, reasons: tuple[str, ...], other: str | None, reason: str | None, note: str | None,
+                 where: str) -> None:
+    """A reason from the list to enter ``to`` (a status, or a deal's lost stage); ``other`` needs a note."""
     if not reasons:
         return
     if reason is None:
         raise Refused(f"{where}: {to} needs a reason: one of {', '.join(reasons)}")
     if reason not in reasons:
         raise Refused(f"{where}: {reason!r} is not a reason for {to}: one of {', '.join(reasons)}")
-    if reason == pipeline.other_reason and not (note and note.strip()):
+    if reason == other and not (note and note.strip()):
         raise Refused(f"{where}: the reason {reason!r} needs a note saying what it was")
 
 
