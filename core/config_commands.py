@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Mapping
 
-from leadtap.core.config_servers import Secret, read_env_secret, read_file_secret
+from leadtap.core.config_servers import Secret, secret_reader
 from leadtap.core.config_values import Section, parse_seconds
 from leadtap.core.model import EMAIL_RE
 from leadtap.core.tokens import MIN_SECRET
@@ -55,11 +55,10 @@ def parse_commands(s: Section, environ: Mapping[str, str]) -> CommandsConfig:
 
 
 def commands_secret(s: Section, key: str, written: str, environ: Mapping[str, str]) -> Secret:
-    base = s.path.resolve().parent
+    read = secret_reader(s, key, written, environ)
 
     def load() -> str:
-        value = (read_env_secret(s, key, written, environ) if key == "secret_env"
-                 else read_file_secret(s, key, written, environ, base))
+        value = read()
         size = len(value.encode("utf-8"))
         if size < MIN_SECRET:
             s.fail(key, f"the secret is {size} bytes; at least {MIN_SECRET} are expected "

@@ -89,6 +89,11 @@ class SmtpConfig:
     ca_file: str | None = None
 
 
+# The keys of a server connection, IMAP or SMTP (``check_connection``, ``resolve_password``).
+CONNECTION_KEYS = {"host": str, "port": int, "security": str, "username": str, "password": str,
+                   "password_env": str, "password_file": str, "ca_file": str}
+
+
 def parse_mailbox(
     s: "Section",
     environ: Mapping[str, str],
@@ -99,21 +104,14 @@ def parse_mailbox(
 ) -> MailboxConfig:
     values = s.take(
         {
+            **CONNECTION_KEYS,
             "name": str,
-            "host": str,
-            "port": int,
-            "security": str,
-            "username": str,
-            "password": str,
-            "password_env": str,
-            "password_file": str,
             "folder": str,
             "active": bool,
             "unread_only": bool,
             "source": str,
             "templates": list_of_str,
             "poll_interval": parse_seconds,
-            "ca_file": str,
             "kind": str,
             "idle": bool,
         },
@@ -169,21 +167,7 @@ def parse_metrics(s: "Section") -> MetricsConfig:
 
 
 def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) -> SmtpConfig:
-    values = s.take(
-        {
-            "host": str,
-            "port": int,
-            "security": str,
-            "username": str,
-            "password": str,
-            "password_env": str,
-            "password_file": str,
-            "from": str,
-            "timeout": parse_seconds,
-            "ca_file": str,
-        },
-        required=("host", "from"),
-    )
+    values = s.take({**CONNECTION_KEYS, "from": str, "timeout": parse_seconds}, required=("host", "from"))
     if any(k in values for k in ("password", "password_env", "password_file")) or "username" in values:
         if "username" not in values:
             s.fail("username", "a password is given, so a username is required")
@@ -218,17 +202,21 @@ def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], war
     if len(given) != 1:
         s.fail("password_env", "exactly one of password_env, password_file or password is expected")
     key = given[0]
-    written = values[key]
-    if key == "password_env":
-        return Secret(load=lambda: read_env_secret(s, key, written, environ))
-    if key == "password_file":
-        base = s.path.resolve().parent  # now: the working directory may change before the secret is read
-        return Secret(load=lambda: read_file_secret(s, key, written, environ, base))
+    if key != "password":
+        return Secret(load=secret_reader(s, key, values[key], environ))
     warnings.append(
         f"{s.path}: {s.where('password')}: a literal password in the config file; "
         "prefer password_env or password_file"
     )
     return Secret(values["password"])
+
+
+def secret_reader(s: "Section", key: str, written: str, environ: Mapping[str, str]) -> Callable[[], str]:
+    """What reads a secret when first needed: ``*_env`` names a variable, ``*_file`` a file."""
+    if key.endswith("_env"):
+        return lambda: read_env_secret(s, key, written, environ)
+    base = s.path.resolve().parent  # now: the working directory may change before the secret is read
+    return lambda: read_file_secret(s, key, written, environ, base)
 
 
 def read_env_secret(s: "Section", key: str, name: str, environ: Mapping[str, str]) -> str:

@@ -191,17 +191,21 @@ def onboarding_needed(session, rules: LeadRules, lead: Lead, change: Change, eve
 def deal_warned(session, rules: LeadRules, lead: Lead, change: Change, event: deals.DealWarned) -> None:
     opportunity = opportunity_of(session, lead)
     opportunity.warned_for, opportunity.warned_at = event.limit.at, change.at
-    owner = changes.owner_email(session, lead)
-    if owner and rules.mail_owners:
-        notifications.owe(session, lead.id, owner, notifications.DEAL_STALE, change.at)
+    owner = tell_owner(session, rules, lead, notifications.DEAL_STALE, change.at)
     add_activity(session, lead.id, "deal_warned", f"closes {event.closes_at:%Y-%m-%d %H:%M} UTC: {event.limit.words}",
                  change.actor, change.at, {"closes_at": event.closes_at.isoformat(), "told": owner})
 
 
 def closed_stale(session, rules: LeadRules, lead: Lead, change: Change, event: deals.ClosedStale) -> None:
+    tell_owner(session, rules, lead, notifications.DEAL_CLOSED, change.at)
+
+
+def tell_owner(session: Session, rules: LeadRules, lead: Lead, kind: str, at: datetime) -> str | None:
+    """The lead's owner is owed the ``kind`` email (when leadtap sends mail); returns who, if anyone."""
     owner = changes.owner_email(session, lead)
     if owner and rules.mail_owners:
-        notifications.owe(session, lead.id, owner, notifications.DEAL_CLOSED, change.at)
+        notifications.owe(session, lead.id, owner, kind, at)
+    return owner
 
 
 RECORDERS = {

@@ -39,17 +39,12 @@ def list_deals(session: Session, rules: LeadRules, now: datetime, stage: str | N
 
 
 def deal_row(opportunity: Opportunity, lead: Lead, owner: Owner | None, rules: deals.DealRules) -> dict:
-    limit = (deals.first_limit(as_deal(lead, opportunity), rules.staleness)
+    deal = as_deal(lead, opportunity)
+    limit = (deals.first_limit(deal, rules.staleness)
              if opportunity.stage in rules.open_stages and rules.staleness.enabled else None)
     return {**deal_dict(opportunity), "lead": lead.name or lead.email, "owner": owner.email if owner else None,
-            "closes_at": iso(closes_at(opportunity, limit, rules)) if limit else None,
+            "closes_at": iso(deals.closing_time(deal, limit, rules.staleness)) if limit else None,
             "limit": limit.words if limit else None}
-
-
-def closes_at(opportunity: Opportunity, limit: deals.Limit, rules: deals.DealRules):
-    """When the policy closes it: its limit, but never sooner than ``warn_before`` after its warning."""
-    warned = opportunity.warned_at if opportunity.warned_for == limit.at else None
-    return max(limit.at, warned + rules.staleness.warn_before) if warned else limit.at
 
 
 def list_onboardings(session: Session, owner: str | None = None, state: str | None = None) -> list[dict]:

@@ -223,12 +223,20 @@ def stale_step(deal: Deal, rules: DealRules, now: datetime) -> Change | None:
     warned = deal.warned_for == limit.at and deal.warned_at is not None
     if staleness.warn_before and not warned:
         return Change(deal.lead_id, AUTOMATED, now, (DealWarned(limit, max(limit.at, now + staleness.warn_before)),))
-    if now < limit.at or (warned and now < deal.warned_at + staleness.warn_before):
+    if now < closing_time(deal, limit, staleness):
         return None
     return Change(deal.lead_id, AUTOMATED, now,
                   (StageChanged(deal.stage, rules.lost, staleness.reason,
                                 f"closed by the staleness policy: {limit.words}"),
                    ClosedStale(limit)))
+
+
+def closing_time(deal: Deal, limit: Limit, staleness: Staleness) -> datetime:
+    """When the policy closes the deal at ``limit``: then, but never sooner
+    than ``warn_before`` after its owner was warned of it."""
+    if deal.warned_for == limit.at and deal.warned_at is not None:
+        return max(limit.at, deal.warned_at + staleness.warn_before)
+    return limit.at
 
 
 def span(duration: timedelta) -> str:

@@ -15,7 +15,7 @@ copy in another mailbox) runs once: its identity is recorded with it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Callable
 
@@ -27,7 +27,7 @@ from leadtap.core import changes, commands, deal_changes, notifications
 from leadtap.core.changes import LeadRules
 from leadtap.core.commands import Command, moment, name_and_fields, pick, reason_and_note
 from leadtap.core.db import CommandReply, Lead, Notification, Opportunity, Owner
-from leadtap.core.lifecycle import Actor, Change, Refused
+from leadtap.core.lifecycle import Actor, Refused
 from leadtap.core.model import IncomingMessage
 from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, may_act
 from leadtap.core.services import clip
@@ -46,11 +46,10 @@ class ReplySettings:
 
 @dataclass
 class Handled:
-    """What became of a reply: the ledger's reason, and the changes made."""
+    """What became of a reply: the ledger's reason, and its lead."""
 
     reason: str
     refused: bool = False
-    changes: list[Change] = field(default_factory=list)
     lead_id: int | None = None
 
 
@@ -85,19 +84,17 @@ def handle(session: Session, rules: LeadRules, settings: ReplySettings, message:
     parsed = commands.parse_reply(message.reply_text or "", digest=token.kind == DIGEST)
     actor = Actor(sender, "mail", admin=sender in settings.policy.admins)
     results = [result(line, False, why) for line, why in parsed.errors]
-    done: list[Change] = []
     for command in parsed.commands:
-        results.append(run(session, rules, settings, token, command, actor, now, done))
+        results.append(run(session, rules, settings, token, command, actor, now))
     if parsed.note and token.kind == DIGEST:
         results.append(result("(note)", False, "in a digest, a note names its lead: /note 12 ..."))
     elif parsed.note:
-        results.append(run(session, rules, settings, token, Command("note", parsed.note, "(note)"), actor, now, done))
+        results.append(run(session, rules, settings, token, Command("note", parsed.note, "(note)"), actor, now))
     if not results:
         results.append(result("(no command)", False, "nothing to do: /help lists the commands"))
     reply = record(session, message, mailbox, sender, token, results, now)
     applied = sum(r["applied"] for r in results)
-    return Handled(f"reply: {applied} applied, {len(results) - applied} refused", changes=done,
-                   lead_id=reply.lead_id)
+    return Handled(f"reply: {applied} applied, {len(results) - applied} refused", lead_id=reply.lead_id)
 
 
 def person_of(session: Session, email: str) -> Person | None:
@@ -117,7 +114,7 @@ def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int)
 
 
 def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Token, command: Command, actor: Actor,
-        now: datetime, done: list[Change]) -> dict:
+        now: datetime) -> dict:
     """One command, in a savepoint: refused (in the rules' words) or done.
     The sender's right to the lead is checked again before each: an earlier
     ``/assign`` in the same reply ends it."""
@@ -139,9 +136,7 @@ def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Toke
         return result(command.line, False, f"could not run ({type(exc).__name__}); nothing was changed", lead_id)
     if isinstance(made, str):  # a task done: said in words
         return result(command.line, True, made, lead_id)
-    made = made if isinstance(made, list) else [made]
-    done.extend(made)
-    return result(command.line, True, described(made), lead_id)
+    return result(command.line, True, described(made if isinstance(made, list) else [made]), lead_id)
 
 
 def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> dict:
