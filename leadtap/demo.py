@@ -67,8 +67,11 @@ Message: {{{{ message | multiline }}}}
 
 
 def run(workdir: Path, keep: bool = False, main=None) -> int:
-    """``main``: the command line's entry point, handed in by ``leadtap demo``."""
-    workdir.mkdir(exist_ok=True)
+    """``main``: the command line's entry point, handed in by ``leadtap demo``.
+    The config names its files by absolute path: a relative path in it would
+    resolve against the config's own directory, not where the demo ran."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("leadtap.db*"):
         stale.unlink()
     with Dovecot(tls=False) as server:

@@ -43,3 +43,14 @@ def test_the_demo_makes_leads_and_keeps_its_mailbox_up_until_ctrl_c(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_the_demo_works_with_a_relative_dir_and_its_config_works_from_anywhere(tmp_path):
+    demo = subprocess.run([sys.executable, "-m", "leadtap", "demo", "--dir", "runs/demo"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    assert demo.returncode == 0, demo.stderr
+    assert "3 new leads, 1 not a lead" in demo.stdout and "(3 leads)" in demo.stdout
+    listed = run_leadtap("leads", "list", config=tmp_path / "runs" / "demo" / "leadtap.toml")  # run from the repository
+    assert listed.returncode == 0 and "(3 leads)" in listed.stdout
