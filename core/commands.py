@@ -28,7 +28,8 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from leadtap.core.config_values import parse_seconds
 
 MAX_COMMANDS = 20
-MAX_NOTE = 5000
+MAX_NOTE = 5000  # a note, a /note, a reason's text: clipped like free text
+MAX_LINE = MAX_NOTE + 100  # a command line is read no further
 MAX_INTRO = 500
 NAMES = ("status", "qualify", "disqualify", "assign", "snooze", "note", "done", "stage", "won", "lost", "help")
 NEEDS_ARGUMENT = {"status": "a status", "disqualify": "a reason", "assign": "an owner's email, me or next",
@@ -82,19 +83,23 @@ def parse_reply(text: str, digest: bool = False) -> Parsed:
     commands: list[Command] = []
     errors: list[tuple[str, str]] = []
     index = 0
+    beyond = 0
     while index < len(lines) and (not lines[index].strip() or lines[index].lstrip().startswith("/")):
         line = lines[index].strip()
         index += 1
         if not line:
             continue
         if len(commands) + len(errors) >= MAX_COMMANDS:
-            errors.append((line, f"at most {MAX_COMMANDS} commands in one reply"))
+            beyond += 1
             continue
-        command, error = parse_line(line, digest)
+        command, error = parse_line(line[:MAX_LINE], digest)
         if command is not None:
             commands.append(command)
         else:
             errors.append((line, error))
+    if beyond:
+        errors.append((f"({beyond} more command line{'s' if beyond != 1 else ''})",
+                       f"not run: more than {MAX_COMMANDS} commands in one reply"))
     note = "\n".join(lines[index:]).strip()
     return Parsed(tuple(commands), note[:MAX_NOTE] or None, tuple(errors))
 
@@ -103,7 +108,7 @@ def parse_line(line: str, digest: bool) -> tuple[Command | None, str]:
     match = COMMAND_RE.fullmatch(line)
     if match is None:
         return None, "a command is / and a word, e.g. /status Connected; /help lists them"
-    name, args = match.group(1).lower(), " ".join((match.group(2) or "").split())
+    name, args = match.group(1).lower(), " ".join((match.group(2) or "").split())[:MAX_NOTE]
     if name not in NAMES:
         return None, f"unknown command /{name}; /help lists them"
     lead_id = None

@@ -245,7 +245,10 @@ class CommandReply(Base):
 
     __tablename__ = "command_replies"
     id: Mapped[int] = mapped_column(primary_key=True)
-    identity: Mapped[str] = mapped_column(String(64), unique=True)
+    identity: Mapped[str] = mapped_column(String(64), unique=True)  # the message's (its ledger row's)
+    # What its sender wrote and signed (``core.reply_changes.reply_identity``):
+    # a copy with headers added is the same reply. None before schema 0009.
+    content_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     mailbox: Mapped[str] = mapped_column(String(200))
     message_id: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[list] = mapped_column(JSON, default=list)  # its thread, for the confirmation's References
@@ -255,6 +258,17 @@ class CommandReply(Base):
     digest: Mapped[bool] = mapped_column(Boolean, default=False)  # it answered a digest: its commands name leads
     results: Mapped[list] = mapped_column(JSON, default=list)  # [{line, applied, words, lead_id}]
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestToken(Base):
+    """The leads a digest listed, under its token's MAC: a reply to the
+    digest acts on those leads only (and only while the token is young)."""
+
+    __tablename__ = "digest_tokens"
+    mac: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    lead_ids: Mapped[list] = mapped_column(JSON, default=list)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Notification(Base):

@@ -56,8 +56,11 @@ class IncomingMessage:
     return_path: str | None = None  # None: no Return-Path header; "": an empty one (<>)
     recipients: tuple[str, ...] = ()  # To and Cc addresses, lower-cased (outreach names its lead here)
     warnings: tuple[str, ...] = ()  # what was repaired to read it (a broken structure, a charset, a header)
-    auth_results: tuple[str, ...] = ()  # Authentication-Results, topmost first (commands by reply check them)
+    # Authentication-Results, topmost first, each with its position among the
+    # header's fields (a run ends at any other field); commands by reply check them
+    auth_results: tuple[tuple[int, str], ...] = ()
     from_count: int = 1  # addresses in From: a reply acts only for one sender
+    repeated: tuple[str, ...] = ()  # fields a message has once that it has more than once (lower case)
     reply_text: str | None = None  # an answer to leadtap's email: the sender's own text (its commands)
 
     @property

@@ -14,34 +14,36 @@ copy in another mailbox) runs once: its identity is recorded with it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from leadtap.core import changes, commands, deal_changes, notifications
 from leadtap.core.changes import LeadRules
 from leadtap.core.commands import Command, moment, name_and_fields, pick, reason_and_note
-from leadtap.core.db import CommandReply, Lead, Notification, Opportunity, Owner
+from leadtap.core.db import CommandReply, DigestToken, Lead, Notification, Opportunity, Owner
 from leadtap.core.lifecycle import Actor, Refused
 from leadtap.core.model import IncomingMessage
 from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, may_act
 from leadtap.core.services import clip
 from leadtap.core.tokens import DIGEST, Token, carried
-
-MESSAGE_ID_RE = re.compile(r"<[!-;=?-~]{1,990}>")
 from leadtap.core.views import open_task_list
 from leadtap.core.words import described
+
+MESSAGE_ID_RE = re.compile(r"<[!-;=?-~]{1,990}>")
 
 @dataclass(frozen=True)
 class ReplySettings:
     policy: ReplyPolicy
     zone: tzinfo  # a /snooze date starts at midnight here
     addresses: frozenset[str] = frozenset()  # where replies come: [commands] address and [smtp] from
+    confirmations_per_hour: int = 10  # to one sender: past it a reply runs unconfirmed (a loop ends)
 
 
 @dataclass
@@ -69,32 +71,79 @@ def is_reply(message: IncomingMessage, is_owner: Callable[[str], bool], addresse
 
 def handle(session: Session, rules: LeadRules, settings: ReplySettings, message: IncomingMessage, mailbox: str,
            now: datetime) -> Handled:
-    if session.scalar(select(CommandReply.id).where(CommandReply.identity == message.identity)) is not None:
+    key = content_key(message)
+    if session.scalar(select(CommandReply.id).where(
+            or_(CommandReply.identity == message.identity, CommandReply.content_key == key))) is not None:
         return Handled("reply: already handled")
     sender = message.sender.email.strip().lower() if message.sender else ""
     try:
-        if message.from_count != 1:
-            raise NotAuthorised("a reply acts for one sender; its From names several")
+        check_shape(message)
         token = authorise(settings.policy, message.thread_ids, sender, person_of(session, sender),
                           message.auth_results, now)
-        if token.kind != DIGEST:
-            check_lead(session, settings.policy, sender, token.lead_id)
+        scope = check_scope(session, settings.policy, sender, token)
     except NotAuthorised as exc:
         return Handled(f"reply refused: {exc}", refused=True)
     parsed = commands.parse_reply(message.reply_text or "", digest=token.kind == DIGEST)
     actor = Actor(sender, "mail", admin=sender in settings.policy.admins)
     results = [result(line, False, why) for line, why in parsed.errors]
     for command in parsed.commands:
-        results.append(run(session, rules, settings, token, command, actor, now))
+        results.append(run(session, rules, settings, token, scope, command, actor, now))
     if parsed.note and token.kind == DIGEST:
         results.append(result("(note)", False, "in a digest, a note names its lead: /note 12 ..."))
     elif parsed.note:
-        results.append(run(session, rules, settings, token, Command("note", parsed.note, "(note)"), actor, now))
+        results.append(run(session, rules, settings, token, scope, Command("note", parsed.note, "(note)"), actor,
+                           now))
     if not results:
         results.append(result("(no command)", False, "nothing to do: /help lists the commands"))
-    reply = record(session, message, mailbox, sender, token, results, now)
+    reply = record(session, message, key, mailbox, sender, token, results, now)
     applied = sum(r["applied"] for r in results)
-    return Handled(f"reply: {applied} applied, {len(results) - applied} refused", lead_id=reply.lead_id)
+    reason = f"reply: {applied} applied, {len(results) - applied} refused"
+    return Handled(reason + confirm(session, settings, reply, parsed, now), lead_id=reply.lead_id)
+
+
+def check_shape(message: IncomingMessage) -> None:
+    """A reply is one person's message as sent: one From address, each
+    once-only field once — a copy with a field added on top (a new
+    Message-ID, Subject or From above the signed ones) is refused, not run
+    again — and no automatic answer (an out-of-office)."""
+    if message.from_count != 1:
+        raise NotAuthorised("a reply acts for one sender; its From names several")
+    if message.repeated:
+        raise NotAuthorised(f"it has more than one {', '.join(message.repeated)} field; a message has one")
+    if "x-auto-response-suppress" in message.headers:
+        raise NotAuthorised("an automatic message (X-Auto-Response-Suppress)")
+
+
+def content_key(message: IncomingMessage) -> str:
+    """A reply's identity as its sender wrote and signed it — From, Date,
+    the email it answers and its own text — not its Message-ID, which a copy
+    may carry anew above the signed one. The same reply, however delivered
+    (two mailboxes, a copy with headers added), runs once."""
+    key = "\x00".join([
+        message.sender.email.strip().lower() if message.sender else "",
+        message.date.isoformat() if message.date else "",
+        " ".join(message.in_reply_to), " ".join(message.references),
+        " ".join((message.reply_text or message.text or "").split()),
+    ])
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def confirm(session: Session, settings: ReplySettings, reply: CommandReply, parsed: commands.Parsed,
+            now: datetime) -> str:
+    """Owe the sender one confirmation, unless the reply had no command line
+    (a note alone, or an out-of-office's text: answering it could start a
+    loop) or they were sent ``confirmations_per_hour`` in the last hour.
+    Returns what the ledger adds to the reply's reason."""
+    if not parsed.commands and not parsed.errors:
+        return "; no command, no confirmation"
+    sent = session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.recipient == reply.sender, Notification.kind == notifications.CONFIRMATION,
+        Notification.created_at > now - timedelta(hours=1)))
+    if sent >= settings.confirmations_per_hour:
+        return f"; confirmations paused: {sent} to {reply.sender} in the last hour"
+    session.add(Notification(**notifications.pending_row(reply.lead_id, reply.sender, notifications.CONFIRMATION,
+                                                        now), reply_id=reply.id))
+    return ""
 
 
 def person_of(session: Session, email: str) -> Person | None:
@@ -102,25 +151,42 @@ def person_of(session: Session, email: str) -> Person | None:
     return Person(owner.email, owner.active) if owner else None
 
 
-def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int) -> None:
-    """The token's lead still exists and is the sender's to change (or they are an admin)."""
+def check_scope(session: Session, policy: ReplyPolicy, sender: str, token: Token) -> frozenset[int]:
+    """The leads the reply may name: the token's lead, which must still be
+    the sender's (or they an admin); for a digest, the leads it listed."""
+    if token.kind != DIGEST:
+        check_lead(session, policy, sender, token.lead_id, tell_owner=True)
+        return frozenset({token.lead_id})
+    listed = session.get(DigestToken, token.mac)
+    if listed is None or listed.recipient != sender:
+        raise NotAuthorised("the digest it answers is not on record (older than digest_token_max_age?)")
+    return frozenset(listed.lead_ids)
+
+
+def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int, tell_owner: bool = False) -> None:
+    """The lead still exists and is the sender's to change (or they are an
+    admin). ``tell_owner``: the reason may name its owner (the ledger's, never
+    mailed back)."""
     row = session.execute(select(Lead.id, Owner.email, Owner.active).outerjoin(Owner, Owner.id == Lead.owner_id)
                           .where(Lead.id == lead_id)).one_or_none()
     if row is None:
         raise NotAuthorised(f"lead {lead_id} no longer exists")
-    why = may_act(sender, policy.admins, lead_id, row.email, bool(row.active))
+    why = may_act(sender, policy.admins, lead_id, row.email, bool(row.active), tell_owner)
     if why:
         raise NotAuthorised(why)
 
 
-def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Token, command: Command, actor: Actor,
-        now: datetime) -> dict:
+def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Token, scope: frozenset[int],
+        command: Command, actor: Actor, now: datetime) -> dict:
     """One command, in a savepoint: refused (in the rules' words) or done.
     The sender's right to the lead is checked again before each: an earlier
-    ``/assign`` in the same reply ends it."""
+    ``/assign`` in the same reply ends it. The words go back to the sender:
+    they say nothing of a lead the sender may not see."""
     lead_id = command.lead_id if command.lead_id is not None else token.lead_id
     if command.name == "help":
         return result(command.line, True, "the commands are listed below", lead_id)
+    if lead_id not in scope:
+        return result(command.line, False, f"lead {lead_id} was not in the digest this answers", None)
     try:
         check_lead(session, settings.policy, actor.who, lead_id)
         with session.begin_nested():
@@ -143,21 +209,20 @@ def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> 
     return {"line": clip(line, 500), "applied": applied, "words": clip(words, 1000), "lead_id": lead_id}
 
 
-def record(session: Session, message: IncomingMessage, mailbox: str, sender: str, token: Token, results: list[dict],
-           now: datetime) -> CommandReply:
-    """The reply and its results, and the confirmation owed to its sender."""
+def record(session: Session, message: IncomingMessage, key: str, mailbox: str, sender: str, token: Token,
+           results: list[dict], now: datetime) -> CommandReply:
+    """The reply and its results."""
     lead_id = token.lead_id if token.kind != DIGEST else next(
         (r["lead_id"] for r in results if r["applied"] and r["lead_id"]), None)  # a lead the sender may see
     exists = lead_id is not None and session.get(Lead, lead_id) is not None
     references = [r for r in message.references if safe_message_id(r)][-20:]
-    reply = CommandReply(identity=message.identity, mailbox=mailbox, message_id=safe_message_id(message.message_id),
+    reply = CommandReply(identity=message.identity, content_key=key, mailbox=mailbox, message_id=safe_message_id(message.message_id),
                          references=references, sender=sender,
                          subject=clip(message.subject, 998), lead_id=lead_id if exists else None,
                          digest=token.kind == DIGEST, results=results,
                          received_at=now)
     session.add(reply)
     session.flush()
-    session.add(Notification(**notifications.pending_row(reply.lead_id, sender, notifications.CONFIRMATION, now), reply_id=reply.id))
     return reply
 
 

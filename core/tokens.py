@@ -46,6 +46,7 @@ class Token:
     lead_id: int | None
     recipient: str
     issued_at: datetime
+    mac: str = ""  # names the email: a digest's leads are recorded under it
 
 
 class InvalidToken(Exception):
@@ -67,14 +68,22 @@ def mac(secret: bytes, subject: str, issued: str, nonce: str, recipient: str) ->
     return base64.b32encode(digest).decode("ascii").rstrip("=")
 
 
+def mac_of(message_id: str) -> str | None:
+    """The MAC of a token-carrying Message-ID: the name its email is recorded under."""
+    found = TOKEN_RE.fullmatch(message_id)
+    return found.group(6) if found else None
+
+
 def carried(thread_ids: Iterable[str]) -> list[str]:
     """The token-shaped Message-IDs a reply names (newest reference last)."""
     return [tid for tid in thread_ids if TOKEN_RE.fullmatch(tid)]
 
 
-def verify(secret: bytes, thread_ids: Iterable[str], sender: str, now: datetime, max_age: timedelta) -> Token:
+def verify(secret: bytes, thread_ids: Iterable[str], sender: str, now: datetime, max_age: timedelta,
+           digest_max_age: timedelta | None = None) -> Token:
     """The token among ``thread_ids`` that was issued to ``sender`` and is
-    still young enough; ``InvalidToken`` says why there is none."""
+    still young enough (a digest's: ``digest_max_age``); ``InvalidToken``
+    says why there is none."""
     found = carried(thread_ids)
     if not found:
         raise InvalidToken("no leadtap token in In-Reply-To or References")
@@ -85,14 +94,26 @@ def verify(secret: bytes, thread_ids: Iterable[str], sender: str, now: datetime,
         if not hmac.compare_digest(given, mac(secret, subject, issued, nonce, sender)):
             continue
         issued_at = datetime.fromtimestamp(int(issued, 36) / 1000, timezone.utc)
-        if now - issued_at > max_age:
-            expired = issued_at
+        valid_for = max_age if kind == "L" or digest_max_age is None else digest_max_age
+        if now - issued_at > valid_for:
+            expired = (issued_at, valid_for)
             continue
         return Token(LEAD if kind == "L" else DIGEST, int(number) if kind == "L" else None,
-                     sender.strip().lower(), issued_at)
+                     sender.strip().lower(), issued_at, given)
     if expired is not None:
-        raise InvalidToken(f"the token expired: issued {expired:%Y-%m-%d}, valid for {max_age.days} days")
+        issued_at, valid_for = expired
+        raise InvalidToken(f"the token expired: issued {issued_at:%Y-%m-%d %H:%M} UTC, "
+                           f"valid for {describe_span(valid_for)}")
     raise InvalidToken(f"the token was not issued to {sender} (or was altered)")
+
+
+def describe_span(span: timedelta) -> str:
+    """``30 days``, ``1 day 6 hours``, ``2 hours``, ``45 minutes``: never "0 days"."""
+    minutes = int(span.total_seconds() // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n][:2]
+    return " ".join(words) or f"{int(span.total_seconds())} seconds"
 
 
 def to_base36(number: int) -> str:

@@ -4,9 +4,19 @@ leadtap's own mail are recognised from their headers and recorded as
 
 from __future__ import annotations
 
+import re
+
 from leadtap.core.model import LEADTAP_HEADER, IncomingMessage
 
 BULK_PRECEDENCE = {"bulk", "junk", "list"}
+# What out-of-office answers put first in their subject when they set no
+# header to say so (Outlook, Exchange, Gmail's and others' in the usual languages).
+OUT_OF_OFFICE_RE = re.compile(
+    r"^\s*(automatic reply|auto(matic)?[ -]?reply|autoreply|out of (the )?office( reply| autoreply)?"
+    r"|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|absence du bureau"
+    r"|respuesta autom[áa]tica|fuera de la oficina|risposta automatica|automatisch antwoord"
+    r"|afwezigheidsbericht|automatinis atsakymas|autosvar|automatisk svar|odpowied[źz] automatyczna"
+    r"|resposta autom[áa]tica)\s*:", re.IGNORECASE)
 BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}
 
 
@@ -23,6 +33,8 @@ def not_a_lead(message: IncomingMessage) -> str | None:
     precedence = headers.get("precedence", "").strip().lower()
     if precedence == "auto_reply":
         return "auto-reply (Precedence: auto_reply)"
+    if OUT_OF_OFFICE_RE.match(message.subject or ""):
+        return f"auto-reply (subject: {message.subject.split(':')[0].strip()})"
     if message.content_type == "multipart/report" or "x-failed-recipients" in headers:
         return "bounce (delivery report)"
     if message.sender and message.sender.email.split("@")[0].lower() in BOUNCE_SENDERS:

@@ -36,8 +36,12 @@ READ_FIELDS = {
     b"from", b"reply-to", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"return-path",
     b"content-type", b"content-transfer-encoding", b"mime-version", b"auto-submitted", b"x-autoreply",
     b"x-autorespond", b"precedence", b"list-id", b"x-leadtap", b"x-failed-recipients", b"to", b"cc", b"bcc",
-    b"content-disposition", b"content-id",
+    b"content-disposition", b"content-id", b"x-auto-response-suppress", b"sender",
 }
+# Fields a message has at most once (RFC 5322 §3.6, RFC 2045): a message with
+# two of one is not what its signature vouches for (DKIM verifies the last).
+ONCE_FIELDS = (b"from", b"sender", b"reply-to", b"to", b"cc", b"subject", b"date", b"message-id", b"in-reply-to",
+               b"references", b"content-type")
 # Defects after which the text read is not the text sent: the text is repaired.
 REPAIRED_DEFECTS = {
     "StartBoundaryNotFoundDefect": "MIME: start boundary not found",
@@ -132,6 +136,22 @@ def bound_header_block(raw: bytes) -> tuple[bytes, int]:
             kept.append(line)
             size += len(line)
     return b"".join(kept).rstrip(b"\r\n") + rest, dropped
+
+
+def repeated_fields(raw: bytes) -> tuple[str, ...]:
+    """The fields of ``ONCE_FIELDS`` that the top header block holds more
+    than once, counted in the raw bytes (whatever a bound cut from the parse)."""
+    end = BLANK_LINE_RE.search(raw)
+    head = raw[: end.start()] if end else raw
+    seen: dict[bytes, int] = {}
+    for line in head.splitlines():
+        if line[:1] in (b" ", b"\t"):
+            continue
+        found = FIELD_NAME_RE.match(line)
+        name = found.group(1).lower() if found else None
+        if name in ONCE_FIELDS:
+            seen[name] = seen.get(name, 0) + 1
+    return tuple(name.decode("ascii") for name in ONCE_FIELDS if seen.get(name, 0) > 1)
 
 
 def body_bytes(raw: bytes) -> bytes:

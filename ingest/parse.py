@@ -28,7 +28,7 @@ from leadtap.core.model import Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
-from leadtap.ingest.mime import Tree, own_text, parse_tree, repaired_text, unreadable_as_sent
+from leadtap.ingest.mime import Tree, own_text, parse_tree, repaired_text, repeated_fields, unreadable_as_sent
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.
@@ -44,7 +44,9 @@ CLASSIFY_HEADERS = (
     "list-id",
     "x-leadtap",
     "x-failed-recipients",
+    "x-auto-response-suppress",
 )
+MAX_AUTH_RESULTS = 20
 T = TypeVar("T")
 
 
@@ -91,6 +93,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime), ()),
         reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline)),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
+        repeated=repeated_fields(raw),
         warnings=tuple(dict.fromkeys(warnings)),
     )
 
@@ -134,9 +137,13 @@ def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str | 
     return own_text(mime, warnings, deadline)
 
 
-def authentication_results(mime: Message) -> tuple[str, ...]:
-    """Every ``Authentication-Results``, topmost (the last server's) first; at most twenty, each one line."""
-    return tuple(" ".join(str(value).split())[:2000] for value in (mime.get_all("Authentication-Results") or [])[:20])
+def authentication_results(mime: Message) -> tuple[tuple[int, str], ...]:
+    """The ``Authentication-Results`` fields, topmost (the last server's)
+    first, each with its position among all the header's fields (what lies
+    between two of them ends a run: ``core.reply_rules``); the first twenty."""
+    found = ((position, value) for position, (name, value) in enumerate(mime.items())
+             if name.strip().lower() == "authentication-results")
+    return tuple((position, " ".join(str(value).split())[:8000]) for position, value in found)[:MAX_AUTH_RESULTS]
 
 
 def classify_headers(mime: Message) -> dict[str, str]:

@@ -110,14 +110,18 @@ class App:
         if not commands.enabled:
             return None
         policy = ReplyPolicy(commands.secret_bytes(), commands.token_max_age, commands.authserv_id,
-                             self.config.pipeline.admins)
+                             self.config.pipeline.admins, commands.require_dkim_identity,
+                             commands.digest_token_max_age)
         addresses = {commands.address, parseaddr(self.config.smtp.sender)[1]}
-        return ReplySettings(policy, self.config.reminders.zone, frozenset(a.lower() for a in addresses if a))
+        return ReplySettings(policy, self.config.reminders.zone, frozenset(a.lower() for a in addresses if a),
+                             commands.confirmations_per_hour)
 
     def reply_headers(self) -> ReplyHeaders | None:
         """What every email needs so that a reply can act on it (``[commands]``), or None."""
         commands = self.config.commands
-        return ReplyHeaders(commands.secret_bytes(), commands.address) if commands.enabled else None
+        if not commands.enabled:
+            return None
+        return ReplyHeaders(commands.secret_bytes(), commands.address, commands.digest_token_max_age)
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer,

@@ -25,13 +25,13 @@ from datetime import datetime
 from typing import Callable
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
-from leadtap.core import changes
+from leadtap.core import changes, tokens
 from leadtap.core.changes import LeadRules
 from leadtap.core.config import Config
-from leadtap.core.db import Owner
+from leadtap.core.db import DigestToken, Owner
 from leadtap.core.engine import Database, describe_db_error, utcnow
 from leadtap.core.lifecycle import OwnerChanged, Refused
 from leadtap.core.errors import MailSendError
@@ -278,6 +278,8 @@ class ReminderSweep:
             email = compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder")
             if self.replies:  # a digest's reply names each lead; a single reminder's is about its lead
                 self.replies.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
+                if kind == "digest":
+                    self.remember_digest(email["Message-ID"], recipient.email, lead_ids, now)
             mailer.send(email)
         except MailSendError as error:
             self.log.error("reminder_failed", recipient=recipient.email, error=str(error), permanent=error.permanent,
@@ -289,6 +291,14 @@ class ReminderSweep:
         self.log.info("reminder_sent", recipient=recipient.email, lead_ids=lead_ids,
                       rules=sorted({d.rule.name for d, _ in items}))
         return None
+
+    def remember_digest(self, message_id: str, recipient: str, lead_ids: list[int], now: datetime) -> None:
+        """The leads a digest lists, under its token, before it is sent: a
+        reply to it acts on those only. Digests too old to answer go."""
+        with self.db.transaction() as session:
+            session.execute(delete(DigestToken).where(DigestToken.issued_at < now - self.replies.digest_max_age))
+            session.add(DigestToken(mac=tokens.mac_of(message_id), recipient=recipient,
+                                    lead_ids=sorted(set(lead_ids)), issued_at=now))
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]

@@ -167,6 +167,7 @@ class ReplyHeaders:
 
     secret: bytes
     address: str | None = None
+    digest_max_age: timedelta = timedelta(days=7)  # how long a digest's leads are kept for its replies
 
     def apply(self, message: Message, recipient: str, now: datetime, lead_id: int | None) -> Message:
         domain = parseaddr(message["From"])[1].rpartition("@")[2] or "leadtap.invalid"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from leadtap.core import tokens
-from leadtap.core.commands import Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
+from leadtap.core.commands import MAX_NOTE, Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
 from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, check_authentication, may_act
 from leadtap.core.tokens import DIGEST, LEAD, InvalidToken
 
@@ -128,9 +128,32 @@ def test_a_digest_names_the_lead_first():
     assert parsed.errors == (("/note Hi", "in a digest, name the lead first: /note 12 ..."),)
 
 
-def test_at_most_twenty_commands_a_reply():
-    parsed = parse_reply("\n".join(f"/note {i}" for i in range(25)))
-    assert len(parsed.commands) == 20 and len(parsed.errors) == 5
+def test_at_most_twenty_commands_run_and_the_rest_is_one_line():
+    parsed = parse_reply("\n".join(f"/note {i}" for i in range(10_000)))
+    assert len(parsed.commands) == 20
+    assert parsed.errors == (("(9980 more command lines)", "not run: more than 20 commands in one reply"),)
+
+
+def test_a_notes_and_a_reasons_text_are_clipped_like_free_text():
+    (note,) = parse_reply("/note " + "n" * 5_000_000).commands
+    (disqualify,) = parse_reply("/disqualify Other: " + "r" * 100_000).commands
+    assert len(note.args) == MAX_NOTE and len(reason_and_note(disqualify.args)[1]) < MAX_NOTE
+    assert len(parse_reply("x" * 6_000_000).note) == MAX_NOTE
+
+
+def test_an_expiry_under_a_day_is_said_in_hours_not_zero_days():
+    with pytest.raises(InvalidToken, match=r"valid for 1 hour$"):
+        tokens.verify(SECRET, [mid(issued=NOW - 2 * timedelta(hours=1))], ANA, NOW, timedelta(hours=1))
+    assert tokens.describe_span(timedelta(days=1, hours=6)) == "1 day 6 hours"
+    assert tokens.describe_span(timedelta(minutes=45)) == "45 minutes"
+
+
+def test_a_digests_token_has_its_own_shorter_age():
+    digest, lead = mid(lead_id=None, issued=NOW - 8 * DAY), mid(issued=NOW - 8 * DAY)
+    assert tokens.verify(SECRET, [lead], ANA, NOW, 30 * DAY, 7 * DAY).lead_id == 42
+    with pytest.raises(InvalidToken, match="valid for 7 days"):
+        tokens.verify(SECRET, [digest], ANA, NOW, 30 * DAY, 7 * DAY)
+    assert tokens.verify(SECRET, [digest], ANA, NOW + timedelta(0), 30 * DAY, 9 * DAY).mac == tokens.mac_of(digest)
 
 
 def test_arguments_read_as_the_rules_need_them():
@@ -168,8 +191,10 @@ def test_a_reply_that_may_not_act_is_refused_with_the_reason(sender, person, thr
 
 def test_only_the_current_owner_or_an_admin_may_act_on_a_lead():
     assert may_act(ANA, POLICY.admins, 42, ANA, True) is None
-    assert may_act(ANA, POLICY.admins, 42, "ben@example.com", True) == "lead 42 is not yours (it is ben@example.com's)"
-    assert may_act(ANA, POLICY.admins, 42, None, False) == "lead 42 is not yours (it has no owner)"
+    assert may_act(ANA, POLICY.admins, 42, "ben@example.com", True) == "lead 42 is not yours"  # mailed back
+    assert may_act(ANA, POLICY.admins, 42, "ben@example.com", True, tell_owner=True) == (
+        "lead 42 is not yours (it is ben@example.com's)")  # the ledger's
+    assert may_act(ANA, POLICY.admins, 42, None, False, tell_owner=True) == "lead 42 is not yours (it has no owner)"
     assert may_act("sue@example.com", POLICY.admins, 42, "ben@example.com", True) is None
 
 
@@ -179,7 +204,7 @@ RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} heade
 @pytest.mark.parametrize("headers, passes", [
     ([RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], True),
     ([RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], True),
-    ([RESULTS.format(dkim="pass", d="example.com", dmarc="fail", f="example.com")], True),
+    ([RESULTS.format(dkim="pass", d="example.com", dmarc="fail", f="example.com")], False),  # DMARC decides
     ([RESULTS.format(dkim="pass", d="evil.test", dmarc="fail", f="example.com")], False),  # signed by another domain
     ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com")], False),
     (["mx.evil.test; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"], False),  # not our server
@@ -193,14 +218,68 @@ RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} heade
     (["mx.example.com; dmarc=pass"], False),  # for which domain?
     (["mx.example.com; dkim=pass header.d=mail.example.com"], False),  # a subdomain signs for itself, not for us
     (["mx.example.com; dkim=pass header.i=@example.com header.d=example.com (x; y)"], True),
+    (["mx.example.com; dkim=pass header.d=example.com", "mx.example.com; dkim=fail header.d=example.com"], False),
+    (['mx.example.com; dmarc=pass header.from="example.com"'], True),  # a quoted value
+    (["mx.example.com 1; dmarc/1=pass reason=\"aligned\" header.from=example.com"], True),
+    (["mx.example.com; none"], False),
     ([], False),
 ])
 def test_with_an_authserv_id_the_receiving_servers_results_must_pass(headers, passes):
     if passes:
-        check_authentication("mx.example.com", headers, ANA)
+        check_authentication("mx.example.com", list(enumerate(headers)), ANA)
     else:
         with pytest.raises(NotAuthorised):
-            check_authentication("mx.example.com", headers, ANA)
+            check_authentication("mx.example.com", list(enumerate(headers)), ANA)
+
+
+def test_a_senders_own_results_below_the_servers_received_are_not_read():
+    """Hole 1: the run of our server's fields ends at the first other field."""
+    ours = (0, "mx.example.com; dkim=none; dmarc=fail header.from=example.com")
+    forged = (2, "mx.example.com; dmarc=pass header.from=example.com")  # a Received stands at position 1
+    with pytest.raises(NotAuthorised, match="did not pass"):
+        check_authentication("mx.example.com", [ours, forged], ANA)
+    check_authentication("mx.example.com", [(3, forged[1])], ANA)  # the topmost ours, after other fields: read
+
+
+def test_conflicting_verdicts_in_the_run_refuse_the_reply():
+    """A server that does not remove fields claiming its id lets a forged one
+    stand right below its own: a pass against its fail is refused."""
+    run = [(0, "mx.example.com; dmarc=fail header.from=example.com"),
+           (1, "mx.example.com; dmarc=pass header.from=example.com")]
+    with pytest.raises(NotAuthorised, match="conflict"):
+        check_authentication("mx.example.com", run, ANA)
+    with pytest.raises(NotAuthorised, match="conflict"):
+        check_authentication("mx.example.com", list(enumerate(text for _, text in reversed(run))), ANA)
+
+
+@pytest.mark.parametrize("header", [
+    r"mx.example.com; spf=pass (helo=x\); dmarc=pass header.from=example.com; \() smtp.helo=x;"
+    r" dmarc=fail header.from=example.com",
+    r'mx.example.com; spf=pass smtp.mailfrom="x\"; dmarc=pass header.from=example.com; x=\"@evil.test";'
+    r" dmarc=fail header.from=example.com",
+    r"mx.example.com; spf=pass (a ((nested) \) comment; dmarc=pass header.from=example.com) smtp.helo=x;"
+    r" dmarc=fail header.from=example.com",
+])
+def test_quoted_pairs_in_comments_and_quoted_strings_do_not_end_them(header):
+    """Hole 2: what a sender put in its HELO or envelope address, escaped as
+    RFC 5322 says, stays inside the comment or the quoted string."""
+    with pytest.raises(NotAuthorised, match="did not pass"):
+        check_authentication("mx.example.com", [(0, header)], ANA)
+
+
+@pytest.mark.parametrize("header, passes", [
+    ("mx.example.com; dkim=pass header.i=ana@example.com header.d=example.com", True),
+    ("mx.example.com; dkim=pass header.i=@example.com header.d=example.com", False),  # the domain's signature
+    ("mx.example.com; dkim=pass header.i=ben@example.com header.d=example.com", False),  # a colleague's
+    ("mx.example.com; dmarc=pass header.from=example.com", False),  # DMARC vouches for the domain only
+    ("mx.example.com; dkim=pass header.i=ana@example.com; dkim=fail header.i=ana@example.com", False),
+])
+def test_require_dkim_identity_mailbox_wants_a_signature_for_the_address_itself(header, passes):
+    if passes:
+        check_authentication("mx.example.com", [(0, header)], ANA, identity="mailbox")
+    else:
+        with pytest.raises(NotAuthorised):
+            check_authentication("mx.example.com", [(0, header)], ANA, identity="mailbox")
 
 
 # --- hostile replies -------------------------------------------------------------------
