@@ -75,6 +75,15 @@ class Parsed:
     commands: tuple[Command, ...]
     note: str | None
     errors: tuple[tuple[str, str], ...]  # (line, why it is not a command)
+    beyond: int = 0  # command lines past MAX_COMMANDS: not run
+
+    @property
+    def not_run(self) -> tuple[str, str] | None:
+        """The one line said for the command lines past the limit."""
+        if not self.beyond:
+            return None
+        return (f"({self.beyond} more command line{'s' if self.beyond != 1 else ''})",
+                f"not run: more than {MAX_COMMANDS} commands in one reply")
 
 
 def parse_reply(text: str, digest: bool = False) -> Parsed:
@@ -97,11 +106,8 @@ def parse_reply(text: str, digest: bool = False) -> Parsed:
             commands.append(command)
         else:
             errors.append((line, error))
-    if beyond:
-        errors.append((f"({beyond} more command line{'s' if beyond != 1 else ''})",
-                       f"not run: more than {MAX_COMMANDS} commands in one reply"))
     note = "\n".join(lines[index:]).strip()
-    return Parsed(tuple(commands), note[:MAX_NOTE] or None, tuple(errors))
+    return Parsed(tuple(commands), note[:MAX_NOTE] or None, tuple(errors), beyond)
 
 
 def parse_line(line: str, digest: bool) -> tuple[Command | None, str]:

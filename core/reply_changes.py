@@ -71,13 +71,16 @@ def is_reply(message: IncomingMessage, is_owner: Callable[[str], bool], addresse
 
 def handle(session: Session, rules: LeadRules, settings: ReplySettings, message: IncomingMessage, mailbox: str,
            now: datetime) -> Handled:
+    try:
+        check_shape(message)
+    except NotAuthorised as exc:
+        return Handled(f"reply refused: {exc}", refused=True)
     key = content_key(message)
     if session.scalar(select(CommandReply.id).where(
             or_(CommandReply.identity == message.identity, CommandReply.content_key == key))) is not None:
         return Handled("reply: already handled")
     sender = message.sender.email.strip().lower() if message.sender else ""
     try:
-        check_shape(message)
         token = authorise(settings.policy, message.thread_ids, sender, person_of(session, sender),
                           message.auth_results, now)
         scope = check_scope(session, settings.policy, sender, token)
@@ -88,6 +91,8 @@ def handle(session: Session, rules: LeadRules, settings: ReplySettings, message:
     results = [result(line, False, why) for line, why in parsed.errors]
     for command in parsed.commands:
         results.append(run(session, rules, settings, token, scope, command, actor, now))
+    if parsed.not_run:
+        results.append(result(parsed.not_run[0], False, parsed.not_run[1]))
     if parsed.note and token.kind == DIGEST:
         results.append(result("(note)", False, "in a digest, a note names its lead: /note 12 ..."))
     elif parsed.note:
@@ -134,7 +139,7 @@ def confirm(session: Session, settings: ReplySettings, reply: CommandReply, pars
     (a note alone, or an out-of-office's text: answering it could start a
     loop) or they were sent ``confirmations_per_hour`` in the last hour.
     Returns what the ledger adds to the reply's reason."""
-    if not parsed.commands and not parsed.errors:
+    if not parsed.commands and not parsed.errors and not parsed.beyond:
         return "; no command, no confirmation"
     sent = session.scalar(select(func.count()).select_from(Notification).where(
         Notification.recipient == reply.sender, Notification.kind == notifications.CONFIRMATION,

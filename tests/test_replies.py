@@ -414,3 +414,105 @@ def test_a_contacts_mail_naming_a_leadtap_email_is_their_mail_never_commands(rep
     assert lead(replying, 1).status == "New" and replies(replying) == []
     assert [m["X-Leadtap"] for m in smtp.messages] == ["notification"]
     assert replying.ledger()[-1].reason == "repeat sender"
+
+
+# --- the outside attack's holes (issue 14), through Dovecot and aiosmtpd ---------------------
+
+
+def on_top(raw: bytes, *fields: str) -> bytes:
+    """The message with ``fields`` added above its header, as a relay (or a replayer) adds them."""
+    return "".join(field + "\r\n" for field in fields).encode("ascii") + raw
+
+
+def test_a_senders_own_results_below_the_servers_received_do_not_pass(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, 'authserv_id = "mx.example.com"')
+    mailbox.append(on_top(reply(new_lead, "/disqualify Other: pwned"),
+                          "Authentication-Results: mx.example.com; dkim=none; dmarc=fail header.from=example.com",
+                          "Received: from mail.evil.test by mx.example.com; Tue, 24 Nov 2026 10:00:00 +0000",
+                          "Authentication-Results: mx.example.com; dmarc=pass header.from=example.com"))
+    mailbox.append(on_top(reply(new_lead, "/disqualify Other: pwned again"),  # a pass injected into a comment
+                          r"Authentication-Results: mx.example.com; spf=pass (helo=x\); dmarc=pass "
+                          r"header.from=example.com; \() smtp.helo=x; dmarc=fail header.from=example.com"))
+
+    env.cli("poll")
+
+    assert [e.reason for e in env.ledger()[-2:]] == [
+        "reply refused: mx.example.com did not pass DMARC or DKIM for example.com"] * 2
+    assert lead(env, 1).status == "New" and len(smtp.messages) == 1  # no confirmation to a forged sender
+
+
+def test_a_genuine_reply_replayed_with_a_field_added_does_not_run_again(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    genuine = reply(new_lead, "/note Called Jo")
+    mailbox.append(genuine)
+    replying.cli("poll")
+    assert replying.ledger()[-1].reason == "reply: 1 applied, 0 refused" and len(smtp.messages) == 2
+
+    mailbox.append(on_top(genuine, "Message-ID: <replayed-1@evil.test>"))  # DKIM verifies the bottom one
+    mailbox.append(on_top(genuine, "Subject: Re: again"))
+    mailbox.append(genuine.replace(b"Message-ID: <", b"Message-ID: <x"))  # an unsigned Message-ID, changed
+    replying.cli("poll")
+
+    assert [e.reason for e in replying.ledger()[-3:]] == [
+        "reply refused: it has more than one message-id field; a message has one",
+        "reply refused: it has more than one subject field; a message has one",
+        "reply: already handled"]
+    notes = [a["summary"] for a in shown(replying, 1)["activities"] if a["kind"] == "note"]
+    assert notes == ["Called Jo"] and len(smtp.messages) == 2  # one note, one confirmation
+
+
+def test_a_second_from_past_the_header_cut_is_still_counted():
+    from leadtap.ingest.parse import parse_message
+
+    filler = "".join(f"X-Filler-{i}: {'x' * 900}\r\n" for i in range(300))  # 270 KiB
+    raw = plain_message("/note x", sender="Ana <ana@example.com>").replace(
+        b"\n\n", ("\n" + filler + "From: Mallory <mallory@evil.test>\n\n").encode(), 1)
+    assert parse_message(raw).repeated == ("from",)
+
+
+def test_an_out_of_office_without_headers_ends_the_loop_at_once(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/status Contacted"))
+    replying.cli("poll")
+    confirmation = smtp.messages[-1]
+    assert confirmation["X-Leadtap"] == "confirmation" and confirmation["Message-ID"].startswith("<lt1.L1.")
+
+    mailbox.append(reply(confirmation, "I am out of the office until Monday, with limited access to email."))
+    mailbox.append(reply(confirmation, "/status Qualified", headers={"X-Auto-Response-Suppress": "All"}))
+    mailbox.append(plain_message("Away until Monday.", sender="Ana <ana@example.com>", to="crm@example.com",
+                                 subject="Automatic reply: " + confirmation["Subject"],
+                                 headers={"In-Reply-To": confirmation["Message-ID"]}))
+    replying.cli("poll")
+
+    assert [e.reason for e in replying.ledger()[-3:]] == [
+        "reply: 1 applied, 0 refused; no command, no confirmation",  # its text is a note, nobody is answered
+        "reply refused: an automatic message (X-Auto-Response-Suppress)",
+        "auto-reply (subject: Automatic reply)"]
+    assert len(smtp.messages) == 2 and lead(replying, 1).status == "Contacted"
+
+
+def test_confirmations_to_one_sender_pause_past_the_hourly_limit(env, mailbox, smtp, tmp_path):
+    new_lead = configured(env, mailbox, smtp, tmp_path, "confirmations_per_hour = 3")
+    for n in range(5):
+        mailbox.append(reply(new_lead, f"/note call {n}"))
+
+    env.cli("poll")
+
+    reasons = [e.reason for e in env.ledger()[-5:]]
+    assert reasons[:3] == ["reply: 1 applied, 0 refused"] * 3
+    assert reasons[3:] == ["reply: 1 applied, 0 refused; confirmations paused: 3 to ana@example.com in the last hour"] * 2
+    assert len(smtp.messages) == 1 + 3  # the new-lead email and three confirmations
+    assert len([a for a in shown(env, 1)["activities"] if a["kind"] == "note"]) == 5  # every command still ran
+
+
+def test_a_reply_of_ten_thousand_lines_runs_twenty_and_its_confirmation_stays_small(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "\n".join(f"/note {n}" for n in range(10_000)) + "\n/note " + "z" * 100_000))
+
+    replying.cli("poll")
+
+    (recorded,) = replies(replying)
+    assert len(recorded.results) == 21
+    assert recorded.results[-1] == {"line": "(9981 more command lines)", "applied": False,
+                                    "words": "not run: more than 20 commands in one reply", "lead_id": None}
+    assert len(smtp.messages[-1].as_bytes()) < 20_000
