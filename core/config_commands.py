@@ -77,9 +77,6 @@ def check_choices(s: Section, values: dict) -> None:
         s.fail("require_dkim_identity", "needs authserv_id: whose Authentication-Results say the signature passed")
     if values.get("confirmations_per_hour", 1) < 1:
         s.fail("confirmations_per_hour", "at least 1 is expected")
-    for key in ("token_max_age", "digest_token_max_age"):
-        if key in values and values[key] <= 0:
-            s.fail(key, "a duration above zero is expected")
 
 
 def commands_secret(s: Section, key: str, written: str, environ: Mapping[str, str]) -> Secret:

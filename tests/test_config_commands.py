@@ -26,7 +26,14 @@ def test_the_secret_is_read_when_needed_and_the_rest_at_load(tmp_path):
     assert (settings.address, settings.token_max_age, settings.authserv_id) == (
         "crm@example.com", timedelta(days=14), "mx.example.com")
     assert LONG not in repr(settings)
+    assert (settings.digest_token_max_age, settings.require_dkim_identity, settings.confirmations_per_hour) == (
+        timedelta(days=7), "domain", 10)  # the defaults
     assert not load(tmp_path, config()).commands.enabled
+    tuned = load(tmp_path, commands('secret_file = "commands.secret"\ndigest_token_max_age = "2d"\n'
+                                    'authserv_id = "mx.example.com"\nrequire_dkim_identity = "mailbox"\n'
+                                    'confirmations_per_hour = 4\n')).commands
+    assert (tuned.digest_token_max_age, tuned.require_dkim_identity, tuned.confirmations_per_hour) == (
+        timedelta(days=2), "mailbox", 4)
 
 
 def read_refused(tmp_path, body: str, environ=None) -> ConfigError:
@@ -54,6 +61,11 @@ def test_a_missing_or_short_secret_is_refused_when_read(tmp_path):
     ('secret_file = "a"\naddress = "crm"\n', "commands.address", "not an email address"),
     ('secret_file = "a"\ntoken_max_age = "forever"\n', "commands.token_max_age", "not a duration"),
     ('secret_file = "a"\nsecret = "inline"\n', "commands.secret", "unknown key"),
+    ('secret_file = "a"\nrequire_dkim_identity = "person"\n', "commands.require_dkim_identity",
+     "not one of: domain, mailbox"),
+    ('secret_file = "a"\nrequire_dkim_identity = "mailbox"\n', "commands.require_dkim_identity", "needs authserv_id"),
+    ('secret_file = "a"\nconfirmations_per_hour = 0\n', "commands.confirmations_per_hour", "at least 1"),
+    ('secret_file = "a"\ndigest_token_max_age = "0s"\n', "commands.digest_token_max_age", "a positive duration"),
 ])
 def test_each_commands_mistake_is_refused_naming_its_key(tmp_path, body, key, words):
     assert_names(refused(tmp_path, commands(body)), key, words)
