@@ -63,6 +63,12 @@ from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, pre
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
 
 
+class Unrecorded(Exception):
+    """A message neither its write nor its "failed" record could go in: it
+    has no ledger row, so the pass stops before it, leaves it unread and
+    below the mailbox's last UID, and the next pass reads it again."""
+
+
 class MailboxIngest:
     def __init__(
         self,
@@ -71,16 +77,16 @@ class MailboxIngest:
         db: Database,
         templates: list[BoundTemplate],
         open_mailbox: OpenMailbox,
+        rules: LeadRules,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
-        rules: LeadRules | None = None,
         on_progress: Callable[["PassReport"], None] | None = None,
         replies: ReplySettings | None = None,
     ):
         self.config, self.box, self.db = config, box, db
         self.replies = replies if box.kind != "sent" else None  # commands are read from received mail only
         self.on_progress = on_progress  # after each batch: a terminal shows how far the pass is
-        self.rules = rules or LeadRules.for_config(config)
+        self.rules = rules
         self.templates = templates
         self.open_mailbox = open_mailbox
         self.clock = clock
@@ -100,7 +106,7 @@ class MailboxIngest:
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
                     self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
-        except (ImapError, ConfigError) as exc:  # ConfigError: this mailbox's password cannot be read
+        except (ImapError, ConfigError, Unrecorded) as exc:  # ConfigError: this mailbox's password cannot be read
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
             report.error = f"database unavailable: {describe_db_error(exc)}"
@@ -218,6 +224,10 @@ class MailboxIngest:
             # The ledger already keeps these from becoming leads twice; they are
             # flagged on a later pass.
             self.log.warning("flagging_failed", error=str(exc), uids=len(seen))
+        unrecorded = [uid for uid, result in results.items() if result.reason == UNRECORDED]
+        if unrecorded:
+            raise Unrecorded(f"message UID {unrecorded[0]} could not be recorded "
+                             f"({results[unrecorded[0]].error}); the pass stops before it and reads it again next time")
 
     def persist_batch(
         self, uidvalidity: int, uids: list[int], prepared: list[Prepared]
@@ -251,7 +261,7 @@ class MailboxIngest:
             else:
                 results = self.decide_and_write(session, rotation, uidvalidity, todo, known, now)
             if not self.box.unread_only and uids:
-                advance_last_uid(session, self.box.name, uidvalidity, max(uids))
+                advance_last_uid(session, self.box.name, uidvalidity, last_uid_recorded(uids, results))
         return results, settled
 
     def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], known: dict,
@@ -276,6 +286,11 @@ class MailboxIngest:
                 except Exception as exc:
                     if connection_lost(exc):
                         raise
+                    error = describe_error(exc)
+            else:  # not even "failed" went in: no ledger row, so it must not be passed over
+                self.log.error("message_unrecorded", uid=item.uid, error=error)
+                results[item.uid] = Result(Outcome.FAILED, error=error, reason=UNRECORDED)
+                break  # the rest of the batch waits for the next pass, behind it
         return results
 
     def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], known: dict,
@@ -329,25 +344,14 @@ class MailboxIngest:
             self.log.info("message_" + result.outcome.value, reason=result.reason, **fields)
 
 
-def ingest_mailboxes(
-    config: Config,
-    db: Database,
-    templates: dict[str, BoundTemplate],
-    open_mailbox: OpenMailbox,
-    names: Iterable[str] | None = None,
-    clock: Callable[[], datetime] = utcnow,
-    rules: LeadRules | None = None,
-    on_progress: Callable[[PassReport], None] | None = None,
-    replies: ReplySettings | None = None,
-) -> list[PassReport]:
-    """One pass over each active mailbox (or the named ones); one mailbox's
-    failure never stops the others."""
-    boxes = [b for b in config.mailboxes if (b.name in names if names else b.active)]
-    return [
-        MailboxIngest(config, box, db, [templates[n] for n in box.templates], open_mailbox, clock, rules=rules,
-                      on_progress=on_progress, replies=replies).run()
-        for box in boxes
-    ]
+UNRECORDED = "not recorded: read again next pass"
+
+
+def last_uid_recorded(uids: list[int], results: dict[int, Result]) -> int:
+    """The mailbox's last UID after a batch: its highest, or just below the
+    first message that could not be recorded."""
+    unrecorded = [uid for uid, result in results.items() if result.reason == UNRECORDED]
+    return min(unrecorded) - 1 if unrecorded else max(uids)
 
 
 def connection_lost(exc: BaseException) -> bool:

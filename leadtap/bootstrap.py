@@ -7,13 +7,14 @@ import os
 from email.utils import parseaddr
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from datetime import datetime
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 
 from leadtap.core.config import Config, MailboxConfig, load_config
 from leadtap.core.changes import LeadRules
-from leadtap.core.engine import Database
+from leadtap.core.engine import Database, utcnow
 from leadtap.core.errors import ConfigError, TemplateError
 from leadtap.core.reply_changes import ReplySettings
 from leadtap.core.reply_rules import ReplyPolicy
@@ -68,13 +69,29 @@ class App:
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
 
+    def mailbox_ingest(self, name: str, should_stop: Callable[[], bool] = lambda: False,
+                       on_progress: Callable[[PassReport], None] | None = None,
+                       clock: Callable[[], datetime] = utcnow) -> MailboxIngest:
+        """The one place an ingest pass is built — poll, retry, run and IDLE
+        alike: the mailbox's templates, the lead rules with their task-title
+        renderer, and the reply settings (``[commands]``)."""
+        box = self.config.mailbox(name)
+        return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
+                             self.open_mailbox, clock=clock, should_stop=should_stop, rules=self.lead_rules(),
+                             on_progress=on_progress, replies=self.reply_settings())
+
     def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False,
                        on_progress: Callable[[PassReport], None] | None = None) -> PassReport:
         """The ingest port the worker uses: one pass over one mailbox."""
-        box = self.config.mailbox(name)
-        return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
-                             self.open_mailbox, should_stop=should_stop, rules=self.lead_rules(),
-                             on_progress=on_progress, replies=self.reply_settings()).run()
+        return self.mailbox_ingest(name, should_stop, on_progress).run()
+
+    def ingest_mailboxes(self, names: Iterable[str] | None = None,
+                         on_progress: Callable[[PassReport], None] | None = None) -> list[PassReport]:
+        """One pass over each active mailbox (or the named ones); one
+        mailbox's failure never stops the others."""
+        self.ready_database()
+        boxes = [b for b in self.config.mailboxes if (b.name in names if names is not None else b.active)]
+        return [self.ingest_mailbox(box.name, on_progress=on_progress) for box in boxes]
 
     def watch_mailbox(self, name: str, on_new_mail: Callable[[], None], should_stop: Callable[[], bool],
                       may_watch: Callable[[], bool], wait: Callable[[float], None],

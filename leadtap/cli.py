@@ -19,7 +19,6 @@ from leadtap.core import notifications
 from leadtap.core.reminders import sent_reminders
 from leadtap.core.views import LEAD_COLUMNS, failed_messages, list_leads, reset_failed, show_lead
 from leadtap.ingest.parse import parse_message
-from leadtap.ingest.pipeline import ingest_mailboxes
 from leadtap import EXAMPLE_CONFIG
 from leadtap.bootstrap import App, build_app
 from leadtap.cli_check import cmd_check
@@ -138,17 +137,24 @@ def cmd_db_upgrade(app: App, args: argparse.Namespace) -> int:
 
 def cmd_poll(app: App, args: argparse.Namespace) -> int:
     names = args.mailbox
+    boxes = {b.name: b for b in app.config.mailboxes}
     for name in names or ():
-        if name not in [b.name for b in app.config.mailboxes]:
+        if name not in boxes:
             print(f"leadtap: no mailbox named {name!r} in {app.config.path}", file=sys.stderr)
             return EXIT_USAGE
-    db = app.ready_database()
-    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules(),
-                               on_progress=show_progress if sys.stderr.isatty() else None,
-                               replies=app.reply_settings())
+        if not boxes[name].active:
+            print(f"leadtap: mailbox {name!r} is not active (active = false in {app.config.path}); "
+                  "set active = true to poll it", file=sys.stderr)
+            return EXIT_USAGE
+    reports = app.ingest_mailboxes(names, on_progress=show_progress if sys.stderr.isatty() else None)
+    return report_passes(app, reports)
+
+
+def report_passes(app: App, reports) -> int:
+    """Each mailbox's line, then what the passes made owed: new owners' and replies' emails."""
     for report in reports:
         print(report.summary())
-    if app.config.notifications.enabled or app.config.commands.enabled:  # new owners, and replies' confirmations
+    if app.config.notifications.enabled or app.config.commands.enabled:
         print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 
@@ -242,12 +248,7 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
         return EXIT_FAILED if not args.all else EXIT_OK
     names = sorted({mailbox for mailbox, _ in reset if mailbox in [b.name for b in app.config.mailboxes]})
     print(f"retrying {len(reset)} message(s) in {', '.join(names) or 'no configured mailbox'}")
-    reports = ingest_mailboxes(app.config, db, app.templates, app.open_mailbox, names, rules=app.lead_rules())
-    for report in reports:
-        print(report.summary())
-    if app.config.notifications.enabled:
-        print(app.send_notifications().summary())
-    return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+    return report_passes(app, app.ingest_mailboxes(names))
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:

@@ -99,14 +99,14 @@ class ReminderSweep:
         db: Database,
         renderer: Renderer,
         mailer: MailerFactory,
+        rules: LeadRules,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
-        rules: LeadRules | None = None,
         replies: ReplyHeaders | None = None,
     ):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
         self.replies = replies
-        self.rules = rules or LeadRules.for_config(config)
+        self.rules = rules
         self.clock, self.should_stop = clock, should_stop
         self.log = structlog.get_logger("leadtap.reminders")
 

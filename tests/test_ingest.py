@@ -369,7 +369,7 @@ def test_a_crash_between_commit_and_flag_creates_no_second_lead(env, mailbox):
         db = app.ready_database()
         box = app.config.mailboxes[0]
         crashing = MailboxIngest(app.config, box, db, [app.templates["contact-form"]],
-                                 lambda b: CrashOnFlag(app.open_mailbox(b)))
+                                 lambda b: CrashOnFlag(app.open_mailbox(b)), rules=app.lead_rules())
         with pytest.raises(Crash):
             crashing.run()
     finally:
@@ -709,7 +709,7 @@ def test_a_server_that_refuses_the_seen_flag_does_not_stop_the_pass(env, mailbox
         db = app.ready_database()
         box = app.config.mailboxes[0]
         report = MailboxIngest(app.config, box, db, [app.templates["contact-form"]],
-                               lambda b: FlagsRefused(app.open_mailbox(b))).run()
+                               lambda b: FlagsRefused(app.open_mailbox(b)), rules=app.lead_rules()).run()
     finally:
         app.close()
     assert report.error is None and len(env.leads()) == 5
@@ -743,8 +743,7 @@ def test_a_parsing_process_that_dies_costs_its_batch_one_attempt_and_nothing_els
     app = build_app(str(env.path))
     try:
         db = app.ready_database()
-        report = MailboxIngest(app.config, app.config.mailboxes[0], db, [app.templates["contact-form"]],
-                               app.open_mailbox).run()
+        report = app.mailbox_ingest(app.config.mailboxes[0].name).run()
     finally:
         app.close()
     assert report.error is None
@@ -787,3 +786,68 @@ def test_a_poll_on_a_terminal_shows_its_progress(env, mailbox, monkeypatch):
     shown = [part.removeprefix("\033[K") for part in err.split("\r")]
     assert [p.split(" messages")[0] for p in shown if p.startswith("sales:")] == ["sales: 2/5", "sales: 4/5"]
     assert "/s" in shown[1] and err.count("\r\033[K") == 3  # two batches shown, then the line cleared
+
+
+def mailbox_state(env: Env):
+    from leadtap.core.db import MailboxState
+
+    app = build_app(str(env.path))
+    try:
+        with app.db.transaction() as session:
+            return session.get(MailboxState, "sales")
+    finally:
+        app.close()
+
+
+def refuse_rows(env: Env, table: str, when: str = "TRUE") -> None:
+    """Every insert into ``table`` (where ``when`` holds of NEW) fails, as a
+    locked or full disk would fail it; ``allow_rows`` ends it."""
+    from sqlalchemy import text
+
+    if env.database_url.startswith("sqlite"):
+        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} WHEN {when} "
+                         "BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"))
+    else:
+        env.execute(text("CREATE FUNCTION refuse_rows() RETURNS trigger AS $$ BEGIN "
+                         f"IF {when} THEN RAISE EXCEPTION 'disk I/O error (injected)'; END IF; "
+                         "RETURN NEW; END $$ LANGUAGE plpgsql"))
+        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} FOR EACH ROW "
+                         "EXECUTE FUNCTION refuse_rows()"))
+
+
+def allow_rows(env: Env, table: str) -> None:
+    from sqlalchemy import text
+
+    env.execute(text("DROP TRIGGER refuse_rows" + ("" if env.database_url.startswith("sqlite") else f" ON {table}")))
+
+
+def test_a_message_that_cannot_even_be_recorded_as_failed_is_never_passed_over(env, mailbox):
+    for i in range(3):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    env.configure(mailbox.section(unread_only=False))
+    env.upgrade()
+    first, second, third = sorted(mailbox.flags())
+    refuse_rows(env, "messages", f"NEW.uid = {second}")  # its lead, its "failed" record, its bare record
+
+    code, out, err = env.cli("poll")
+
+    assert code == 1 and f"message UID {second} could not be recorded" in out + err
+    assert "the pass stops before it and reads it again next time" in out + err
+    assert [e.uid for e in env.ledger()] == [first]
+    assert mailbox_state(env).last_uid == first  # not past the message without a ledger row
+    allow_rows(env, "messages")
+
+    assert env.poll() == 0
+    assert [lead["name"] for lead in env.leads()] == ["Person 0", "Person 1", "Person 2"]
+    assert sorted(e.uid for e in env.ledger()) == [first, second, third]
+
+
+def test_polling_an_inactive_mailbox_by_name_is_refused_saying_why(env, mailbox):
+    mailbox.append(enquiry())
+    env.configure(mailbox.section(active=False))
+    env.upgrade()
+
+    code, out, err = env.cli("poll", "--mailbox", "sales")
+
+    assert code == 2 and "mailbox 'sales' is not active (active = false" in err
+    assert env.leads() == [] and env.cli("poll", "--mailbox", "nope")[0] == 2

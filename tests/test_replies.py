@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from leadtap.bootstrap import build_app
 from leadtap.core.db import CommandReply, Lead
-from leadtap.ingest.pipeline import MailboxIngest
 from leadtap.logs import configure_logging
 from tests.helpers import enquiry, plain_message
 from tests.smtp import SmtpServer
@@ -250,11 +249,9 @@ def test_a_reply_to_an_email_older_than_token_max_age_is_refused(env, mailbox, s
     configure_logging()
     app = build_app(str(env.path))
     try:
-        box = app.config.mailbox("sales")
         later = datetime.now(timezone.utc) + timedelta(hours=2)
-        MailboxIngest(app.config, box, app.ready_database(), [app.templates[n] for n in box.templates],
-                      app.open_mailbox, clock=lambda: later, rules=app.lead_rules(),
-                      replies=app.reply_settings()).run()
+        app.ready_database()
+        app.mailbox_ingest("sales", clock=lambda: later).run()
     finally:
         app.close()
 
@@ -516,3 +513,20 @@ def test_a_reply_of_ten_thousand_lines_runs_twenty_and_its_confirmation_stays_sm
     assert recorded.results[-1] == {"line": "(9981 more command lines)", "applied": False,
                                     "words": "not run: more than 20 commands in one reply", "lead_id": None}
     assert len(smtp.messages[-1].as_bytes()) < 20_000
+
+
+def test_a_reply_that_failed_once_runs_when_retried(replying, smtp, mailbox):
+    from tests.test_ingest import allow_rows, refuse_rows
+
+    (new_lead,) = smtp.messages
+    refuse_rows(replying, "command_replies")  # the reply's write fails: recorded as failed
+    mailbox.append(reply(new_lead, "/status Contacted"))
+    assert replying.cli("poll")[0] == 1
+    assert replying.ledger()[-1].outcome == "failed" and lead(replying, 1).status == "New"
+    allow_rows(replying, "command_replies")
+
+    code, out, err = replying.cli("failed", "retry", "--all")
+
+    assert code == 0, out + err
+    assert replying.ledger()[-1].reason == "reply: 1 applied, 0 refused" and lead(replying, 1).status == "Contacted"
+    assert "notifications: 1 sent" in out and smtp.messages[-1]["X-Leadtap"] == "confirmation"
