@@ -40,6 +40,7 @@ class Result:
 class AuthResults:
     authserv_id: str  # lower case
     results: tuple[Result, ...]
+    complete: bool = True  # False: longer than MAX_CHARS, read only in part (its last results unknown)
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,10 @@ def parse(value: str) -> AuthResults | None:
     head = segments[0]
     if not head or head[0].kind == SPECIAL:
         return None
-    results = tuple(r for r in (read_resinfo(s) for s in segments[1:]) if r is not None)
-    return AuthResults(head[0].text.lower(), results)
+    complete = len(value) <= MAX_CHARS
+    readable = segments[1:] if complete else segments[1:-1]  # a result cut in the middle is not read
+    results = tuple(r for r in (read_resinfo(s) for s in readable) if r is not None)
+    return AuthResults(head[0].text.lower(), results, complete)
 
 
 def tokenize(text: str) -> Iterator[Token]:
@@ -134,7 +137,9 @@ def split_at_semicolons(tokens: list[Token]) -> list[list[Token]]:
 
 def read_resinfo(tokens: list[Token]) -> Result | None:
     """``method[/version] = result [reason=…] [ptype.property=value]…``, or
-    None when it does not read so (or names one property twice, differently)."""
+    None when it does not read so (or names one property twice, differently).
+    A ``key=value`` that is not ``ptype.property`` (Exchange Online's
+    ``action=none``) is passed over: the result stands without it."""
     at = 0
 
     def take(kind: str, text: str | None = None) -> Token | None:
@@ -160,7 +165,7 @@ def read_resinfo(tokens: list[Token]) -> Result | None:
         value, at = read_value(tokens, at)
         key = name.text.lower()
         if key != "reason" and "." not in key:
-            return None
+            continue
         if properties.setdefault(key, value) != value:
             return None
     return Result(method.text.lower(), result.text.lower(), properties)

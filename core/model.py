@@ -61,6 +61,7 @@ class IncomingMessage:
     auth_results: tuple[tuple[int, str], ...] = ()
     from_count: int = 1  # addresses in From: a reply acts only for one sender
     repeated: tuple[str, ...] = ()  # fields a message has once that it has more than once (lower case)
+    body_digest: str = ""  # the raw body as DKIM's relaxed canonicalisation reads it, hashed
     reply_text: str | None = None  # an answer to leadtap's email: the sender's own text (its commands)
 
     @property

@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Callable
+from typing import Callable, Mapping
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -103,44 +103,47 @@ def handle(session: Session, rules: LeadRules, settings: ReplySettings, message:
     reply = record(session, message, key, mailbox, sender, token, results, now)
     applied = sum(r["applied"] for r in results)
     reason = f"reply: {applied} applied, {len(results) - applied} refused"
-    return Handled(reason + confirm(session, settings, reply, parsed, now), lead_id=reply.lead_id)
+    return Handled(reason + confirm(session, settings, reply, parsed, message.headers, now), lead_id=reply.lead_id)
 
 
 def check_shape(message: IncomingMessage) -> None:
     """A reply is one person's message as sent: one From address, each
     once-only field once — a copy with a field added on top (a new
     Message-ID, Subject or From above the signed ones) is refused, not run
-    again — and no automatic answer (an out-of-office)."""
+    again."""
     if message.from_count != 1:
         raise NotAuthorised("a reply acts for one sender; its From names several")
     if message.repeated:
         raise NotAuthorised(f"it has more than one {', '.join(message.repeated)} field; a message has one")
-    if "x-auto-response-suppress" in message.headers:
-        raise NotAuthorised("an automatic message (X-Auto-Response-Suppress)")
 
 
 def content_key(message: IncomingMessage) -> str:
-    """A reply's identity as its sender wrote and signed it — From, Date,
-    the email it answers and its own text — not its Message-ID, which a copy
-    may carry anew above the signed one. The same reply, however delivered
-    (two mailboxes, a copy with headers added), runs once."""
+    """A reply's identity as its sender wrote and signed it: From, Date (as
+    a time: a signature's relaxed reading ignores its spaces), the email it
+    answers and its raw body as DKIM reads it — not its Message-ID, which a
+    copy may carry anew above the signed one, nor what unsigned headers make
+    of the body (a charset, a transfer encoding). The same reply, however
+    delivered or retouched, runs once."""
     key = "\x00".join([
         message.sender.email.strip().lower() if message.sender else "",
         message.date.isoformat() if message.date else "",
         " ".join(message.in_reply_to), " ".join(message.references),
-        " ".join((message.reply_text or message.text or "").split()),
+        message.body_digest,
     ])
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def confirm(session: Session, settings: ReplySettings, reply: CommandReply, parsed: commands.Parsed,
-            now: datetime) -> str:
+            message_headers: Mapping[str, str], now: datetime) -> str:
     """Owe the sender one confirmation, unless the reply had no command line
     (a note alone, or an out-of-office's text: answering it could start a
-    loop) or they were sent ``confirmations_per_hour`` in the last hour.
+    loop), asks for no automatic answer (``X-Auto-Response-Suppress``), or
+    they were sent ``confirmations_per_hour`` in the last hour.
     Returns what the ledger adds to the reply's reason."""
     if not parsed.commands and not parsed.errors and not parsed.beyond:
         return "; no command, no confirmation"
+    if "x-auto-response-suppress" in message_headers:
+        return "; no confirmation (X-Auto-Response-Suppress: its sender asks for no automatic answer)"
     sent = session.scalar(select(func.count()).select_from(Notification).where(
         Notification.recipient == reply.sender, Notification.kind == notifications.CONFIRMATION,
         Notification.created_at > now - timedelta(hours=1)))

@@ -94,64 +94,46 @@ def check_authentication(authserv_id: str, fields: Sequence[tuple[int, str]], se
     1. Its results are the topmost run of ``Authentication-Results`` fields
        naming its id (``our_results``): the run ends at the first other field,
        so one a sender wrote below the server's ``Received`` is never read.
-    2. A DMARC verdict for the From domain decides: pass runs the reply, any
-       other refuses it; a pass and a fail in one run are a conflict, refused.
-    3. Without one, DKIM must pass for the From domain (or a parent domain),
-       and no field of the run may fail it.
-    4. ``identity = "mailbox"``: DKIM must pass with ``header.i`` equal to the
-       From address itself — DMARC and a domain's signature vouch only for the
-       domain, and anyone who can send as that domain could act."""
+    2. Every DMARC and DKIM result in the run about the From domain must
+       pass (``none`` says nothing: no policy, no signature): a fail, a
+       temperror or a neutral anywhere refuses the reply, whatever passed —
+       a forged pass written right below the server's fields meets the
+       server's own verdict there.
+    3. One of them must pass: DMARC for the From domain, or DKIM signed by
+       it or a parent domain (``header.d``, else ``header.i``'s domain).
+    4. ``identity = "mailbox"``: the pass must be DKIM's with ``header.i``
+       equal to the From address itself — DMARC and a domain's signature
+       vouch only for the domain."""
     domain = sender.rpartition("@")[2].lower()
     ours = our_results(authserv_id, fields)
     if not ours:
         raise NotAuthorised(f"no Authentication-Results from {authserv_id}")
+    about = [r for header in ours for r in header.results if is_about(r, domain)]
+    verdicts = {f"{r.method}={r.result}" for r in about if r.result != "none"}
+    failed = sorted(v for v in verdicts if not v.endswith("=pass"))
+    if failed and len(failed) < len(verdicts):
+        raise NotAuthorised(f"{authserv_id}'s results for {domain} conflict "
+                            f"({', '.join(sorted(verdicts))}): refused")
+    if failed:
+        raise NotAuthorised(f"{authserv_id} did not pass DMARC or DKIM for {domain} ({', '.join(failed)})")
     if identity == MAILBOX:
-        check_mailbox_signature(authserv_id, ours, sender)
+        if not any(r.method == "dkim" and r.result == "pass" and value(r, "header.i") == sender.lower()
+                   for r in about):
+            raise NotAuthorised(f"{authserv_id} did not pass a DKIM signature for the mailbox {sender.lower()} "
+                                "(header.i)")
         return
-    dmarc = {r.result for header in ours for r in header.results
-             if r.method == "dmarc" and value(r, "header.from") == domain}
-    if dmarc:
-        check_one_verdict(authserv_id, dmarc, "DMARC", domain)
-        return
-    verdicts = {verdict for header in ours if (verdict := dkim_verdict(header, domain)) is not None}
-    if verdicts:
-        check_one_verdict(authserv_id, {"pass" if v else "fail" for v in verdicts}, "DKIM", domain)
-        return
-    raise NotAuthorised(f"{authserv_id} did not pass DMARC or DKIM for {domain}")
+    if not any(r.result == "pass" for r in about):
+        raise NotAuthorised(f"{authserv_id} did not pass DMARC or DKIM for {domain}")
 
 
-def check_one_verdict(authserv_id: str, verdicts: set[str], method: str, domain: str) -> None:
-    if verdicts == {"pass"}:
-        return
-    if "pass" in verdicts:
-        raise NotAuthorised(f"{authserv_id}'s results for {domain} conflict ({method} "
-                            f"{' and '.join(sorted(verdicts))}): refused")
-    raise NotAuthorised(f"{authserv_id} did not pass DMARC or DKIM for {domain}")
-
-
-def dkim_verdict(header: AuthResults, domain: str) -> bool | None:
-    """Whether this field passes DKIM for ``domain``: True when one of its
-    signatures for it (or a parent domain) passes, False when it has some for
-    it and none passes, None when it says nothing of it."""
-    mine = [r for r in header.results if r.method == "dkim" and signs_for(value(r, "header.d"), domain)]
-    if not mine:
-        return None
-    return any(r.result == "pass" for r in mine)
-
-
-def check_mailbox_signature(authserv_id: str, ours: list[AuthResults], sender: str) -> None:
-    address = sender.lower()
-    signed = [r for header in ours for r in header.results
-              if r.method == "dkim" and value(r, "header.i") == address]
-    if signed and all(r.result == "pass" for r in signed):
-        return
-    if signed:
-        raise NotAuthorised(f"{authserv_id}'s DKIM results for {address} conflict: refused")
-    raise NotAuthorised(f"{authserv_id} did not pass a DKIM signature for the mailbox {address} (header.i)")
-
-
-def signs_for(signer: str | None, domain: str) -> bool:
-    return bool(signer) and (domain == signer or domain.endswith("." + signer))
+def is_about(result: Result, domain: str) -> bool:
+    """A DMARC result for ``domain``, or a DKIM result signed by it (or a parent)."""
+    if result.method == "dmarc":
+        return value(result, "header.from") == domain
+    if result.method == "dkim":
+        signer = value(result, "header.d") or (value(result, "header.i") or "").rpartition("@")[2]
+        return bool(signer) and (domain == signer or domain.endswith("." + signer))
+    return False
 
 
 def value(result: Result, name: str) -> str | None:
@@ -176,6 +158,8 @@ def our_results(authserv_id: str, fields: Sequence[tuple[int, str]]) -> list[Aut
         if found and (not ours or position != last + 1):
             break
         if ours:
+            if not parsed.complete:  # what its cut end said is unknown: a fail may stand there
+                raise NotAuthorised(f"an Authentication-Results field of {authserv_id} is too long to read")
             found.append(parsed)
             last = position
     return found

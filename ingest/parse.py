@@ -28,7 +28,8 @@ from leadtap.core.model import Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
-from leadtap.ingest.mime import Tree, own_text, parse_tree, repaired_text, repeated_fields, unreadable_as_sent
+from leadtap.ingest.mime import (Tree, body_bytes, own_text, parse_tree, repaired_text, repeated_fields,
+                                 unreadable_as_sent)
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.
@@ -47,6 +48,8 @@ CLASSIFY_HEADERS = (
     "x-auto-response-suppress",
 )
 MAX_AUTH_RESULTS = 20
+RUN_OF_SPACES_RE = re.compile(rb"[ \t]+")
+LINE_END_RE = re.compile(rb"\r?\n")
 T = TypeVar("T")
 
 
@@ -94,6 +97,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline)),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
         repeated=repeated_fields(raw),
+        body_digest=body_digest(raw),
         warnings=tuple(dict.fromkeys(warnings)),
     )
 
@@ -143,7 +147,18 @@ def authentication_results(mime: Message) -> tuple[tuple[int, str], ...]:
     between two of them ends a run: ``core.reply_rules``); the first twenty."""
     found = ((position, value) for position, (name, value) in enumerate(mime.items())
              if name.strip().lower() == "authentication-results")
-    return tuple((position, " ".join(str(value).split())[:8000]) for position, value in found)[:MAX_AUTH_RESULTS]
+    return tuple((position, " ".join(str(value).split())) for position, value in found)[:MAX_AUTH_RESULTS]
+
+
+def body_digest(raw: bytes) -> str:
+    """The raw body as DKIM's relaxed canonicalisation reads it (RFC 6376
+    §3.4.4: runs of spaces one space, none at a line's end, no empty lines
+    at the end), hashed: what a signature vouches for, whatever the headers
+    it leaves unsigned (a charset, a transfer encoding) say of it."""
+    lines = [RUN_OF_SPACES_RE.sub(b" ", line).rstrip(b" ") for line in LINE_END_RE.split(body_bytes(raw))]
+    while lines and not lines[-1]:
+        lines.pop()
+    return hashlib.sha256(b"\r\n".join(lines)).hexdigest()
 
 
 def classify_headers(mime: Message) -> dict[str, str]:

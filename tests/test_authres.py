@@ -29,6 +29,13 @@ def test_no_result_and_unreadable_results_are_left_out():
     assert parse("") is None and parse("(only a comment)") is None and parse("; dmarc=pass") is None
 
 
+def test_a_key_that_is_not_ptype_property_is_passed_over_and_a_long_field_read_in_part():
+    assert parse("mx; dmarc=pass action=none header.from=example.com").results == (
+        Result("dmarc", "pass", {"header.from": "example.com"}),)
+    long = parse("mx; dkim=pass header.d=example.com; " + "spf=pass smtp.helo=x; " * 500)
+    assert not long.complete and long.results[0] == Result("dkim", "pass", {"header.d": "example.com"})
+
+
 def test_a_property_named_twice_differently_is_not_read():
     assert parse("mx; dmarc=pass header.from=evil.test header.from=example.com").results == ()
     assert parse("mx; dmarc=pass header.from=example.com header.from=example.com").results == (

@@ -204,7 +204,7 @@ RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} heade
 
 @pytest.mark.parametrize("headers, passes", [
     ([RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], True),
-    ([RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], True),
+    ([RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], False),  # a conflict
     ([RESULTS.format(dkim="pass", d="example.com", dmarc="fail", f="example.com")], False),  # DMARC decides
     ([RESULTS.format(dkim="pass", d="evil.test", dmarc="fail", f="example.com")], False),  # signed by another domain
     ([RESULTS.format(dkim="fail", d="example.com", dmarc="fail", f="example.com")], False),
@@ -213,7 +213,12 @@ RESULTS = "mx.example.com; spf=pass smtp.mailfrom=example.com; dkim={dkim} heade
       "mx.upstream.test; dkim=pass header.d=example.com",
       RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], False),  # a forged one below
     (["mx.example.com; spf=pass smtp.mailfrom=example.com",
-      RESULTS.format(dkim="fail", d="example.com", dmarc="pass", f="example.com")], True),  # one header per milter
+      RESULTS.format(dkim="pass", d="example.com", dmarc="pass", f="example.com")], True),  # one header per milter
+    (["mx.example.com; dkim=pass header.d=example.com; dmarc=none header.from=example.com"], True),  # no policy
+    (["mx.example.com; dkim=pass header.i=@example.com header.s=g; spf=pass smtp.mailfrom=ana@example.com"], True),
+    (["mx.example.com; dmarc=pass action=none header.from=example.com"], True),  # Exchange's extra key
+    (["mx.example.com; dkim=pass header.d=example.com; dkim=neutral header.d=example.com"], False),
+    (["mx.example.com; dkim=pass header.d=example.com; dmarc=temperror header.from=example.com"], False),
     (["mx.example.com; spf=pass smtp.mailfrom=dmarc=pass@evil.test; dmarc=fail header.from=example.com"], False),
     (["mx.example.com; dkim=fail (dkim=pass header.d=example.com) header.d=example.com"], False),  # a comment
     (["mx.example.com; dmarc=pass"], False),  # for which domain?
@@ -240,6 +245,27 @@ def test_a_senders_own_results_below_the_servers_received_are_not_read():
     with pytest.raises(NotAuthorised, match="did not pass"):
         check_authentication("mx.example.com", [ours, forged], ANA)
     check_authentication("mx.example.com", [(3, forged[1])], ANA)  # the topmost ours, after other fields: read
+
+
+def test_a_forged_pass_right_below_the_servers_own_fail_refuses():
+    """OpenDKIM and OpenDMARC write their field right below Postfix's
+    Received, so the sender's first field follows it in the run: any result
+    for the domain that is not a pass, of whatever method, refuses."""
+    for ours, forged in [("mx.example.com; dkim=fail (bad signature) header.d=example.com",
+                          "mx.example.com; dmarc=pass header.from=example.com"),
+                         ("mx.example.com; dmarc=fail header.from=example.com",
+                          "mx.example.com; dkim=pass header.d=example.com header.i=ana@example.com")]:
+        for identity in ("domain", "mailbox"):
+            with pytest.raises(NotAuthorised, match="conflict"):
+                check_authentication("mx.example.com", [(0, ours), (1, forged)], ANA, identity)
+
+
+def test_a_field_too_long_to_read_whole_refuses():
+    """Its cut end may hold the fail: forged signatures before it push it out."""
+    padding = "; ".join(f"dkim=pass header.d=x{i}.test" for i in range(400))
+    header = f"mx.example.com; {padding}; dmarc=pass header.from=example.com; dmarc=fail header.from=example.com"
+    with pytest.raises(NotAuthorised, match="too long to read"):
+        check_authentication("mx.example.com", [(0, header)], ANA)
 
 
 def test_conflicting_verdicts_in_the_run_refuse_the_reply():
@@ -274,6 +300,7 @@ def test_quoted_pairs_in_comments_and_quoted_strings_do_not_end_them(header):
     ("mx.example.com; dkim=pass header.i=ben@example.com header.d=example.com", False),  # a colleague's
     ("mx.example.com; dmarc=pass header.from=example.com", False),  # DMARC vouches for the domain only
     ("mx.example.com; dkim=pass header.i=ana@example.com; dkim=fail header.i=ana@example.com", False),
+    ("mx.example.com; dmarc=fail header.from=example.com; dkim=pass header.i=ana@example.com", False),
 ])
 def test_require_dkim_identity_mailbox_wants_a_signature_for_the_address_itself(header, passes):
     if passes:
