@@ -70,9 +70,14 @@ def comments():
     ``\\;``...) and nested comments — holding whatever a sender can put in a
     HELO or an envelope address."""
     leaf = st.one_of(CTEXT, PRINTABLE.map(lambda c: "\\" + c), st.just(" "), st.sampled_from(";=\"."))
-    return st.recursive(st.lists(leaf, max_size=12).map(lambda parts: "(" + "".join(parts) + ")"),
-                        lambda inner: st.lists(st.one_of(leaf, inner), max_size=6)
-                        .map(lambda parts: "(" + "".join(parts) + ")"), max_leaves=8)
+
+    def wrap(parts: list[str]) -> str:
+        return "(" + "".join(parts) + ")"
+
+    def nest(comment: st.SearchStrategy) -> st.SearchStrategy:
+        return st.lists(st.one_of(leaf, comment), max_size=6).map(wrap)
+
+    return st.recursive(st.lists(leaf, max_size=12).map(wrap), nest, max_leaves=8)
 
 
 CFWS = st.one_of(st.just(" "), comments().map(lambda c: f" {c} "))

@@ -11,10 +11,10 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from leadtap.bootstrap import build_app
-from leadtap.core.db import CommandReply, Lead
+from leadtap.core.db import CommandReply, DigestToken, Lead
 from leadtap.logs import configure_logging
 from tests.helpers import enquiry, plain_message
 from tests.smtp import SmtpServer
@@ -302,6 +302,13 @@ def test_a_digest_reply_names_each_lead(env, mailbox, smtp, tmp_path):
     assert "/status 2 Contacted\n    refused: lead 2 was not in the digest this answers" in body
     assert "ben@example.com" not in body  # nothing of a lead the sender may not see
     assert "/status Contacted\n    refused: in a digest, name the lead first" in body
+
+    env.execute(delete(DigestToken))  # a digest sent before leadtap recorded its leads (or long ago)
+    mailbox.append(reply(digest, "/status 1 Attempting"))
+    env.cli("poll")
+    assert env.ledger()[-1].reason == ("reply refused: the digest it answers is not on record "
+                                       "(older than digest_token_max_age?)")
+    assert lead(env, 1).status == "Contacted"
 
 
 def test_check_reads_the_secret_renders_the_confirmation_and_warns_of_an_unwatched_address(replying, tmp_path):
