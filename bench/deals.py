@@ -1,6 +1,6 @@
 """Deal staleness benchmark: 100,000 open deals (and as many leads), of
 which about 1 % are within a staleness limit's warning; then the reminder
-sweep's select of the stale candidates (``core.deal_changes.stale_candidates``:
+sweep's select of the stale candidates (``core.use_cases.deal_changes.stale_candidates``:
 one indexed query over the open deals) and, for the record, the `--stale`
 listing that decides each one.
 
@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, select, text  # noqa: E402
 
 from leadtap.bootstrap import build_app  # noqa: E402
-from leadtap.core.db import Lead, Opportunity, Owner  # noqa: E402
-from leadtap.core.engine import upgrade_schema  # noqa: E402
-from leadtap.core.deal_changes import stale_candidates  # noqa: E402
-from leadtap.core.deal_views import list_deals  # noqa: E402
+from leadtap.core.store.db import Lead, Opportunity, Owner  # noqa: E402
+from leadtap.core.store.engine import upgrade_schema  # noqa: E402
+from leadtap.core.use_cases.deal_changes import stale_candidates  # noqa: E402
+from leadtap.core.use_cases.deal_views import list_deals  # noqa: E402
 
 CONFIG = """
 [database]

@@ -193,7 +193,7 @@ def run_workers(args) -> None:
     """1, 2, … `leadtap run` workers over the same mailboxes, each count on a fresh schema."""
     from sqlalchemy import create_engine, func, select, text
 
-    from leadtap.core.db import LedgerEntry
+    from leadtap.core.store.db import LedgerEntry
 
     per_box = args.n // args.mailboxes
     admin = create_engine(args.database, isolation_level="AUTOCOMMIT")

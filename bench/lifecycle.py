@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select  # noqa: E402
 
-from leadtap.core import changes  # noqa: E402
-from leadtap.core.config import ReminderRule  # noqa: E402
-from leadtap.core.db import Activity, Lead, Owner, Task  # noqa: E402
-from leadtap.core.engine import upgrade_schema  # noqa: E402
-from leadtap.core.reminders import find_due, taken_keys  # noqa: E402
-from leadtap.core.lifecycle import actor_for  # noqa: E402
+from leadtap.core.use_cases import changes  # noqa: E402
+from leadtap.core.config.load import ReminderRule  # noqa: E402
+from leadtap.core.store.db import Activity, Lead, Owner, Task  # noqa: E402
+from leadtap.core.store.engine import upgrade_schema  # noqa: E402
+from leadtap.core.store.reminders import find_due, taken_keys  # noqa: E402
+from leadtap.core.rules.lifecycle import actor_for  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 
 CONFIG = """

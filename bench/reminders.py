@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leadtap.core.engine import Database, upgrade_schema  # noqa: E402
-from leadtap.core.reminders import find_due, taken_keys  # noqa: E402
+from leadtap.core.store.engine import Database, upgrade_schema  # noqa: E402
+from leadtap.core.store.reminders import find_due, taken_keys  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import free_port  # noqa: E402
 from leadtap.logs import configure_logging  # noqa: E402

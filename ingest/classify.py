@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from leadtap.core.model import LEADTAP_HEADER, IncomingMessage
+from leadtap.core.rules.model import LEADTAP_HEADER, IncomingMessage
 
 BULK_PRECEDENCE = {"bulk", "junk", "list"}
 # What out-of-office answers put first in their subject when they set no

@@ -22,9 +22,9 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from leadtap.core.config import TemplateConfig
+from leadtap.core.config.load import TemplateConfig
 from leadtap.core.errors import TemplateError
-from leadtap.core.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from_message
+from leadtap.core.rules.model import IncomingMessage, LeadDraft, draft_from_fields, draft_from_message
 
 FILTERS = ("optional", "multiline")
 PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}")

@@ -24,7 +24,7 @@ from typing import Callable
 
 import structlog
 
-from leadtap.core.config import MailboxConfig
+from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ConfigError, ImapError
 from leadtap.ingest.imap import ImapMailbox, translated_errors
 

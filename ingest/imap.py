@@ -15,7 +15,7 @@ from typing import Iterator
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from leadtap.core.config import MailboxConfig
+from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ImapError, ImapLoginError
 
 SEEN = b"\\Seen"

@@ -22,9 +22,9 @@ from typing import Callable, TypeVar
 
 import mailparser
 
-from leadtap.core import tokens
+from leadtap.core.rules import tokens
 from leadtap.core.errors import MessageError
-from leadtap.core.model import Address, IncomingMessage
+from leadtap.core.rules.model import Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
@@ -144,7 +144,7 @@ def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str | 
 def authentication_results(mime: Message) -> tuple[tuple[int, str], ...]:
     """The ``Authentication-Results`` fields, topmost (the last server's)
     first, each with its position among all the header's fields (what lies
-    between two of them ends a run: ``core.reply_rules``); the first twenty."""
+    between two of them ends a run: ``core.rules.reply_rules``); the first twenty."""
     found = ((position, value) for position, (name, value) in enumerate(mime.items())
              if name.strip().lower() == "authentication-results")
     return tuple((position, " ".join(str(value).split())) for position, value in found)[:MAX_AUTH_RESULTS]

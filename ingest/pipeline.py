@@ -8,7 +8,7 @@ Per batch of UIDs:
 3. fetch the rest with ``BODY.PEEK[]`` in one round trip;
 4. parse → classify → extract, outside any transaction;
 5. one transaction: lock the rotation, decide every message in memory and
-   write the batch in a few statements (``core.batch``); if that fails, the
+   write the batch in a few statements (``core.use_cases.batch``); if that fails, the
    batch is written again one message at a time, each in a savepoint, so the
    message at fault is rolled back alone and recorded as failed;
 6. commit, then flag ``\\Seen`` what was settled — including messages the
@@ -33,16 +33,16 @@ from typing import Callable, Iterable, Iterator
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from leadtap.core.config import Config, MailboxConfig
-from leadtap.core.engine import Database, describe_db_error, utcnow
+from leadtap.core.config.load import Config, MailboxConfig
+from leadtap.core.store.engine import Database, describe_db_error, utcnow
 from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError
-from leadtap.core.model import Outcome
-from leadtap.core.batch import LeadBatch
-from leadtap.core.changes import LeadRules, record_mail
-from leadtap.core.lifecycle import StatusChanged
-from leadtap.core.reply_changes import ReplySettings, is_reply
-from leadtap.core.reply_changes import handle as handle_reply
-from leadtap.core.services import (
+from leadtap.core.rules.model import Outcome
+from leadtap.core.use_cases.batch import LeadBatch
+from leadtap.core.use_cases.changes import LeadRules, record_mail
+from leadtap.core.rules.lifecycle import StatusChanged
+from leadtap.core.use_cases.reply_changes import ReplySettings, is_reply
+from leadtap.core.use_cases.reply_changes import handle as handle_reply
+from leadtap.core.store.services import (
     LeadSettings,
     MessageRef,
     Result,
@@ -327,7 +327,7 @@ class MailboxIngest:
         return {d.ref.uid: d.result() for d in decided}
 
     def run_reply(self, session, reply, now) -> None:
-        """An owner's reply to a leadtap email: its commands run (``core.reply_changes``)."""
+        """An owner's reply to a leadtap email: its commands run (``core.use_cases.reply_changes``)."""
         handled = handle_reply(session, self.rules, self.replies, reply.message, self.box.name, now)
         reply.reason, reply.lead = handled.reason, handled.lead_id
         log = self.log.warning if handled.refused else self.log.info

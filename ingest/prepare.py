@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from leadtap.core.errors import MessageError
-from leadtap.core.model import IncomingMessage, LeadDraft
+from leadtap.core.rules.model import IncomingMessage, LeadDraft
 from leadtap.ingest.classify import not_a_lead
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.extract import BoundTemplate, extract_lead

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from leadtap.core.model import Outcome
+from leadtap.core.rules.model import Outcome
 
 
 @dataclass

@@ -12,13 +12,13 @@ from typing import Callable, Iterable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 
-from leadtap.core.config import Config, MailboxConfig, load_config
-from leadtap.core.changes import LeadRules
-from leadtap.core.engine import Database, utcnow
+from leadtap.core.config.load import Config, MailboxConfig, load_config
+from leadtap.core.use_cases.changes import LeadRules
+from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import ConfigError, TemplateError
-from leadtap.core.reply_changes import ReplySettings
-from leadtap.core.reply_rules import ReplyPolicy
-from leadtap.core.services import sync_owners
+from leadtap.core.use_cases.reply_changes import ReplySettings
+from leadtap.core.rules.reply_rules import ReplyPolicy
+from leadtap.core.store.services import sync_owners
 from leadtap.ingest.extract import BoundTemplate, compile_template
 from leadtap.ingest.idle import MailboxWatcher
 from leadtap.ingest.imap import ImapMailbox

@@ -33,10 +33,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 
-from leadtap.core.db import Lead
-from leadtap.core.model import Outcome
+from leadtap.core.store.db import Lead
+from leadtap.core.rules.model import Outcome
 from leadtap.core.errors import ConfigError, LeadtapError, SchemaError
-from leadtap.core.services import trouble_counts
+from leadtap.core.store.services import trouble_counts
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
 from leadtap.scheduler.notify import Notifier

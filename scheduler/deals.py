@@ -1,9 +1,9 @@
 """The staleness policy's part of the reminder sweep: warn the owners of
-deals near a limit, close lost those past it (``core.deals``).
+deals near a limit, close lost those past it (``core.rules.deals``).
 
 The candidates come from one indexed select; each deal is then read again
 and changed in its own transaction under its lead's lock
-(``core.deal_changes.stale_step``), so two sweeps at once never warn or close
+(``core.use_cases.deal_changes.stale_step``), so two sweeps at once never warn or close
 a deal twice, and one deal's failure never stops the others. The emails are
 owed in that transaction and sent by the outbox after it commits.
 """
@@ -17,11 +17,11 @@ from typing import Callable
 import structlog
 from sqlalchemy.exc import DBAPIError
 
-from leadtap.core import deals
-from leadtap.core.changes import LeadRules
-from leadtap.core.engine import Database, describe_db_error
-from leadtap.core.deal_changes import stale_candidates, stale_step
-from leadtap.core.lifecycle import Refused
+from leadtap.core.rules import deals
+from leadtap.core.use_cases.changes import LeadRules
+from leadtap.core.store.engine import Database, describe_db_error
+from leadtap.core.use_cases.deal_changes import stale_candidates, stale_step
+from leadtap.core.rules.lifecycle import Refused
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The worker's side of the mailbox leases (``core.leases``): before a pass,
+"""The worker's side of the mailbox leases (``core.store.leases``): before a pass,
 hold the mailbox's lease or skip the pass; during a long pass, renew it;
 after it, give it back when this worker holds more than its share; on the
 way out, give every lease back."""
@@ -13,9 +13,9 @@ from typing import Callable
 
 import structlog
 
-from leadtap.core import leases
-from leadtap.core.config import Config
-from leadtap.core.engine import Database
+from leadtap.core.store import leases
+from leadtap.core.config.load import Config
+from leadtap.core.store.engine import Database
 
 
 def worker_name() -> str:

@@ -10,7 +10,7 @@ import socket
 import ssl
 from email.message import Message
 
-from leadtap.core.config import SmtpConfig
+from leadtap.core.config.load import SmtpConfig
 from leadtap.core.errors import ConfigError, MailSendError
 
 

@@ -1,4 +1,4 @@
-"""Sending the emails owed to owners (``core.notifications``): claim each,
+"""Sending the emails owed to owners (``core.store.notifications``): claim each,
 read it again just before its send, send it, record the answer. Run by
 ``leadtap run`` every ``[notifications].send_every`` and after each poll, and
 by the commands that make a lead someone's, after their transaction commits.
@@ -28,10 +28,10 @@ from typing import Callable
 
 import structlog
 
-from leadtap.core.config import Config
-from leadtap.core.engine import Database, utcnow
+from leadtap.core.config.load import Config
+from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import MailSendError
-from leadtap.core.notifications import (
+from leadtap.core.store.notifications import (
     CLAIM_LEASE,
     CONFIRMATION,
     DEAL_CLOSED,
@@ -47,9 +47,9 @@ from leadtap.core.notifications import (
     release,
     retry_later,
 )
-from leadtap.core.deal_changes import warning_moot
-from leadtap.core.deal_views import deal_row, onboarding_view
-from leadtap.core.views import lead_dict, open_task_list, reply_view
+from leadtap.core.use_cases.deal_changes import warning_moot
+from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
+from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.reminders import MailerFactory
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose

@@ -12,7 +12,7 @@
 
 Delivery is at-least-once: a crash after a send and before step 4's commit
 leaves the claim unconfirmed, and it is sent again once its lease has run out
-(``core.reminders.CLAIM_LEASE``).
+(``core.store.reminders.CLAIM_LEASE``).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
-from leadtap.core import changes, tokens
-from leadtap.core.changes import LeadRules
-from leadtap.core.config import Config
-from leadtap.core.db import DigestToken, Owner
-from leadtap.core.engine import Database, describe_db_error, utcnow
-from leadtap.core.lifecycle import OwnerChanged, Refused
+from leadtap.core.use_cases import changes
+from leadtap.core.rules import tokens
+from leadtap.core.use_cases.changes import LeadRules
+from leadtap.core.config.load import Config
+from leadtap.core.store.db import DigestToken, Owner
+from leadtap.core.store.engine import Database, describe_db_error, utcnow
+from leadtap.core.rules.lifecycle import OwnerChanged, Refused
 from leadtap.core.errors import MailSendError
-from leadtap.core.reminders import (
+from leadtap.core.store.reminders import (
     CLAIM_LEASE,
     ClaimKey,
     Due,
@@ -46,7 +47,7 @@ from leadtap.core.reminders import (
     release,
     taken_keys,
 )
-from leadtap.core.views import lead_dict, open_task_list
+from leadtap.core.use_cases.views import lead_dict, open_task_list
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose, describe_duration

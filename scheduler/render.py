@@ -17,8 +17,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateErro
 from jinja2.sandbox import SandboxedEnvironment
 
 from leadtap import TEMPLATES
-from leadtap.core import tokens
-from leadtap.core.model import LEADTAP_HEADER
+from leadtap.core.rules import tokens
+from leadtap.core.rules.model import LEADTAP_HEADER
 
 SHIPPED = TEMPLATES
 SAMPLE_LEAD = {

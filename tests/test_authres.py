@@ -1,4 +1,4 @@
-"""Authentication-Results read as RFC 8601 writes it (``core.authres``): the
+"""Authentication-Results read as RFC 8601 writes it (``core.rules.authres``): the
 grammar's cases, comments and quoted strings with RFC 5322 quoted-pairs, and
 fuzzed against ``authres`` (the reference parser, a test-only dependency)."""
 
@@ -8,7 +8,7 @@ import authres as reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadtap.core.authres import AuthResults, Result, parse
+from leadtap.core.rules.authres import AuthResults, Result, parse
 
 
 def test_it_reads_the_authserv_id_the_results_and_their_properties():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leadtap.core.config import DEFAULT_CLOSED, DEFAULT_SOURCES, DEFAULT_STATUSES, Config, Secret, load_config
+from leadtap.core.config.load import DEFAULT_CLOSED, DEFAULT_SOURCES, DEFAULT_STATUSES, Config, Secret, load_config
 from leadtap.core.errors import ConfigError
 from leadtap import bootstrap
 from leadtap.cli import main

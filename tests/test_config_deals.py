@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from leadtap.core.deals import Onboarding, Staleness
-from leadtap.core.lifecycle import TaskTemplate
+from leadtap.core.rules.deals import Onboarding, Staleness
+from leadtap.core.rules.lifecycle import TaskTemplate
 from tests.test_config import SMTP, assert_names, config, load, owner, refused
 
 DAY = timedelta(days=1)

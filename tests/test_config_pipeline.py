@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from leadtap.core.lifecycle import FollowUp, StatusOptions, TaskTemplate
+from leadtap.core.rules.lifecycle import FollowUp, StatusOptions, TaskTemplate
 from tests.test_config import assert_names, config, load, refused
 
 PIPELINE = '''

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from leadtap.core.engine import Database
+from leadtap.core.store.engine import Database
 from tests.helpers import ROOT, enquiry, write_config
 from tests.smtp import SmtpServer
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from leadtap.core.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Owner, Task
-from leadtap.core.engine import utcnow
+from leadtap.core.store.db import Activity, Lead, Notification, OnboardingRecord, Opportunity, Owner, Task
+from leadtap.core.store.engine import utcnow
 from tests.test_reminders import DAY, Remind, remind, smtp  # noqa: F401  (fixtures)
 from tests.test_config_deals import OPPORTUNITIES
 from tests.test_reminder_ladder import rows
@@ -276,7 +276,7 @@ def test_two_sweeps_at_once_warn_and_close_each_deal_exactly_once(remind, smtp):
 
 
 def test_a_warned_deal_is_not_read_again_until_it_is_due_or_something_happens(remind, smtp):
-    from leadtap.core.deal_changes import stale_candidates
+    from leadtap.core.use_cases.deal_changes import stale_candidates
 
     remind.configure(DEALS)
     start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The deal pipeline's rules (core.deals): pure, no server, no clock."""
+"""The deal pipeline's rules (core.rules.deals): pure, no server, no clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from leadtap.core.deals import (
+from leadtap.core.rules.deals import (
     ClosedStale,
     Deal,
     DealFieldsSet,
@@ -21,7 +21,7 @@ from leadtap.core.deals import (
     move,
     stale_step,
 )
-from leadtap.core.lifecycle import AUTOMATED, Actor, Refused, StageChanged
+from leadtap.core.rules.lifecycle import AUTOMATED, Actor, Refused, StageChanged
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -8,9 +8,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from leadtap.core.config import TemplateConfig
+from leadtap.core.config.load import TemplateConfig
 from leadtap.core.errors import TemplateError
-from leadtap.core.model import Address, IncomingMessage
+from leadtap.core.rules.model import Address, IncomingMessage
 from leadtap.ingest.extract import BoundTemplate, compile_template, extract_lead
 from leadtap.ingest.parse import parse_message
 from tests.helpers import CONTACT_FORM, FIXTURES, dedent

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from leadtap.core.db import Lead
+from leadtap.core.store.db import Lead
 from leadtap.ingest.idle import backoff, is_new_mail
 from tests.helpers import enquiry, write_config
 from tests.proxy import Proxy

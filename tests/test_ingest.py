@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from leadtap.core.db import Lead, LedgerEntry
-from leadtap.core.views import list_leads
+from leadtap.core.store.db import Lead, LedgerEntry
+from leadtap.core.use_cases.views import list_leads
 from leadtap.ingest.pipeline import MailboxIngest
 from leadtap.bootstrap import build_app
 from leadtap.cli import main
@@ -539,7 +539,7 @@ roles = ["sales"]
 
 
 def test_a_message_that_breaks_the_batch_write_is_set_aside_alone(env, mailbox, monkeypatch):
-    from leadtap.core.batch import LeadBatch
+    from leadtap.core.use_cases.batch import LeadBatch
 
     original = LeadBatch.create
 
@@ -670,7 +670,7 @@ def test_hostile_messages_fail_or_pass_alone_and_never_block_the_mailbox(env, ma
 
 
 def test_text_is_made_storable_before_it_is_written():
-    from leadtap.core.services import clip, clip_all
+    from leadtap.core.store.services import clip, clip_all
 
     assert clip("Hi\x00 there") == "Hi there"  # PostgreSQL refuses NUL in text
     assert clip("a\ud800b") == "a?b"  # a lone surrogate encodes nowhere
@@ -789,7 +789,7 @@ def test_a_poll_on_a_terminal_shows_its_progress(env, mailbox, monkeypatch):
 
 
 def mailbox_state(env: Env):
-    from leadtap.core.db import MailboxState
+    from leadtap.core.store.db import MailboxState
 
     app = build_app(str(env.path))
     try:

@@ -1,12 +1,12 @@
-"""The per-message decision (``core.intake``), rule by rule: no server, no
+"""The per-message decision (``core.rules.intake``), rule by rule: no server, no
 clock — what is known is a small in-memory fake."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from leadtap.core.intake import Attach, Create, Duplicate, Outreach, decide
-from leadtap.core.model import Address, Candidate, IncomingMessage, LeadDraft
+from leadtap.core.rules.intake import Attach, Create, Duplicate, Outreach, decide
+from leadtap.core.rules.model import Address, Candidate, IncomingMessage, LeadDraft
 
 ANA, BEN, CY = 1, 2, 3
 

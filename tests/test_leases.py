@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from leadtap.core import leases
-from leadtap.core.db import Lead, LedgerEntry, Owner, Reminder
-from leadtap.core.engine import Database, upgrade_schema
+from leadtap.core.store import leases
+from leadtap.core.store.db import Lead, LedgerEntry, Owner, Reminder
+from leadtap.core.store.engine import Database, upgrade_schema
 from tests.helpers import ROOT, Mailbox, enquiry, write_config
 from tests.smtp import SmtpServer
 from tests.test_daemon import REMINDERS
@@ -192,7 +192,7 @@ def test_a_lease_another_worker_took_is_not_renewed(db):
 
 
 def test_a_dead_worker_stops_counting_before_any_of_its_leases_runs_out(tmp_path):
-    from leadtap.core.config import load_config
+    from leadtap.core.config.load import load_config
     from leadtap.scheduler.leases import MailboxLeases
 
     path = tmp_path / "leadtap.toml"

@@ -1,4 +1,4 @@
-"""The lead lifecycle's rules (core.lifecycle), one by one: pure code, no
+"""The lead lifecycle's rules (core.rules.lifecycle), one by one: pure code, no
 server, no clock."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from leadtap.core.lifecycle import (
+from leadtap.core.rules.lifecycle import (
     AUTOMATED,
     Actor,
     FieldsSet,

@@ -1,5 +1,5 @@
 """People change leads from the command line (leads set|assign|note|snooze,
-tasks list|done), on SQLite and PostgreSQL: the rules of core.lifecycle
+tasks list|done), on SQLite and PostgreSQL: the rules of core.rules.lifecycle
 refuse with their words and change nothing; an accepted change is the
 lead's new state, its history and its tasks."""
 

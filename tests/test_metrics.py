@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from leadtap.core.config import load_config
+from leadtap.core.config.load import load_config
 from leadtap.core.errors import ConfigError
 from leadtap.dovecot import free_port
 from tests.helpers import enquiry, write_config

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import text
 
-from leadtap.core.engine import MIGRATIONS, make_engine, upgrade_schema
+from leadtap.core.store.engine import MIGRATIONS, make_engine, upgrade_schema
 
 
 def upgrade_to(engine, revision: str) -> None:
@@ -70,7 +70,7 @@ def test_the_migrations_build_exactly_the_models_schema(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from leadtap.core.db import Base
+    from leadtap.core.store.db import Base
 
     engine = make_engine(database_url)
     try:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from leadtap.core.db import Notification
+from leadtap.core.store.db import Notification
 from leadtap.bootstrap import build_app
 from tests.helpers import enquiry, run_leadtap, write_config
 from tests.smtp import SmtpServer

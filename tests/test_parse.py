@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from leadtap.core.errors import MessageError
-from leadtap.core.model import LEADTAP_HEADER, Address
+from leadtap.core.rules.model import LEADTAP_HEADER, Address
 from leadtap.ingest.classify import not_a_lead
 from leadtap.ingest.extract import extract_lead
 from leadtap.ingest.parse import parse_message

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from leadtap.core import changes
-from leadtap.core.db import Activity, Lead, Notification, Owner, Reminder, Rotation, Task
-from leadtap.core.lifecycle import OwnerChanged
+from leadtap.core.use_cases import changes
+from leadtap.core.store.db import Activity, Lead, Notification, Owner, Reminder, Rotation, Task
+from leadtap.core.rules.lifecycle import OwnerChanged
 from tests.test_reminders import DAY, NOW, Remind, remind, smtp  # noqa: F401  (the fixtures)
 
 TASK_RULE = """

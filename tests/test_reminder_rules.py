@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadtap.core.config import ReminderRule, parse_business_hours
-from leadtap.core.reminders import due_number
+from leadtap.core.config.load import ReminderRule, parse_business_hours
+from leadtap.core.store.reminders import due_number
 from leadtap.scheduler.render import describe_duration, one_line
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -82,7 +82,7 @@ def test_a_header_value_never_carries_a_line_break():
 
 # --- the [smtp] and [reminders] tables ------------------------------------------
 
-from leadtap.core.config import load_config  # noqa: E402
+from leadtap.core.config.load import load_config  # noqa: E402
 from leadtap.core.errors import ConfigError  # noqa: E402
 
 BASE = """
@@ -186,8 +186,8 @@ def test_plain_smtp_to_a_remote_host_is_refused(tmp_path):
 
 
 def test_a_stay_starts_at_the_later_of_the_status_change_and_the_assignment():
-    from leadtap.core.db import Lead
-    from leadtap.core.reminders import stay_start
+    from leadtap.core.store.db import Lead
+    from leadtap.core.store.reminders import stay_start
 
     changed, assigned = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 5, tzinfo=timezone.utc)
     assert stay_start(Lead(status_changed_at=changed, assigned_at=None)) == changed

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from leadtap.core.db import Lead, Owner, Reminder
+from leadtap.core.store.db import Lead, Owner, Reminder
 from leadtap.bootstrap import build_app
 from leadtap.cli import main
 from tests.smtp import SilentServer, SmtpServer
@@ -384,7 +384,7 @@ def test_no_character_in_a_lead_name_breaks_the_header_block_or_the_sweep(remind
 
 
 def test_a_claim_taken_over_is_neither_confirmed_nor_released_by_its_first_holder(remind, smtp):
-    from leadtap.core.reminders import claim, find_due, mark_sent, release
+    from leadtap.core.store.reminders import claim, find_due, mark_sent, release
 
     remind.configure(RULE)
     remind.add_lead("Jo Smith", "ana@example.com")

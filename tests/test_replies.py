@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from leadtap.bootstrap import build_app
-from leadtap.core.db import CommandReply, DigestToken, Lead
+from leadtap.core.store.db import CommandReply, DigestToken, Lead
 from leadtap.logs import configure_logging
 from tests.helpers import enquiry, plain_message
 from tests.smtp import SmtpServer

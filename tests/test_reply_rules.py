@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from leadtap.core import tokens
-from leadtap.core.commands import MAX_NOTE, Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
-from leadtap.core.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, check_authentication, may_act
-from leadtap.core.tokens import DIGEST, LEAD, InvalidToken
+from leadtap.core.rules import tokens
+from leadtap.core.rules.commands import MAX_NOTE, Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
+from leadtap.core.rules.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, check_authentication, may_act
+from leadtap.core.rules.tokens import DIGEST, LEAD, InvalidToken
 
 SECRET = b"k" * 32
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)

@@ -44,8 +44,8 @@ def test_the_wheel_holds_one_top_level_name_and_the_shipped_files(installed):
     assert {name.split("/")[0] for name in names} == {"leadtap", wheel.name.split("-py3")[0] + ".dist-info"}
     for shipped in ("leadtap/templates/stale_lead.txt.j2", "leadtap/templates/new_lead.subject.j2",
                     "leadtap/templates/task_overdue.html.j2", "leadtap/demo_mail/01-contact-form.eml",
-                    "leadtap/example/leadtap.example.toml", "leadtap/core/migrations/versions/0005_notifications.py",
-                    "leadtap/core/migrations/script.py.mako"):
+                    "leadtap/example/leadtap.example.toml", "leadtap/core/store/migrations/versions/0005_notifications.py",
+                    "leadtap/core/store/migrations/script.py.mako"):
         assert shipped in names
 
 
@@ -74,6 +74,6 @@ def test_the_installed_commands_run_from_another_directory(installed, tmp_path, 
         assert reminder["Subject"].startswith('Lead #1 Jo Smith has been "New"')
         assert example.startswith("# An example leadtap configuration")
     where = run(installed / "venv" / "bin" / "python", "-c",
-                "import leadtap.core.db, leadtap.scheduler.render as r; print(leadtap.core.db.__file__, r.SHIPPED)",
+                "import leadtap.core.store.db, leadtap.scheduler.render as r; print(leadtap.core.store.db.__file__, r.SHIPPED)",
                 cwd=elsewhere).stdout
     assert str(installed / "venv") in where and str(ROOT) not in where

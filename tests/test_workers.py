@@ -10,8 +10,8 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from leadtap.core.db import Lead, LedgerEntry, Owner
-from leadtap.core.engine import Database
+from leadtap.core.store.db import Lead, LedgerEntry, Owner
+from leadtap.core.store.engine import Database
 from tests.helpers import ROOT, Mailbox, enquiry, run_leadtap, write_config
 
 

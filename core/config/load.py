@@ -1,0 +1,321 @@
+"""The configuration: one TOML file, loaded once into frozen, typed objects.
+
+Nothing here reads the environment by itself: ``load_config`` is handed the
+environment mapping, so tests and the composition root decide what it sees.
+Every mistake becomes one ``ConfigError`` naming the file, the key and what is
+expected.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from leadtap.core.config.pipeline import parse_pipeline
+from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the reminder config's home)
+    BusinessHours,
+    NotificationsConfig,
+    ReminderRule,
+    RemindersConfig,
+    parse_business_hours,
+    parse_notifications,
+    parse_reminders,
+)
+from leadtap.core.config.servers import (  # noqa: F401  (re-exported: the server tables' home)
+    EMAIL_RE,
+    MAILBOX_KINDS,
+    SECURITY_MODES,
+    MailboxConfig,
+    MetricsConfig,
+    Secret,
+    SmtpConfig,
+    parse_mailbox,
+    parse_metrics,
+    parse_smtp,
+)
+from leadtap.core.config.commands import CommandsConfig, parse_commands
+from leadtap.core.config.deals import OpportunitiesConfig, parse_opportunities
+from leadtap.core.config.values import Section, check_unique, list_of_str, parse_seconds, parse_size
+from leadtap.core.errors import ConfigError
+from leadtap.core.rules.lifecycle import Pipeline
+
+DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
+DEFAULT_CLOSED = ("Qualified", "Disqualified")
+DEFAULT_SOURCES = ("Email", "Website", "Partner")
+LEAD_FIELDS = ("name", "email", "phone", "company", "message")
+
+
+DEFAULT_DATABASE = "sqlite:///leadtap.db"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = DEFAULT_DATABASE
+
+
+SQLITE_URL_RE = re.compile(r"(sqlite(?:\+\w+)?:///)(.+)")
+
+
+def sqlite_beside(url: str, config_file: Path) -> str:
+    """``sqlite:///leadtap.db`` (three slashes: a relative path; any driver,
+    ``sqlite+pysqlite:///``) is the config file's directory's, not the working
+    directory's; ``sqlite:////abs`` stays."""
+    match = SQLITE_URL_RE.fullmatch(url)
+    if match is None or match.group(2).startswith(("/", ":memory:")):
+        return url
+    return match.group(1) + str(config_file.resolve().parent / match.group(2))
+
+
+@dataclass(frozen=True)
+class LeadsConfig:
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    closed_statuses: tuple[str, ...] = DEFAULT_CLOSED
+    default_status: str = "New"
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    default_source: str = "Email"
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    enabled: bool = True
+    role: str = "sales"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    batch_size: int = 100
+    max_message_size: int = 25 * 1024 * 1024
+    max_attempts: int = 3
+    timeout: float = 30.0
+    parallel_parsing: bool = True
+    message_timeout: float = 10.0  # seconds one message may take to read; past it, it fails alone
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    email: str
+    name: str
+    roles: tuple[str, ...] = ()
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    name: str
+    body: str
+    from_glob: str | None = None
+    subject_glob: str | None = None
+
+    def accepts(self, sender: str, subject: str) -> bool:
+        """True when the optional sender and subject globs both pass."""
+        if self.from_glob and not fnmatch.fnmatchcase(sender.lower(), self.from_glob.lower()):
+            return False
+        if self.subject_glob and not fnmatch.fnmatchcase(subject.lower(), self.subject_glob.lower()):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig = DatabaseConfig()
+    leads: LeadsConfig = LeadsConfig()
+    assignment: AssignmentConfig = AssignmentConfig()
+    opportunities: OpportunitiesConfig = OpportunitiesConfig()
+    ingest: IngestConfig = IngestConfig()
+    owners: tuple[OwnerConfig, ...] = ()
+    mailboxes: tuple[MailboxConfig, ...] = ()
+    templates: tuple[TemplateConfig, ...] = ()
+    smtp: SmtpConfig | None = None
+    reminders: RemindersConfig = RemindersConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    commands: CommandsConfig = CommandsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def sweeps(self) -> bool:
+        """A reminder sweep has work: reminder rules, or a deal staleness policy."""
+        return bool(self.reminders.rules) or self.opportunities.deals.staleness.enabled
+
+    @property
+    def owes_mail(self) -> bool:
+        """Owners may be owed emails (the outbox is sent on a schedule)."""
+        deals = self.opportunities.deals
+        return (self.notifications.enabled or self.commands.enabled
+                or any(r.reassign_after for r in self.reminders.rules)
+                or (self.smtp is not None and (deals.staleness.enabled or deals.onboarding is not None)))
+
+    def mailbox(self, name: str) -> MailboxConfig:
+        for box in self.mailboxes:
+            if box.name == name:
+                return box
+        raise KeyError(name)
+
+    def template(self, name: str) -> TemplateConfig:
+        for tpl in self.templates:
+            if tpl.name == name:
+                return tpl
+        raise KeyError(name)
+
+    def read_secrets(self) -> None:
+        """Read every password now (``run`` starts only with all of them): a ConfigError names the one that fails."""
+        for box in self.mailboxes:
+            if box.active:
+                box.password.reveal()
+        if self.smtp is not None and self.smtp.password is not None:
+            self.smtp.password.reveal()
+        if self.commands.enabled:
+            self.commands.secret.reveal()
+
+    def is_open(self, status: str) -> bool:
+        return status not in self.leads.closed_statuses
+
+
+def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
+    """Read and validate the TOML file at ``path``; raise ``ConfigError``."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found (pass --config PATH or set LEADTAP_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read the file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
+    return parse_config(raw, path, environ)
+
+
+def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
+    root = Section(raw, path, "")
+    warnings: list[str] = []
+    database = DatabaseConfig(sqlite_beside(root.table("database").take({"url": str}).get("url", DEFAULT_DATABASE),
+                                            path))
+    leads = parse_leads(root.table("leads"))
+    assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str}))
+    ingest = parse_ingest(root.table("ingest"))
+    owners = tuple(parse_owner(s) for s in root.array("owners"))
+    opportunities = parse_opportunities(root.table("opportunities"), root.table("onboarding"),
+                                        {role for owner in owners for role in owner.roles}, assignment.role)
+    templates = tuple(parse_template(s) for s in root.array("extraction_templates"))
+    template_names = [t.name for t in templates]
+    mailboxes = tuple(
+        parse_mailbox(s, environ, leads.sources, leads.default_source, template_names, warnings)
+        for s in root.array("mailboxes")
+    )
+    smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
+    reminders = parse_reminders(root.table("reminders"), leads.statuses, leads.closed_statuses,
+                                {role for owner in owners for role in owner.roles})
+    pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
+                              leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
+    notifications = parse_notifications(root.table("notifications"))
+    metrics = parse_metrics(root.table("metrics"))
+    commands = parse_commands(root.table("commands"), environ)
+    if commands.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[commands] answers replies by email, so an [smtp] table is required")
+    for index, rule in enumerate(reminders.rules):
+        if rule.reassign_after and not assignment.enabled:
+            raise ConfigError(path, f"reminders.rules[{index}].reassign_after",
+                              "reassignment takes the rotation's next owner, but [assignment] enabled = false")
+    if reminders.rules and smtp is None:
+        raise ConfigError(path, "smtp", "reminder rules are configured, so an [smtp] table is required")
+    if opportunities.deals.staleness.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[opportunities.staleness] warns owners before it closes a deal, "
+                                        "so an [smtp] table is required")
+    if notifications.enabled and smtp is None:
+        raise ConfigError(path, "smtp", "[notifications] new_lead is set, so an [smtp] table is required")
+    root.finish()
+    check_unique(path, "owners", "email", [o.email.lower() for o in owners])
+    check_unique(path, "mailboxes", "name", [m.name for m in mailboxes])
+    check_unique(path, "extraction_templates", "name", template_names)
+    return Config(
+        path=path,
+        database=database,
+        leads=leads,
+        assignment=assignment,
+        opportunities=opportunities,
+        ingest=ingest,
+        owners=owners,
+        mailboxes=mailboxes,
+        templates=templates,
+        smtp=smtp,
+        reminders=reminders,
+        notifications=notifications,
+        commands=commands,
+        metrics=metrics,
+        pipeline=pipeline,
+        warnings=tuple(warnings),
+    )
+
+
+def parse_leads(s: "Section") -> LeadsConfig:
+    values = s.take(
+        {
+            "statuses": list_of_str,
+            "closed_statuses": list_of_str,
+            "default_status": str,
+            "sources": list_of_str,
+            "default_source": str,
+        }
+    )
+    leads = LeadsConfig(**values)
+    if not leads.statuses:
+        s.fail("statuses", "at least one status is expected")
+    for status in leads.closed_statuses:
+        if status not in leads.statuses:
+            s.fail("closed_statuses", f"unknown status {status!r}; expected one of {list(leads.statuses)}")
+    if leads.default_status not in leads.statuses:
+        s.fail("default_status", f"unknown status {leads.default_status!r}; expected one of {list(leads.statuses)}")
+    if leads.default_status in leads.closed_statuses:
+        s.fail("default_status", "a new lead must start in an open status, not a closed one")
+    if leads.default_source not in leads.sources:
+        s.fail("default_source", f"unknown source {leads.default_source!r}; expected one of {list(leads.sources)}")
+    return leads
+
+
+def parse_ingest(s: "Section") -> IngestConfig:
+    values = s.take(
+        {
+            "batch_size": int,
+            "max_message_size": parse_size,
+            "max_attempts": int,
+            "timeout": parse_seconds,
+            "parallel_parsing": bool,
+            "message_timeout": parse_seconds,
+        }
+    )
+    ingest = IngestConfig(**values)
+    if ingest.message_timeout <= 0:
+        s.fail("message_timeout", "a time above zero is expected, e.g. \"10s\"")
+    if ingest.batch_size < 1:
+        s.fail("batch_size", "a whole number of at least 1 is expected")
+    if ingest.max_attempts < 1:
+        s.fail("max_attempts", "a whole number of at least 1 is expected")
+    return ingest
+
+
+def parse_owner(s: "Section") -> OwnerConfig:
+    values = s.take({"email": str, "name": str, "roles": list_of_str, "active": bool}, required=("email",))
+    if not EMAIL_RE.fullmatch(values["email"]):
+        s.fail("email", f"{values['email']!r} is not an email address")
+    values.setdefault("name", values["email"])
+    return OwnerConfig(**values)
+
+
+def parse_template(s: "Section") -> TemplateConfig:
+    values = s.take({"name": str, "from": str, "subject": str, "body": str}, required=("name", "body"))
+    if not values["body"].strip():
+        s.fail("body", "the template body is empty")
+    return TemplateConfig(
+        name=values["name"],
+        body=values["body"],
+        from_glob=values.get("from"),
+        subject_glob=values.get("subject"),
+    )
+
+

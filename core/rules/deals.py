@@ -1,0 +1,255 @@
+"""Deals: an opportunity's stages, who may move it, when it has sat too long,
+and the hand-off to onboarding when it is won.
+
+Plain code: no SQL, no clock, no I/O. The rules follow deal-stage practice
+(PRODUCT.md C): few stages; a closed-lost reason from a fixed list with an
+"other" that needs free text; fields required to enter a stage; a staleness
+policy (how long a deal may be open, sit in one stage, or go without
+activity) past which it is closed lost; and on won, an onboarding hand-off
+assigned in turn among the onboarding staff, with its tasks.
+
+- a stage outside the list, or the stage it is at, is refused;
+- entering a stage needs its required fields (given with the move, or set
+  before); ``amount`` must be a number and ``close_date`` a date;
+- lost needs a reason from ``lost_reasons`` (the "other" reason, a note too);
+- a closed deal (won or lost) is changed by admins only;
+- a stale deal's owner is warned ``warn_before`` ahead, and it is closed
+  lost (reason ``Stale``) no earlier than that long after the warning: no
+  deal is closed without its owner having been told first;
+- only a configured open stage goes stale: a deal in a stage since renamed
+  or removed is left to a person.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Mapping
+
+from leadtap.core.rules.lifecycle import AUTOMATED, Actor, Change, Refused, StageChanged, TaskTemplate, check_reason
+
+NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
+STALE = "Stale"
+
+
+# --- the rules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """How long a deal may stay open, stay in one stage, go without activity."""
+
+    max_open: timedelta | None = None
+    max_in_stage: Mapping[str, timedelta] = field(default_factory=dict)
+    max_idle: timedelta | None = None
+    warn_before: timedelta = timedelta(0)
+    reason: str = STALE
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_open or self.max_in_stage or self.max_idle)
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """On won: a hand-off to ``role``, in its own rotation, with tasks."""
+
+    role: str
+    tasks: tuple[TaskTemplate, ...] = ()
+    template: str = "onboarding_assigned"
+
+
+@dataclass(frozen=True)
+class DealRules:
+    stages: tuple[str, ...]
+    won: str | None = None
+    lost: str | None = None
+    lost_reasons: tuple[str, ...] = ()
+    other_reason: str | None = None
+    required: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    staleness: Staleness = Staleness()
+    onboarding: Onboarding | None = None
+
+    @property
+    def closed(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.won, self.lost) if s)
+
+    def is_open(self, stage: str) -> bool:
+        return stage not in self.closed
+
+    @property
+    def open_stages(self) -> tuple[str, ...]:
+        """The configured stages a deal can go stale in: a stage no longer
+        configured (renamed, removed) is left to a person, never closed."""
+        return tuple(s for s in self.stages if self.is_open(s))
+
+    @property
+    def first(self) -> str:
+        return self.stages[0]
+
+
+# --- the deal ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deal:
+    """What the rules need to know of a deal (an opportunity)."""
+
+    id: int
+    lead_id: int
+    stage: str
+    created_at: datetime
+    stage_changed_at: datetime
+    last_activity_at: datetime  # its lead's: mail either way, a note, a change
+    fields: Mapping[str, str] = field(default_factory=dict)
+    has_onboarding: bool = False
+    warned_for: datetime | None = None  # the deadline its owner was last warned of
+    warned_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The first staleness limit a deal reaches: when, and which, in words."""
+
+    at: datetime
+    words: str
+
+
+# --- what happened -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DealFieldsSet:
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class OnboardingNeeded:
+    pass
+
+
+@dataclass(frozen=True)
+class DealWarned:
+    """The owner is told the deal closes at ``closes_at`` unless something
+    happens: its limit, or ``warn_before`` from now when the limit is past."""
+
+    limit: Limit
+    closes_at: datetime
+
+
+@dataclass(frozen=True)
+class ClosedStale:
+    """Closed lost by the staleness policy: the owner is told."""
+
+    limit: Limit
+
+
+# --- the changes -------------------------------------------------------------
+
+
+def move(deal: Deal, to: str, rules: DealRules, actor: Actor, now: datetime, reason: str | None = None,
+         note: str | None = None, values: Mapping[str, str] | None = None) -> Change:
+    """The deal to stage ``to``; ``values`` are deal fields set with it."""
+    values = {name: value.strip() for name, value in (values or {}).items()}
+    check_move(deal, to, rules, actor, reason, note, values)
+    events: list = [DealFieldsSet(values)] if values else []
+    kept_reason = reason if to == rules.lost else None
+    events.append(StageChanged(deal.stage, to, kept_reason, note.strip() if note and note.strip() else None))
+    if to == rules.won and rules.onboarding and not deal.has_onboarding:
+        events.append(OnboardingNeeded())
+    return Change(deal.lead_id, actor, now, tuple(events))
+
+
+def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str | None, note: str | None,
+               values: Mapping[str, str]) -> None:
+    where = f"deal {deal.id}"
+    if to not in rules.stages:
+        raise Refused(f"{where}: {to!r} is not a stage; expected one of {', '.join(rules.stages)}")
+    if to == deal.stage:
+        raise Refused(f"{where} is already at {to}")
+    if not rules.is_open(deal.stage) and not actor.admin:
+        raise Refused(f"{where} is {deal.stage}: only an admin can change a closed deal")
+    check_values(values, where)
+    missing = [name for name in rules.required.get(to, ()) if not (values.get(name) or deal.fields.get(name))]
+    if missing:
+        raise Refused(f"{where}: {to} needs {', '.join(missing)} (--field NAME=VALUE)")
+    if to == rules.lost:
+        check_reason(to, rules.lost_reasons, rules.other_reason, reason, note, where)
+    elif reason is not None:
+        raise Refused(f"{where}: a reason goes with {rules.lost or 'a lost stage'} only")
+
+
+def check_values(values: Mapping[str, str], where: str) -> None:
+    for name, value in values.items():
+        if not name:
+            raise Refused(f"{where}: a field needs a name")
+        if name == "amount" and not NUMBER_RE.fullmatch(value):
+            raise Refused(f"{where}: amount {value!r} is not a number (e.g. 12000 or 12000.50)")
+        if name == "close_date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise Refused(f"{where}: close_date {value!r} is not a date (e.g. 2026-12-01)") from None
+
+
+# --- staleness -----------------------------------------------------------------
+
+
+def first_limit(deal: Deal, staleness: Staleness) -> Limit | None:
+    """The earliest of the deal's staleness limits, or None when none applies."""
+    limits = []
+    if staleness.max_open:
+        limits.append(Limit(deal.created_at + staleness.max_open, f"open for {span(staleness.max_open)}"))
+    in_stage = staleness.max_in_stage.get(deal.stage)
+    if in_stage:
+        limits.append(Limit(deal.stage_changed_at + in_stage, f"in {deal.stage} for {span(in_stage)}"))
+    if staleness.max_idle:
+        limits.append(Limit(deal.last_activity_at + staleness.max_idle,
+                            f"without activity for {span(staleness.max_idle)}"))
+    return min(limits, key=lambda limit: limit.at) if limits else None
+
+
+def stale_step(deal: Deal, rules: DealRules, now: datetime) -> Change | None:
+    """What the staleness policy does to an open deal now: warn its owner
+    (once per deadline), close it lost once the warning has had its time,
+    or nothing."""
+    staleness = rules.staleness
+    if deal.stage not in rules.open_stages or rules.lost is None:
+        return None
+    limit = first_limit(deal, staleness)
+    if limit is None or now < limit.at - staleness.warn_before:
+        return None
+    warned = deal.warned_for == limit.at and deal.warned_at is not None
+    if staleness.warn_before and not warned:
+        return Change(deal.lead_id, AUTOMATED, now, (DealWarned(limit, max(limit.at, now + staleness.warn_before)),))
+    if now < closing_time(deal, limit, staleness):
+        return None
+    return Change(deal.lead_id, AUTOMATED, now,
+                  (StageChanged(deal.stage, rules.lost, staleness.reason,
+                                f"closed by the staleness policy: {limit.words}"),
+                   ClosedStale(limit)))
+
+
+def closing_time(deal: Deal, limit: Limit, staleness: Staleness) -> datetime:
+    """When the policy closes the deal at ``limit``: then, but never sooner
+    than ``warn_before`` after its owner was warned of it."""
+    if deal.warned_for == limit.at and deal.warned_at is not None:
+        return max(limit.at, deal.warned_at + staleness.warn_before)
+    return limit.at
+
+
+def span(duration: timedelta) -> str:
+    """``14d``, ``36h``, ``90m``: a limit as the config would write it."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def amount(text: str | None) -> float | None:
+    """A deal's amount as a number (a comma as the decimal sign too), or None."""
+    if not text or not NUMBER_RE.fullmatch(text.strip()):
+        return None
+    return float(text.strip().replace(",", "."))

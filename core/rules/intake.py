@@ -1,0 +1,101 @@
+"""What a message is to the CRM — the per-message decision, as plain rules.
+
+Given what is already known (identities seen, thread Message-IDs, the
+contacts' leads, the owners and the rotation), a message is one of:
+
+- a **duplicate**: its identity was seen before;
+- **outreach**: mail from an owner, or in a sent folder, addressed to open
+  leads' contacts — never a lead; to nobody we know it is *not a lead*;
+- an **attachment** to a lead: a reply in a lead's thread, or the contact of
+  an open lead writing again (a *reply* for the lifecycle);
+- a **new lead**, whose owner is the contact's earlier owner when still
+  active (no turn taken), else the rotation's next.
+
+No SQL, no clock: ``core.use_cases.batch`` loads what is known, asks, and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable, Protocol, Sequence
+
+from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, next_in_turn
+
+LeadKey = Hashable  # a lead's id, or a lead decided earlier in the same batch
+
+
+class Known(Protocol):
+    """What the decision reads (``core.use_cases.batch.LeadBatch`` keeps it in memory)."""
+
+    def seen(self, identity: str) -> tuple[bool, LeadKey | None]: ...
+    def lead_of_thread(self, thread_ids: Sequence[str]) -> LeadKey | None: ...
+    def open_lead(self, contact: str) -> LeadKey | None: ...
+    def earlier_owner(self, contact: str) -> int | None: ...
+    def is_owner(self, email: str) -> bool: ...
+    def is_active_owner(self, owner_id: int) -> bool: ...
+    def rotation_pool(self) -> tuple[list[Candidate], int | None]: ...
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    lead: LeadKey | None
+
+
+@dataclass(frozen=True)
+class Outreach:
+    leads: tuple[LeadKey, ...]  # empty: not a lead, for ``reason``
+    reason: str
+
+
+@dataclass(frozen=True)
+class Attach:
+    lead: LeadKey
+    reason: str  # reply | repeat sender
+
+
+@dataclass(frozen=True)
+class Create:
+    owner_id: int | None
+    how: str  # follows contact | round-robin | no active owner holds the role | assignment disabled
+
+    @property
+    def takes_a_turn(self) -> bool:
+        return self.how == "round-robin"
+
+
+Decision = Duplicate | Outreach | Attach | Create
+
+
+def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder: bool, assign: bool) -> Decision:
+    seen, lead = known.seen(message.identity)
+    if seen:
+        return Duplicate(lead)
+    if sent_folder:
+        return outreach(message, known, "sent to no open lead")
+    if message.sender and known.is_owner(message.sender.email.lower()):
+        return outreach(message, known, "from an owner")
+    lead = known.lead_of_thread(message.thread_ids)
+    if lead is not None:
+        return Attach(lead, "reply")
+    lead = known.open_lead(draft.contact) if draft.contact else None
+    if lead is not None:
+        return Attach(lead, "repeat sender")
+    return choose_owner(draft.contact, known) if assign else Create(None, "assignment disabled")
+
+
+def outreach(message: IncomingMessage, known: Known, nothing: str) -> Outreach:
+    """The open leads whose contacts the mail is addressed to, in address order."""
+    leads = [known.open_lead(r) for r in message.recipients]
+    return Outreach(tuple(dict.fromkeys(lead for lead in leads if lead is not None)), nothing)
+
+
+def choose_owner(contact: str | None, known: Known) -> Create:
+    """The contact's earlier owner when still active (no turn taken), else the next in turn."""
+    earlier = known.earlier_owner(contact) if contact else None
+    if earlier is not None and known.is_active_owner(earlier):
+        return Create(earlier, "follows contact")
+    pool, last_position = known.rotation_pool()
+    chosen = next_in_turn(pool, last_position)
+    if chosen is None:
+        return Create(None, "no active owner holds the role")
+    return Create(chosen.id, "round-robin")

@@ -1,0 +1,372 @@
+"""The lead lifecycle: whether a lead may change, and what a change does.
+
+Plain code: no SQL, no clock, no I/O. Each change is one function that takes
+the lead as it stands, the pipeline's rules, who acts and when, and returns
+the events to record — or raises ``Refused`` with the rule's words. Nothing
+else decides whether a move is allowed: the command line, ingest (mail that
+shows outreach or a reply) and, later, commands by email all call these.
+
+The rules follow the reference products (HubSpot's lead pipeline rules and
+default automation, Hanna CRM's locked statuses and task templates):
+
+- open statuses move forward in list order one step at a time when
+  ``no_skipping``; closed statuses are always reachable;
+- with ``no_going_back`` a lead never returns to an earlier status;
+- a locked status is set by automation only;
+- entering a status needs its required fields; ``disqualified`` needs a
+  reason from the list (the "other" reason, a note too);
+- a lead in ``qualified`` is changed by admins only when ``lock_converted``;
+- admins (and the command line without ``--by``) are exempt from the order
+  rules and the lock on converted leads; required fields and reasons apply
+  to everyone, and a locked status is automation's alone;
+- automation moves forward only, never out of a closed status, and never
+  again a lead that a person moved back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from leadtap.core.errors import LeadtapError
+from leadtap.core.rules.model import valid_email
+
+AUTOMATION = "automation"
+CLI = "cli"
+TRIGGERS = ("outreach", "reply")  # and "stage:<opportunity stage>"
+
+
+class Refused(LeadtapError):
+    """A change the rules do not allow; the message names the rule."""
+
+
+# --- the rules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    title: str  # a Jinja2 template rendered with the lead (by the adapter)
+    due: timedelta
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    name: str
+    set_on: str | None = None  # outreach | reply | stage:<opportunity stage>
+    locked: bool = False  # only automation sets it
+    required: tuple[str, ...] = ()  # lead fields (or custom fields) that must be filled to enter
+    tasks: tuple[TaskTemplate, ...] = ()
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    reasons: tuple[str, ...]
+    after: timedelta
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    statuses: tuple[str, ...]
+    closed: tuple[str, ...] = ()
+    default_status: str = ""
+    no_skipping: bool = False
+    no_going_back: bool = False
+    admins: frozenset[str] = frozenset()
+    qualified: str | None = None
+    disqualified: str | None = None
+    disqualify_reasons: tuple[str, ...] = ()
+    other_reason: str | None = None
+    lock_converted: bool = False
+    follow_up: FollowUp | None = None
+    options: Mapping[str, StatusOptions] = field(default_factory=dict)
+
+    def option(self, status: str) -> StatusOptions:
+        return self.options.get(status) or StatusOptions(status)
+
+    def is_open(self, status: str) -> bool:
+        return status not in self.closed
+
+    def open_statuses(self) -> tuple[str, ...]:
+        return tuple(s for s in self.statuses if s not in self.closed)
+
+    def next_by_hand(self, status: str) -> str | None:
+        """The open status a person moves ``status`` on to: the next in list
+        order that automation does not own (a locked one is passed over)."""
+        opened = self.open_statuses()
+        if status not in opened:
+            return None
+        for following in opened[opened.index(status) + 1 :]:
+            if not self.option(following).locked:
+                return following
+        return None
+
+    def position(self, status: str) -> int | None:
+        """Where ``status`` stands; None for a status no longer configured."""
+        return self.statuses.index(status) if status in self.statuses else None
+
+    def set_on(self, trigger: str) -> str | None:
+        """The status automation moves a lead to on ``trigger``, if any."""
+        for status in self.statuses:
+            if self.option(status).set_on == trigger:
+                return status
+        return None
+
+
+# --- the lead, and who acts --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadState:
+    """What the rules need to know of a lead."""
+
+    id: int
+    status: str
+    owner: str | None = None  # the owner's email
+    fields: Mapping[str, str | None] = field(default_factory=dict)  # name, email, phone, company + custom fields
+    has_opportunity: bool = False
+    automation_stopped: bool = False  # a person moved it back: automation leaves it alone
+    had_outreach: bool = False
+    snoozed_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change (an owner's email, ``cli`` or ``automation``) and how."""
+
+    who: str
+    how: str  # cli | mail | rule
+    admin: bool = False
+
+    @property
+    def is_automation(self) -> bool:
+        return self.who == AUTOMATION
+
+
+def actor_for(who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
+    """``--by EMAIL`` names an owner, to whom the rules apply unless an admin;
+    without it the command line acts, as an admin."""
+    if who is None:
+        return Actor(CLI, how, admin=True)
+    email = who.strip().lower()
+    return Actor(email, how, admin=email in pipeline.admins)
+
+
+AUTOMATED = Actor(AUTOMATION, "rule", admin=False)
+
+
+# --- what happened -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    old: str
+    new: str
+    reason: str | None = None
+    note: str | None = None
+    moved_back: bool = False  # by a person, to an earlier status: automation stops for this lead
+
+
+@dataclass(frozen=True)
+class FieldsSet:
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TaskDue:
+    title: str  # a template the adapter renders with the lead, unless ``literal``
+    due_at: datetime
+    literal: bool = False
+
+
+@dataclass(frozen=True)
+class OpenTasksCancelled:
+    pass
+
+
+@dataclass(frozen=True)
+class OpportunityNeeded:
+    pass
+
+
+@dataclass(frozen=True)
+class FollowUpLead:
+    snoozed_until: datetime
+
+
+@dataclass(frozen=True)
+class OwnerChanged:
+    old: str | None
+    new: str
+
+
+@dataclass(frozen=True)
+class StageChanged:
+    """The lead's opportunity entered another stage (``core.rules.deals``)."""
+
+    old: str
+    new: str
+    reason: str | None = None  # why it was lost
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class NoteAdded:
+    text: str
+
+
+@dataclass(frozen=True)
+class Snoozed:
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    """The events of one change, in order, and who made it when."""
+
+    lead_id: int
+    actor: Actor
+    at: datetime
+    events: tuple = ()
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+# --- the changes -------------------------------------------------------------
+
+
+def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: datetime, reason: str | None = None,
+         note: str | None = None, values: Mapping[str, str] | None = None) -> Change:
+    """A move to status ``to``; ``values`` are fields set with it (they count
+    for the status's required fields)."""
+    values = dict(values or {})
+    check_move(lead, to, pipeline, actor, reason, note, values)
+    events: list = []
+    if values:
+        events.append(FieldsSet(values))
+    now_at = pipeline.position(lead.status)
+    back = not actor.is_automation and now_at is not None and pipeline.statuses.index(to) < now_at
+    events.append(StatusChanged(lead.status, to, reason, note, moved_back=back and pipeline.is_open(to)))
+    events += entered(lead, to, pipeline, now, reason)
+    return Change(lead.id, actor, now, tuple(events))
+
+
+def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reason: str | None, note: str | None,
+               values: Mapping[str, str]) -> None:
+    where = f"lead {lead.id}"
+    if to not in pipeline.statuses:
+        raise Refused(f"{where}: unknown status {to!r}; expected one of {', '.join(pipeline.statuses)}")
+    if to == lead.status:
+        raise Refused(f"{where} is already {to}")
+    option = pipeline.option(to)
+    if option.locked and not actor.is_automation:
+        raise Refused(f"{where}: {to} is set automatically (on {option.set_on})")
+    if not actor.admin and not actor.is_automation:
+        check_person_rules(lead, to, pipeline, where)
+    if values.get("email") and not valid_email(values["email"]):
+        raise Refused(f"{where}: {values['email']!r} is not an email address")
+    missing = [name for name in option.required if not (values.get(name) or lead.fields.get(name))]
+    if missing:
+        raise Refused(f"{where}: {to} needs {', '.join(missing)}")
+    if to == pipeline.disqualified:
+        check_reason(to, pipeline.disqualify_reasons, pipeline.other_reason, reason, note, where)
+
+
+def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str) -> None:
+    if pipeline.lock_converted and lead.status == pipeline.qualified:
+        raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    if pipeline.position(lead.status) is None:
+        raise Refused(f"{where} is {lead.status}, no longer a configured status: only an admin can move it")
+    order = pipeline.statuses
+    if pipeline.no_going_back and order.index(to) < order.index(lead.status):
+        raise Refused(f"{where}: cannot move from {lead.status} back to {to}: no going back")
+    if pipeline.no_skipping and pipeline.is_open(to) and order.index(to) > order.index(lead.status):
+        following = pipeline.next_by_hand(lead.status)
+        if to != following:
+            after = f"next is {following}" if following else f"{lead.status} is the last open status"
+            raise Refused(f"{where}: cannot move from {lead.status} to {to}: no skipping ({after})")
+
+
+def check_reason(to: str, reasons: tuple[str, ...], other: str | None, reason: str | None, note: str | None,
+                 where: str) -> None:
+    """A reason from the list to enter ``to`` (a status, or a deal's lost stage); ``other`` needs a note."""
+    if not reasons:
+        return
+    if reason is None:
+        raise Refused(f"{where}: {to} needs a reason: one of {', '.join(reasons)}")
+    if reason not in reasons:
+        raise Refused(f"{where}: {reason!r} is not a reason for {to}: one of {', '.join(reasons)}")
+    if reason == other and not (note and note.strip()):
+        raise Refused(f"{where}: the reason {reason!r} needs a note saying what it was")
+
+
+def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason: str | None) -> list:
+    """What entering ``to`` brings: its tasks, an opportunity when qualified,
+    a follow-up lead when disqualified for a follow-up reason, and the open
+    tasks cancelled when the lead closes."""
+    events: list = [TaskDue(task.title, now + task.due) for task in pipeline.option(to).tasks]
+    if to == pipeline.qualified and not lead.has_opportunity:
+        events.append(OpportunityNeeded())
+    if not pipeline.is_open(to):
+        events.append(OpenTasksCancelled())
+    follow_up = pipeline.follow_up
+    if to == pipeline.disqualified and follow_up and reason in follow_up.reasons:
+        events.append(FollowUpLead(now + follow_up.after))
+    return events
+
+
+def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime) -> Change | None:
+    """The move automation makes on an activity (``outreach``, ``reply``,
+    ``stage:<name>``), or None: forward only, never out of a closed status,
+    never for a lead a person moved back; a reply counts (HubSpot's
+    *Connected*) only after outreach."""
+    to = pipeline.set_on(trigger)
+    if to is None or lead.automation_stopped or not pipeline.is_open(lead.status):
+        return None
+    if pipeline.position(lead.status) is None:  # a status no longer configured: a person decides
+        return None
+    if trigger == "reply" and not lead.had_outreach:
+        return None
+    if pipeline.statuses.index(to) <= pipeline.statuses.index(lead.status):
+        return None
+    try:
+        return move(lead, to, pipeline, AUTOMATED, now)
+    except Refused:  # a required field is missing: a person will move it
+        return None
+
+
+def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+    """A new owner (an active owner's email, chosen by the caller)."""
+    where = f"lead {lead.id}"
+    if not actor.admin and pipeline.lock_converted and lead.status == pipeline.qualified:
+        raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    if owner == lead.owner:
+        raise Refused(f"{where} is already {owner}'s")
+    return Change(lead.id, actor, now, (OwnerChanged(lead.owner, owner),))
+
+
+def add_note(lead: LeadState, text: str, actor: Actor, now: datetime) -> Change:
+    if not text.strip():
+        raise Refused(f"lead {lead.id}: a note needs some text")
+    return Change(lead.id, actor, now, (NoteAdded(text.strip()),))
+
+
+def add_task(lead: LeadState, title: str, due_at: datetime, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+    """A task by hand, for the lead's owner; its title is text, not a template."""
+    where = f"lead {lead.id}"
+    if not title.strip():
+        raise Refused(f"{where}: a task needs a title")
+    if not pipeline.is_open(lead.status):
+        raise Refused(f"{where} is {lead.status}: a closed lead takes no new tasks")
+    return Change(lead.id, actor, now, (TaskDue(title.strip(), due_at, literal=True),))
+
+
+def snooze(lead: LeadState, until: datetime, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+    """No reminders for the lead until then; any activity ends a snooze."""
+    where = f"lead {lead.id}"
+    if until <= now:
+        raise Refused(f"{where}: a snooze must end in the future, not {until.isoformat()}")
+    if not pipeline.is_open(lead.status):
+        raise Refused(f"{where} is {lead.status}: a closed lead gets no reminders to snooze")
+    return Change(lead.id, actor, now, (Snoozed(until),))

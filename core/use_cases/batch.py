@@ -1,0 +1,349 @@
+"""A batch of messages becomes leads in a handful of statements.
+
+``LeadBatch`` is used inside the ingest transaction, after the rotation lock:
+
+1. ``load``: the batch's known identities, thread ids, the contacts' earlier
+   leads, the owners and the existing ledger rows — one query each;
+2. ``add_*``: each message is decided in order, in memory, by the rules of
+   ``core.rules.intake`` (a message may join a lead created earlier in the same
+   batch); this module only records the decisions;
+3. ``write``: new leads (their ids returned), then their opportunities, thread
+   ids, activities, identities and ledger rows, one ``executemany`` each, and
+   the rotation's new position.
+
+Deciding a message never touches the database, so the whole batch costs the
+same few round trips whatever its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from leadtap.core.store.db import (
+    Activity,
+    Lead,
+    LedgerEntry,
+    Notification,
+    Opportunity,
+    Owner,
+    Rotation,
+    SeenMessage,
+    ThreadMessage,
+)
+from leadtap.core.rules import intake
+from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, Outcome
+from leadtap.core.store.notifications import NEW_LEAD, new_rows
+from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+
+
+class NewLead:
+    """A lead decided in this batch; its id is known once written."""
+
+    def __init__(self, row: dict):
+        self.row = row
+        self.id: int | None = None
+
+
+LeadRef = int | NewLead
+
+
+def lead_id(lead: LeadRef | None) -> int | None:
+    return lead.id if isinstance(lead, NewLead) else lead
+
+
+@dataclass
+class Decided:
+    ref: MessageRef
+    outcome: Outcome
+    lead: LeadRef | None = None
+    reason: str | None = None
+    error: str | None = None
+    message: IncomingMessage | None = None
+    attempts_to_add: int = 0
+
+    def result(self) -> Result:
+        warnings = self.message.warnings if self.message else ()
+        return Result(self.outcome, lead_id=lead_id(self.lead), reason=self.reason, error=self.error,
+                      warnings=warnings)
+
+
+@dataclass
+class ContactLeads:
+    """A contact's most recent lead, and its most recent open one."""
+
+    latest: tuple[LeadRef, str, int | None] | None = None  # (lead, status, owner id)
+    open: LeadRef | None = None
+
+
+@dataclass
+class LeadBatch:
+    session: Session
+    settings: LeadSettings
+    rotation: Rotation
+    now: datetime
+    decided: list[Decided] = field(default_factory=list)
+    identities: dict[str, LeadRef | None] = field(default_factory=dict)
+    threads: dict[str, LeadRef] = field(default_factory=dict)
+    contacts: dict[str, ContactLeads] = field(default_factory=dict)
+    owners: dict[int, Owner] = field(default_factory=dict)
+    ledger: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # uid -> (row id, attempts, outcome)
+    activities: list[dict] = field(default_factory=list)
+    thread_rows: list[tuple[LeadRef, str]] = field(default_factory=list)
+    new_leads: list[NewLead] = field(default_factory=list)
+    turns_taken: int = 0
+    owner_emails: set[str] = field(default_factory=set)
+    # Mail on leads, in order: (lead, outreach | reply); a new lead's id is known once written.
+    touches: list[tuple[LeadRef, str]] = field(default_factory=list)
+
+    # --- 1. load -----------------------------------------------------------
+
+    def load(self, messages: list[IncomingMessage], ledger: dict[int, LedgerEntry]) -> None:
+        """``ledger``: the batch's rows, as the caller read them under the lock."""
+        session = self.session
+        identities = [m.identity for m in messages]
+        for identity, known_lead in session.execute(
+            select(SeenMessage.identity, SeenMessage.lead_id).where(SeenMessage.identity.in_(identities))
+        ):
+            self.identities[identity] = known_lead
+        thread_ids = sorted({tid for m in messages for tid in m.thread_ids})
+        for start in range(0, len(thread_ids), 500):
+            for message_id, known_lead in session.execute(
+                select(ThreadMessage.message_id, ThreadMessage.lead_id)
+                .where(ThreadMessage.message_id.in_(thread_ids[start : start + 500]))
+                .order_by(ThreadMessage.lead_id)
+            ):
+                self.threads.setdefault(message_id, known_lead)
+        self.owners = {o.id: o for o in session.scalars(select(Owner))}
+        self.owner_emails = {o.email.lower() for o in self.owners.values()}
+        self.ledger = {uid: (e.id, e.attempts, e.outcome) for uid, e in ledger.items()}
+
+    def attempts(self, uid: int) -> int:
+        """Attempts recorded for ``uid``, counting this batch's."""
+        before = self.ledger[uid][1] if uid in self.ledger else 0
+        return before + sum(d.attempts_to_add for d in self.decided if d.ref.uid == uid)
+
+    def load_contacts(self, contacts: list[str]) -> None:
+        rows = self.session.execute(
+            select(Lead.id, Lead.contact, Lead.status, Lead.owner_id)
+            .where(Lead.contact.in_(sorted(set(contacts))))
+            .order_by(Lead.id)
+        )
+        for known_lead, contact, status, owner_id in rows:
+            self.note_lead(contact, known_lead, status, owner_id)
+
+    def note_lead(self, contact: str, lead: LeadRef, status: str, owner_id: int | None) -> None:
+        entry = self.contacts.setdefault(contact, ContactLeads())
+        entry.latest = (lead, status, owner_id)
+        if status not in self.settings.open_statuses_exclude:
+            entry.open = lead
+
+    # --- 2. decide ---------------------------------------------------------
+
+    def add_outcome(self, ref: MessageRef, result: Result, message: IncomingMessage | None = None,
+                    attempts_to_add: int = 0) -> Decided:
+        decided = Decided(ref, result.outcome, result.lead_id, result.reason, result.error, message, attempts_to_add)
+        self.decided.append(decided)
+        return decided
+
+    def add_lead_message(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> Decided:
+        """A duplicate, outreach, a reply or repeat sender joining a lead, or a
+        new lead — as ``core.rules.intake`` decides; this only records it."""
+        match intake.decide(message, draft, self, self.settings.sent_folder, self.settings.assign):
+            case intake.Duplicate(lead):
+                return self.keep(Decided(ref, Outcome.DUPLICATE, lead, "already handled", message=message))
+            case intake.Outreach() as outreach:
+                return self.keep(self.outreach(ref, message, outreach))
+            case intake.Attach(lead, reason):
+                self.attach(lead, ref, message)
+                self.touch(lead, "reply")
+                decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
+            case intake.Create() as create:
+                decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft, create), message=message)
+        self.identities[message.identity] = decided.lead
+        return self.keep(decided)
+
+    def outreach(self, ref: MessageRef, message: IncomingMessage, outreach: intake.Outreach) -> Decided:
+        """An activity on each open lead the mail is addressed to (its reply
+        joins the thread), or not a lead."""
+        if not outreach.leads:
+            return Decided(ref, Outcome.NOT_LEAD, None, outreach.reason, message=message)
+        for lead in outreach.leads:
+            self.add_thread_id(lead, message.message_id)
+            self.activities.append({"lead": lead, "kind": "outreach", "summary": clip(message.subject),
+                                    "details": message_details(ref, message)})
+            self.touch(lead, "outreach")
+        self.identities[message.identity] = outreach.leads[0]
+        return Decided(ref, Outcome.ATTACHED, outreach.leads[0], "outreach", message=message)
+
+    # --- what is known (``core.rules.intake.Known``) ----------------------------------
+
+    def seen(self, identity: str) -> tuple[bool, LeadRef | None]:
+        return identity in self.identities, self.identities.get(identity)
+
+    def lead_of_thread(self, thread_ids) -> LeadRef | None:
+        for thread_id in thread_ids:
+            if thread_id in self.threads:
+                return self.threads[thread_id]
+        return None
+
+    def open_lead(self, contact: str) -> LeadRef | None:
+        return self.contacts[contact].open if contact in self.contacts else None
+
+    def earlier_owner(self, contact: str) -> int | None:
+        latest = self.contacts[contact].latest if contact in self.contacts else None
+        return latest[2] if latest else None
+
+    def is_owner(self, email: str) -> bool:
+        return email in self.owner_emails
+
+    def is_active_owner(self, owner_id: int) -> bool:
+        return owner_id in self.owners and self.owners[owner_id].active
+
+    def rotation_pool(self) -> tuple[list[Candidate], int | None]:
+        role = self.rotation.role
+        pool = [Candidate(o.id, o.position) for o in self.owners.values() if o.active and role in (o.roles or [])]
+        last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
+        return pool, last.position if last else None
+
+    def touch(self, lead: LeadRef, trigger: str) -> None:
+        self.touches.append((lead, trigger))
+
+    def touched(self) -> dict[int, list[str]]:
+        """After ``write``: lead id -> the triggers of its mail, in order."""
+        found: dict[int, list[str]] = {}
+        for lead, trigger in self.touches:
+            found.setdefault(lead_id(lead), []).append(trigger)
+        return found
+
+    def keep(self, decided: Decided) -> Decided:
+        self.decided.append(decided)
+        return decided
+
+    def attach(self, lead: LeadRef, ref: MessageRef, message: IncomingMessage) -> None:
+        self.add_thread_id(lead, message.message_id)
+        kind = "reply" if message.thread_ids else "email"
+        self.activities.append({"lead": lead, "kind": kind, "summary": clip(message.subject),
+                                "details": message_details(ref, message)})
+
+    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft, decided: intake.Create) -> NewLead:
+        owner_id, how = decided.owner_id, decided.how
+        if decided.takes_a_turn:
+            self.rotation.last_owner_id = owner_id
+            self.turns_taken += 1
+        lead = NewLead({
+            "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
+            "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
+            "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
+            "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
+            "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,
+            "warnings": [clip(w, 500) for w in message.warnings],
+        })
+        self.new_leads.append(lead)
+        self.add_thread_id(lead, message.message_id)
+        owner = self.owners.get(owner_id) if owner_id else None
+        details = message_details(ref, message) | {
+            "template": draft.template, "owner": owner.email if owner else None, "assigned_by": how,
+        }
+        self.activities.append({"lead": lead, "kind": "created", "summary": clip(message.subject),
+                                "details": clip_all(details)})
+        if draft.contact:
+            self.note_lead(draft.contact, lead, self.settings.status, owner_id)
+        return lead
+
+    def add_thread_id(self, lead: LeadRef, message_id: str | None) -> None:
+        if message_id:
+            self.thread_rows.append((lead, clip(message_id, 998)))
+            self.threads.setdefault(message_id, lead)
+
+    # --- 3. write ----------------------------------------------------------
+
+    def write(self) -> list[Decided]:
+        session = self.session
+        self.write_leads()
+        self.write_notifications()
+        if self.settings.opportunity_stage is not None and self.new_leads:
+            session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
+        rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
+        if rows:
+            session.execute(insert(ThreadMessage), rows)
+        rows = [{"lead_id": lead_id(a["lead"]), "kind": a["kind"], "at": self.now, "summary": a["summary"] or "",
+                 "details": a["details"]} for a in self.activities]
+        if rows:
+            session.execute(insert(Activity), rows)
+        self.write_identities()
+        self.write_ledger()
+        if self.turns_taken:
+            self.rotation.turns += self.turns_taken
+        session.flush()
+        return self.decided
+
+    def write_leads(self) -> None:
+        if not self.new_leads:
+            return
+        ids = self.session.scalars(
+            insert(Lead).returning(Lead.id, sort_by_parameter_order=True), [lead.row for lead in self.new_leads]
+        ).all()
+        for lead, new_id in zip(self.new_leads, ids, strict=True):
+            lead.id = new_id
+
+    def write_notifications(self) -> None:
+        """Each new lead's owner is owed the new-lead email, sent after this
+        transaction commits (``core.store.notifications``)."""
+        if not self.settings.notify_owner:
+            return
+        owed = [(lead.id, self.owners[lead.row["owner_id"]].email) for lead in self.new_leads if lead.row["owner_id"]]
+        if owed:
+            self.session.execute(insert(Notification), new_rows(owed, NEW_LEAD, self.now))
+
+    def opportunity_row(self, lead: NewLead) -> dict:
+        row = lead.row
+        who = row["company"] or row["name"] or row["email"] or "Lead"
+        title = f"{who} — {row['subject']}" if row["subject"] else who
+        return {"lead_id": lead.id, "owner_id": row["owner_id"], "title": clip(title, 500),
+                "stage": self.settings.opportunity_stage, "created_at": self.now, "stage_changed_at": self.now,
+                "fields": {}}
+
+    def write_identities(self) -> None:
+        rows = [
+            {"identity": d.message.identity, "lead_id": lead_id(d.lead), "outcome": d.outcome.value,
+             "first_seen_at": self.now}
+            for d in self.decided
+            if d.outcome in (Outcome.LEAD, Outcome.ATTACHED) and d.message is not None
+        ]
+        if rows:
+            self.session.execute(insert(SeenMessage), rows)
+
+    def write_ledger(self) -> None:
+        fresh, known = [], []
+        for d in self.decided:
+            row = self.ledger_row(d)
+            if d.ref.uid in self.ledger:
+                row_id, attempts, _ = self.ledger[d.ref.uid]
+                known.append(row | {"row_id": row_id, "attempts": attempts + d.attempts_to_add})
+            else:
+                fresh.append(row | {"mailbox": d.ref.mailbox, "uidvalidity": d.ref.uidvalidity, "uid": d.ref.uid,
+                                    "attempts": d.attempts_to_add, "created_at": self.now})
+        if fresh:
+            self.session.execute(insert(LedgerEntry), fresh)
+        if known:
+            table = LedgerEntry.__table__
+            self.session.connection().execute(update(table).where(table.c.id == bindparam("row_id")), known)
+
+    def ledger_row(self, d: Decided) -> dict[str, Any]:
+        message = d.message
+        return {
+            "identity": message.identity if message else None,
+            "message_id": clip(message.message_id, 998) if message else None,
+            "sender": clip(message.sender.email, 320) if message and message.sender else None,
+            "subject": clip(message.subject, 998) if message else None,
+            "outcome": d.outcome.value,
+            "reason": clip(d.reason, 200),
+            "lead_id": lead_id(d.lead),
+            "error": clip(d.error),
+            "updated_at": self.now,
+        }

@@ -1,0 +1,331 @@
+"""People change leads: the use cases behind ``leads set``, ``leads assign``,
+``leads note``, ``leads snooze`` and ``tasks done``, each inside a caller's
+transaction.
+
+Each loads the lead, asks ``core.rules.lifecycle`` whether the change is allowed
+(it decides; this module only loads and writes), then records what happened:
+the lead's new state, one activity row per event, tasks, an opportunity, a
+follow-up lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from leadtap.core.rules import lifecycle
+from leadtap.core.config.load import Config
+from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
+from leadtap.core.rules.deals import DealRules
+from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Pipeline, Refused
+from leadtap.core.rules.model import Candidate, next_in_turn
+from leadtap.core.store import notifications
+from leadtap.core.store.reminders import stay_start
+from leadtap.core.store.services import clip, lock_rotation
+
+LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
+# Renders a task title template with the lead (Jinja2, in the adapter).
+RenderTitle = Callable[[str, dict], str]
+
+
+@dataclass(frozen=True)
+class LeadRules:
+    """What a change needs besides the lead: the rules, the rotation's role,
+    the first opportunity stage, and how task titles are rendered."""
+
+    pipeline: Pipeline
+    role: str
+    deals: DealRules  # the opportunity stages; a new opportunity starts at the first
+    render_title: RenderTitle
+    notify_owner: bool = False  # a lead's new owner is owed the new-lead email
+    mail_owners: bool = False  # there is an [smtp] table: deal warnings and hand-offs are emailed
+
+    @classmethod
+    def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
+        """The rules of ``config``; task titles kept as written unless a renderer is given."""
+        return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
+                   config.notifications.enabled, config.smtp is not None)
+
+    @property
+    def first_stage(self) -> str:
+        return self.deals.first
+
+
+def load_lead(session: Session, lead_id: int) -> Lead:
+    lead = session.scalars(select(Lead).where(Lead.id == lead_id).with_for_update()).one_or_none()
+    if lead is None:
+        raise Refused(f"no lead with id {lead_id}")
+    return lead
+
+
+def state_of(session: Session, lead: Lead) -> LeadState:
+    owner = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    has_opportunity = session.scalar(select(Opportunity.id).where(Opportunity.lead_id == lead.id)) is not None
+    fields = {"name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
+              **(lead.fields or {})}
+    return LeadState(lead.id, lead.status, owner.email if owner else None, fields, has_opportunity,
+                     bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until)
+
+
+def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
+    """``--by``: an owner's email (known, active or not), else the command line."""
+    actor = lifecycle.actor_for(who, pipeline, how)
+    if who is not None and session.scalar(select(Owner.id).where(Owner.email == actor.who)) is None:
+        raise Refused(f"{who!r} is not an owner: --by names an owner's email")
+    return actor
+
+
+# --- the use cases -----------------------------------------------------------
+
+
+def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, actor: Actor, now: datetime,
+               reason: str | None = None, note: str | None = None, values: dict | None = None) -> Change:
+    lead = load_lead(session, lead_id)
+    change = lifecycle.move(state_of(session, lead), status, rules.pipeline, actor, now, reason, note, values)
+    record(session, rules, lead, change)
+    return change
+
+
+def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:
+    """``to``: an active owner's email, or ``next`` for the rotation's next owner (taking a turn)."""
+    if to == "next":
+        lock_rotation(session, rules.role)  # ingest's order: the rotation, then the lead — never a deadlock
+    return give(session, rules, load_lead(session, lead_id), to, actor, now)
+
+
+def reassign_stale(session: Session, rules: LeadRules, lead_id: int, status: str, stay: datetime,
+                   now: datetime) -> Change | None:
+    """The reminder ladder's last rung: the lead goes to the rotation's next
+    owner — unless it left that status or got an owner since (None)."""
+    lock_rotation(session, rules.role)
+    lead = load_lead(session, lead_id)
+    if lead.status != status or stay_start(lead) != stay:
+        return None
+    old = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    change = give(session, rules, lead, "next", lifecycle.AUTOMATED, now)
+    if old is not None:  # told by the outbox, so that a failed send is tried again
+        notifications.owe(session, lead.id, old.email, notifications.REASSIGNED, now)
+    return change
+
+
+def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, now: datetime) -> Change:
+    state = state_of(session, lead)
+    owner = next_owner(session, rules.role, exclude=state.owner) if to == "next" else active_owner(session, to)
+    change = lifecycle.assign(state, owner.email, rules.pipeline, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
+def note(session: Session, rules: LeadRules, lead_id: int, text: str, actor: Actor, now: datetime) -> Change:
+    lead = load_lead(session, lead_id)
+    change = lifecycle.add_note(state_of(session, lead), text, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
+def snooze(session: Session, rules: LeadRules, lead_id: int, until: datetime, actor: Actor, now: datetime) -> Change:
+    lead = load_lead(session, lead_id)
+    change = lifecycle.snooze(state_of(session, lead), until, rules.pipeline, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
+def add_task(session: Session, rules: LeadRules, lead_id: int, title: str, due_at: datetime, actor: Actor,
+             now: datetime) -> Change:
+    lead = load_lead(session, lead_id)
+    change = lifecycle.add_task(state_of(session, lead), title, due_at, rules.pipeline, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
+def finish_task(session: Session, task_id: int, actor: Actor, now: datetime) -> Task:
+    lead_id = session.scalar(select(Task.lead_id).where(Task.id == task_id))
+    if lead_id is None:
+        raise Refused(f"no task with id {task_id}")
+    load_lead(session, lead_id)  # the lead first, then its task: the order every change takes
+    task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()).one()
+    if task.state != "open":
+        raise Refused(f"task {task_id} is already {task.state}")
+    task.state, task.closed_at, task.closed_by = "done", now, actor.who
+    session.get(Lead, lead_id).last_activity_at = now  # activity: it keeps a deal from going idle
+    add_activity(session, task.lead_id, "task_done", task.title, actor, now, {"task": task.id})
+    if task.onboarding_id is not None:
+        onboarding_done(session, task.onboarding_id, now)
+    return task
+
+
+def onboarding_done(session: Session, onboarding_id: int, now: datetime) -> None:
+    """An onboarding whose last open task is done is done."""
+    still_open = session.scalar(select(Task.id).where(Task.onboarding_id == onboarding_id, Task.state == "open")
+                                .limit(1))
+    if still_open is None:
+        record = session.get(OnboardingRecord, onboarding_id)
+        record.state, record.done_at = "done", now
+
+
+def active_owner(session: Session, email: str) -> Owner:
+    owner = session.scalars(select(Owner).where(Owner.email == email.strip().lower())).one_or_none()
+    if owner is None or not owner.active:
+        raise Refused(f"{email!r} is not an active owner")
+    return owner
+
+
+def next_owner(session: Session, role: str, exclude: str | None) -> Owner:
+    """The rotation's next active owner of ``role`` (a turn is taken)."""
+    rotation: Rotation = lock_rotation(session, role)
+    owners = {o.id: o for o in session.scalars(select(Owner))}
+    pool = [Candidate(o.id, o.position) for o in owners.values()
+            if o.active and role in (o.roles or []) and o.email != exclude]
+    last = owners.get(rotation.last_owner_id) if rotation.last_owner_id else None
+    chosen = next_in_turn(pool, last.position if last else None)
+    if chosen is None:
+        raise Refused(f"no other active owner holds the role {role!r}")
+    rotation.last_owner_id, rotation.turns = chosen.id, rotation.turns + 1
+    return owners[chosen.id]
+
+
+def record_mail(session: Session, rules: LeadRules, touched: dict[int, list[str]], now: datetime) -> list[Change]:
+    """Mail on existing leads (outreach, replies): the activity times, the
+    end of a snooze, and the moves automation makes (``core.rules.lifecycle``)."""
+    moves = []
+    for lead_id in sorted(touched):
+        lead = load_lead(session, lead_id)
+        lead.last_activity_at, lead.snoozed_until = now, None
+        for trigger in touched[lead_id]:
+            if trigger == "outreach":
+                lead.last_outreach_at = now
+            change = lifecycle.on_activity(state_of(session, lead), trigger, rules.pipeline, now)
+            if change is not None:
+                record(session, rules, lead, change)
+                moves.append(change)
+    session.flush()
+    return moves
+
+
+# --- recording what happened -------------------------------------------------
+
+
+def record(session: Session, rules: LeadRules, lead: Lead, change: Change, recorders: dict | None = None,
+           activity: bool = True) -> None:
+    """The lead's new state and one activity per event; ``recorders`` for
+    other events than the lead's (``core.use_cases.deal_changes``). A change that is
+    not ``activity`` (a staleness warning) leaves the lead's activity time and snooze."""
+    for event in change.events:
+        (recorders or RECORDERS)[type(event)](session, rules, lead, change, event)
+    if activity:
+        lead.last_activity_at = change.at
+        if not change.of(lifecycle.Snoozed):
+            lead.snoozed_until = None  # any activity ends a snooze
+    session.flush()
+
+
+def lead_fields(lead: Lead) -> dict:
+    """The lead as a task title template sees it."""
+    return {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
+            "status": lead.status}
+
+
+def owner_email(session: Session, lead: Lead) -> str | None:
+    owner = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    return owner.email if owner else None
+
+
+def add_activity(session: Session, lead_id: int, kind: str, summary: str, actor: Actor, at: datetime,
+                 details: dict) -> None:
+    session.add(Activity(lead_id=lead_id, kind=kind, at=at, summary=clip(summary) or "",
+                         details={"by": actor.who, "how": actor.how, **details}))
+
+
+def status_changed(session, rules, lead: Lead, change: Change, event: lifecycle.StatusChanged) -> None:
+    lead.status, lead.status_changed_at = event.new, change.at
+    if event.moved_back:
+        lead.automation_stopped = True
+    details = {"from": event.old, "to": event.new, "reason": event.reason, "note": event.note}
+    add_activity(session, lead.id, "status", f"{event.old} → {event.new}", change.actor, change.at,
+                 {k: v for k, v in details.items() if v is not None})
+
+
+def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.FieldsSet) -> None:
+    custom = dict(lead.fields or {})
+    for name, value in event.values.items():
+        if name in LEAD_FIELDS:
+            setattr(lead, name, clip(value, LEAD_FIELDS[name]) or None)
+            if name == "email":
+                lead.contact = lead.email.lower() if lead.email else None  # the address mail is matched on
+        else:
+            custom[clip(name, 200)] = clip(value)
+    lead.fields = custom
+    add_activity(session, lead.id, "fields", ", ".join(sorted(event.values)), change.actor, change.at,
+                 {"values": dict(event.values)})
+
+
+def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
+    title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
+    session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
+                     state="open", created_at=change.at))
+    add_activity(session, lead.id, "task", title, change.actor, change.at, {"due_at": event.due_at.isoformat()})
+
+
+def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
+    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
+                    .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who))
+
+
+def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, event) -> None:
+    who = lead.company or lead.name or lead.email or "Lead"
+    session.add(Opportunity(lead_id=lead.id, owner_id=lead.owner_id, title=clip(who, 500), stage=rules.first_stage,
+                            created_at=change.at, stage_changed_at=change.at, fields={}))
+    add_activity(session, lead.id, "opportunity", "opportunity created", change.actor, change.at, {})
+
+
+def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.FollowUpLead) -> None:
+    follow = Lead(name=lead.name, email=lead.email, phone=lead.phone, company=lead.company, message=lead.message,
+                  fields=dict(lead.fields or {}), source=lead.source, status=rules.pipeline.default_status,
+                  status_changed_at=change.at, owner_id=lead.owner_id, mailbox=lead.mailbox, contact=lead.contact,
+                  subject=lead.subject, received_at=change.at, created_at=change.at, warnings=[],
+                  snoozed_until=event.snoozed_until, follow_up_of=lead.id, last_activity_at=change.at)
+    session.add(follow)
+    session.flush()
+    add_activity(session, follow.id, "created", f"follow-up of lead {lead.id}", change.actor, change.at,
+                 {"follow_up_of": lead.id})
+
+
+def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.OwnerChanged) -> None:
+    owner = session.scalars(select(Owner).where(Owner.email == event.new)).one()
+    lead.owner_id, lead.assigned_at = owner.id, change.at
+    if rules.notify_owner:
+        notifications.owe(session, lead.id, owner.email, notifications.NEW_LEAD, change.at)
+    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
+                    .values(owner_id=owner.id))  # an onboarding's tasks stay with the onboarding's owner
+    # the deal follows; a staleness warning to the old owner is moot: the new one is warned in turn
+    session.execute(update(Opportunity).where(Opportunity.lead_id == lead.id)
+                    .values(owner_id=owner.id, warned_for=None, warned_at=None))
+    add_activity(session, lead.id, "owner", f"{event.old or 'nobody'} → {event.new}", change.actor, change.at,
+                 {"from": event.old, "to": event.new})
+
+
+def note_added(session, rules, lead: Lead, change: Change, event: lifecycle.NoteAdded) -> None:
+    add_activity(session, lead.id, "note", event.text, change.actor, change.at, {})
+
+
+def snoozed(session, rules, lead: Lead, change: Change, event: lifecycle.Snoozed) -> None:
+    lead.snoozed_until = event.until
+    add_activity(session, lead.id, "snooze", f"until {event.until.isoformat()}", change.actor, change.at,
+                 {"until": event.until.isoformat()})
+
+
+RECORDERS = {
+    lifecycle.StatusChanged: status_changed,
+    lifecycle.FieldsSet: fields_set,
+    lifecycle.TaskDue: task_due,
+    lifecycle.OpenTasksCancelled: tasks_cancelled,
+    lifecycle.OpportunityNeeded: opportunity_needed,
+    lifecycle.FollowUpLead: follow_up_lead,
+    lifecycle.OwnerChanged: owner_changed,
+    lifecycle.NoteAdded: note_added,
+    lifecycle.Snoozed: snoozed,
+}

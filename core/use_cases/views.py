@@ -1,0 +1,175 @@
+"""Read models for the command line: leads and failed messages as plain dicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterator
+
+from sqlalchemy import func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from leadtap.core.rules.commands import HELP
+from leadtap.core.store.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
+from leadtap.core.rules.model import Outcome
+
+LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) -> dict:
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "company": lead.company,
+        "message": lead.message,
+        "fields": lead.fields or {},
+        "source": lead.source,
+        "status": lead.status,
+        "status_changed_at": iso(lead.status_changed_at),
+        "owner": owner.email if owner else None,
+        "owner_name": owner.name if owner else None,
+        "opportunity": deal_dict(opportunity) if opportunity else None,
+        "mailbox": lead.mailbox,
+        "subject": lead.subject,
+        "received_at": iso(lead.received_at),
+        "created_at": iso(lead.created_at),
+        "warnings": lead.warnings or [],
+        "last_activity_at": iso(lead.last_activity_at),
+        "snoozed_until": iso(lead.snoozed_until),
+        "follow_up_of": lead.follow_up_of,
+    }
+
+
+def deal_dict(opportunity: Opportunity) -> dict:
+    fields = dict(opportunity.fields or {})
+    return {
+        "id": opportunity.id,
+        "lead_id": opportunity.lead_id,
+        "title": opportunity.title,
+        "stage": opportunity.stage,
+        "amount": fields.get("amount"),
+        "close_date": fields.get("close_date"),
+        "fields": fields,
+        "created_at": iso(opportunity.created_at),
+        "stage_changed_at": iso(opportunity.stage_changed_at),
+        "closed_at": iso(opportunity.closed_at),
+        "lost_reason": opportunity.lost_reason,
+        "warned_for": iso(opportunity.warned_for),
+    }
+
+
+def open_task_list(session: Session, lead_id: int, as_of: datetime | None = None) -> list[dict]:
+    """The lead's open tasks (those open ``as_of`` then, if given), soonest
+    due first, numbered as ``/done N`` takes them."""
+    query = select(Task).where(Task.lead_id == lead_id).order_by(Task.due_at, Task.id)
+    if as_of is None:
+        query = query.where(Task.state == "open")
+    else:
+        query = query.where(Task.created_at < as_of, or_(Task.state == "open", Task.closed_at >= as_of))
+    tasks = session.scalars(query)
+    return [{"number": n, "id": t.id, "title": t.title, "due_at": iso(t.due_at)} for n, t in enumerate(tasks, 1)]
+
+
+def reply_view(reply: CommandReply) -> dict:
+    """An owner's reply as its confirmation shows it: each command and what became of it."""
+    results = reply.results or []
+    return {"subject": reply.subject, "sender": reply.sender, "results": results, "digest": reply.digest,
+            "applied": sum(1 for r in results if r["applied"]), "refused": sum(1 for r in results if not r["applied"]),
+            "help": HELP if any(r["line"].lower().startswith("/help") for r in results) else None}
+
+
+def list_replies(session: Session, limit: int = 200) -> list[dict]:
+    """Owners' replies to leadtap's emails, newest first: those that ran (with
+    each command's result) and those refused (with the reason) — from the
+    messages ledger, where every one is recorded."""
+    entries = session.execute(
+        select(LedgerEntry, CommandReply).outerjoin(CommandReply, CommandReply.identity == LedgerEntry.identity)
+        .where(LedgerEntry.reason.like("reply%")).order_by(LedgerEntry.id.desc()).limit(limit))
+    return [{"at": iso(entry.created_at), "mailbox": entry.mailbox, "uid": entry.uid, "sender": entry.sender,
+             "subject": entry.subject, "lead_id": entry.lead_id, "outcome": entry.reason,
+             "results": reply.results if reply is not None and entry.reason.startswith("reply: ") else []}
+            for entry, reply in entries]
+
+
+def list_leads(session: Session, status: str | None = None, owner: str | None = None,
+               snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
+               closed: tuple[str, ...] = ()) -> Iterator[dict]:
+    """``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
+    open leads with no activity since then."""
+    query = (
+        select(Lead, Owner, Opportunity)
+        .outerjoin(Owner, Owner.id == Lead.owner_id)
+        .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+        .order_by(Lead.id)
+    )
+    if status:
+        query = query.where(Lead.status == status)
+    if owner:
+        query = query.where(Owner.email == owner.lower())
+    if snoozed_at is not None:
+        query = query.where(Lead.snoozed_until > snoozed_at)
+    if quiet_since is not None:
+        query = query.where(Lead.status.not_in(closed) if closed else true(),
+                            func.coalesce(Lead.last_activity_at, Lead.created_at) < quiet_since)
+    for lead, lead_owner, opportunity in session.execute(query).yield_per(500):
+        yield lead_dict(lead, lead_owner, opportunity)
+
+
+def show_lead(session: Session, lead_id: int) -> dict | None:
+    row = session.execute(
+        select(Lead, Owner, Opportunity)
+        .outerjoin(Owner, Owner.id == Lead.owner_id)
+        .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+        .where(Lead.id == lead_id)
+    ).first()
+    if row is None:
+        return None
+    result = lead_dict(*row)
+    result["thread"] = list(session.scalars(select(ThreadMessage.message_id).where(ThreadMessage.lead_id == lead_id)))
+    result["tasks"] = [
+        {"id": t.id, "title": t.title, "due_at": iso(t.due_at), "state": t.state}
+        for t in session.scalars(select(Task).where(Task.lead_id == lead_id).order_by(Task.id))
+    ]
+    result["activities"] = [
+        {"at": iso(a.at), "kind": a.kind, "summary": a.summary, "details": a.details}
+        for a in session.scalars(select(Activity).where(Activity.lead_id == lead_id).order_by(Activity.id))
+    ]
+    return result
+
+
+def failed_messages(session: Session) -> list[dict]:
+    rows = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.outcome == Outcome.FAILED.value).order_by(LedgerEntry.id)
+    )
+    return [
+        {
+            "id": e.id,
+            "mailbox": e.mailbox,
+            "uidvalidity": e.uidvalidity,
+            "uid": e.uid,
+            "message_id": e.message_id,
+            "sender": e.sender,
+            "subject": e.subject,
+            "error": e.error,
+            "reason": e.reason,
+            "attempts": e.attempts,
+            "updated_at": iso(e.updated_at),
+        }
+        for e in rows
+    ]
+
+
+def reset_failed(session: Session, ids: list[int] | None) -> list[tuple[str, int]]:
+    """Give failed messages their attempts back; return (mailbox, uid) of each."""
+    query = select(LedgerEntry).where(LedgerEntry.outcome == Outcome.FAILED.value)
+    if ids is not None:
+        query = query.where(LedgerEntry.id.in_(ids))
+    entries = list(session.scalars(query))
+    if entries:
+        session.execute(update(LedgerEntry).where(LedgerEntry.id.in_([e.id for e in entries])).values(attempts=0))
+    return [(e.mailbox, e.uid) for e in entries]

@@ -1,0 +1,50 @@
+"""The command line: ``leadtap COMMAND``. One module a noun (``leads``,
+``tasks``, ``opportunities``, ...), each adding its commands to the parser and
+holding their handlers; ``common`` and ``output`` are what they share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import structlog
+
+from leadtap.bootstrap import build_app
+from leadtap.cli import (check, db, examples, extract, failed, leads, notifications, onboarding, opportunities, poll,
+                         reminders, replies, tasks, worker)
+from leadtap.cli.common import EXIT_FAILED, EXIT_USAGE
+from leadtap.core.errors import ConfigError, LeadtapError
+from leadtap.logs import configure_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    if not getattr(args, "needs_config", True):
+        return args.handler(args)
+    try:
+        app = build_app(args.config)
+    except ConfigError as exc:
+        print(f"leadtap: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in app.config.warnings:
+        structlog.get_logger("leadtap").warning("config_warning", detail=warning)
+    try:
+        return args.handler(app, args)
+    except LeadtapError as exc:
+        print(f"leadtap: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        app.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadtap", description="Turns the mail of IMAP mailboxes into CRM leads.")
+    parser.add_argument("--config", help="the TOML config (default: $LEADTAP_CONFIG, then ./leadtap.toml)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (db, poll, extract, leads, tasks, opportunities, onboarding, failed, worker, reminders, notifications, replies, examples, check):
+        module.add_commands(commands)
+    return parser

@@ -1,0 +1,155 @@
+"""``leadtap check``: one line per check — the config, the database, every
+active mailbox, every template and task title in use (rendered with the
+context it is sent with), the SMTP server and the metrics address."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import urllib.request
+from email.utils import parseaddr
+from typing import Callable
+
+from leadtap.bootstrap import App
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK
+from leadtap.core.errors import ConfigError, LeadtapError, MailSendError, TemplateError
+from leadtap.scheduler.render import RenderError, sample_context, sample_item, sample_notification
+
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
+        handler=cmd_check
+    )
+
+
+def cmd_check(app: App, args: argparse.Namespace) -> int:
+    checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
+    checks.append(("database", lambda: check_database(app)))
+    for box in app.config.mailboxes:
+        if box.active:
+            checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
+    for kind, contexts in template_contexts(app.config).items():
+        checks.append((f"template {kind}", lambda kind=kind, contexts=contexts: check_template(app, kind, contexts)))
+    for status, option in app.config.pipeline.options.items():
+        for number, task in enumerate(option.tasks, start=1):
+            checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
+    onboarding = app.config.opportunities.deals.onboarding
+    for number, task in enumerate(onboarding.tasks if onboarding else (), start=1):
+        checks.append((f"onboarding task {number}", lambda task=task: check_task_title(app, task.title)))
+    if app.config.smtp is not None:
+        checks.append(("smtp", lambda: check_smtp(app)))
+    if app.config.commands.enabled:
+        checks.append(("commands", lambda: check_commands(app.config)))
+    if app.config.metrics.enabled:
+        checks.append(("metrics", lambda: check_metrics(app)))
+    failures = 0
+    for name, check in checks:
+        try:
+            detail = check()
+            print(f"ok    {name}: {detail}")
+        except LeadtapError as exc:
+            failures += 1
+            print(f"FAIL  {name}: {exc}")
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def template_contexts(config) -> dict[str, list[dict]]:
+    """Each template in use, with every context it is rendered with: a status
+    rule's reminder (an escalation too, a reassignment when the rule
+    reassigns), a task rule's, a digest of both, a notification."""
+    found: dict[str, list[dict]] = {}
+    commands = config.commands.enabled
+    rules = [rule for rule in config.reminders.rules if rule.enabled]
+    for rule in rules:
+        task = rule.for_tasks
+        variants = [sample_item(task), sample_item(task, escalation=True, reassigned=bool(rule.reassign_after))]
+        found.setdefault("digest" if config.reminders.digest else rule.template, []).extend(
+            sample_context(variant, commands=commands) for variant in variants)
+    if config.reminders.digest and rules:
+        found["digest"].append(sample_context(*(sample_item(r.for_tasks) for r in rules), commands=commands))
+    if config.notifications.enabled:
+        found[config.notifications.new_lead] = [sample_notification(commands=commands)]
+    if any(rule.reassign_after for rule in rules):
+        found["lead_reassigned"] = [sample_notification(commands=commands)]
+    deals = config.opportunities.deals
+    if deals.staleness.enabled:
+        found["deal_stale"] = [sample_notification("deal_stale", commands)]
+        found["deal_closed_stale"] = [sample_notification("deal_closed_stale", commands)]
+    if deals.onboarding is not None and config.smtp is not None:
+        found[deals.onboarding.template] = [sample_notification("onboarding", commands)]
+    if commands:
+        found["command_confirmation"] = [sample_notification("confirmation", commands)]
+    return found
+
+
+def check_template(app: App, kind: str, contexts: list[dict]) -> str:
+    renderer = app.renderer()
+    try:
+        rendered = [renderer.render(kind, context) for context in contexts][0]
+    except RenderError as exc:
+        raise TemplateError(str(exc)) from None
+    return f"renders ({'text and HTML' if rendered.html is not None else 'text'}): {rendered.subject!r}"
+
+
+def check_commands(config) -> str:
+    """The secret reads and is long enough; replies reach a watched mailbox."""
+    commands = config.commands
+    commands.secret.reveal()  # a ConfigError names the key: missing, unreadable or short
+    watched = {box.username.lower() for box in config.mailboxes if box.active and box.kind != "sent"}
+    address = (commands.address or parseaddr(config.smtp.sender)[1]).lower()
+    where = "Reply-To" if commands.address else "no [commands] address: replies go to [smtp] from"
+    warnings = []
+    if address not in watched:
+        warnings.append(f"{where} {address} is not the username of a watched mailbox, so replies may never be read")
+    if not commands.authserv_id:
+        warnings.append("no authserv_id: a reply's From is taken as written (see \"Acting by email\")")
+    if warnings:
+        return "secret read; " + "; ".join(f"WARNING: {w}" for w in warnings)
+    return f"secret read; replies go to {address}, a watched mailbox; {commands.authserv_id} must pass them"
+
+
+def check_task_title(app: App, title: str) -> str:
+    try:
+        return f"renders: {app.renderer().render_title(title, sample_item()['lead'])!r}"
+    except RenderError as exc:
+        raise TemplateError(str(exc)) from None
+
+
+def check_smtp(app: App) -> str:
+    mailer = app.mailer()
+    try:
+        with mailer:
+            mailer.client = mailer.connect()
+            mailer.client.noop()
+    except Exception as exc:  # every failure to reach the server is the check's answer
+        raise MailSendError(f"{mailer.where()}: {exc}", permanent=False) from None
+    return f"{mailer.where()} answers"
+
+
+def check_metrics(app: App) -> str:
+    """The metrics address can be listened on — or a running leadtap serves it already."""
+    host, port = app.config.metrics.host, app.config.metrics.port
+    try:
+        with socket.create_server((host, port)):
+            return f"{host}:{port} is free for leadtap run"
+    except OSError as exc:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3) as answer:
+                if b"leadtap_" in answer.read():
+                    return f"{host}:{port} serves leadtap's metrics (a worker is running)"
+        except OSError:
+            pass
+        raise ConfigError(app.config.path, "metrics.listen", f"cannot listen on {host}:{port}: "
+                                                             f"{exc.strerror or exc}") from None
+
+
+def check_database(app: App) -> str:
+    app.db.check_schema()
+    return f"reachable, schema up to date ({app.db.engine.dialect.name})"
+
+
+def check_mailbox(app: App, box) -> str:
+    with app.open_mailbox(box) as imap:
+        unread = len(imap.unseen_uids())
+    return f"logged in as {box.username}, folder {box.folder!r} selected, {unread} unread"

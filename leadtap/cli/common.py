@@ -1,0 +1,75 @@
+"""What the commands share: exit codes, ids, durations and moments as
+arguments, and one change made in one transaction (a refusal names the rule,
+changes nothing and exits 1)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+from sqlalchemy.exc import DBAPIError
+
+from leadtap.core.config.values import parse_seconds
+from leadtap.core.errors import LeadtapError
+from leadtap.core.rules import commands, deals, lifecycle
+from leadtap.core.rules.words import described
+from leadtap.core.store.engine import describe_db_error, utcnow
+from leadtap.core.use_cases import changes
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+FORMATS = ["table", "json", "csv"]
+MAX_ID = 2**63 - 1
+
+
+def record_id(text: str) -> int:
+    """A lead or task id: a whole number the database can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id (1 to {MAX_ID})")
+    return value
+
+def duration(text: str) -> str:
+    try:
+        parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+def change(app, args, apply, now: datetime | None = None) -> int:
+    """One change in one transaction; a refusal rolls it back and exits 1."""
+    db = app.ready_database()
+    rules = app.lead_rules()
+    now = now or utcnow()
+    try:
+        with db.transaction() as session:
+            actor = changes.acting(session, args.by, rules.pipeline)
+            done = apply(session, rules, actor, now)
+    except DBAPIError as exc:  # a lock conflict, a value the database refuses: said, not a traceback
+        raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
+    done = done if isinstance(done, list) else [done]  # a change, and the move automation made after it
+    print(f"lead {done[0].lead_id}: " + described(done))
+    if owes_mail(app, done):
+        print(app.send_notifications().summary())  # after the commit: the new owner hears at once
+    return EXIT_OK
+
+def owes_mail(app, done: list) -> bool:
+    """A new owner (of a lead, or of an onboarding) is told at once."""
+    if any(change.of(lifecycle.OwnerChanged) for change in done):
+        return app.config.notifications.enabled
+    return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
+
+def parse_field(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise LeadtapError(f"--field {text!r}: NAME=VALUE is expected")
+    return name.strip(), value.strip()
+
+def moment(text: str, now: datetime, zone, what: str) -> datetime:
+    """``3d`` from now, or the start of a date in the reminders' timezone."""
+    try:
+        return commands.moment(text, now, zone)
+    except ValueError as exc:
+        raise LeadtapError(f"{what} {exc}") from None

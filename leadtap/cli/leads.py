@@ -1,0 +1,97 @@
+"""``leadtap leads list|show|set|assign|note|snooze``: the leads, and people
+changing them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+
+from leadtap.bootstrap import App
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id
+from leadtap.cli.output import write_rows
+from leadtap.core.config.values import parse_seconds
+from leadtap.core.store.engine import utcnow
+from leadtap.core.use_cases import changes
+from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads, show_lead
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    leads = commands.add_parser("leads", help="list, show and change leads").add_subparsers(dest="leads_command", required=True)
+    listing = leads.add_parser("list", help="list leads")
+    listing.add_argument("--status")
+    listing.add_argument("--owner", help="the owner's email")
+    listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    listing.add_argument("--snoozed", action="store_true", help="only leads snoozed now")
+    listing.add_argument("--stale", metavar="DURATION", type=duration, help='only open leads quiet that long ("7d")')
+    listing.set_defaults(handler=cmd_leads_list)
+    show = leads.add_parser("show", help="one lead with its thread and activities")
+    show.add_argument("id", type=record_id)
+    show.set_defaults(handler=cmd_leads_show)
+    by = argparse.ArgumentParser(add_help=False)
+    by.add_argument("--by", metavar="EMAIL", help="the owner who acts (default: cli, as an admin)")
+
+    status = leads.add_parser("set", parents=[by], help="move a lead to another status")
+    status.add_argument("id", type=record_id)
+    status.add_argument("--status", required=True)
+    status.add_argument("--reason", help="why (needed to disqualify)")
+    status.add_argument("--note", help="a note with the move (needed with the 'other' reason)")
+    status.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="set a field too")
+    status.set_defaults(handler=cmd_leads_set)
+
+    assign = leads.add_parser("assign", parents=[by], help="give a lead another owner")
+    assign.add_argument("id", type=record_id)
+    assign.add_argument("owner", help="an active owner's email, or next: the rotation's next owner")
+    assign.set_defaults(handler=cmd_leads_assign)
+
+    note = leads.add_parser("note", parents=[by], help="add a note to a lead")
+    note.add_argument("id", type=record_id)
+    note.add_argument("text")
+    note.set_defaults(handler=cmd_leads_note)
+
+    snooze = leads.add_parser("snooze", parents=[by], help="no reminders for a lead until then")
+    snooze.add_argument("id", type=record_id)
+    snooze.add_argument("until", help='a duration ("3d") or a date (2026-12-01)')
+    snooze.set_defaults(handler=cmd_leads_snooze)
+
+
+def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
+    statuses = app.config.leads.statuses
+    if args.status is not None and args.status not in statuses:
+        print(f"leadtap: unknown status {args.status!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
+        return EXIT_USAGE
+    now = utcnow()
+    quiet_since = now - timedelta(seconds=parse_seconds(args.stale)) if args.stale else None
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
+                           app.config.leads.closed_statuses)
+        write_rows(leads, args.format, sys.stdout, LEAD_COLUMNS, "lead")
+    return EXIT_OK
+
+def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        lead = show_lead(session, args.id)
+    if lead is None:
+        print(f"leadtap: no lead with id {args.id}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(lead, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+def cmd_leads_set(app, args) -> int:
+    values = dict(parse_field(f) for f in args.field)
+    return change(app, args, lambda s, rules, actor, now: changes.set_status(
+        s, rules, args.id, args.status, actor, now, args.reason, args.note, values))
+
+def cmd_leads_assign(app, args) -> int:
+    return change(app, args, lambda s, rules, actor, now: changes.reassign(s, rules, args.id, args.owner, actor, now))
+
+def cmd_leads_note(app, args) -> int:
+    return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
+
+def cmd_leads_snooze(app, args) -> int:
+    now = utcnow()
+    until = moment(args.until, now, app.config.reminders.zone, "snooze until")
+    return change(app, args, lambda s, rules, actor, at: changes.snooze(s, rules, args.id, until, actor, at), now)

@@ -1,0 +1,28 @@
+"""``leadtap onboarding list``: won deals handed to onboarding."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leadtap.cli.common import EXIT_OK, FORMATS
+from leadtap.cli.output import write_rows
+from leadtap.core.use_cases.deal_views import ONBOARDING_COLUMNS, list_onboardings
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    onboarding = commands.add_parser("onboarding", help="won deals handed to onboarding").add_subparsers(
+        dest="onboarding_command", required=True)
+    listing = onboarding.add_parser("list", help="onboardings, with their open tasks")
+    listing.add_argument("--owner", metavar="EMAIL")
+    listing.add_argument("--state", choices=["open", "done"])
+    listing.add_argument("--format", choices=FORMATS, default="table")
+    listing.set_defaults(handler=cmd_onboarding_list)
+
+
+def cmd_onboarding_list(app, args) -> int:
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        rows = list_onboardings(session, args.owner, args.state)
+    write_rows(rows, args.format, sys.stdout, ONBOARDING_COLUMNS, "onboarding")
+    return EXIT_OK

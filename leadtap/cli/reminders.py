@@ -1,0 +1,35 @@
+"""``leadtap remind`` and ``reminders list``: one reminder sweep now, and
+the reminders sent."""
+
+from __future__ import annotations
+
+import argparse
+
+from leadtap.bootstrap import App
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK
+from leadtap.cli.output import print_mail_sent
+from leadtap.core.store.reminders import sent_reminders
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    remind = commands.add_parser("remind", help="one reminder sweep now")
+    remind.add_argument("--dry-run", action="store_true", help="print who would get what; send nothing")
+    remind.set_defaults(handler=cmd_remind)
+    reminders = commands.add_parser("reminders", help="reminders sent").add_subparsers(dest="reminders_command",
+                                                                                      required=True)
+    reminders.add_parser("list", help="the latest reminders").set_defaults(handler=cmd_reminders_list)
+
+
+def cmd_remind(app: App, args: argparse.Namespace) -> int:
+    report = app.reminder_sweep().run(dry_run=args.dry_run)
+    for line in report.plan:
+        print(f"would send to {line}")
+    print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
+    if report.owes_mail:
+        print(app.send_notifications().summary())  # the new owners, the old ones, the deals' owners hear at once
+    return EXIT_FAILED if report.released or report.refused else EXIT_OK
+
+def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
+    return print_mail_sent(app, sent_reminders, "reminder", "(claimed)",
+                           lambda row: f"rule {row['rule']} #{row['number']}"
+                           + (f" (task {row['task_id']})" if row["task_id"] else ""))
