@@ -1,20 +1,18 @@
-"""Reading TOML values for the configuration: durations, sizes, lists, and
-``Section``, a table being read that names its path in every error."""
+"""Reading TOML values for the configuration: durations (their parser is
+``core.rules.durations``), sizes, lists, and ``Section``, a table being read
+that names its path in every error."""
 
 from __future__ import annotations
 
 import difflib
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Callable
 
 from leadtap.core.errors import ConfigError
+from leadtap.core.rules.durations import parse_seconds  # noqa: F401  (the config's tables read durations here)
 
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-MAX_DURATION = 10 * 365 * 86400
-DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
 SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
@@ -23,27 +21,6 @@ def list_of_str(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("a list of strings is expected")
     return tuple(value)
-
-
-def parse_seconds(value: Any) -> float:
-    """Parse "90s", "15m", "1h30m", "2d" (or a number of seconds) into seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return checked_seconds(float(value))
-    if not isinstance(value, str):
-        raise ValueError('a duration such as "60s", "15m", "2d" is expected')
-    text = value.replace(" ", "")
-    parts = DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f'{value!r} is not a duration; expected e.g. "60s", "15m", "1h30m", "2d"')
-    return checked_seconds(sum(float(n) * DURATION_UNITS[u] for n, u in parts))
-
-
-def checked_seconds(seconds: float) -> float:
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("a positive duration is expected")
-    if seconds > MAX_DURATION:
-        raise ValueError("a duration of at most 10 years is expected")
-    return seconds
 
 
 def parse_size(value: Any) -> int:

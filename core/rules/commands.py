@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
-from leadtap.core.config.values import parse_seconds
+from leadtap.core.rules.durations import parse_seconds
 
 MAX_COMMANDS = 20
 MAX_NOTE = 5000  # a note, a /note, a reason's text: clipped like free text
