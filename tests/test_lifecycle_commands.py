@@ -243,3 +243,13 @@ def test_an_opportunity_entering_a_stage_moves_its_lead_to_the_status_set_on_it(
     assert code == 1 and "deal 1: 'Signed' is not a stage" in err
     code, _, err = env.cli("opportunities", "set", "99", "--stage", "Won")
     assert code == 1 and "no opportunity with id 99" in err
+
+
+def test_statuses_stages_and_reasons_match_without_regard_to_case_as_by_email(leads):
+    assert leads.cli("leads", "set", "1", "--status", "contacted", "--field", "budget=1")[0] == 0
+    assert leads.cli("leads", "set", "1", "--status", "DISQUALIFIED", "--reason", "bad TIMING")[0] == 0
+    lead = show(leads, 1)
+    (moved,) = [a for a in lead["activities"] if a["summary"] == "Contacted → Disqualified"]
+    assert lead["status"] == "Disqualified" and "Bad timing" in json.dumps(moved["details"])
+    code, out, _ = leads.cli("leads", "list", "--status", "disqualified")
+    assert code == 0 and "(1 lead)" in out

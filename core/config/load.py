@@ -112,11 +112,15 @@ class TemplateConfig:
 
     def accepts(self, sender: str, subject: str) -> bool:
         """True when the optional sender and subject globs both pass."""
+        return self.refusal(sender, subject) is None
+
+    def refusal(self, sender: str, subject: str) -> str | None:
+        """Which filter refuses the message, in words; None when both pass."""
         if self.from_glob and not fnmatch.fnmatchcase(sender.lower(), self.from_glob.lower()):
-            return False
+            return f"from = {self.from_glob!r} does not match the sender {sender!r}"
         if self.subject_glob and not fnmatch.fnmatchcase(subject.lower(), self.subject_glob.lower()):
-            return False
-        return True
+            return f"subject = {self.subject_glob!r} does not match the subject {subject!r}"
+        return None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,12 @@ class Database:
             yield session
 
     def check_schema(self) -> None:
-        """Raise ``SchemaError`` unless the schema is at the newest migration."""
+        """Raise ``SchemaError`` unless the schema is at the newest migration.
+        A SQLite file that does not exist is not created here (connecting
+        would): only ``db upgrade`` makes it."""
+        missing = missing_sqlite_file(self.engine)
+        if missing is not None:
+            raise SchemaError(f"there is no SQLite database at {missing!r}; run: leadtap db upgrade (it creates it)")
         current, head = schema_revisions(self.engine)
         if current is None:
             raise SchemaError("the database has no leadtap schema; run: leadtap db upgrade")
@@ -90,6 +95,14 @@ def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def missing_sqlite_file(engine: Engine) -> str | None:
+    """The SQLite file's path when the engine's database is a file that does not exist."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    return None if Path(database).exists() else database
 
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str]:

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.rules import lifecycle
+from leadtap.core.rules.commands import pick
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
 from leadtap.core.rules.deals import DealRules
@@ -85,6 +86,8 @@ def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cl
 def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, actor: Actor, now: datetime,
                reason: str | None = None, note: str | None = None, values: dict | None = None) -> Change:
     lead = load_lead(session, lead_id)
+    status = pick(status, rules.pipeline.statuses)  # the same by email and on the command line
+    reason = pick(reason, rules.pipeline.disqualify_reasons) if reason else reason
     change = lifecycle.move(state_of(session, lead), status, rules.pipeline, actor, now, reason, note, values)
     record(session, rules, lead, change)
     return change

@@ -22,6 +22,7 @@ from leadtap.core.rules import lifecycle
 from leadtap.core.store import notifications
 from leadtap.core.use_cases.changes import LeadRules, add_activity
 from leadtap.core.store.db import Lead, OnboardingRecord, Opportunity, Task
+from leadtap.core.rules.commands import pick
 from leadtap.core.rules.deals import Deal
 from leadtap.core.rules.lifecycle import Actor, Change, Refused
 from leadtap.core.store.services import clip, lock_rotation
@@ -56,6 +57,8 @@ def deal_of(session: Session, lead: Lead, opportunity: Opportunity) -> Deal:
 def set_stage(session: Session, rules: LeadRules, opportunity_id: int, stage: str, actor: Actor, now: datetime,
               reason: str | None = None, note: str | None = None, values: dict | None = None) -> list[Change]:
     """The deal to ``stage``, then the move automation makes for ``stage:<stage>``."""
+    stage = pick(stage, rules.deals.stages)  # the same by email and on the command line
+    reason = pick(reason, rules.deals.lost_reasons) if reason else reason
     onboarding = rules.deals.onboarding
     if onboarding and stage == rules.deals.won:
         lock_rotation(session, onboarding.role)  # the rotation before the lead: ingest's order, never a deadlock

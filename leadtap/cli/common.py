@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from leadtap.core.config.values import parse_seconds
 from leadtap.core.errors import LeadtapError
 from leadtap.core.rules import commands, deals, lifecycle
 from leadtap.core.rules.words import described
+from leadtap.core.store.db import Owner
 from leadtap.core.store.engine import describe_db_error, utcnow
 from leadtap.core.use_cases import changes
 
@@ -73,3 +75,16 @@ def moment(text: str, now: datetime, zone, what: str) -> datetime:
         return commands.moment(text, now, zone)
     except ValueError as exc:
         raise LeadtapError(f"{what} {exc}") from None
+
+
+def unknown_owner(app, email: str | None) -> str | None:
+    """Why ``--owner`` names nobody leadtap knows, listing those it knows
+    (the config's owners and those who had leads before); None when known."""
+    if email is None:
+        return None
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        known = sorted(set(session.scalars(select(Owner.email))) | {o.email.lower() for o in app.config.owners})
+    if email.strip().lower() in known:
+        return None
+    return f"unknown owner {email!r}; expected one of {', '.join(known) or '(no owners yet)'}"

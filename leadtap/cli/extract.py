@@ -38,6 +38,7 @@ def cmd_extract(app: App, args: argparse.Namespace) -> int:
     result = {
         "template": args.template,
         "filters_pass": found is not None,
+        "filter_refused": template.config.refusal(message.sender.email if message.sender else "", message.subject),
         "matched": bool(found and found.matched),
         "fields": found.fields if found else {},
         "missing": list(found.missing) if found else [],

@@ -9,9 +9,11 @@ import sys
 from datetime import timedelta
 
 from leadtap.bootstrap import App
-from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id
+from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id,
+                                unknown_owner)
 from leadtap.cli.output import write_rows
 from leadtap.core.config.values import parse_seconds
+from leadtap.core.rules.commands import pick
 from leadtap.core.store.engine import utcnow
 from leadtap.core.use_cases import changes
 from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads, show_lead
@@ -57,7 +59,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
+    unknown = unknown_owner(app, args.owner)
+    if unknown:
+        print(f"leadtap: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     statuses = app.config.leads.statuses
+    args.status = pick(args.status, statuses) if args.status is not None else None
     if args.status is not None and args.status not in statuses:
         print(f"leadtap: unknown status {args.status!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
         return EXIT_USAGE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadtap.cli.common import EXIT_OK, FORMATS
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, unknown_owner
 from leadtap.cli.output import write_rows
 from leadtap.core.use_cases.deal_views import ONBOARDING_COLUMNS, list_onboardings
 
@@ -21,6 +21,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_onboarding_list(app, args) -> int:
+    unknown = unknown_owner(app, args.owner)
+    if unknown:
+        print(f"leadtap: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     app.db.check_schema()
     with app.db.transaction() as session:
         rows = list_onboardings(session, args.owner, args.state)

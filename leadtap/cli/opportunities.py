@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field, record_id
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field, record_id, unknown_owner
 from leadtap.cli.output import write_rows
+from leadtap.core.rules.commands import pick
 from leadtap.core.store.engine import utcnow
 from leadtap.core.use_cases import deal_changes
 from leadtap.core.use_cases.deal_views import DEAL_COLUMNS, list_deals
@@ -35,7 +36,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_opportunities_list(app, args) -> int:
+    unknown = unknown_owner(app, args.owner)
+    if unknown:
+        print(f"leadtap: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     stages = app.config.opportunities.stages
+    args.stage = pick(args.stage, stages) if args.stage is not None else None
     if args.stage is not None and args.stage not in stages:
         print(f"leadtap: unknown stage {args.stage!r}; expected one of {', '.join(stages)}", file=sys.stderr)
         return EXIT_USAGE

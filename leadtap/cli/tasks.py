@@ -8,7 +8,7 @@ import sys
 
 from sqlalchemy import select
 
-from leadtap.cli.common import EXIT_OK, change, moment, record_id
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, change, moment, record_id, unknown_owner
 from leadtap.core.store.db import Owner, Task
 from leadtap.core.store.engine import utcnow
 from leadtap.core.use_cases import changes
@@ -35,6 +35,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_tasks_list(app, args) -> int:
+    unknown = unknown_owner(app, args.owner)
+    if unknown:
+        print(f"leadtap: {unknown}", file=sys.stderr)
+        return EXIT_USAGE
     db = app.ready_database()
     now = utcnow()
     with db.transaction() as session:
