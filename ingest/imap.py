@@ -118,6 +118,13 @@ class ImapMailbox:
             found = self.client.search(["UID", f"{uid + 1}:*"])
         return sorted(u for u in found if u > uid)
 
+    def existing(self, uids: list[int]) -> set[int]:
+        """Those of ``uids`` still in the folder (the others were expunged)."""
+        if not uids:
+            return set()
+        with translated_errors(self.box, "searching for messages"):
+            return set(self.client.search(["UID", ",".join(map(str, uids))])) & set(uids)
+
     def sizes(self, uids: list[int]) -> dict[int, int]:
         if not uids:
             return {}

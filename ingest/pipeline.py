@@ -63,10 +63,6 @@ from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, pre
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
 
 
-class Unrecorded(Exception):
-    """A message neither its write nor its "failed" record could go in: it
-    has no ledger row, so the pass stops before it, leaves it unread and
-    below the mailbox's last UID, and the next pass reads it again."""
 
 
 class MailboxIngest:
@@ -98,6 +94,7 @@ class MailboxIngest:
 
     def run(self) -> PassReport:
         report = PassReport(self.box.name)
+        self.ceiling: int | None = None  # the last UID may not pass a message left without a ledger row
         started = time.monotonic()
         try:
             with self.open_mailbox(self.box) as imap:
@@ -106,7 +103,7 @@ class MailboxIngest:
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
                     self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
-        except (ImapError, ConfigError, Unrecorded) as exc:  # ConfigError: this mailbox's password cannot be read
+        except (ImapError, ConfigError) as exc:  # ConfigError: this mailbox's password cannot be read
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
             report.error = f"database unavailable: {describe_db_error(exc)}"
@@ -203,13 +200,17 @@ class MailboxIngest:
         sizes = imap.sizes(todo)
         too_large = {u: sizes[u] for u in todo if sizes.get(u, 0) > self.limit.size}
         raws = imap.bodies([u for u in todo if u not in too_large])
-        return Fetched(todo, raws, too_large, settled)
+        # A message the server left out of its answer is recorded as failed
+        # (tried again, set aside after its attempts), never passed over;
+        # one that is gone from the folder (expunged meanwhile) has nothing to record.
+        unsent = imap.existing([u for u in todo if u not in too_large and u not in raws])
+        return Fetched(todo, raws, too_large, settled, unsent)
 
     def finish(self, imap: ImapMailbox, fetched: "Fetched", prepared: list[Prepared], report: PassReport) -> None:
         """Write a prepared batch, then flag what it settled."""
         results, settled = self.persist_batch(imap.uidvalidity, fetched.uids, prepared)
         for uid, result in results.items():
-            report.counts[result.outcome] += 1
+            report.counts[result.outcome] += result.reason != UNRECORDED  # said apart, in report.unrecorded
             report.repaired += bool(result.warnings) and result.outcome is not Outcome.FAILED
             self.log_result(uid, result)
         report.done += len(fetched.uids) + len(fetched.settled)
@@ -224,10 +225,7 @@ class MailboxIngest:
             # The ledger already keeps these from becoming leads twice; they are
             # flagged on a later pass.
             self.log.warning("flagging_failed", error=str(exc), uids=len(seen))
-        unrecorded = [uid for uid, result in results.items() if result.reason == UNRECORDED]
-        if unrecorded:
-            raise Unrecorded(f"message UID {unrecorded[0]} could not be recorded "
-                             f"({results[unrecorded[0]].error}); the pass stops before it and reads it again next time")
+        report.unrecorded += [uid for uid, result in results.items() if result.reason == UNRECORDED]
 
     def persist_batch(
         self, uidvalidity: int, uids: list[int], prepared: list[Prepared]
@@ -261,7 +259,9 @@ class MailboxIngest:
             else:
                 results = self.decide_and_write(session, rotation, uidvalidity, todo, known, now)
             if not self.box.unread_only and uids:
-                advance_last_uid(session, self.box.name, uidvalidity, last_uid_recorded(uids, results))
+                self.ceiling = ceiling(self.ceiling, results)
+                advance_last_uid(session, self.box.name, uidvalidity,
+                                 max(uids) if self.ceiling is None else min(max(uids), self.ceiling))
         return results, settled
 
     def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], known: dict,
@@ -287,10 +287,12 @@ class MailboxIngest:
                     if connection_lost(exc):
                         raise
                     error = describe_error(exc)
-            else:  # not even "failed" went in: no ledger row, so it must not be passed over
-                self.log.error("message_unrecorded", uid=item.uid, error=error)
-                results[item.uid] = Result(Outcome.FAILED, error=error, reason=UNRECORDED)
-                break  # the rest of the batch waits for the next pass, behind it
+            else:  # not even "failed" went in
+                if item.uid in known:  # its earlier row stands: it is tried again like any failed message
+                    results[item.uid] = Result(Outcome.FAILED, error=error)
+                else:  # no row at all: it must not be passed over
+                    self.log.error("message_unrecorded", uid=item.uid, error=error)
+                    results[item.uid] = Result(Outcome.FAILED, error=error, reason=UNRECORDED)
         return results
 
     def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], known: dict,
@@ -347,11 +349,14 @@ class MailboxIngest:
 UNRECORDED = "not recorded: read again next pass"
 
 
-def last_uid_recorded(uids: list[int], results: dict[int, Result]) -> int:
-    """The mailbox's last UID after a batch: its highest, or just below the
-    first message that could not be recorded."""
+def ceiling(current: int | None, results: dict[int, Result]) -> int | None:
+    """The highest the mailbox's last UID may go in this pass: just below
+    the first message left without a ledger row (the messages after it are
+    recorded all the same; the next pass reads from it again, and skips them)."""
     unrecorded = [uid for uid, result in results.items() if result.reason == UNRECORDED]
-    return min(unrecorded) - 1 if unrecorded else max(uids)
+    if not unrecorded:
+        return current
+    return min(unrecorded) - 1 if current is None else min(current, min(unrecorded) - 1)
 
 
 def connection_lost(exc: BaseException) -> bool:

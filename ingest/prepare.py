@@ -31,6 +31,7 @@ class Fetched:
     raws: dict[int, bytes]
     too_large: dict[int, int]
     settled: set[int] = field(default_factory=set)  # already in the ledger: only to be flagged
+    unsent: set[int] = field(default_factory=set)  # still in the folder, but the server sent no body for them
 
 
 @dataclass
@@ -60,9 +61,12 @@ def prepare_batch(fetched: Fetched, templates: list[BoundTemplate], limit: Limit
                   clock: Callable[[], float] = time.monotonic) -> list[Prepared]:
     return [
         Prepared(uid, error=f"too large: {fetched.too_large[uid]} bytes, the limit is {limit.size}", too_large=True)
-        if uid in fetched.too_large else prepare_message(uid, fetched.raws[uid], templates, Deadline(limit.seconds, clock))
+        if uid in fetched.too_large else
+        Prepared(uid, error="the server sent no body for this message; it is asked again next pass")
+        if uid in fetched.unsent else
+        prepare_message(uid, fetched.raws[uid], templates, Deadline(limit.seconds, clock))
         for uid in fetched.uids
-        if uid in fetched.too_large or uid in fetched.raws
+        if uid in fetched.too_large or uid in fetched.raws or uid in fetched.unsent
     ]
 
 

@@ -22,10 +22,11 @@ class PassReport:
     started: float = field(default_factory=time.monotonic)
     repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
     seconds: float = 0.0
+    unrecorded: list[int] = field(default_factory=list)  # UIDs the database took no row for: read again next pass
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or self.counts[Outcome.FAILED] > 0
+        return self.error is not None or self.counts[Outcome.FAILED] > 0 or bool(self.unrecorded)
 
     def progress(self) -> str:
         """``sales: 1,200/5,000 messages, 850/s`` — for a terminal."""
@@ -33,11 +34,14 @@ class PassReport:
         return f"{self.mailbox}: {self.done:,}/{self.total:,} messages, {rate:,.0f}/s"
 
     def summary(self) -> str:
-        if self.error:
-            return f"{self.mailbox}: not polled: {self.error}"
         parts = [f"{self.counts[o]} {OUTCOME_WORDS[o][self.counts[o] != 1]}" for o in Outcome if self.counts[o]]
+        if self.error:  # what it did before it stopped, then why
+            return f"{self.mailbox}: " + (f"{', '.join(parts)}, then stopped: " if parts else "not polled: ") + self.error
         if self.repaired:
             parts.append(f"{self.repaired} repaired")
+        if self.unrecorded:
+            parts.append(f"UID {', '.join(map(str, self.unrecorded[:5]))} not recorded (the database refused even the "
+                         "failure; read again next pass)")
         return f"{self.mailbox}: " + (", ".join(parts) if parts else "nothing new")
 
 

@@ -58,9 +58,9 @@ class Metrics:
         self.waiting.labels(mailbox).set(0)
         if report.error:
             self.poll_errors.labels(mailbox).inc()
-            return
-        self.last_poll.labels(mailbox).set_to_current_time()
-        for outcome in Outcome:
+        else:
+            self.last_poll.labels(mailbox).set_to_current_time()
+        for outcome in Outcome:  # what a pass did before it stopped counts too
             if report.counts[outcome]:
                 self.messages.labels(mailbox, outcome.value).inc(report.counts[outcome])
         self.leads.labels(mailbox).inc(report.counts[Outcome.LEAD])

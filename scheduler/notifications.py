@@ -49,6 +49,7 @@ from leadtap.core.store.notifications import (
 )
 from leadtap.core.use_cases.deal_changes import warning_moot
 from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
+from leadtap.core.rules.commands import help_text
 from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.reminders import MailerFactory
@@ -81,6 +82,8 @@ class NotificationSender:
         self.replies = replies
         self.clock, self.should_stop = clock, should_stop
         self.settings = config.notifications
+        pipeline, deals = config.pipeline, config.opportunities.deals
+        self.help = help_text(pipeline.statuses, pipeline.disqualify_reasons, deals.stages, deals.lost_reasons)
         self.log = structlog.get_logger("leadtap.notifications")
 
     def run(self) -> SendReport:
@@ -198,7 +201,7 @@ class NotificationSender:
             "lead_url": url.replace("{id}", str(lead.id)) if url and lead else None,
             "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
-            "reply": reply_view(item.reply) if item.reply else None,
+            "reply": reply_view(item.reply, self.help) if item.reply else None,
             "commands": self.replies is not None,  # a reply can act: the email says how
         }
 

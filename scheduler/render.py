@@ -68,7 +68,7 @@ SAMPLE_ONBOARDING = {"id": 3, "state": "open", "created_at": "2026-11-20T09:00:0
     {"id": 12, "title": "Onboarding complete", "due_at": "2026-12-20T09:00:00+00:00", "state": "open"}]}
 
 
-SAMPLE_REPLY = {"subject": "Lead #1 is yours", "sender": "owner@example.com", "digest": False, "applied": 1,
+SAMPLE_REPLY = {"subject": "Re: Lead #1 is yours", "re_subject": "Re: Lead #1 is yours", "sender": "owner@example.com", "digest": False, "applied": 1,
                 "refused": 1, "help": "/status STATUS   move the lead", "results": [
                     {"line": "/status Contacted", "applied": True, "words": "New → Contacted", "lead_id": 1},
                     {"line": "/stage Won", "applied": False, "words": "deal 7: Won needs amount", "lead_id": 1}]}

@@ -799,19 +799,19 @@ def mailbox_state(env: Env):
         app.close()
 
 
-def refuse_rows(env: Env, table: str, when: str = "TRUE") -> None:
-    """Every insert into ``table`` (where ``when`` holds of NEW) fails, as a
-    locked or full disk would fail it; ``allow_rows`` ends it."""
+def refuse_rows(env: Env, table: str, when: str = "TRUE", event: str = "INSERT") -> None:
+    """Every ``event`` (INSERT or UPDATE) on ``table`` where ``when`` holds of
+    NEW fails, as a locked or full disk would fail it; ``allow_rows`` ends it."""
     from sqlalchemy import text
 
     if env.database_url.startswith("sqlite"):
-        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} WHEN {when} "
+        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE {event} ON {table} WHEN {when} "
                          "BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END"))
     else:
-        env.execute(text("CREATE FUNCTION refuse_rows() RETURNS trigger AS $$ BEGIN "
+        env.execute(text("CREATE OR REPLACE FUNCTION refuse_rows() RETURNS trigger AS $$ BEGIN "
                          f"IF {when} THEN RAISE EXCEPTION 'disk I/O error (injected)'; END IF; "
                          "RETURN NEW; END $$ LANGUAGE plpgsql"))
-        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} FOR EACH ROW "
+        env.execute(text(f"CREATE TRIGGER refuse_rows BEFORE {event} ON {table} FOR EACH ROW "
                          "EXECUTE FUNCTION refuse_rows()"))
 
 
@@ -821,25 +821,33 @@ def allow_rows(env: Env, table: str) -> None:
     env.execute(text("DROP TRIGGER refuse_rows" + ("" if env.database_url.startswith("sqlite") else f" ON {table}")))
 
 
-def test_a_message_that_cannot_even_be_recorded_as_failed_is_never_passed_over(env, mailbox):
+@pytest.mark.parametrize("unread_only", [False, True])
+def test_a_message_that_cannot_even_be_recorded_as_failed_is_never_passed_over(env, mailbox, unread_only):
+    """Its write and both "failed" records fail (a locked or full disk): it has
+    no ledger row. The mail after it still comes in; the mailbox's last UID
+    stays below it (unread_only = false) or it stays unread (true), so the
+    next pass reads it again."""
     for i in range(3):
         mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
-    env.configure(mailbox.section(unread_only=False))
+    env.configure(mailbox.section(unread_only=unread_only))
     env.upgrade()
     first, second, third = sorted(mailbox.flags())
     refuse_rows(env, "messages", f"NEW.uid = {second}")  # its lead, its "failed" record, its bare record
 
     code, out, err = env.cli("poll")
 
-    assert code == 1 and f"message UID {second} could not be recorded" in out + err
-    assert "the pass stops before it and reads it again next time" in out + err
-    assert [e.uid for e in env.ledger()] == [first]
-    assert mailbox_state(env).last_uid == first  # not past the message without a ledger row
+    assert code == 1 and f"2 new leads, UID {second} not recorded" in out
+    assert [e.uid for e in env.ledger()] == [first, third]
+    if unread_only:
+        assert mailbox.unseen() == [second]
+    else:
+        assert mailbox_state(env).last_uid == first  # not past the message without a ledger row
     allow_rows(env, "messages")
 
     assert env.poll() == 0
-    assert [lead["name"] for lead in env.leads()] == ["Person 0", "Person 1", "Person 2"]
+    assert [lead["name"] for lead in env.leads()] == ["Person 0", "Person 2", "Person 1"]
     assert sorted(e.uid for e in env.ledger()) == [first, second, third]
+    assert env.poll() == 0 and len(env.leads()) == 3
 
 
 def test_polling_an_inactive_mailbox_by_name_is_refused_saying_why(env, mailbox):
@@ -851,3 +859,70 @@ def test_polling_an_inactive_mailbox_by_name_is_refused_saying_why(env, mailbox)
 
     assert code == 2 and "mailbox 'sales' is not active (active = false" in err
     assert env.leads() == [] and env.cli("poll", "--mailbox", "nope")[0] == 2
+
+
+def test_a_retried_message_whose_row_cannot_be_updated_does_not_hold_up_the_mailbox(env, mailbox):
+    """It has a ledger row (failed), so it is not passed over: the mail after it comes in."""
+    mailbox.append(enquiry(name="Retry", email="retry@client.test"))
+    env.configure(mailbox.section(unread_only=False))
+    env.upgrade()
+    (uid,) = mailbox.flags()
+    refuse_rows(env, "leads")
+    assert env.poll() == 1
+    allow_rows(env, "leads")
+    refuse_rows(env, "messages", f"NEW.uid = {uid}", event="UPDATE")  # its retry cannot be recorded
+    for i in range(2):
+        mailbox.append(enquiry(name=f"Later {i}", email=f"later{i}@client.test"))
+    assert env.poll() == 1  # it failed again
+    assert [lead["name"] for lead in env.leads()] == ["Later 0", "Later 1"]
+
+
+def test_failed_retry_leaves_an_inactive_mailbox_alone_and_says_so(env, mailbox):
+    mailbox.append(enquiry(name="Broken", email="broken@client.test"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    refuse_rows(env, "leads")
+    assert env.poll() == 1
+    allow_rows(env, "leads")
+    env.configure(mailbox.section(active=False))
+    mailbox.append(enquiry(name="Unrelated", email="unrelated@client.test"))
+
+    code, out, _ = env.cli("failed", "retry", "--all")
+
+    assert "mailbox 'sales' is not active: its failed messages are retried when it is polled again" in out
+    assert env.leads() == []
+
+
+class BodyLeftOut(CrashOnFlag):
+    """A server that answers UID FETCH BODY.PEEK[] with OK but leaves one message out."""
+
+    def __init__(self, inner, left_out: int):
+        super().__init__(inner)
+        self.left_out = left_out
+
+    def mark_seen(self, uids):
+        return self.inner.mark_seen(uids)
+
+    def bodies(self, uids):
+        return {uid: raw for uid, raw in self.inner.bodies(uids).items() if uid != self.left_out}
+
+
+def test_a_message_the_server_left_out_of_its_answer_is_recorded_as_failed_and_read_again(env, mailbox):
+    for i in range(3):
+        mailbox.append(enquiry(name=f"Person {i}", email=f"p{i}@client.test"))
+    env.configure(mailbox.section(unread_only=False))
+    env.upgrade()
+    first, second, third = sorted(mailbox.flags())
+    app = build_app(str(env.path))
+    try:
+        report = MailboxIngest(app.config, app.config.mailboxes[0], app.ready_database(),
+                               [app.templates["contact-form"]], lambda b: BodyLeftOut(app.open_mailbox(b), second),
+                               rules=app.lead_rules()).run()
+    finally:
+        app.close()
+    assert report.failed and "1 failed" in report.summary()
+    (left_out,) = [e for e in env.ledger() if e.uid == second]
+    assert left_out.outcome == "failed" and "the server sent no body" in left_out.error
+
+    assert env.poll() == 0
+    assert [lead["name"] for lead in env.leads()] == ["Person 0", "Person 2", "Person 1"]

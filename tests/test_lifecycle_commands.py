@@ -253,3 +253,11 @@ def test_statuses_stages_and_reasons_match_without_regard_to_case_as_by_email(le
     assert lead["status"] == "Disqualified" and "Bad timing" in json.dumps(moved["details"])
     code, out, _ = leads.cli("leads", "list", "--status", "disqualified")
     assert code == 0 and "(1 lead)" in out
+
+
+def test_a_task_due_in_the_past_is_added_with_a_word_that_it_is_overdue(leads):
+    code, out, err = leads.cli("tasks", "add", "1", "Call Jo", "--due", "2020-01-02")
+
+    assert code == 0 and "task due 2020-01-02" in out
+    assert "the task is due 2020-01-02 00:00, in the past: it is overdue from the start" in err
+    assert "in the past" not in leads.cli("tasks", "add", "1", "Call Jo", "--due", "2d")[2]

@@ -544,3 +544,20 @@ def test_a_reply_that_failed_once_runs_when_retried(replying, smtp, mailbox):
     assert code == 0, out + err
     assert replying.ledger()[-1].reason == "reply: 1 applied, 0 refused" and lead(replying, 1).status == "Contacted"
     assert "notifications: 1 sent" in out and smtp.messages[-1]["X-Leadtap"] == "confirmation"
+
+
+def test_confirmations_say_re_once_help_uses_the_pipelines_names_and_contacts_are_not_listed(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/help"))
+    mailbox.append(plain_message("Thanks, any news?", sender="Jo Smith <jo@client.test>",
+                                 subject="Re: enquiry", headers={"In-Reply-To": shown(replying, 1)["thread"][0]}))
+    replying.cli("poll")
+
+    confirmation = smtp.messages[-1]
+    assert confirmation["Subject"] == "Re: " + new_lead["Subject"] + ": 1 done"  # not "Re: Re:"
+    body = confirmation.get_body(("plain",)).get_content()
+    assert "/status STATUS             move the lead (e.g. /status Attempting)" in body  # the pipeline's own
+    assert "/disqualify No budget" in body and "Connected" not in body
+    code, out, _ = replying.cli("replies", "list", "--format", "json")
+    assert [r["sender"] for r in json.loads(out)] == ["ana@example.com"]  # Jo's answer is her mail, not a reply
+    assert [(e.sender, e.reason) for e in replying.ledger()][-1] == ("jo@client.test", "reply")

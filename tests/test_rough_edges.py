@@ -48,3 +48,31 @@ def test_extract_names_the_filter_that_refused_the_message(env, tmp_path):
     assert code == 1 and shown["filters_pass"] is False
     assert shown["filter_refused"] == ("from = '*@partner.example.com' does not match the sender "
                                        "'noreply@forms.example.com'")
+
+
+def test_a_digests_subject_counts_leads_and_tasks_apart():
+    from leadtap.scheduler.render import Renderer, sample_context, sample_item
+
+    def subject(*items):
+        return Renderer().render("digest", sample_context(*items)).subject
+
+    assert subject(sample_item()) == "1 lead waiting for you"
+    assert subject(sample_item(), sample_item(task=True), sample_item(task=True)) == "1 lead and 2 tasks waiting for you"
+    assert subject(sample_item(task=True)) == "1 task waiting for you"
+
+
+def test_a_confirmation_says_re_once_whatever_prefixes_the_reply_had():
+    from leadtap.core.use_cases.views import re_subject
+
+    assert re_subject("Re: RE: Aw: New lead: Jo") == "Re: New lead: Jo"
+    assert re_subject("SV: [12] x") == "Re: [12] x" and re_subject(None) == "Re: your reply"
+
+
+def test_a_pass_that_stopped_says_what_it_did_before():
+    from leadtap.core.rules.model import Outcome
+    from leadtap.ingest.report import PassReport
+
+    report = PassReport("sales", error="database unavailable: server closed the connection")
+    assert report.summary() == "sales: not polled: database unavailable: server closed the connection"
+    report.counts[Outcome.LEAD] += 3
+    assert report.summary() == "sales: 3 new leads, then stopped: database unavailable: server closed the connection"

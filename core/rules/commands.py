@@ -35,18 +35,18 @@ NAMES = ("status", "qualify", "disqualify", "assign", "snooze", "note", "done", 
 NEEDS_ARGUMENT = {"status": "a status", "disqualify": "a reason", "assign": "an owner's email, me or next",
                   "snooze": 'a duration ("3d") or a date (2026-12-01)', "note": "some text",
                   "done": "a task's number", "stage": "a stage", "lost": "a reason"}
-HELP = """/status STATUS             move the lead (e.g. /status Connected)
+HELP = """/status STATUS             move the lead (e.g. /status {status})
 /qualify                   move it to the qualified status
-/disqualify REASON         e.g. /disqualify Bad timing, or /disqualify Other: what it was
+/disqualify REASON         e.g. /disqualify {reason}, or /disqualify Other: what it was
 /assign EMAIL | me | next  give it to another owner (next: the rotation's next)
 /snooze 3d | 2026-12-01    no reminders until then
 /note TEXT                 add a note (any text below the commands is a note too)
 /done N                    mark the lead's task number N (as the email lists them) done
-/stage STAGE [field=value] move its deal (e.g. /stage Proposal amount=12000)
+/stage STAGE [field=value] move its deal (e.g. /stage {stage} amount=12000)
 /won [field=value]         close its deal as won
-/lost REASON               close its deal as lost, e.g. /lost Went with a competitor
+/lost REASON               close its deal as lost, e.g. /lost {lost}
 /help                      this list
-In a digest, name the lead first: /status 12 Connected"""
+In a digest, name the lead first: /status 12 {status}"""
 
 COMMAND_RE = re.compile(r"/([A-Za-z]+)(?:\s+(.*))?")
 LEAD_RE = re.compile(r"#?(\d{1,18})(?:\s+(.*))?")
@@ -60,6 +60,17 @@ WROTE = r"(wrote|schrieb|a écrit|escribió|schreef|rašė|scrisse|skrev|napisa�
 WROTE_RE = re.compile(WROTE + r"\s*:\s*$", re.IGNORECASE)  # "... wrote:" closing a line
 INTRO_RE = re.compile(r"^(on|am|le|el|op|il)\s.*\b" + WROTE + r"\b.*:\s*$", re.IGNORECASE)  # "Am ... schrieb X <y>:"
 SIGNATURE = "-- "
+
+
+def help_text(statuses: tuple[str, ...] = (), reasons: tuple[str, ...] = (), stages: tuple[str, ...] = (),
+              lost_reasons: tuple[str, ...] = ()) -> str:
+    """The commands, with examples from the configured pipeline (the second
+    status, the first reasons, the second stage): names that work here."""
+    def example(names: tuple[str, ...], index: int, fallback: str) -> str:
+        return names[min(index, len(names) - 1)] if names else fallback
+
+    return HELP.format(status=example(statuses, 1, "Contacted"), reason=example(reasons, 0, "Bad timing"),
+                       stage=example(stages, 1, "Proposal"), lost=example(lost_reasons, 0, "Went with a competitor"))
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Iterator
 
 from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.rules.commands import HELP
+from leadtap.core.rules.commands import help_text
 from leadtap.core.store.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from leadtap.core.rules.model import Outcome
 
@@ -75,12 +76,22 @@ def open_task_list(session: Session, lead_id: int, as_of: datetime | None = None
     return [{"number": n, "id": t.id, "title": t.title, "due_at": iso(t.due_at)} for n, t in enumerate(tasks, 1)]
 
 
-def reply_view(reply: CommandReply) -> dict:
-    """An owner's reply as its confirmation shows it: each command and what became of it."""
+REPLY_PREFIX_RE = re.compile(r"^\s*((re|aw|sv|antw|odp|vs|ats|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+
+
+def re_subject(subject: str | None) -> str:
+    """``Re: <subject>`` once, however many reply prefixes the subject had
+    (``Re: Re:``, ``AW:``, ``SV:`` ...)."""
+    return "Re: " + (REPLY_PREFIX_RE.sub("", subject or "").strip() or "your reply")
+
+
+def reply_view(reply: CommandReply, help: str | None = None) -> dict:
+    """An owner's reply as its confirmation shows it: each command and what
+    became of it; ``help``: the commands' list, with the pipeline's names."""
     results = reply.results or []
-    return {"subject": reply.subject, "sender": reply.sender, "results": results, "digest": reply.digest,
+    return {"subject": reply.subject, "re_subject": re_subject(reply.subject), "sender": reply.sender, "results": results, "digest": reply.digest,
             "applied": sum(1 for r in results if r["applied"]), "refused": sum(1 for r in results if not r["applied"]),
-            "help": HELP if any(r["line"].lower().startswith("/help") for r in results) else None}
+            "help": (help or help_text()) if any(r["line"].lower().startswith("/help") for r in results) else None}
 
 
 def list_replies(session: Session, limit: int = 200) -> list[dict]:
@@ -89,7 +100,8 @@ def list_replies(session: Session, limit: int = 200) -> list[dict]:
     messages ledger, where every one is recorded."""
     entries = session.execute(
         select(LedgerEntry, CommandReply).outerjoin(CommandReply, CommandReply.identity == LedgerEntry.identity)
-        .where(LedgerEntry.reason.like("reply%")).order_by(LedgerEntry.id.desc()).limit(limit))
+        .where(or_(LedgerEntry.reason.like("reply: %"), LedgerEntry.reason.like("reply refused: %")))
+        .order_by(LedgerEntry.id.desc()).limit(limit))  # a contact's answer ("reply") is their mail, not listed
     return [{"at": iso(entry.created_at), "mailbox": entry.mailbox, "uid": entry.uid, "sender": entry.sender,
              "subject": entry.subject, "lead_id": entry.lead_id, "outcome": entry.reason,
              "results": reply.results if reply is not None and entry.reason.startswith("reply: ") else []}

@@ -39,6 +39,12 @@ def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
     if not reset:
         print("leadtap: no such failed message" if not args.all else "no failed messages")
         return EXIT_FAILED if not args.all else EXIT_OK
-    names = sorted({mailbox for mailbox, _ in reset if mailbox in [b.name for b in app.config.mailboxes]})
-    print(f"retrying {len(reset)} message(s) in {', '.join(names) or 'no configured mailbox'}")
+    boxes = {b.name: b for b in app.config.mailboxes}
+    named = sorted({mailbox for mailbox, _ in reset})
+    for name in named:  # a pass over an inactive mailbox would read its new mail too: they wait
+        if name not in boxes or not boxes[name].active:
+            print(f"mailbox {name!r} is {'not active' if name in boxes else 'no longer configured'}: "
+                  "its failed messages are retried when it is polled again")
+    names = [name for name in named if name in boxes and boxes[name].active]
+    print(f"retrying {len(reset)} message(s) in {', '.join(names) or 'no active mailbox'}")
     return report_passes(app, app.ingest_mailboxes(names))

@@ -65,6 +65,9 @@ def cmd_tasks_list(app, args) -> int:
 def cmd_tasks_add(app, args) -> int:
     now = utcnow()
     due = moment(args.due, now, app.config.reminders.zone, "due")
+    if due < now:
+        print(f"leadtap: note: the task is due {due.astimezone(app.config.reminders.zone):%Y-%m-%d %H:%M}, "
+              "in the past: it is overdue from the start", file=sys.stderr)
     return change(app, args, lambda s, rules, actor, at: changes.add_task(s, rules, args.lead, args.title, due, actor,
                                                                           at), now)
 
