@@ -24,7 +24,7 @@ import mailparser
 
 from leadtap.core.rules import tokens
 from leadtap.core.errors import MessageError
-from leadtap.core.rules.model import Address, IncomingMessage
+from leadtap.core.rules.model import MESSAGE_ID_RE, Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
@@ -35,7 +35,6 @@ from leadtap.ingest.mime import (Tree, body_bytes, own_text, parse_tree, repaire
 # cannot decode; leadtap says what it repaired in the message's warnings.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
-MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,990}>")
 MAX_THREAD_IDS = 100  # a References header may be hostile: match a reply on its last hundred
 CLASSIFY_HEADERS = (
     "auto-submitted",

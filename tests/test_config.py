@@ -194,7 +194,7 @@ def test_a_full_valid_config_loads_into_typed_values(tmp_path):
     assert support.poll_interval == timedelta(minutes=15)
     assert support.ca_file == "/etc/ssl/ca.pem"
     assert support.password.reveal() == "literal-but-warned"
-    assert cfg.is_open("Contacted") and not cfg.is_open("Qualified")
+    assert cfg.pipeline.is_open("Contacted") and not cfg.pipeline.is_open("Qualified")
 
 
 def test_the_loaded_config_is_frozen(tmp_path):

@@ -106,3 +106,42 @@ def test_without_an_active_owner_or_with_assignment_off_the_lead_has_no_owner():
     nobody = FakeKnown(owners={})
     assert decide(message(), draft(), nobody, False, True) == Create(None, "no active owner holds the role")
     assert decide(message(), draft(), FakeKnown(), False, assign=False) == Create(None, "assignment disabled")
+
+
+# --- one definition of each concept --------------------------------------------------
+
+def test_one_email_pattern_takes_any_scripts_letters_and_refuses_what_is_no_address():
+    from leadtap.core.rules.model import valid_email
+
+    assert valid_email("ana@example.com") and valid_email("žydrūnė@pavyzdys.lt") and valid_email("a.b+c@x-y.co.uk")
+    assert not valid_email("ana@example") and not valid_email("a b@example.com") and not valid_email("<a@b.c>")
+    assert not valid_email("ana@@example.com") and not valid_email("ana@example.com, ben@example.com")
+
+
+def test_a_deal_is_titled_the_same_way_at_ingest_and_by_hand():
+    from leadtap.core.rules.model import opportunity_title
+
+    assert opportunity_title("ACME", "Jo", "jo@acme.test", "Quote, please") == "ACME — Quote, please"
+    assert opportunity_title(None, None, "jo@acme.test", None) == "jo@acme.test"
+    assert opportunity_title(None, None, None, "") == "Lead"
+
+
+def test_the_rotation_pool_is_the_roles_active_owners_less_the_one_left_out():
+    from types import SimpleNamespace as Row
+
+    from leadtap.core.rules.model import Candidate, rotation_pool
+
+    owners = [Row(id=1, position=0, active=True, roles=["sales"], email="ana@x.test"),
+              Row(id=2, position=1, active=False, roles=["sales"], email="ben@x.test"),
+              Row(id=3, position=2, active=True, roles=["support"], email="cy@x.test"),
+              Row(id=4, position=3, active=True, roles=["sales", "support"], email="di@x.test")]
+    assert rotation_pool(owners, "sales") == [Candidate(1, 0), Candidate(4, 3)]
+    assert rotation_pool(owners, "sales", exclude="ana@x.test") == [Candidate(4, 3)]
+
+
+def test_only_a_printable_ascii_message_id_goes_into_leadtaps_own_headers():
+    from leadtap.core.rules.model import safe_message_id
+
+    assert safe_message_id("<a.b@example.com>") == "<a.b@example.com>"
+    assert safe_message_id("<a b@example.com>") is None and safe_message_id("<ž@example.com>") is None
+    assert safe_message_id("<a@b>\r\nBcc: x@evil.test") is None and safe_message_id(None) is None

@@ -25,8 +25,8 @@ from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the rem
     parse_notifications,
     parse_reminders,
 )
+from leadtap.core.rules.model import EMAIL_RE
 from leadtap.core.config.servers import (  # noqa: F401  (re-exported: the server tables' home)
-    EMAIL_RE,
     MAILBOX_KINDS,
     SECURITY_MODES,
     MailboxConfig,
@@ -176,9 +176,6 @@ class Config:
             self.smtp.password.reveal()
         if self.commands.enabled:
             self.commands.secret.reveal()
-
-    def is_open(self, status: str) -> bool:
-        return status not in self.leads.closed_statuses
 
 
 def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:

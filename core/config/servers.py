@@ -5,7 +5,6 @@ environment, a file or (with a warning) the config itself."""
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -13,11 +12,11 @@ from string import Template
 from typing import Callable, Mapping
 
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
+from leadtap.core.rules.model import EMAIL_RE
 
 
 SECURITY_MODES = ("tls", "starttls", "plain")
 MAILBOX_KINDS = ("inbox", "sent")
-EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 
 
 class Secret:

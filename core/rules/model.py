@@ -7,12 +7,18 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 # Header that marks mail sent by leadtap itself (reminders): never a lead.
 LEADTAP_HEADER = "X-Leadtap"
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# An email address, the one definition (owners, [commands] address, [smtp]
+# from, a lead's contact): RFC 5322's atext, letters of any script (RFC 6531).
+EMAIL_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# A Message-ID as leadtap finds it in a header (In-Reply-To, References)...
+MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,990}>")
+# ...and one it may write into a header of its own: printable ASCII only.
+SAFE_MESSAGE_ID_RE = re.compile(r"<[!-;=?-~]{1,990}>")
 
 
 class Outcome(str, enum.Enum):
@@ -89,6 +95,24 @@ class LeadDraft:
     @property
     def contact(self) -> str | None:
         return self.email.lower() if self.email else None
+
+
+def safe_message_id(value: str | None) -> str | None:
+    """A Message-ID leadtap may name in an email's headers, or None."""
+    return value if value and SAFE_MESSAGE_ID_RE.fullmatch(value) else None
+
+
+def opportunity_title(company: str | None, name: str | None, email: str | None, subject: str | None) -> str:
+    """A deal's title: who it is with, and what the enquiry was about."""
+    who = company or name or email or "Lead"
+    return f"{who} — {subject}" if subject else who
+
+
+def rotation_pool(owners: Iterable, role: str, exclude: str | None = None) -> list[Candidate]:
+    """Who may take a turn of ``role``: its active owners (less ``exclude``),
+    in their config order. ``owners``: rows with id, position, active, roles, email."""
+    return [Candidate(o.id, o.position) for o in owners
+            if o.active and role in (o.roles or []) and o.email != exclude]
 
 
 def valid_email(value: str | None) -> bool:

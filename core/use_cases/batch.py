@@ -36,7 +36,7 @@ from leadtap.core.store.db import (
     ThreadMessage,
 )
 from leadtap.core.rules import intake
-from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, Outcome
+from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, Outcome, opportunity_title, rotation_pool
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
@@ -206,7 +206,7 @@ class LeadBatch:
 
     def rotation_pool(self) -> tuple[list[Candidate], int | None]:
         role = self.rotation.role
-        pool = [Candidate(o.id, o.position) for o in self.owners.values() if o.active and role in (o.roles or [])]
+        pool = rotation_pool(self.owners.values(), role)
         last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
         return pool, last.position if last else None
 
@@ -302,8 +302,7 @@ class LeadBatch:
 
     def opportunity_row(self, lead: NewLead) -> dict:
         row = lead.row
-        who = row["company"] or row["name"] or row["email"] or "Lead"
-        title = f"{who} — {row['subject']}" if row["subject"] else who
+        title = opportunity_title(row["company"], row["name"], row["email"], row["subject"])
         return {"lead_id": lead.id, "owner_id": row["owner_id"], "title": clip(title, 500),
                 "stage": self.settings.opportunity_stage, "created_at": self.now, "stage_changed_at": self.now,
                 "fields": {}}

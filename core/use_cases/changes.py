@@ -23,7 +23,7 @@ from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
 from leadtap.core.rules.deals import DealRules
 from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Pipeline, Refused
-from leadtap.core.rules.model import Candidate, next_in_turn
+from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_pool
 from leadtap.core.store import notifications
 from leadtap.core.store.reminders import stay_start
 from leadtap.core.store.services import clip, lock_rotation
@@ -181,8 +181,7 @@ def next_owner(session: Session, role: str, exclude: str | None) -> Owner:
     """The rotation's next active owner of ``role`` (a turn is taken)."""
     rotation: Rotation = lock_rotation(session, role)
     owners = {o.id: o for o in session.scalars(select(Owner))}
-    pool = [Candidate(o.id, o.position) for o in owners.values()
-            if o.active and role in (o.roles or []) and o.email != exclude]
+    pool = rotation_pool(owners.values(), role, exclude)
     last = owners.get(rotation.last_owner_id) if rotation.last_owner_id else None
     chosen = next_in_turn(pool, last.position if last else None)
     if chosen is None:
@@ -279,8 +278,8 @@ def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle
 
 
 def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, event) -> None:
-    who = lead.company or lead.name or lead.email or "Lead"
-    session.add(Opportunity(lead_id=lead.id, owner_id=lead.owner_id, title=clip(who, 500), stage=rules.first_stage,
+    title = opportunity_title(lead.company, lead.name, lead.email, lead.subject)
+    session.add(Opportunity(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), stage=rules.first_stage,
                             created_at=change.at, stage_changed_at=change.at, fields={}))
     add_activity(session, lead.id, "opportunity", "opportunity created", change.actor, change.at, {})
 

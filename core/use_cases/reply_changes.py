@@ -15,7 +15,6 @@ copy in another mailbox) runs once: its identity is recorded with it.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Callable, Mapping
@@ -32,14 +31,13 @@ from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.rules.commands import Command, moment, name_and_fields, pick, reason_and_note
 from leadtap.core.store.db import CommandReply, DigestToken, Lead, Notification, Opportunity, Owner
 from leadtap.core.rules.lifecycle import Actor, Refused
-from leadtap.core.rules.model import IncomingMessage
+from leadtap.core.rules.model import IncomingMessage, safe_message_id
 from leadtap.core.rules.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, may_act
 from leadtap.core.store.services import clip
 from leadtap.core.rules.tokens import DIGEST, Token, carried
 from leadtap.core.use_cases.views import open_task_list
 from leadtap.core.rules.words import described
 
-MESSAGE_ID_RE = re.compile(r"<[!-;=?-~]{1,990}>")
 
 @dataclass(frozen=True)
 class ReplySettings:
@@ -235,12 +233,6 @@ def record(session: Session, message: IncomingMessage, key: str, mailbox: str, s
     session.add(reply)
     session.flush()
     return reply
-
-
-def safe_message_id(value: str | None) -> str | None:
-    """A Message-ID the confirmation may name in its headers: ``<...>``,
-    printable ASCII, no space; anything else is left out."""
-    return value if value and MESSAGE_ID_RE.fullmatch(value) else None
 
 
 # --- the commands ----------------------------------------------------------------
