@@ -32,10 +32,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from leadtap.core.store.db import Lead
 from leadtap.core.rules.model import Outcome
-from leadtap.core.errors import ConfigError, LeadtapError, SchemaError
+from leadtap.core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
+from leadtap.core.store.engine import describe_db_error
 from leadtap.core.store.services import trouble_counts
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
@@ -330,9 +332,15 @@ class Daemon(Push):
 
     def on_job_event(self, event: JobExecutionEvent) -> None:
         self.state.last_beat = time.monotonic()
-        if event.exception is not None and not isinstance(event.exception, Fatal):
-            self.log.error("job_failed", job=event.job_id, error=str(event.exception),
-                           traceback=event.traceback)
+        exc = event.exception
+        if exc is None or isinstance(exc, Fatal):
+            return
+        if isinstance(exc, (DBAPIError, DatabaseUnavailable)):  # an outage, as the ingest pass says it: no traceback
+            kind, _, mailbox = event.job_id.partition(":")
+            self.log.warning(f"{kind}_failed", error=f"database unavailable: {describe_db_error(exc)}",
+                             **({"mailbox": mailbox} if mailbox else {}), detail="tried again at its next run")
+            return
+        self.log.error("job_failed", job=event.job_id, error=str(exc), traceback=event.traceback)
 
     def fail(self, reason: str) -> None:
         self.state.fatal = reason

@@ -8,6 +8,7 @@ intervals are set to a second so that the real scheduler runs its real jobs.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -383,3 +384,28 @@ def test_a_hung_mailbox_never_delays_the_others(tmp_path, mailbox, dovecot):
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=20)
             notify.close()
+
+
+def test_a_database_outage_in_any_job_is_one_failed_line_without_a_traceback(capsys):
+    """As the ingest pass says it: the presence, reminder and notification jobs
+    too, while PostgreSQL restarts under `leadtap run` (retried at their next run)."""
+    from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+    from sqlalchemy.exc import OperationalError
+
+    from leadtap.logs import configure_logging
+    from leadtap.scheduler.daemon import Daemon
+
+    configure_logging()
+    daemon = Daemon(None, None, {})
+    outage = OperationalError("SELECT 1", {}, Exception("connection to server failed: Connection refused"))
+    for job in ("presence", "reminders", "ingest:sales"):
+        daemon.on_job_event(JobExecutionEvent(EVENT_JOB_ERROR, job, None, None, exception=outage,
+                                              traceback="Traceback (most recent call last): ..."))
+    daemon.on_job_event(JobExecutionEvent(EVENT_JOB_ERROR, "reminders", None, None, exception=KeyError("bug"),
+                                          traceback="Traceback (most recent call last): ..."))
+
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(e["event"], e.get("mailbox")) for e in events] == [
+        ("presence_failed", None), ("reminders_failed", None), ("ingest_failed", "sales"), ("job_failed", None)]
+    assert all("traceback" not in e for e in events[:3]) and "traceback" in events[3]
+    assert events[0]["error"] == "database unavailable: connection to server failed: Connection refused"
