@@ -761,7 +761,7 @@ def test_the_shipped_example_config_loads(tmp_path):
     assert config.mailboxes[0].password.reveal() == "imap-secret"
     assert config.smtp.password.reveal() == "smtp-secret"
     assert config.commands.secret_bytes() == b"c" * 64 and config.opportunities.deals.onboarding is not None
-    assert [rule.name for rule in config.reminders.rules] == ["new-untouched", "offer-waiting"]
+    assert [rule.name for rule in config.reminders.rules] == ["new-untouched", "offer-waiting", "task-overdue"]
     assert config.pipeline.option("Attempting").locked and config.pipeline.follow_up is not None
     assert config.warnings == ()
 
