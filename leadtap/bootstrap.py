@@ -1,5 +1,8 @@
 """The composition root: the one place where configuration, the database and
-the adapters are put together. Nothing else opens an engine or a socket."""
+the adapters are put together. Nothing else opens an engine or a socket.
+
+Each adapter is imported where it is built: a command loads only what it
+uses (``leads list`` no IMAP, SMTP or scheduler; see bench/startup.py)."""
 
 from __future__ import annotations
 
@@ -8,26 +11,23 @@ from email.utils import parseaddr
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import datetime
-from typing import Callable, Iterable, Mapping
-
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from leadtap.core.config.load import Config, MailboxConfig, load_config
-from leadtap.core.use_cases.changes import LeadRules
-from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import ConfigError, TemplateError
-from leadtap.core.use_cases.reply_changes import ReplySettings
-from leadtap.core.rules.reply_rules import ReplyPolicy
-from leadtap.core.store.services import sync_owners
 from leadtap.ingest.extract import BoundTemplate, compile_template
-from leadtap.ingest.idle import MailboxWatcher
-from leadtap.ingest.imap import ImapMailbox
-from leadtap.ingest.pipeline import MailboxIngest
-from leadtap.ingest.report import PassReport
-from leadtap.scheduler.mailer import SmtpMailer
-from leadtap.scheduler.notifications import NotificationSender, SendReport
-from leadtap.scheduler.reminders import ReminderSweep
-from leadtap.scheduler.render import RenderError, Renderer, ReplyHeaders
+
+if TYPE_CHECKING:
+    from leadtap.core.store.engine import Database
+    from leadtap.core.use_cases.changes import LeadRules
+    from leadtap.core.use_cases.reply_changes import ReplySettings
+    from leadtap.ingest.imap import ImapMailbox
+    from leadtap.ingest.pipeline import MailboxIngest
+    from leadtap.ingest.report import PassReport
+    from leadtap.scheduler.mailer import SmtpMailer
+    from leadtap.scheduler.notifications import NotificationSender, SendReport
+    from leadtap.scheduler.reminders import ReminderSweep
+    from leadtap.scheduler.render import Renderer, ReplyHeaders
 
 DEFAULT_CONFIG = "leadtap.toml"
 
@@ -58,6 +58,8 @@ class App:
 
     @property
     def db(self) -> Database:
+        from leadtap.core.store.engine import Database
+
         if self._db is None:
             self._db = Database(self.config.database.url)
         return self._db
@@ -67,17 +69,22 @@ class App:
         self._db = db
 
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
+        from leadtap.ingest.imap import ImapMailbox
+
         return ImapMailbox(box, timeout=self.config.ingest.timeout)
 
     def mailbox_ingest(self, name: str, should_stop: Callable[[], bool] = lambda: False,
                        on_progress: Callable[[PassReport], None] | None = None,
-                       clock: Callable[[], datetime] = utcnow) -> MailboxIngest:
+                       clock: Callable[[], datetime] | None = None) -> MailboxIngest:
         """The one place an ingest pass is built — poll, retry, run and IDLE
         alike: the mailbox's templates, the lead rules with their task-title
         renderer, and the reply settings (``[commands]``)."""
+        from leadtap.core.store.engine import utcnow
+        from leadtap.ingest.pipeline import MailboxIngest
+
         box = self.config.mailbox(name)
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
-                             self.open_mailbox, clock=clock, should_stop=should_stop, rules=self.lead_rules(),
+                             self.open_mailbox, clock=clock or utcnow, should_stop=should_stop, rules=self.lead_rules(),
                              on_progress=on_progress, replies=self.reply_settings())
 
     def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False,
@@ -97,20 +104,29 @@ class App:
                       may_watch: Callable[[], bool], wait: Callable[[float], None],
                       on_state: Callable[[bool], None]) -> None:
         """The push port the worker uses: wait in IDLE on one mailbox until stopped (blocking)."""
+        from leadtap.ingest.idle import MailboxWatcher
+
         MailboxWatcher(self.config.mailbox(name), self.config.ingest.timeout, on_new_mail, should_stop,
                        may_watch, wait, on_state).run()
 
     def mailer(self) -> SmtpMailer:
+        from leadtap.scheduler.mailer import SmtpMailer
+
         if self.config.smtp is None:
             raise ConfigError(self.config.path, "smtp", "no [smtp] table: leadtap cannot send email")
         return SmtpMailer(self.config.smtp)
 
     def renderer(self) -> Renderer:
+        from leadtap.scheduler.render import Renderer
+
         return Renderer(self.config.reminders.templates_dir)
 
     def lead_rules(self) -> LeadRules:
         """What changing a lead needs: the pipeline, the rotation's role, the
         first opportunity stage, and task titles rendered in the sandbox."""
+        from leadtap.core.use_cases.changes import LeadRules
+        from leadtap.scheduler.render import RenderError
+
         renderer = self.renderer()
 
         def render_title(source: str, lead: dict) -> str:
@@ -123,6 +139,9 @@ class App:
 
     def reply_settings(self) -> ReplySettings | None:
         """What ingest needs to run owners' replies (``[commands]``), or None."""
+        from leadtap.core.rules.reply_rules import ReplyPolicy
+        from leadtap.core.use_cases.reply_changes import ReplySettings
+
         commands = self.config.commands
         if not commands.enabled:
             return None
@@ -135,27 +154,39 @@ class App:
 
     def reply_headers(self) -> ReplyHeaders | None:
         """What every email needs so that a reply can act on it (``[commands]``), or None."""
+        from leadtap.scheduler.render import ReplyHeaders
+
         commands = self.config.commands
         if not commands.enabled:
             return None
         return ReplyHeaders(commands.secret_bytes(), commands.address, commands.digest_token_max_age)
 
     def reminder_sweep(self, **kwargs) -> ReminderSweep:
+        from leadtap.scheduler.reminders import ReminderSweep
+
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer,
                              rules=self.lead_rules(), replies=self.reply_headers(), **kwargs)
 
     def notification_sender(self, **kwargs) -> NotificationSender:
+        from leadtap.scheduler.notifications import NotificationSender
+
         return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer,
                                   replies=self.reply_headers(), **kwargs)
 
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
         """The mailer port: send what owners are owed (nothing without an [smtp] table)."""
+        from leadtap.scheduler.notifications import SendReport
+
         if self.config.smtp is None:
             return SendReport()
         return self.notification_sender(should_stop=should_stop).run()
 
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""
+        from sqlalchemy.exc import IntegrityError
+
+        from leadtap.core.store.services import sync_owners
+
         self.db.check_schema()
         for attempt in range(3):
             try:

@@ -80,3 +80,12 @@ def test_the_migrations_build_exactly_the_models_schema(database_url):
         assert differences == []
     finally:
         engine.dispose()
+
+
+def test_the_head_read_from_the_scripts_is_alembics_own():
+    """Commands check the schema without importing Alembic: the same answer."""
+    from alembic.script import ScriptDirectory
+
+    from leadtap.core.store.engine import MIGRATIONS, head_revision
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0009"

@@ -5,12 +5,14 @@ Made by the composition root, never at import."""
 
 from __future__ import annotations
 
+import functools
+import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from leadtap.core.errors import DatabaseUnavailable, SchemaError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+REVISION_RE = re.compile(r"^revision = ['\"](\w+)['\"]", re.M)
+DOWN_REVISION_RE = re.compile(r"^down_revision = (?:['\"](\w+)['\"]|None)", re.M)
 
 
 class Database:
@@ -106,16 +110,34 @@ def missing_sqlite_file(engine: Engine) -> str | None:
 
 
 def schema_revisions(engine: Engine) -> tuple[str | None, str]:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    """The database's schema revision (None: no schema) and the newest one.
+    Read without Alembic, whose import costs more than most commands take."""
     try:
         with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = None
+            if inspect(connection).has_table("alembic_version"):
+                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
         raise DatabaseUnavailable(unreachable(engine, exc)) from None
-    return current, head
+    return current, head_revision()
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration, from the scripts' own ``revision`` and
+    ``down_revision`` lines (``tests/test_migrations.py`` holds it equal to
+    Alembic's own reading)."""
+    revisions, parents = set(), set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        source = script.read_text(encoding="utf-8")
+        revisions.add(REVISION_RE.search(source).group(1))
+        parent = DOWN_REVISION_RE.search(source)
+        if parent and parent.group(1):
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def unreachable(engine: Engine, exc: Exception) -> str:

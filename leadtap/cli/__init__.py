@@ -8,19 +8,20 @@ import argparse
 import sys
 from typing import Sequence
 
-import structlog
-
-from leadtap.bootstrap import build_app
 from leadtap.cli import (check, db, examples, extract, failed, leads, notifications, onboarding, opportunities, poll,
                          reminders, replies, tasks, worker)
 from leadtap.cli.common import EXIT_FAILED, EXIT_USAGE
 from leadtap.core.errors import ConfigError, LeadtapError
-from leadtap.logs import configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import structlog  # after the arguments: --help and a usage error load none of what a command needs
+
+    from leadtap.bootstrap import build_app
+    from leadtap.logs import configure_logging
+
     configure_logging(args.log_level)
     if not getattr(args, "needs_config", True):
         return args.handler(args)

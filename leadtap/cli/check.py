@@ -5,16 +5,15 @@ context it is sent with), the SMTP server and the metrics address."""
 from __future__ import annotations
 
 import argparse
-import socket
-import urllib.request
-from email.utils import parseaddr
 from typing import Callable
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK
 from leadtap.core.errors import ConfigError, LeadtapError, MailSendError, TemplateError
-from leadtap.scheduler.render import RenderError, sample_context, sample_item, sample_notification
+from typing import TYPE_CHECKING
 
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -58,6 +57,7 @@ def template_contexts(config) -> dict[str, list[dict]]:
     """Each template in use, with every context it is rendered with: a status
     rule's reminder (an escalation too, a reassignment when the rule
     reassigns), a task rule's, a digest of both, a notification."""
+    from leadtap.scheduler.render import sample_context, sample_item, sample_notification
     found: dict[str, list[dict]] = {}
     commands = config.commands.enabled
     rules = [rule for rule in config.reminders.rules if rule.enabled]
@@ -84,6 +84,7 @@ def template_contexts(config) -> dict[str, list[dict]]:
 
 
 def check_template(app: App, kind: str, contexts: list[dict]) -> str:
+    from leadtap.scheduler.render import RenderError
     renderer = app.renderer()
     try:
         rendered = [renderer.render(kind, context) for context in contexts][0]
@@ -94,6 +95,8 @@ def check_template(app: App, kind: str, contexts: list[dict]) -> str:
 
 def check_commands(config) -> str:
     """The secret reads and is long enough; replies reach a watched mailbox."""
+    from email.utils import parseaddr
+
     commands = config.commands
     commands.secret.reveal()  # a ConfigError names the key: missing, unreadable or short
     watched = {box.username.lower() for box in config.mailboxes if box.active and box.kind != "sent"}
@@ -110,6 +113,7 @@ def check_commands(config) -> str:
 
 
 def check_task_title(app: App, title: str) -> str:
+    from leadtap.scheduler.render import RenderError, sample_item
     try:
         return f"renders: {app.renderer().render_title(title, sample_item()['lead'])!r}"
     except RenderError as exc:
@@ -129,6 +133,9 @@ def check_smtp(app: App) -> str:
 
 def check_metrics(app: App) -> str:
     """The metrics address can be listened on — or a running leadtap serves it already."""
+    import socket
+    import urllib.request
+
     host, port = app.config.metrics.host, app.config.metrics.port
     try:
         with socket.create_server((host, port)):

@@ -1,22 +1,15 @@
 """What the commands share: exit codes, ids, durations and moments as
 arguments, and one change made in one transaction (a refusal names the rule,
-changes nothing and exits 1)."""
+changes nothing and exits 1). What needs the database is imported where it
+runs: building the parser (and ``--help``) loads none of it."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
-
-from leadtap.core.config.values import parse_seconds
 from leadtap.core.errors import LeadtapError
-from leadtap.core.rules import commands, deals, lifecycle
-from leadtap.core.rules.words import described
-from leadtap.core.store.db import Owner
-from leadtap.core.store.engine import describe_db_error, utcnow
-from leadtap.core.use_cases import changes
+from leadtap.core.rules.durations import parse_seconds
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FORMATS = ["table", "json", "csv"]
@@ -33,6 +26,7 @@ def record_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an id (1 to {MAX_ID})")
     return value
 
+
 def duration(text: str) -> str:
     try:
         parse_seconds(text)
@@ -40,8 +34,15 @@ def duration(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
+
 def change(app, args, apply, now: datetime | None = None) -> int:
     """One change in one transaction; a refusal rolls it back and exits 1."""
+    from sqlalchemy.exc import DBAPIError
+
+    from leadtap.core.rules.words import described
+    from leadtap.core.store.engine import describe_db_error, utcnow
+    from leadtap.core.use_cases import changes
+
     db = app.ready_database()
     rules = app.lead_rules()
     now = now or utcnow()
@@ -57,11 +58,15 @@ def change(app, args, apply, now: datetime | None = None) -> int:
         print(app.send_notifications().summary())  # after the commit: the new owner hears at once
     return EXIT_OK
 
+
 def owes_mail(app, done: list) -> bool:
     """A new owner (of a lead, or of an onboarding) is told at once."""
+    from leadtap.core.rules import deals, lifecycle
+
     if any(change.of(lifecycle.OwnerChanged) for change in done):
         return app.config.notifications.enabled
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
+
 
 def parse_field(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
@@ -69,8 +74,11 @@ def parse_field(text: str) -> tuple[str, str]:
         raise LeadtapError(f"--field {text!r}: NAME=VALUE is expected")
     return name.strip(), value.strip()
 
+
 def moment(text: str, now: datetime, zone, what: str) -> datetime:
     """``3d`` from now, or the start of a date in the reminders' timezone."""
+    from leadtap.core.rules import commands
+
     try:
         return commands.moment(text, now, zone)
     except ValueError as exc:
@@ -80,6 +88,10 @@ def moment(text: str, now: datetime, zone, what: str) -> datetime:
 def unknown_owner(app, email: str | None) -> str | None:
     """Why ``--owner`` names nobody leadtap knows, listing those it knows
     (the config's owners and those who had leads before); None when known."""
+    from sqlalchemy import select
+
+    from leadtap.core.store.db import Owner
+
     if email is None:
         return None
     app.db.check_schema()

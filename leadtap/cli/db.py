@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_OK
-from leadtap.core.store.engine import upgrade_schema
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -15,6 +18,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_db_upgrade(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.store.engine import upgrade_schema
     before, after = upgrade_schema(app.db.engine)
     print(f"schema {'created' if before is None else 'at ' + before} → {after}" if before != after else
           f"schema already at {after}")

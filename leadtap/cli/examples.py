@@ -24,6 +24,7 @@ def cmd_example_config(args: argparse.Namespace) -> int:
     sys.stdout.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     return EXIT_OK
 
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from leadtap import demo  # the Dovecot it starts is only needed here
     from leadtap.cli import main  # the demo runs the command line's own commands

@@ -7,10 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from leadtap.core.errors import MessageError
-from leadtap.ingest.parse import parse_message
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +24,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_extract(app: App, args: argparse.Namespace) -> int:
+    from leadtap.ingest.parse import parse_message
     template = app.templates.get(args.template)
     if template is None:
         print(f"leadtap: no extraction template named {args.template!r}; defined: {list(app.templates)}",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK
-from leadtap.cli.poll import report_passes
-from leadtap.core.use_cases.views import failed_messages, reset_failed
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -22,6 +24,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_failed_list(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.use_cases.views import failed_messages
     app.db.check_schema()
     with app.db.transaction() as session:
         rows = failed_messages(session)
@@ -32,7 +35,10 @@ def cmd_failed_list(app: App, args: argparse.Namespace) -> int:
     print(f"({len(rows)} failed message{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 
+
 def cmd_failed_retry(app: App, args: argparse.Namespace) -> int:
+    from leadtap.cli.poll import report_passes
+    from leadtap.core.use_cases.views import reset_failed
     db = app.ready_database()
     with db.transaction() as session:
         reset = reset_failed(session, None if args.all else [args.id])

@@ -8,15 +8,14 @@ import json
 import sys
 from datetime import timedelta
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id,
                                 unknown_owner)
 from leadtap.cli.output import write_rows
-from leadtap.core.config.values import parse_seconds
-from leadtap.core.rules.commands import pick
-from leadtap.core.store.engine import utcnow
-from leadtap.core.use_cases import changes
-from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads, show_lead
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -59,6 +58,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.config.values import parse_seconds
+    from leadtap.core.rules.commands import pick
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads
     unknown = unknown_owner(app, args.owner)
     if unknown:
         print(f"leadtap: {unknown}", file=sys.stderr)
@@ -77,7 +80,9 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
         write_rows(leads, args.format, sys.stdout, LEAD_COLUMNS, "lead")
     return EXIT_OK
 
+
 def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.use_cases.views import show_lead
     app.db.check_schema()
     with app.db.transaction() as session:
         lead = show_lead(session, args.id)
@@ -87,18 +92,27 @@ def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
     print(json.dumps(lead, indent=2, ensure_ascii=False))
     return EXIT_OK
 
+
 def cmd_leads_set(app, args) -> int:
+    from leadtap.core.use_cases import changes
     values = dict(parse_field(f) for f in args.field)
     return change(app, args, lambda s, rules, actor, now: changes.set_status(
         s, rules, args.id, args.status, actor, now, args.reason, args.note, values))
 
+
 def cmd_leads_assign(app, args) -> int:
+    from leadtap.core.use_cases import changes
     return change(app, args, lambda s, rules, actor, now: changes.reassign(s, rules, args.id, args.owner, actor, now))
 
+
 def cmd_leads_note(app, args) -> int:
+    from leadtap.core.use_cases import changes
     return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
 
+
 def cmd_leads_snooze(app, args) -> int:
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases import changes
     now = utcnow()
     until = moment(args.until, now, app.config.reminders.zone, "snooze until")
     return change(app, args, lambda s, rules, actor, at: changes.snooze(s, rules, args.id, until, actor, at), now)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK
 from leadtap.cli.output import print_mail_sent
-from leadtap.core.store import notifications
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -26,5 +29,7 @@ def cmd_notify(app: App, args: argparse.Namespace) -> int:
     print(report.summary())
     return EXIT_FAILED if report.retry or report.failed else EXIT_OK
 
+
 def cmd_notifications_list(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.store import notifications
     return print_mail_sent(app, notifications.listed, "notification", "(not sent)", lambda row: row["kind"])

@@ -7,7 +7,6 @@ import sys
 
 from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, unknown_owner
 from leadtap.cli.output import write_rows
-from leadtap.core.use_cases.deal_views import ONBOARDING_COLUMNS, list_onboardings
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +20,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_onboarding_list(app, args) -> int:
+    from leadtap.core.use_cases.deal_views import ONBOARDING_COLUMNS, list_onboardings
     unknown = unknown_owner(app, args.owner)
     if unknown:
         print(f"leadtap: {unknown}", file=sys.stderr)

@@ -8,10 +8,6 @@ import sys
 
 from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field, record_id, unknown_owner
 from leadtap.cli.output import write_rows
-from leadtap.core.rules.commands import pick
-from leadtap.core.store.engine import utcnow
-from leadtap.core.use_cases import deal_changes
-from leadtap.core.use_cases.deal_views import DEAL_COLUMNS, list_deals
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -36,6 +32,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_opportunities_list(app, args) -> int:
+    from leadtap.core.rules.commands import pick
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases.deal_views import DEAL_COLUMNS, list_deals
     unknown = unknown_owner(app, args.owner)
     if unknown:
         print(f"leadtap: {unknown}", file=sys.stderr)
@@ -51,7 +50,9 @@ def cmd_opportunities_list(app, args) -> int:
     write_rows(rows, args.format, sys.stdout, DEAL_COLUMNS, "deal")
     return EXIT_OK
 
+
 def cmd_opportunities_set(app, args) -> int:
+    from leadtap.core.use_cases import deal_changes
     values = dict(parse_field(f) for f in args.field)
     return change(app, args, lambda s, rules, actor, now: deal_changes.set_stage(
         s, rules, args.id, args.stage, actor, now, args.reason, args.note, values))

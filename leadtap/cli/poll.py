@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,6 +34,7 @@ def cmd_poll(app: App, args: argparse.Namespace) -> int:
     reports = app.ingest_mailboxes(names, on_progress=show_progress if sys.stderr.isatty() else None)
     return report_passes(app, reports)
 
+
 def report_passes(app: App, reports) -> int:
     """Each mailbox's line, then what the passes made owed: new owners' and replies' emails."""
     for report in reports:
@@ -37,6 +42,7 @@ def report_passes(app: App, reports) -> int:
     if app.config.notifications.enabled or app.config.commands.enabled:
         print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
+
 
 def show_progress(report) -> None:
     """One line on the terminal, rewritten after each batch; cleared at the pass's end."""

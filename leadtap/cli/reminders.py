@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from leadtap.bootstrap import App
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK
 from leadtap.cli.output import print_mail_sent
-from leadtap.core.store.reminders import sent_reminders
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -29,7 +32,9 @@ def cmd_remind(app: App, args: argparse.Namespace) -> int:
         print(app.send_notifications().summary())  # the new owners, the old ones, the deals' owners hear at once
     return EXIT_FAILED if report.released or report.refused else EXIT_OK
 
+
 def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.store.reminders import sent_reminders
     return print_mail_sent(app, sent_reminders, "reminder", "(claimed)",
                            lambda row: f"rule {row['rule']} #{row['number']}"
                            + (f" (task {row['task_id']})" if row["task_id"] else ""))

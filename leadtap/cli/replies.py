@@ -7,7 +7,6 @@ import json
 import sys
 
 from leadtap.cli.common import EXIT_OK
-from leadtap.core.use_cases.views import list_replies
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -20,6 +19,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_replies_list(app, args) -> int:
+    from leadtap.core.use_cases.views import list_replies
     app.db.check_schema()
     with app.db.transaction() as session:
         rows = list_replies(session, max(args.limit, 1))

@@ -6,12 +6,8 @@ import argparse
 import json
 import sys
 
-from sqlalchemy import select
 
 from leadtap.cli.common import EXIT_OK, EXIT_USAGE, change, moment, record_id, unknown_owner
-from leadtap.core.store.db import Owner, Task
-from leadtap.core.store.engine import utcnow
-from leadtap.core.use_cases import changes
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -35,6 +31,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_tasks_list(app, args) -> int:
+    from sqlalchemy import select
+    from leadtap.core.store.db import Owner, Task
+    from leadtap.core.store.engine import utcnow
     unknown = unknown_owner(app, args.owner)
     if unknown:
         print(f"leadtap: {unknown}", file=sys.stderr)
@@ -62,7 +61,10 @@ def cmd_tasks_list(app, args) -> int:
         print(f"({len(rows)} open task{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 
+
 def cmd_tasks_add(app, args) -> int:
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases import changes
     now = utcnow()
     due = moment(args.due, now, app.config.reminders.zone, "due")
     if due < now:
@@ -71,7 +73,10 @@ def cmd_tasks_add(app, args) -> int:
     return change(app, args, lambda s, rules, actor, at: changes.add_task(s, rules, args.lead, args.title, due, actor,
                                                                           at), now)
 
+
 def cmd_tasks_done(app, args) -> int:
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases import changes
     db = app.ready_database()
     rules = app.lead_rules()
     with db.transaction() as session:

@@ -6,10 +6,13 @@ import argparse
 import os
 import sys
 
-from leadtap.bootstrap import App, build_app
 from leadtap.cli.common import EXIT_USAGE
 from leadtap.core.errors import ConfigError
-from leadtap.scheduler.daemon import Daemon
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -19,6 +22,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(app: App, args: argparse.Namespace) -> int:
+    from leadtap.bootstrap import build_app
+    from leadtap.scheduler.daemon import Daemon
     try:
         app.config.read_secrets()  # the worker starts with every secret, or not at all
         return Daemon(app, lambda: build_app(args.config), os.environ).run()
