@@ -31,8 +31,8 @@ import structlog
 from leadtap.core.config.load import Config
 from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import MailSendError
+from leadtap.core.store.outbox import remember_digest, send_until
 from leadtap.core.store.notifications import (
-    CLAIM_LEASE,
     CONFIRMATION,
     DEAL_CLOSED,
     DEAL_STALE,
@@ -52,6 +52,7 @@ from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
 from leadtap.core.rules.commands import help_text
 from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
+from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.reminders import MailerFactory
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose
 
@@ -104,7 +105,7 @@ class NotificationSender:
 
     def deliver(self, mine: list[int], token: str, now: datetime, report: SendReport) -> None:
         left = list(mine)
-        deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
+        deadline = send_until()
         try:
             with self.mailer() as mailer:
                 while left and not self.should_stop() and time.monotonic() <= deadline:
@@ -156,18 +157,9 @@ class NotificationSender:
 
     def send(self, mailer: SmtpMailer, item: Owed, context: dict, now: datetime) -> MailSendError | None:
         n = item.notification
-        try:
-            rendered = self.renderer.render(self.template(n.kind), context)
-            mailer.send(self.email(rendered, item, now))
-        except MailSendError as error:
-            self.log.error("notification_failed", lead_id=n.lead_id, recipient=n.recipient, error=str(error),
-                           permanent=error.permanent)
-            return error
-        except Exception as exc:  # a template broken since `check`, or a bug: tried again later
-            self.log.exception("notification_not_sent", lead_id=n.lead_id, recipient=n.recipient)
-            return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
-        self.log.info("notification_sent", lead_id=n.lead_id, recipient=n.recipient, kind=n.kind)
-        return None
+        return send_one(mailer, self.log, "notification",
+                        lambda: self.email(self.renderer.render(self.template(n.kind), context), item, now),
+                        lead_id=n.lead_id, recipient=n.recipient, kind=n.kind)
 
     def email(self, rendered, item: Owed, now: datetime):
         """The email; a confirmation is threaded under the reply it answers, and
@@ -183,13 +175,17 @@ class NotificationSender:
         if self.replies is not None:
             digest = reply is not None and reply.digest
             self.replies.apply(email, n.recipient, now, None if digest or n.lead_id is None else n.lead_id)
+            if digest:  # its answer may go on with the leads that reply named
+                with self.db.transaction() as session:
+                    remember_digest(session, email["Message-ID"], n.recipient,
+                                    [r["lead_id"] for r in reply.results if r["lead_id"]], now,
+                                    self.replies.digest_max_age)
         return email
 
     def context(self, session, item: Owed) -> dict:
         """``new_lead``: the recipient is the owner; ``reassigned``: the owner is
         the one who has it now; the deal kinds: the deal, with the staleness
         limit it reaches first; ``onboarding``: the hand-off and its tasks."""
-        url = self.config.reminders.lead_url
         recipient, owner, deal, lead = item.recipient, item.owner, item.opportunity, item.lead
         if recipient is None:
             return {}  # dropped, not sent
@@ -198,7 +194,7 @@ class NotificationSender:
             "tasks": open_task_list(session, lead.id) if lead else [],
             "recipient": {"email": recipient.email, "name": recipient.name},
             "owner": {"email": owner.email, "name": owner.name} if owner else None,
-            "lead_url": url.replace("{id}", str(lead.id)) if url and lead else None,
+            "lead_url": self.config.reminders.link(lead.id) if lead else None,
             "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
             "reply": reply_view(item.reply, self.help) if item.reply else None,

@@ -12,7 +12,7 @@
 
 Delivery is at-least-once: a crash after a send and before step 4's commit
 leaves the claim unconfirmed, and it is sent again once its lease has run out
-(``core.store.reminders.CLAIM_LEASE``).
+(``core.store.outbox.CLAIM_LEASE``).
 """
 
 from __future__ import annotations
@@ -20,24 +20,23 @@ from __future__ import annotations
 import time
 import uuid
 from contextlib import AbstractContextManager
+from email.message import Message
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from leadtap.core.use_cases import changes
-from leadtap.core.rules import tokens
 from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.config.load import Config
-from leadtap.core.store.db import DigestToken, Owner
+from leadtap.core.store.db import Owner
 from leadtap.core.store.engine import Database, describe_db_error, utcnow
 from leadtap.core.rules.lifecycle import OwnerChanged, Refused
-from leadtap.core.errors import MailSendError
+from leadtap.core.store.outbox import remember_digest, send_until
 from leadtap.core.store.reminders import (
-    CLAIM_LEASE,
     ClaimKey,
     Due,
     claim,
@@ -48,6 +47,7 @@ from leadtap.core.store.reminders import (
     taken_keys,
 )
 from leadtap.core.use_cases.views import lead_dict, open_task_list
+from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose, describe_duration
@@ -223,7 +223,7 @@ class ReminderSweep:
         way out (done, stopped, out of time or an error) release what is left."""
         token = uuid.uuid4().hex
         claimed = self.claim_all(letters, token, now)
-        deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
+        deadline = send_until()
         done: list[tuple[ClaimKey, str | None]] = []
         try:
             with self.mailer() as mailer:
@@ -272,34 +272,27 @@ class ReminderSweep:
     def send(self, mailer: SmtpMailer, recipient: Owner, items: list[tuple[Due, bool]], now: datetime):
         """One letter; returns None when sent, else the error (never raises: one
         bad letter must not end the sweep)."""
-        kind = "digest" if self.config.reminders.digest else items[0][0].rule.template
         lead_ids = [d.lead.id for d, _ in items]
-        try:
-            rendered = self.renderer.render(kind, self.context(recipient, items, now))
-            email = compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder")
-            if self.replies:  # a digest's reply names each lead; a single reminder's is about its lead
-                self.replies.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
-                if kind == "digest":
-                    self.remember_digest(email["Message-ID"], recipient.email, lead_ids, now)
-            mailer.send(email)
-        except MailSendError as error:
-            self.log.error("reminder_failed", recipient=recipient.email, error=str(error), permanent=error.permanent,
-                           lead_ids=lead_ids)
-            return error
-        except Exception as exc:  # a template broken since `check`, or a bug: retried by a later sweep
-            self.log.exception("reminder_not_sent", recipient=recipient.email, lead_ids=lead_ids)
-            return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
-        self.log.info("reminder_sent", recipient=recipient.email, lead_ids=lead_ids,
-                      rules=sorted({d.rule.name for d, _ in items}))
-        return None
+        return send_one(mailer, self.log, "reminder", lambda: self.letter(recipient, items, now),
+                        recipient=recipient.email, lead_ids=lead_ids, rules=sorted({d.rule.name for d, _ in items}))
+
+    def letter(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> Message:
+        """The email: one reminder, or a digest; with ``[commands]``, a token a reply can act under."""
+        kind = "digest" if self.config.reminders.digest else items[0][0].rule.template
+        rendered = self.renderer.render(kind, self.context(recipient, items, now))
+        email = compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder")
+        if self.replies:  # a digest's reply names each lead; a single reminder's is about its lead
+            lead_ids = [d.lead.id for d, _ in items]
+            self.replies.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
+            if kind == "digest":
+                self.remember_digest(email["Message-ID"], recipient.email, lead_ids, now)
+        return email
 
     def remember_digest(self, message_id: str, recipient: str, lead_ids: list[int], now: datetime) -> None:
         """The leads a digest lists, under its token, before it is sent: a
         reply to it acts on those only. Digests too old to answer go."""
         with self.db.transaction() as session:
-            session.execute(delete(DigestToken).where(DigestToken.issued_at < now - self.replies.digest_max_age))
-            session.add(DigestToken(mac=tokens.mac_of(message_id), recipient=recipient,
-                                    lead_ids=sorted(set(lead_ids)), issued_at=now))
+            remember_digest(session, message_id, recipient, lead_ids, now, self.replies.digest_max_age)
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]
@@ -321,7 +314,6 @@ class ReminderSweep:
                 row["task"]["number"] = numbers.get(row["task"]["id"])
 
     def item(self, due: Due, escalation: bool) -> dict:
-        url = self.config.reminders.lead_url
         owner, task, new = due.owner, due.task, due.reassigned_to
         return {
             "lead": lead_dict(due.lead, owner, None),
@@ -330,7 +322,7 @@ class ReminderSweep:
             "stale_for": describe_duration(due.stale_for),
             "number": due.number + 1,
             "escalation": escalation,
-            "lead_url": url.replace("{id}", str(due.lead.id)) if url else None,
+            "lead_url": self.config.reminders.link(due.lead.id),
             "task": {"id": task.id, "title": task.title, "due_at": task.due_at.isoformat(), "number": None}
             if task else None,
             "reassigned_to": {"email": new.email, "name": new.name} if new else None,

@@ -65,6 +65,7 @@ def test_a_missing_or_short_secret_is_refused_when_read(tmp_path):
      "not one of: domain, mailbox"),
     ('secret_file = "a"\nrequire_dkim_identity = "mailbox"\n', "commands.require_dkim_identity", "needs authserv_id"),
     ('secret_file = "a"\nconfirmations_per_hour = 0\n', "commands.confirmations_per_hour", "at least 1"),
+    ('secret_file = "a"\nauthserv_id = "SPF"\n', "commands.authserv_id", "names a method, not a server"),
     ('secret_file = "a"\ndigest_token_max_age = "0s"\n', "commands.digest_token_max_age", "a positive duration"),
 ])
 def test_each_commands_mistake_is_refused_naming_its_key(tmp_path, body, key, words):

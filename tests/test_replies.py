@@ -303,6 +303,12 @@ def test_a_digest_reply_names_each_lead(env, mailbox, smtp, tmp_path):
     assert "ben@example.com" not in body  # nothing of a lead the sender may not see
     assert "/status Contacted\n    refused: in a digest, name the lead first" in body
 
+    confirmation = smtp.messages[-1]  # a digest's: it goes on with the leads the reply named
+    mailbox.append(reply(confirmation, "/note 1 from the confirmation\n/note 2 not named"))
+    env.cli("poll")
+    assert env.ledger()[-1].reason == "reply: 1 applied, 1 refused"
+    assert "from the confirmation" in [a["summary"] for a in shown(env, 1)["activities"]]
+
     env.execute(delete(DigestToken))  # a digest sent before leadtap recorded its leads (or long ago)
     mailbox.append(reply(digest, "/status 1 Attempting"))
     env.cli("poll")

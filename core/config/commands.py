@@ -69,7 +69,17 @@ def parse_commands(s: Section, environ: Mapping[str, str]) -> CommandsConfig:
                           values.get("confirmations_per_hour", DEFAULT_CONFIRMATIONS_PER_HOUR))
 
 
+# Names of results, not of servers: a field that starts with one of them has
+# no authserv-id (Exchange Online writes its results so), and leadtap cannot
+# tell that server's fields from a sender's.
+METHODS = {"spf", "dkim", "dmarc", "arc", "auth", "iprev", "dkim-atps", "dkim-adsp", "sender-id", "compauth",
+           "bimi", "rrvs", "smime", "vbr", "x-tls"}
+
+
 def check_choices(s: Section, values: dict) -> None:
+    if values.get("authserv_id", "").lower() in METHODS:
+        s.fail("authserv_id", f"{values['authserv_id']!r} names a method, not a server: its fields carry no "
+                              "authserv-id (Exchange Online's), which leadtap cannot tell from a sender's")
     identity = values.get("require_dkim_identity", "domain")
     if identity not in IDENTITIES:
         s.fail("require_dkim_identity", f"{identity!r} is not one of: {', '.join(IDENTITIES)}")

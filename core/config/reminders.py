@@ -69,6 +69,10 @@ class RemindersConfig:
     lead_url: str | None = None
     rules: tuple[ReminderRule, ...] = ()
 
+    def link(self, lead_id: int | None) -> str | None:
+        """The lead's page in the team's CRM (``lead_url`` with its id), for every email that names it."""
+        return self.lead_url.replace("{id}", str(lead_id)) if self.lead_url and lead_id is not None else None
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

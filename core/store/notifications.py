@@ -23,6 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.store.db import CommandReply, Lead, Notification, OnboardingRecord, Opportunity, Owner
+from leadtap.core.store.outbox import CLAIM_LEASE
 
 NEW_LEAD = "new_lead"
 REASSIGNED = "reassigned"
@@ -30,7 +31,6 @@ ONBOARDING = "onboarding"  # a won deal handed to you (core.use_cases.deal_chang
 CONFIRMATION = "confirmation"  # what your reply's commands did (core.use_cases.reply_changes)
 DEAL_STALE = "deal_stale"  # your deal closes soon by the staleness policy
 DEAL_CLOSED = "deal_closed_stale"  # your deal was closed by it
-CLAIM_LEASE = timedelta(minutes=30)
 FIRST_RETRY = timedelta(minutes=1)
 LAST_RETRY = timedelta(hours=1)
 

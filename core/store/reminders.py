@@ -21,12 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadtap.core.config.load import ReminderRule
+from leadtap.core.store.outbox import CLAIM_LEASE
 from leadtap.core.store.db import Lead, Owner, Reminder, Task
-
-# A claim older than this whose send was never confirmed (the process died
-# between claiming and recording the send) may be taken over: at-least-once.
-# A sweep stops sending at half of it, so a live sweep is never overtaken.
-CLAIM_LEASE = timedelta(minutes=30)
 
 
 def due_number(stay_started_at: datetime, now: datetime, rule: ReminderRule) -> int | None:
