@@ -77,10 +77,10 @@ class MailboxIngest:
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[["PassReport"], None] | None = None,
-        replies: ReplySettings | None = None,
+        reply_settings: ReplySettings | None = None,
     ):
         self.config, self.box, self.db = config, box, db
-        self.replies = replies if box.kind != "sent" else None  # commands are read from received mail only
+        self.reply_settings = reply_settings if box.kind != "sent" else None  # commands are read from received mail only
         self.on_progress = on_progress  # after each batch: a terminal shows how far the pass is
         self.rules = rules
         self.templates = templates
@@ -314,7 +314,7 @@ class MailboxIngest:
                 batch.add_outcome(ref, Result(Outcome.FAILED, error=item.error, reason=reason), item.message, added)
             elif item.not_lead:
                 batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason=item.not_lead), item.message)
-            elif self.replies and is_reply(item.message, batch.is_owner, self.replies.addresses):
+            elif self.reply_settings and is_reply(item.message, batch.is_owner, self.reply_settings.addresses):
                 replies.append(batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason="reply"), item.message))
             else:
                 batch.add_lead_message(ref, item.message, item.draft)
@@ -330,7 +330,7 @@ class MailboxIngest:
 
     def run_reply(self, session, reply, now) -> None:
         """An owner's reply to a leadtap email: its commands run (``core.use_cases.reply_changes``)."""
-        handled = handle_reply(session, self.rules, self.replies, reply.message, self.box.name, now)
+        handled = handle_reply(session, self.rules, self.reply_settings, reply.message, self.box.name, now)
         reply.reason, reply.lead = handled.reason, handled.lead_id
         log = self.log.warning if handled.refused else self.log.info
         log("reply_refused" if handled.refused else "reply_handled", uid=reply.ref.uid, lead_id=handled.lead_id,

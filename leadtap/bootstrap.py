@@ -85,7 +85,7 @@ class App:
         box = self.config.mailbox(name)
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
                              self.open_mailbox, clock=clock or utcnow, should_stop=should_stop, rules=self.lead_rules(),
-                             on_progress=on_progress, replies=self.reply_settings())
+                             on_progress=on_progress, reply_settings=self.reply_settings())
 
     def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False,
                        on_progress: Callable[[PassReport], None] | None = None) -> PassReport:
@@ -165,13 +165,13 @@ class App:
         from leadtap.scheduler.reminders import ReminderSweep
 
         return ReminderSweep(self.config, self.ready_database(), self.renderer(), self.mailer,
-                             rules=self.lead_rules(), replies=self.reply_headers(), **kwargs)
+                             rules=self.lead_rules(), reply_headers=self.reply_headers(), **kwargs)
 
     def notification_sender(self, **kwargs) -> NotificationSender:
         from leadtap.scheduler.notifications import NotificationSender
 
         return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer,
-                                  replies=self.reply_headers(), **kwargs)
+                                  reply_headers=self.reply_headers(), **kwargs)
 
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
         """The mailer port: send what owners are owed (nothing without an [smtp] table)."""

@@ -41,7 +41,7 @@ from leadtap.core.store.engine import describe_db_error
 from leadtap.core.store.services import trouble_counts
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
-from leadtap.scheduler.notify import Notifier
+from leadtap.scheduler.sd_notify import Notifier
 from leadtap.scheduler.push import Push
 
 MISFIRE_GRACE = 30  # seconds a late run may still start

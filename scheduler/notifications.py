@@ -49,7 +49,7 @@ from leadtap.core.store.notifications import (
 )
 from leadtap.core.use_cases.deal_changes import warning_moot
 from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
-from leadtap.core.rules.commands import help_text
+from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.outbox import send_one
@@ -78,9 +78,9 @@ class SendReport:
 class NotificationSender:
     def __init__(self, config: Config, db: Database, renderer: Renderer, mailer: MailerFactory,
                  clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False,
-                 replies: ReplyHeaders | None = None):
+                 reply_headers: ReplyHeaders | None = None):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
-        self.replies = replies
+        self.reply_headers = reply_headers
         self.clock, self.should_stop = clock, should_stop
         self.settings = config.notifications
         pipeline, deals = config.pipeline, config.opportunities.deals
@@ -172,14 +172,14 @@ class NotificationSender:
             if reply.message_id:
                 email["In-Reply-To"] = reply.message_id
                 email["References"] = " ".join([*reply.references, reply.message_id])
-        if self.replies is not None:
+        if self.reply_headers is not None:
             digest = reply is not None and reply.digest
-            self.replies.apply(email, n.recipient, now, None if digest or n.lead_id is None else n.lead_id)
+            self.reply_headers.apply(email, n.recipient, now, None if digest or n.lead_id is None else n.lead_id)
             if digest:  # its answer may go on with the leads that reply named
                 with self.db.transaction() as session:
                     remember_digest(session, email["Message-ID"], n.recipient,
                                     [r["lead_id"] for r in reply.results if r["lead_id"]], now,
-                                    self.replies.digest_max_age)
+                                    self.reply_headers.digest_max_age)
         return email
 
     def context(self, session, item: Owed) -> dict:
@@ -198,7 +198,7 @@ class NotificationSender:
             "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
             "reply": reply_view(item.reply, self.help) if item.reply else None,
-            "commands": self.replies is not None,  # a reply can act: the email says how
+            "commands": self.reply_headers is not None,  # a reply can act: the email says how
         }
 
     def record(self, step, notification_id: int, token: str, now: datetime, state: str,

@@ -103,10 +103,10 @@ class ReminderSweep:
         rules: LeadRules,
         clock: Callable[[], datetime] = utcnow,
         should_stop: Callable[[], bool] = lambda: False,
-        replies: ReplyHeaders | None = None,
+        reply_headers: ReplyHeaders | None = None,
     ):
         self.config, self.db, self.renderer, self.mailer = config, db, renderer, mailer
-        self.replies = replies
+        self.reply_headers = reply_headers
         self.rules = rules
         self.clock, self.should_stop = clock, should_stop
         self.log = structlog.get_logger("leadtap.reminders")
@@ -281,9 +281,9 @@ class ReminderSweep:
         kind = "digest" if self.config.reminders.digest else items[0][0].rule.template
         rendered = self.renderer.render(kind, self.context(recipient, items, now))
         email = compose(rendered, self.config.smtp.sender, [recipient.email], now, "reminder")
-        if self.replies:  # a digest's reply names each lead; a single reminder's is about its lead
+        if self.reply_headers:  # a digest's reply names each lead; a single reminder's is about its lead
             lead_ids = [d.lead.id for d, _ in items]
-            self.replies.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
+            self.reply_headers.apply(email, recipient.email, now, None if kind == "digest" else lead_ids[0])
             if kind == "digest":
                 self.remember_digest(email["Message-ID"], recipient.email, lead_ids, now)
         return email
@@ -292,15 +292,15 @@ class ReminderSweep:
         """The leads a digest lists, under its token, before it is sent: a
         reply to it acts on those only. Digests too old to answer go."""
         with self.db.transaction() as session:
-            remember_digest(session, message_id, recipient, lead_ids, now, self.replies.digest_max_age)
+            remember_digest(session, message_id, recipient, lead_ids, now, self.reply_headers.digest_max_age)
 
     def context(self, recipient: Owner, items: list[tuple[Due, bool]], now: datetime) -> dict:
         rows = [self.item(d, escalation) for d, escalation in items]
-        if self.replies is not None:
+        if self.reply_headers is not None:
             self.number_tasks(rows)
         first = rows[0]
         return {**first, "recipient": {"email": recipient.email, "name": recipient.name}, "items": rows,
-                "now": now.isoformat(), "commands": self.replies is not None}
+                "now": now.isoformat(), "commands": self.reply_headers is not None}
 
     def number_tasks(self, rows: list[dict]) -> None:
         """Each task's number as ``/done N`` takes it (its lead's open tasks, soonest due first)."""

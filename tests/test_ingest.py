@@ -742,7 +742,7 @@ def test_a_parsing_process_that_dies_costs_its_batch_one_attempt_and_nothing_els
     monkeypatch.setattr(MailboxIngest, "fetch", fetch_then_kill_the_parser)
     app = build_app(str(env.path))
     try:
-        db = app.ready_database()
+        app.ready_database()
         report = app.mailbox_ingest(app.config.mailboxes[0].name).run()
     finally:
         app.close()

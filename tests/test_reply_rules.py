@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from leadtap.core.rules import tokens
-from leadtap.core.rules.commands import MAX_NOTE, Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
+from leadtap.core.rules.reply_grammar import MAX_NOTE, Command, moment, name_and_fields, new_text, parse_reply, reason_and_note
 from leadtap.core.rules.reply_rules import NotAuthorised, Person, ReplyPolicy, authorise, check_authentication, may_act
 from leadtap.core.rules.tokens import DIGEST, LEAD, InvalidToken
 

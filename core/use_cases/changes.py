@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.rules import lifecycle
-from leadtap.core.rules.commands import pick
+from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
 from leadtap.core.rules.deals import DealRules

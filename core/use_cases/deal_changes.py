@@ -22,7 +22,7 @@ from leadtap.core.rules import lifecycle
 from leadtap.core.store import notifications
 from leadtap.core.use_cases.changes import LeadRules, add_activity
 from leadtap.core.store.db import Lead, OnboardingRecord, Opportunity, Task
-from leadtap.core.rules.commands import pick
+from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.rules.deals import Deal
 from leadtap.core.rules.lifecycle import Actor, Change, Refused
 from leadtap.core.store.services import clip, lock_rotation

@@ -24,11 +24,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from leadtap.core.use_cases import changes
-from leadtap.core.rules import commands
+from leadtap.core.rules import reply_grammar
 from leadtap.core.use_cases import deal_changes
 from leadtap.core.store import notifications
 from leadtap.core.use_cases.changes import LeadRules
-from leadtap.core.rules.commands import Command, moment, name_and_fields, pick, reason_and_note
+from leadtap.core.rules.reply_grammar import Command, moment, name_and_fields, pick, reason_and_note
 from leadtap.core.store.db import CommandReply, DigestToken, Lead, Notification, Opportunity, Owner
 from leadtap.core.rules.lifecycle import Actor, Refused
 from leadtap.core.rules.model import IncomingMessage, safe_message_id
@@ -87,7 +87,7 @@ def handle(session: Session, rules: LeadRules, settings: ReplySettings, message:
         scope = check_scope(session, settings.policy, sender, token)
     except NotAuthorised as exc:
         return Handled(f"reply refused: {exc}", refused=True)
-    parsed = commands.parse_reply(message.reply_text or "", digest=token.kind == DIGEST)
+    parsed = reply_grammar.parse_reply(message.reply_text or "", digest=token.kind == DIGEST)
     actor = Actor(sender, "mail", admin=sender in settings.policy.admins)
     results = [result(line, False, why) for line, why in parsed.errors]
     for command in parsed.commands:
@@ -134,7 +134,7 @@ def content_key(message: IncomingMessage) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def confirm(session: Session, settings: ReplySettings, reply: CommandReply, parsed: commands.Parsed,
+def confirm(session: Session, settings: ReplySettings, reply: CommandReply, parsed: reply_grammar.Parsed,
             message_headers: Mapping[str, str], now: datetime) -> str:
     """Owe the sender one confirmation, unless the reply had no command line
     (a note alone, or an out-of-office's text: answering it could start a
@@ -202,7 +202,7 @@ def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Toke
             if command.name == "done":
                 made = task_done(session, lead_id, command.args, actor, now, token)
             else:
-                made = COMMANDS[command.name](session, rules, settings, lead_id, command.args, actor, now)
+                made = REPLY_COMMANDS[command.name](session, rules, settings, lead_id, command.args, actor, now)
     except (Refused, NotAuthorised, ValueError, OverflowError) as exc:
         return result(command.line, False, str(exc), lead_id)
     except DBAPIError:
@@ -312,7 +312,7 @@ def deal_of(session: Session, lead_id: int) -> int:
     return found
 
 
-COMMANDS: dict[str, Callable] = {
+REPLY_COMMANDS: dict[str, Callable] = {
     "status": status, "qualify": qualify, "disqualify": disqualify, "assign": assign, "snooze": snooze,
     "note": note, "stage": stage, "won": won, "lost": lost,
 }

@@ -9,7 +9,7 @@ from typing import Iterator
 from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.rules.commands import help_text
+from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.store.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from leadtap.core.rules.model import Outcome
 

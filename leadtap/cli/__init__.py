@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leadtap", description="Turns the mail of IMAP mailboxes into CRM leads.")
     parser.add_argument("--config", help="the TOML config (default: $LEADTAP_CONFIG, then ./leadtap.toml)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (db, poll, extract, leads, tasks, opportunities, onboarding, failed, worker, reminders, notifications, replies, examples, check):
-        module.add_commands(commands)
+        module.add_commands(subcommands)
     return parser

@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    subcommands.add_parser("check", help="test the config, the database and every mailbox").set_defaults(
         handler=cmd_check
     )
 

@@ -77,10 +77,10 @@ def parse_field(text: str) -> tuple[str, str]:
 
 def moment(text: str, now: datetime, zone, what: str) -> datetime:
     """``3d`` from now, or the start of a date in the reminders' timezone."""
-    from leadtap.core.rules import commands
+    from leadtap.core.rules import reply_grammar
 
     try:
-        return commands.moment(text, now, zone)
+        return reply_grammar.moment(text, now, zone)
     except ValueError as exc:
         raise LeadtapError(f"{what} {exc}") from None
 

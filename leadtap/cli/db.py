@@ -12,8 +12,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    db = subcommands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="create or upgrade the schema").set_defaults(handler=cmd_db_upgrade)
 
 

@@ -10,10 +10,10 @@ from leadtap import EXAMPLE_CONFIG
 from leadtap.cli.common import EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("example-config", help="print the annotated example configuration").set_defaults(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    subcommands.add_parser("example-config", help="print the annotated example configuration").set_defaults(
         handler=cmd_example_config, needs_config=False)
-    demo = commands.add_parser("demo", help="a throwaway Dovecot with sample enquiries, one poll, the leads")
+    demo = subcommands.add_parser("demo", help="a throwaway Dovecot with sample enquiries, one poll, the leads")
     demo.add_argument("--dir", type=Path, default=Path("demo-run"), help="where its config and SQLite file go")
     demo.add_argument("--keep", action="store_true", help="keep the Dovecot up until Ctrl-C, to go on with")
     demo.set_defaults(handler=cmd_demo, needs_config=False)

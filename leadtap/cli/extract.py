@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    extract = commands.add_parser("extract", help="try an extraction template on a saved message")
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    extract = subcommands.add_parser("extract", help="try an extraction template on a saved message")
     extract.add_argument("--template", required=True, help="the template's name")
     extract.add_argument("file", type=Path, help="a saved message (.eml)")
     extract.set_defaults(handler=cmd_extract)

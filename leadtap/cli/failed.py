@@ -12,8 +12,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    failed = commands.add_parser("failed", help="messages that could not be processed")
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    failed = subcommands.add_parser("failed", help="messages that could not be processed")
     failed_commands = failed.add_subparsers(dest="failed_command", required=True)
     failed_commands.add_parser("list", help="list them").set_defaults(handler=cmd_failed_list)
     retry = failed_commands.add_parser("retry", help="try them again now")

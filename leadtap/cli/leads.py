@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    leads = commands.add_parser("leads", help="list, show and change leads").add_subparsers(dest="leads_command", required=True)
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    leads = subcommands.add_parser("leads", help="list, show and change leads").add_subparsers(dest="leads_command", required=True)
     listing = leads.add_parser("list", help="list leads")
     listing.add_argument("--status")
     listing.add_argument("--owner", help="the owner's email")
@@ -59,7 +59,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.config.values import parse_seconds
-    from leadtap.core.rules.commands import pick
+    from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads
     unknown = unknown_owner(app, args.owner)

@@ -13,10 +13,10 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("notify", help="send the new-lead emails owners are owed, now").set_defaults(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    subcommands.add_parser("notify", help="send the new-lead emails owners are owed, now").set_defaults(
         handler=cmd_notify)
-    owed = commands.add_parser("notifications", help="emails owed to owners (new lead, deals, confirmations)").add_subparsers(
+    owed = subcommands.add_parser("notifications", help="emails owed to owners (new lead, deals, confirmations)").add_subparsers(
         dest="notifications_command", required=True)
     owed.add_parser("list", help="the latest, sent or not").set_defaults(handler=cmd_notifications_list)
 

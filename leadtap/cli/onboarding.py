@@ -9,8 +9,8 @@ from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, unknown_owner
 from leadtap.cli.output import write_rows
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    onboarding = commands.add_parser("onboarding", help="won deals handed to onboarding").add_subparsers(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    onboarding = subcommands.add_parser("onboarding", help="won deals handed to onboarding").add_subparsers(
         dest="onboarding_command", required=True)
     listing = onboarding.add_parser("list", help="onboardings, with their open tasks")
     listing.add_argument("--owner", metavar="EMAIL")

@@ -10,8 +10,8 @@ from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field
 from leadtap.cli.output import write_rows
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    opportunities = commands.add_parser("opportunities", help="the deal pipeline").add_subparsers(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    opportunities = subcommands.add_parser("opportunities", help="the deal pipeline").add_subparsers(
         dest="opportunities_command", required=True)
     listing = opportunities.add_parser("list", help="deals, with when the staleness policy closes them")
     listing.add_argument("--stage")
@@ -32,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_opportunities_list(app, args) -> int:
-    from leadtap.core.rules.commands import pick
+    from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.deal_views import DEAL_COLUMNS, list_deals
     unknown = unknown_owner(app, args.owner)

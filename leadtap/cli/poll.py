@@ -14,8 +14,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    poll = commands.add_parser("poll", help="one ingest pass over the active mailboxes, then exit")
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    poll = subcommands.add_parser("poll", help="one ingest pass over the active mailboxes, then exit")
     poll.add_argument("--mailbox", action="append", help="only this mailbox (may be repeated)")
     poll.set_defaults(handler=cmd_poll)
 

@@ -14,11 +14,11 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    remind = commands.add_parser("remind", help="one reminder sweep now")
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    remind = subcommands.add_parser("remind", help="one reminder sweep now")
     remind.add_argument("--dry-run", action="store_true", help="print who would get what; send nothing")
     remind.set_defaults(handler=cmd_remind)
-    reminders = commands.add_parser("reminders", help="reminders sent").add_subparsers(dest="reminders_command",
+    reminders = subcommands.add_parser("reminders", help="reminders sent").add_subparsers(dest="reminders_command",
                                                                                       required=True)
     reminders.add_parser("list", help="the latest reminders").set_defaults(handler=cmd_reminders_list)
 

@@ -9,8 +9,8 @@ import sys
 from leadtap.cli.common import EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    replies = commands.add_parser("replies", help="owners' replies to leadtap's emails").add_subparsers(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    replies = subcommands.add_parser("replies", help="owners' replies to leadtap's emails").add_subparsers(
         dest="replies_command", required=True)
     listing = replies.add_parser("list", help="the latest replies: what each command did, or why it was refused")
     listing.add_argument("--limit", type=int, default=50)

@@ -10,8 +10,8 @@ import sys
 from leadtap.cli.common import EXIT_OK, EXIT_USAGE, change, moment, record_id, unknown_owner
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    tasks = commands.add_parser("tasks", help="the leads' tasks").add_subparsers(dest="tasks_command", required=True)
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    tasks = subcommands.add_parser("tasks", help="the leads' tasks").add_subparsers(dest="tasks_command", required=True)
     listing = tasks.add_parser("list", help="open tasks")
     listing.add_argument("--owner", help="the owner's email")
     listing.add_argument("--lead", type=record_id)

@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("run", help="the long-running worker: polling and reminders on a schedule").set_defaults(
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    subcommands.add_parser("run", help="the long-running worker: polling and reminders on a schedule").set_defaults(
         handler=cmd_run
     )
 
