@@ -79,7 +79,7 @@ class MailboxWatcher:
             connected_at = None
             try:
                 with ImapMailbox(self.box, self.timeout, readonly=True) as imap:
-                    if not imap.client.has_capability("IDLE"):
+                    if not imap.announces("IDLE"):
                         self.no_idle()
                         return
                     keep_alive(imap.client.socket())

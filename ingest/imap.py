@@ -13,31 +13,49 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ImapError, ImapLoginError
 
 SEEN = b"\\Seen"
+SENT = b"\\Sent"  # RFC 6154's special use of the folder a mail client files sent mail in
+NO_SELECT = (b"\\Noselect", b"\\NonExistent")  # a name in the hierarchy, not a folder
+LISTED = 30  # folders named in an error; a server may have hundreds
+USE_TLS = 'set security = "tls" (port 993) or "starttls" (port 143)'
+
+
+def where(box: MailboxConfig) -> str:
+    return f"mailbox {box.name!r} ({box.host}:{box.port})"
 
 
 @contextmanager
 def translated_errors(box: MailboxConfig, doing: str) -> Iterator[None]:
-    where = f"mailbox {box.name!r} ({box.host}:{box.port})"
     try:
         yield
     except ImapError:
         raise
     except LoginError as exc:
-        raise ImapLoginError(f"{where}: login refused for {box.username!r}: {server_text(exc)}") from None
+        raise ImapLoginError(login_refused(box, server_text(exc))) from None
     except ssl.SSLError as exc:
-        raise ImapError(f"{where}: TLS failed while {doing}: {exc.reason or exc}") from None
+        raise ImapError(f"{where(box)}: TLS failed while {doing}: {exc.reason or exc}") from None
     except socket.timeout:
-        raise ImapError(f"{where}: timed out while {doing}") from None
+        raise ImapError(f"{where(box)}: timed out while {doing}") from None
     except (OSError, EOFError) as exc:
-        raise ImapError(f"{where}: connection failed while {doing}: {exc.strerror or exc}") from None
+        raise ImapError(f"{where(box)}: connection failed while {doing}: {exc.strerror or exc}") from None
+    except IMAPClientAbortError as exc:
+        # imaplib's abort is the connection breaking under it (an EOF, a reset,
+        # a line it cannot read), never a NO or BAD the server answered.
+        raise ImapError(f"{where(box)}: connection lost while {doing}: {server_text(exc)}") from None
     except IMAPClientError as exc:
-        raise ImapError(f"{where}: server refused while {doing}: {server_text(exc)}") from None
+        raise ImapError(f"{where(box)}: server refused while {doing}: {server_text(exc)}") from None
+
+
+def login_refused(box: MailboxConfig, text: str) -> str:
+    """A refused login; one refused only for want of encryption (RFC 5530's
+    PRIVACYREQUIRED) says what to configure."""
+    refused = f"{where(box)}: login refused for {box.username!r}: {text}"
+    return f"{refused}; {USE_TLS}" if "PRIVACYREQUIRED" in text.upper() else refused
 
 
 def server_text(exc: Exception) -> str:
@@ -48,12 +66,23 @@ def server_text(exc: Exception) -> str:
 
 
 class ImapMailbox:
-    """A selected folder of one configured mailbox."""
+    """A selected folder of one configured mailbox.
 
-    def __init__(self, box: MailboxConfig, timeout: float, readonly: bool | None = None):
+    The folder is opened with SELECT, also when leadtap changes none of its
+    flags (a sent folder, ``unread_only = false``): RFC 3501 lets EXAMINE
+    change nothing in the mailbox's permanent state, so a server that gives
+    out UIDs only as it writes them down (Courier, on a folder nothing has
+    written to) must announce a new UIDVALIDITY at every read-only open
+    (RFC 3501 2.3.1.1) — and every pass would read the whole folder again.
+    Nothing is changed all the same: messages are fetched with BODY.PEEK[],
+    and ``\\Seen`` is set only for ``unread_only``. ``readonly`` (EXAMINE) is
+    for the IDLE watch, which only waits.
+    """
+
+    def __init__(self, box: MailboxConfig, timeout: float, readonly: bool = False):
         self.box = box
         self.timeout = timeout
-        self.readonly = (not box.unread_only) if readonly is None else readonly
+        self.readonly = readonly
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.uidnext: int | None = None
@@ -76,14 +105,60 @@ class ImapMailbox:
                 ssl_context=self.tls_context() if box.security == "tls" else None,
                 timeout=self.timeout,
             )
+        self.log_in(password)
+        status = self.select()
+        self.uidvalidity = int(status[b"UIDVALIDITY"])
+        self.uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
+
+    def log_in(self, password: str) -> None:
+        """STARTTLS if configured, then LOGIN — unless the server announced
+        LOGINDISABLED (Cyrus without TLS): its own refusal ("Login only
+        available under a layer") would not say what to configure."""
+        box = self.box
         with translated_errors(box, "logging in"):
             if box.security == "starttls":
                 self.client.starttls(self.tls_context())
+            if self.client.has_capability("LOGINDISABLED"):
+                raise ImapLoginError(f"{where(box)}: the server allows no login without encryption "
+                                     f"(it announces LOGINDISABLED): {USE_TLS}")
             self.client.login(box.username, password)
+
+    def select(self) -> dict:
+        box = self.box
         with translated_errors(box, f"selecting folder {box.folder!r}"):
-            status = self.client.select_folder(box.folder, readonly=self.readonly)
-        self.uidvalidity = int(status[b"UIDVALIDITY"])
-        self.uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
+            try:
+                return self.client.select_folder(box.folder, readonly=self.readonly)
+            except IMAPClientError as exc:
+                if not isinstance(exc, IMAPClientAbortError):  # the server said no: perhaps no such folder
+                    self.refuse_missing_folder()
+                raise
+
+    def refuse_missing_folder(self) -> None:
+        """A folder that cannot be selected because there is none by that
+        name: the error lists the folders there are and names the sent one
+        (``folder = "Sent"`` where the server has ``INBOX.Sent``)."""
+        try:
+            folders = self.folders()
+        except ImapError:
+            return  # the server's own refusal says it
+        if not has_folder(folders, self.box.folder):
+            raise ImapError(f"{where(self.box)}: there is no folder {self.box.folder!r}; "
+                            f"{describe_folders(folders)}") from None
+
+    def folders(self) -> dict[str, tuple[bytes, ...]]:
+        """Every selectable folder, with its attributes (RFC 6154 special uses among them)."""
+        with translated_errors(self.box, "listing folders"):
+            listed = self.client.list_folders()
+        return {name: tuple(flags) for flags, _, name in listed
+                if not any(flag.lower() == no.lower() for flag in flags for no in NO_SELECT)}
+
+    def sent_folder(self) -> str | None:
+        """The folder the server marks as sent mail (RFC 6154), if it marks one."""
+        return find_sent(self.folders())
+
+    def announces(self, capability: str) -> bool:
+        with translated_errors(self.box, "reading the server's capabilities"):
+            return self.client.has_capability(capability)
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.box.ca_file)
@@ -141,7 +216,25 @@ class ImapMailbox:
         return {uid: item[b"BODY[]"] for uid, item in data.items() if b"BODY[]" in item}
 
     def mark_seen(self, uids: list[int]) -> None:
-        if not uids or self.readonly:
+        if not uids or self.readonly or not self.box.unread_only:  # read by UID: leadtap changes no flag
             return
         with translated_errors(self.box, "marking messages read"):
             self.client.add_flags(uids, [SEEN], silent=True)
+
+
+def has_folder(folders: dict[str, tuple[bytes, ...]], name: str) -> bool:
+    return name in folders or name.upper() == "INBOX" and "INBOX" in folders  # INBOX is any case (RFC 3501)
+
+
+def find_sent(folders: dict[str, tuple[bytes, ...]]) -> str | None:
+    return next((name for name, flags in folders.items() if SENT.lower() in (f.lower() for f in flags)), None)
+
+
+def describe_folders(folders: dict[str, tuple[bytes, ...]]) -> str:
+    """The folders there are, a sent one named first: what an operator can put in ``folder``."""
+    names = sorted(folders, key=lambda name: (name.upper() != "INBOX", name.lower()))
+    listed = ", ".join(repr(name) for name in names[:LISTED])
+    more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+    sent = find_sent(folders)
+    said_sent = f"the sent folder (\\Sent) is {sent!r}; " if sent else ""
+    return f"{said_sent}the folders are {listed}{more}" if names else "the server lists no folders"

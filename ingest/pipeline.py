@@ -53,7 +53,7 @@ from leadtap.core.store.services import (
     lock_rotation,
     retryable_uids,
     set_aside_uids,
-    tracked,
+    tracked_uidvalidity,
 )
 from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
@@ -120,16 +120,25 @@ class MailboxIngest:
         return report
 
     def candidates(self, imap: ImapMailbox) -> list[int]:
-        """Unread UIDs (or those above the last one seen), less the set-aside
-        ones. A sent folder seen for the first time starts at its newest
-        message: what the team sent before leadtap watched it is history, not
-        outreach happening now."""
+        """Unread UIDs (or those above the last one seen), less the set-aside ones.
+
+        1. A sent folder never read before starts at its newest message: what
+           the team sent before leadtap watched it is history, not outreach
+           happening now.
+        2. A folder whose place was kept under another UIDVALIDITY (it was
+           recreated, restored, or the server renumbered it) is read again
+           from its first message — its UIDs say nothing about what was read
+           — and the ledger's message identities keep what was read before
+           from counting twice. Starting such a sent folder at its newest
+           message would lose the outreach sent since, for good.
+        """
         with self.db.transaction() as session:
-            if self.box.is_sent and not tracked(session, self.box.name, imap.uidvalidity):
-                newest = imap.newest_uid()
-                advance_last_uid(session, self.box.name, imap.uidvalidity, newest)
-                self.log.info("sent_folder_started", after_uid=newest)
+            kept_under = tracked_uidvalidity(session, self.box.name)
+            if kept_under is None and self.box.is_sent:
+                self.start_sent_folder(session, imap)
                 return []
+            if kept_under is not None and kept_under != imap.uidvalidity:
+                self.restart_folder(session, kept_under, imap.uidvalidity)
             after = last_uid(session, self.box.name, imap.uidvalidity)
             retry = retryable_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
             set_aside = set_aside_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
@@ -138,6 +147,18 @@ class MailboxIngest:
         else:
             found = sorted(set(imap.uids_after(after)) | {u for u in retry if u <= after})
         return [uid for uid in found if uid not in set_aside]
+
+    def start_sent_folder(self, session, imap: ImapMailbox) -> None:
+        newest = imap.newest_uid()
+        advance_last_uid(session, self.box.name, imap.uidvalidity, newest)
+        self.log.info("sent_folder_started", uidvalidity=imap.uidvalidity, after_uid=newest)
+
+    def restart_folder(self, session, old: int, new: int) -> None:
+        """The place is kept under the new UIDVALIDITY at once, so an empty
+        recreated folder is said once, not at every pass."""
+        advance_last_uid(session, self.box.name, new, 0)
+        self.log.warning("uidvalidity_changed", old=old, new=new,
+                         detail="the folder is read again from its first message; what was read before counts once")
 
     def ingest_batches(self, imap: ImapMailbox, batches: list[list[int]], report: PassReport) -> None:
         if len(batches) >= PARALLEL_FROM and self.config.ingest.parallel_parsing:

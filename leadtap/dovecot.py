@@ -40,6 +40,14 @@ class Dovecot:
     tls_port: int = 0
     ca_pem: Path | None = None
     tls: bool = True  # a second, TLS listener with a throwaway CA (needs trustme)
+    # False: LOGIN only over TLS (LOGINDISABLED on the plain listener, as Cyrus
+    # by default). Dovecot takes a client on its own address for secure, so
+    # this needs a host other than the one the client connects from (127.0.0.2).
+    cleartext_login: bool = True
+    # True: every folder lives under "INBOX." (Courier's and Cyrus's layout),
+    # the sent folder INBOX.Sent marked \Sent (RFC 6154).
+    folders_under_inbox: bool = False
+    idle: bool = True  # False: IDLE is not announced (a server leadtap can only poll)
     _process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> "Dovecot":
@@ -81,7 +89,7 @@ class Dovecot:
         import trustme  # only the TLS listener needs it
 
         ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert = ca.issue_cert(self.host, "localhost")
         cert.private_key_and_cert_chain_pem.write_to_path(str(self.root / "server.pem"))
         self.ca_pem = self.root / "ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_pem))
@@ -101,7 +109,7 @@ state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 info_log_path = {self.root}/dovecot.log
 {self._ssl_config()}
-disable_plaintext_auth = no
+disable_plaintext_auth = {"no" if self.cleartext_login else "yes"}
 auth_mechanisms = plain login
 first_valid_uid = 1
 mail_uid = {mail_user.pw_uid}
@@ -137,7 +145,27 @@ service imap-login {{
 }}
 protocol imap {{
   mail_max_userip_connections = 100
-}}
+{self._capability_config()}}}
+{self._namespace_config()}"""
+
+    def _capability_config(self) -> str:
+        if self.idle:
+            return ""
+        return "  imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE NAMESPACE UIDPLUS SPECIAL-USE\n"
+
+    def _namespace_config(self) -> str:
+        if not self.folders_under_inbox:
+            return ""
+        return """
+namespace inbox {
+  inbox = yes
+  prefix = INBOX.
+  separator = .
+  mailbox Sent {
+    special_use = \\Sent
+    auto = create
+  }
+}
 """
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -27,9 +28,8 @@ def unavailable(what: str, why: str) -> None:
     pytest.skip(f"!!! {message} — these tests did NOT run")
 
 
-@pytest.fixture(scope="session")
-def dovecot():
-    server = Dovecot()
+def started(server: Dovecot) -> Iterator[Dovecot]:
+    """A Dovecot for a fixture to yield, stopped after; one that does not start is unavailable."""
     try:
         server.start()
     except DovecotUnavailable as exc:
@@ -37,6 +37,11 @@ def dovecot():
         unavailable("Dovecot", str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    yield from started(Dovecot())
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,8 @@ class Mailbox:
 
     def client(self) -> IMAPClient:
         client = IMAPClient(self.server.host, port=self.server.port, ssl=False, timeout=10)
+        if not self.server.cleartext_login:  # LOGINDISABLED until STARTTLS
+            client.starttls(ssl.create_default_context(cafile=str(self.server.ca_pem)))
         client.login(self.user, self.password)
         return client
 

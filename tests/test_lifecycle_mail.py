@@ -197,3 +197,67 @@ def test_a_sent_folder_reads_its_bcc(lead, mailbox):
     lead.poll()
 
     assert show(lead)["status"] == "Attempting"
+
+
+def recreate(mailbox, folder: str) -> None:
+    """Delete and create the folder again: the server gives it a new UIDVALIDITY."""
+    with mailbox.client() as client:
+        client.delete_folder(folder)
+        client.create_folder(folder)
+
+
+def sent_outreach(mailbox, message_id: str) -> None:
+    mailbox.append(plain_message("Hi Jo, when can we talk?", sender="Sales <sales@example.com>", to="jo@client.test",
+                                 subject="Your enquiry", message_id=message_id), folder="Sent")
+
+
+def test_a_recreated_sent_folder_is_read_again_and_its_outreach_is_not_lost(lead, mailbox):
+    watch_sent(lead, mailbox)
+    recreate(mailbox, "Sent")
+    sent_outreach(mailbox, "<sent-1@example.com>")
+
+    code, out, err = lead.cli("poll")
+
+    assert code == 0 and "sent: 1 added to a lead" in out
+    assert show(lead)["status"] == "Attempting"
+    (changed,) = [json.loads(line) for line in err.splitlines() if '"uidvalidity_changed"' in line]
+    assert changed["mailbox"] == "sent" and changed["old"] != changed["new"] and changed["level"] == "warning"
+
+
+def test_a_sent_folder_read_again_counts_what_it_had_read_once(lead, mailbox):
+    watch_sent(lead, mailbox)
+    sent_outreach(mailbox, "<sent-1@example.com>")
+    lead.poll()
+    recreate(mailbox, "Sent")  # restored from a backup, say: the same message, and one sent since
+    sent_outreach(mailbox, "<sent-1@example.com>")
+    sent_outreach(mailbox, "<sent-2@example.com>")
+
+    code, out, _ = lead.cli("poll")
+
+    assert code == 0 and "sent: 1 added to a lead, 1 duplicate" in out
+    assert [a["kind"] for a in show(lead)["activities"]].count("outreach") == 2
+    code, out, err = lead.cli("poll")  # its place is kept under the new UIDVALIDITY
+    assert "sent: nothing new" in out and "uidvalidity_changed" not in err
+
+
+def test_an_empty_recreated_sent_folder_is_reported_once(lead, mailbox):
+    watch_sent(lead, mailbox)
+    recreate(mailbox, "Sent")
+
+    assert "uidvalidity_changed" in lead.cli("poll")[2]
+    assert "uidvalidity_changed" not in lead.cli("poll")[2]
+    sent_outreach(mailbox, "<sent-1@example.com>")
+    lead.poll()
+    assert show(lead)["status"] == "Attempting"
+
+
+def test_a_sent_folder_is_selected_read_write_and_keeps_its_flags(lead, mailbox):
+    """SELECT, not EXAMINE: a server may renumber a folder at every read-only
+    open (RFC 3501 forbids EXAMINE to record the UIDs it hands out). The sign
+    is \\Recent, which only a read-write open takes; \\Seen stays as it was."""
+    watch_sent(lead, mailbox)
+    sent_outreach(mailbox, "<sent-1@example.com>")
+
+    lead.poll()
+
+    assert list(mailbox.flags("Sent").values())[-1] == set()

@@ -136,10 +136,11 @@ def last_uid(session: Session, mailbox: str, uidvalidity: int) -> int:
     return state.last_uid if state and state.uidvalidity == uidvalidity else 0
 
 
-def tracked(session: Session, mailbox: str, uidvalidity: int) -> bool:
-    """True once the mailbox's folder (this UIDVALIDITY) has a place to continue from."""
+def tracked_uidvalidity(session: Session, mailbox: str) -> int | None:
+    """The UIDVALIDITY the mailbox's place to continue from was kept under
+    (None: its folder has never been read by UID)."""
     state = session.get(MailboxState, mailbox)
-    return state is not None and state.uidvalidity == uidvalidity
+    return state.uidvalidity if state is not None else None
 
 
 def advance_last_uid(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:

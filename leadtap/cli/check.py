@@ -157,6 +157,31 @@ def check_database(app: App) -> str:
 
 
 def check_mailbox(app: App, box) -> str:
+    """Opened as a pass opens it (a folder that is not there is refused with
+    the folders there are); then what push and a sent folder need."""
     with app.open_mailbox(box) as imap:
         unread = len(imap.unseen_uids())
-    return f"logged in as {box.username}, folder {box.folder!r} selected, {unread} unread"
+        idle = describe_idle(box, imap.announces("IDLE"))
+        sent = imap.sent_folder() if box.is_sent else None
+    said = [f"logged in as {box.username}", f"folder {box.folder!r} selected", f"{unread} unread", idle]
+    if sent is not None and sent != box.folder:
+        said.append(f"WARNING: the server marks {sent!r} as its sent folder (\\Sent), not {box.folder!r}")
+    return ", ".join(said)
+
+
+def describe_idle(box, announced: bool) -> str:
+    """Whether new mail comes in at once (IMAP IDLE) or at the poll interval."""
+    every = f"polled every {describe_interval(box.poll_interval)}"
+    if not announced:
+        warning = "WARNING: idle = true, but " if box.idle else ""
+        return f"{warning}the server does not announce IDLE: {every}"
+    if box.idle is False:
+        return f"IDLE announced, not used (idle = false): {every}"
+    return "IDLE announced"
+
+
+def describe_interval(span) -> str:
+    from leadtap.scheduler.render import describe_duration
+
+    seconds = span.total_seconds()
+    return f"{seconds:g} s" if seconds < 60 else describe_duration(span)
