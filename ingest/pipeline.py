@@ -53,7 +53,7 @@ from leadtap.core.store.services import (
     lock_rotation,
     retryable_uids,
     set_aside_uids,
-    tracked_uidvalidity,
+    kept_place,
 )
 from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
@@ -133,12 +133,13 @@ class MailboxIngest:
            message would lose the outreach sent since, for good.
         """
         with self.db.transaction() as session:
-            kept_under = tracked_uidvalidity(session, self.box.name)
-            if kept_under is None and self.box.is_sent:
-                self.start_sent_folder(session, imap)
+            kept = kept_place(session, self.box.name)
+            moved = kept is not None and kept.folder is not None and kept.folder != self.box.folder
+            if self.box.is_sent and (kept is None or moved):  # a folder this mailbox never read
+                self.start_sent_folder(session, imap, kept.folder if moved else None)
                 return []
-            if kept_under is not None and kept_under != imap.uidvalidity:
-                self.restart_folder(session, kept_under, imap.uidvalidity)
+            if kept is not None and kept.uidvalidity != imap.uidvalidity:
+                self.restart_folder(session, kept.uidvalidity, imap.uidvalidity)
             after = last_uid(session, self.box.name, imap.uidvalidity)
             retry = retryable_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
             set_aside = set_aside_uids(session, self.box.name, imap.uidvalidity, self.max_attempts)
@@ -148,15 +149,18 @@ class MailboxIngest:
             found = sorted(set(imap.uids_after(after)) | {u for u in retry if u <= after})
         return [uid for uid in found if uid not in set_aside]
 
-    def start_sent_folder(self, session, imap: ImapMailbox) -> None:
+    def start_sent_folder(self, session, imap: ImapMailbox, moved_from: str | None = None) -> None:
+        """At its newest message; ``moved_from``: the config now names another
+        folder (its history is no more outreach than the first one's was)."""
         newest = imap.newest_uid()
-        advance_last_uid(session, self.box.name, imap.uidvalidity, newest)
-        self.log.info("sent_folder_started", uidvalidity=imap.uidvalidity, after_uid=newest)
+        advance_last_uid(session, self.box.name, imap.uidvalidity, newest, self.box.folder)
+        self.log.info("sent_folder_started", uidvalidity=imap.uidvalidity, after_uid=newest,
+                      **({"moved_from": moved_from} if moved_from else {}))
 
     def restart_folder(self, session, old: int, new: int) -> None:
         """The place is kept under the new UIDVALIDITY at once, so an empty
         recreated folder is said once, not at every pass."""
-        advance_last_uid(session, self.box.name, new, 0)
+        advance_last_uid(session, self.box.name, new, 0, self.box.folder)
         self.log.warning("uidvalidity_changed", old=old, new=new,
                          detail="the folder is read again from its first message; what was read before counts once")
 
@@ -282,7 +286,7 @@ class MailboxIngest:
             if not self.box.unread_only and uids:
                 self.ceiling = ceiling(self.ceiling, results)
                 advance_last_uid(session, self.box.name, uidvalidity,
-                                 max(uids) if self.ceiling is None else min(max(uids), self.ceiling))
+                                 max(uids) if self.ceiling is None else min(max(uids), self.ceiling), self.box.folder)
         return results, settled
 
     def write_one_by_one(self, session, rotation, uidvalidity: int, todo: list[Prepared], known: dict,

@@ -261,3 +261,25 @@ def test_a_sent_folder_is_selected_read_write_and_keeps_its_flags(lead, mailbox)
     lead.poll()
 
     assert list(mailbox.flags("Sent").values())[-1] == set()
+
+
+def test_a_sent_mailbox_pointed_at_another_folder_starts_at_its_newest_message(lead, mailbox):
+    """Another folder's history is no more outreach than the first one's was:
+    a folder this mailbox never read starts at its newest message."""
+    watch_sent(lead, mailbox)
+    mailbox.append(plain_message("Old, from the other folder", sender="Sales <sales@example.com>",
+                                 to="jo@client.test", message_id="<old-archive@example.com>"), folder="Archive")
+    lead.configure(mailbox.section(), mailbox.section("sent", folder="Archive", kind="sent", templates=None),
+                   extra=PIPELINE)
+
+    code, out, err = lead.cli("poll")
+
+    assert code == 0 and "sent: nothing new" in out and "uidvalidity_changed" not in err
+    assert show(lead)["status"] == "New"  # the archive's old mail moved nothing
+    (started,) = [json.loads(line) for line in err.splitlines() if '"sent_folder_started"' in line]
+    assert started["moved_from"] == "Sent"
+    sent_outreach(mailbox, "<sent-new@example.com>")  # into Sent, which it no longer reads
+    mailbox.append(plain_message("Hi Jo", sender="Sales <sales@example.com>", to="jo@client.test",
+                                 message_id="<archive-new@example.com>"), folder="Archive")
+    lead.poll()
+    assert show(lead)["status"] == "Attempting"

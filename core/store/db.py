@@ -213,6 +213,7 @@ class MailboxState(Base):
     mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    folder: Mapped[str | None] = mapped_column(String(1000))  # the folder read (None: before schema 0010)
 
 
 class Reminder(Base):

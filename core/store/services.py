@@ -136,21 +136,23 @@ def last_uid(session: Session, mailbox: str, uidvalidity: int) -> int:
     return state.last_uid if state and state.uidvalidity == uidvalidity else 0
 
 
-def tracked_uidvalidity(session: Session, mailbox: str) -> int | None:
-    """The UIDVALIDITY the mailbox's place to continue from was kept under
-    (None: its folder has never been read by UID)."""
-    state = session.get(MailboxState, mailbox)
-    return state.uidvalidity if state is not None else None
+def kept_place(session: Session, mailbox: str) -> MailboxState | None:
+    """Where the mailbox's reading by UID stands: the UIDVALIDITY and folder
+    it was kept under (None: its folder has never been read by UID)."""
+    return session.get(MailboxState, mailbox)
 
 
-def advance_last_uid(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:
+def advance_last_uid(session: Session, mailbox: str, uidvalidity: int, uid: int, folder: str | None = None) -> None:
     state = session.get(MailboxState, mailbox)
     if state is None:
-        session.add(MailboxState(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid))
-    elif state.uidvalidity != uidvalidity:
+        session.add(MailboxState(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid, folder=folder))
+        return
+    if state.uidvalidity != uidvalidity:
         state.uidvalidity, state.last_uid = uidvalidity, uid
     elif uid > state.last_uid:
         state.last_uid = uid
+    if folder is not None:
+        state.folder = folder
 
 
 @dataclass(frozen=True)
