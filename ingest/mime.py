@@ -16,11 +16,12 @@ from __future__ import annotations
 import email
 import re
 from dataclasses import dataclass, field
+from email.header import Header, decode_header
 from email.message import Message
 from email.policy import Compat32
 from typing import Iterator
 
-from leadtap.ingest.charset import FALLBACK, decode_base64, decode_text, resolve
+from leadtap.ingest.charset import FALLBACK, decode_base64, decode_text, decode_unlabelled, resolve
 from leadtap.ingest.deadline import Deadline
 from leadtap.ingest.html import html_to_text
 
@@ -302,6 +303,25 @@ def raw_body(part: Message) -> bytes:
     if isinstance(payload, bytes):
         return payload
     return str(payload).encode("utf-8", "surrogateescape")
+
+
+def holds_8bit(value: object) -> bool:
+    """compat32 gives a field that holds undeclared 8-bit bytes as a
+    ``Header``, whose text reads each of them as U+FFFD; any other as a str."""
+    return isinstance(value, Header)
+
+
+def field_text(value: object, warnings: list[str], name: str) -> str:
+    """A header field as mail clients read it: undeclared 8-bit bytes as
+    UTF-8 (RFC 6532: what internationalised mail sends, and what servers
+    store as received), else as windows-1252 — a guess, and a warning."""
+    if not holds_8bit(value):
+        return str(value)
+    sent = b"".join(data for data, _ in decode_header(value))  # a Header's chunks: the bytes as they came
+    decoded = decode_unlabelled(sent)
+    if decoded.charset == FALLBACK:
+        warnings.append(f"{name}: 8-bit text not UTF-8, read as {FALLBACK}")
+    return decoded.text
 
 
 def part_text(part: Message, warnings: list[str]) -> str:

@@ -10,6 +10,7 @@ as failed and set aside after its attempts.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import re
@@ -28,8 +29,8 @@ from leadtap.core.rules.model import MESSAGE_ID_RE, Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
-from leadtap.ingest.mime import (Tree, body_bytes, own_text, parse_tree, repaired_text, repeated_fields,
-                                 unreadable_as_sent)
+from leadtap.ingest.mime import (Tree, body_bytes, field_text, holds_8bit, own_text, parse_tree, repaired_text,
+                                 repeated_fields, unreadable_as_sent)
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.
@@ -49,6 +50,8 @@ CLASSIFY_HEADERS = (
 MAX_AUTH_RESULTS = 20
 RUN_OF_SPACES_RE = re.compile(rb"[ \t]+")
 LINE_END_RE = re.compile(rb"\r?\n")
+ENCODED_WORD_RE = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?]*)\?=")  # RFC 2047; no "?" inside: linear
+FOLDING_RE = re.compile(r"\r?\n(?=[ \t])")
 T = TypeVar("T")
 
 
@@ -70,29 +73,32 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
     text = read_text(tree, deadline)
     warnings = tree.warnings
     message_id = read(warnings, "Message-ID", lambda: first_message_id(mime.get("Message-ID")))
-    sender = read(warnings, "From", lambda: first_address(mime.get_all("From"), warnings))
+    from_fields = read(warnings, "From", lambda: mime.get_all("From"))
+    sender = read(warnings, "From", lambda: first_address(from_fields, warnings, "From"))
     subject_header = mime.get("Subject")
-    as_hashed = strictly_decoded(subject_header)  # decoded once: the subject and its identity share it
-    subject = as_hashed if as_hashed is not None else read(
+    # Decoded once: the subject and its identity share it, unless the field
+    # holds 8-bit text, which the identity hashes as it always did.
+    as_hashed = strictly_decoded(subject_header)
+    subject = as_hashed if as_hashed is not None and not holds_8bit(subject_header) else read(
         warnings, "Subject", lambda: decode(subject_header, warnings, "Subject"), "")
     date_header = read(warnings, "Date", lambda: str(mime.get("Date") or "") or None)
     return IncomingMessage(
-        identity=identity_of(raw, message_id, sender, date_header,
+        identity=identity_of(raw, message_id, sender_as_hashed(from_fields, sender), date_header,
                              as_hashed if as_hashed is not None else str(subject_header or "").strip()),
         message_id=message_id,
         sender=sender,
-        reply_to=read(warnings, "Reply-To", lambda: first_address(mime.get_all("Reply-To"), warnings)),
+        reply_to=read(warnings, "Reply-To", lambda: first_address(mime.get_all("Reply-To"), warnings, "Reply-To")),
         subject=subject,
         date=read(warnings, "Date", lambda: parse_date(date_header, warnings)),
         text=text,
         in_reply_to=read(warnings, "In-Reply-To", lambda: thread_ids(mime.get("In-Reply-To"))[:MAX_THREAD_IDS], ()),
         # The newest references stand last; a thread's own ids are among them.
         references=read(warnings, "References", lambda: thread_ids(mime.get("References"))[-MAX_THREAD_IDS:], ()),
-        headers=read(warnings, "headers", lambda: classify_headers(mime), {}),
+        headers=read(warnings, "headers", lambda: classify_headers(mime, warnings), {}),
         content_type=read(warnings, "Content-Type", mime.get_content_type, "text/plain"),
-        return_path=read(warnings, "Return-Path", lambda: return_path(mime)),
-        recipients=read(warnings, "To", lambda: recipients(mime), ()),
-        auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime), ()),
+        return_path=read(warnings, "Return-Path", lambda: return_path(mime, warnings)),
+        recipients=read(warnings, "To", lambda: recipients(mime, warnings), ()),
+        auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime, warnings), ()),
         reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline)),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
         repeated=repeated_fields(raw),
@@ -124,9 +130,9 @@ def read_text(tree: Tree, deadline: Deadline) -> str:
     return repaired_text(tree, deadline)
 
 
-def recipients(mime: Message) -> tuple[str, ...]:
+def recipients(mime: Message, warnings: list[str]) -> tuple[str, ...]:
     """The To, Cc and Bcc addresses (a sent copy keeps its Bcc), lower-cased; the first hundred."""
-    values = [str(v) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
+    values = [field_text(v, warnings, name) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
     found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
     return tuple(found)[:MAX_THREAD_IDS]
 
@@ -140,13 +146,14 @@ def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str | 
     return own_text(mime, warnings, deadline)
 
 
-def authentication_results(mime: Message) -> tuple[tuple[int, str], ...]:
+def authentication_results(mime: Message, warnings: list[str]) -> tuple[tuple[int, str], ...]:
     """The ``Authentication-Results`` fields, topmost (the last server's)
     first, each with its position among all the header's fields (what lies
     between two of them ends a run: ``core.rules.reply_rules``); the first twenty."""
     found = ((position, value) for position, (name, value) in enumerate(mime.items())
              if name.strip().lower() == "authentication-results")
-    return tuple((position, " ".join(str(value).split())) for position, value in found)[:MAX_AUTH_RESULTS]
+    return tuple((position, " ".join(field_text(value, warnings, "Authentication-Results").split()))
+                 for position, value in found)[:MAX_AUTH_RESULTS]
 
 
 def body_digest(raw: bytes) -> str:
@@ -160,11 +167,14 @@ def body_digest(raw: bytes) -> str:
     return hashlib.sha256(b"\r\n".join(lines)).hexdigest()
 
 
-def classify_headers(mime: Message) -> dict[str, str]:
-    return {name: str(mime.get(name)) for name in CLASSIFY_HEADERS if mime.get(name) is not None}
+def classify_headers(mime: Message, warnings: list[str]) -> dict[str, str]:
+    return {name: field_text(mime.get(name), warnings, name) for name in CLASSIFY_HEADERS if mime.get(name) is not None}
 
 
 def thread_ids(value: object) -> tuple[str, ...]:
+    """The ids a field names. Ids (and the Date) are read as compat32 reads
+    them, an undeclared 8-bit byte U+FFFD, not as text: an id is compared
+    with the ids stored before, and hashed into the identity with the Date."""
     return tuple(MESSAGE_ID_RE.findall(str(value or "")))
 
 
@@ -185,28 +195,40 @@ def first_message_id(value: object) -> str | None:
     return found.group(0) if found else (str(value).strip() or None)
 
 
-def first_address(values: list | None, warnings: list[str]) -> Address | None:
+def first_address(values: list | None, warnings: list[str], field: str) -> Address | None:
     if not values:
         return None
     # Split first, decode after: an encoded name may hide a comma ("Müller, Jörg").
-    for name, email in getaddresses([str(v) for v in values]):
+    for name, email in getaddresses([field_text(v, warnings, field) for v in values]):
         if email:
             return Address(name=decode(name, warnings, "a display name"), email=email.strip())
     return None
 
 
-def return_path(mime: Message) -> str | None:
+def sender_as_hashed(from_fields: list | None, sender: Address | None) -> Address | None:
+    """The sender as identities have always hashed it: a From field holding
+    undeclared 8-bit bytes as compat32 reads it (each such byte U+FFFD), so a
+    message seen before they were read as text is not a second lead."""
+    if not any(holds_8bit(value) for value in from_fields or ()):
+        return sender
+    return read([], "From", lambda: first_address([str(value) for value in from_fields], [], "From"))
+
+
+def return_path(mime: Message, warnings: list[str]) -> str | None:
     value = mime.get("Return-Path")
     if value is None:
         return None
-    return str(value).strip().strip("<>").strip()
+    return field_text(value, warnings, "Return-Path").strip().strip("<>").strip()
 
 
 def decode(value: object, warnings: list[str], what: str) -> str:
     """A header's encoded words decoded; where their charset fails, best-effort
-    as for body text; where they are malformed, the header as sent."""
+    as for body text; where they are malformed, the header as sent. A field
+    holding 8-bit text is read as text first (``field_text``)."""
     if value is None:
         return ""
+    if holds_8bit(value) or not str(value).isascii():
+        return decode_8bit(field_text(value, warnings, what), warnings, what)
     strict = strictly_decoded(value)
     if strict is not None:
         return strict
@@ -222,6 +244,38 @@ def decode(value: object, warnings: list[str], what: str) -> str:
         if decoded and (warning := decoded.warning(charset)):
             warnings.append(f"{what}: {warning}")
     return "".join(pieces).strip()
+
+
+def decode_8bit(text: str, warnings: list[str], what: str) -> str:
+    """A field sent as 8-bit text (read by ``field_text``), unfolded, with
+    its encoded words decoded as body text is and the space between two of
+    them dropped (RFC 2047 §6.2). email.header cannot: it escapes the text
+    around the words."""
+    parts = ENCODED_WORD_RE.split(FOLDING_RE.sub("", text))  # text, then charset, encoding, word, text, …
+    pieces = [parts[0]]
+    for at in range(1, len(parts), 4):
+        charset, encoding, word, after = parts[at : at + 4]
+        pieces.append(word_text(charset, encoding, word, warnings, what))
+        pieces.append("" if at + 4 < len(parts) and not after.strip() else after)
+    return "".join(pieces).strip()
+
+
+def word_text(charset: str, encoding: str, word: str, warnings: list[str], what: str) -> str:
+    """One encoded word decoded as body text is; malformed, kept as sent."""
+    data = word.encode("utf-8")  # 8-bit text inside a word stays as it came
+    try:
+        if encoding in "qQ":
+            data = binascii.a2b_qp(data, header=True)
+        else:  # missing padding added, as email.header does
+            data = binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    except binascii.Error:
+        warnings.append(f"{what}: malformed encoded words, kept as sent")
+        return f"=?{charset}?{encoding}?{word}?="
+    label = charset.split("*")[0]  # an RFC 2231 language follows the charset
+    decoded = decode_text(data, label)
+    if warning := decoded.warning(label):
+        warnings.append(f"{what}: {warning}")
+    return decoded.text
 
 
 def strictly_decoded(value: object) -> str | None:

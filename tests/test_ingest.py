@@ -168,6 +168,23 @@ def test_without_a_matching_template_the_lead_comes_from_the_message(env, mailbo
     assert (lead["name"], lead["email"], lead["message"]) == ("Dana Doe", "dana@client.test", "Could you call me back?")
 
 
+def test_raw_8bit_header_text_stored_as_received_makes_a_lead_named_as_sent(env, mailbox):
+    """Dovecot keeps the bytes as they came: RFC 6532 UTF-8, and windows-1252 from an old client."""
+    mailbox.append((FIXTURES / "raw_utf8_headers.eml").read_bytes())
+    mailbox.append((FIXTURES / "raw_windows1252_headers.eml").read_bytes())
+    env.configure(mailbox.section())
+    env.upgrade()
+
+    assert env.poll() == 0
+
+    utf8, windows_1252 = env.leads()
+    assert (utf8["name"], utf8["email"], utf8["subject"], utf8["warnings"]) == (
+        "Žydrūnė Šėmaitytė", "zydrune@acme.test", "Café order – 20 kėdžių", [])
+    assert (windows_1252["name"], windows_1252["email"], windows_1252["subject"]) == (
+        "Café “Le Monde”", "cafe@acme.test", "Café “Le Monde” – order")
+    assert "Subject: 8-bit text not UTF-8, read as windows-1252" in windows_1252["warnings"]
+
+
 # --- owners in turn -----------------------------------------------------------
 
 
