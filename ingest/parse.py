@@ -73,6 +73,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
     text = read_text(tree, deadline)
     warnings = tree.warnings
     message_id = read(warnings, "Message-ID", lambda: first_message_id(mime.get("Message-ID")))
+    answers = read(warnings, "In-Reply-To", lambda: names_a_token(mime), False)
     from_fields = read(warnings, "From", lambda: mime.get_all("From"))
     sender = read(warnings, "From", lambda: first_address(from_fields, warnings, "From"))
     subject_header = mime.get("Subject")
@@ -99,10 +100,11 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         return_path=read(warnings, "Return-Path", lambda: return_path(mime, warnings)),
         recipients=read(warnings, "To", lambda: recipients(mime, warnings), ()),
         auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime, warnings), ()),
-        reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline)),
+        reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline) if answers else None),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
-        repeated=repeated_fields(raw),
-        body_digest=body_digest(raw),
+        # What only a reply to leadtap's email is checked for: the rest of the mail is spared the work.
+        repeated=repeated_fields(raw) if answers else (),
+        body_digest=body_digest(raw) if answers else "",
         warnings=tuple(dict.fromkeys(warnings)),
     )
 
@@ -137,12 +139,15 @@ def recipients(mime: Message, warnings: list[str]) -> tuple[str, ...]:
     return tuple(found)[:MAX_THREAD_IDS]
 
 
-def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str | None:
-    """The sender's own text, for a message answering a leadtap email (it
-    names a reply token): its commands are read from there; None for the rest."""
+def names_a_token(mime: Message) -> bool:
+    """Whether the message answers a leadtap email: a reply token in In-Reply-To or References."""
     named = list(thread_ids(mime.get("In-Reply-To"))) + list(thread_ids(mime.get("References")))
-    if not tokens.carried(named[:MAX_THREAD_IDS * 2]):
-        return None
+    return bool(tokens.carried(named[:MAX_THREAD_IDS * 2]))
+
+
+def reply_text(mime: Message, warnings: list[str], deadline: Deadline) -> str:
+    """The sender's own text, for a message answering a leadtap email: its
+    commands are read from there."""
     return own_text(mime, warnings, deadline)
 
 

@@ -480,10 +480,15 @@ def test_a_genuine_reply_replayed_with_a_field_added_does_not_run_again(replying
 def test_a_second_from_past_the_header_cut_is_still_counted():
     from leadtap.ingest.parse import parse_message
 
+    from leadtap.core.rules import tokens
+
+    answered = tokens.message_id(SECRET.encode(), "ana@example.com", datetime.now(timezone.utc), "example.com", 1)
     filler = "".join(f"X-Filler-{i}: {'x' * 900}\r\n" for i in range(300))  # 270 KiB
-    raw = plain_message("/note x", sender="Ana <ana@example.com>").replace(
+    raw = plain_message("/note x", sender="Ana <ana@example.com>", headers={"In-Reply-To": answered}).replace(
         b"\n\n", ("\n" + filler + "From: Mallory <mallory@evil.test>\n\n").encode(), 1)
     assert parse_message(raw).repeated == ("from",)
+    plain = plain_message("Hello", sender="Jo <jo@x.test>").replace(b"\n\n", b"\nFrom: Al <al@x.test>\n\n", 1)
+    assert parse_message(plain).repeated == ()  # only a reply to leadtap's email is checked for it
 
 
 def test_an_out_of_office_without_headers_ends_the_loop_at_once(replying, smtp, mailbox):
