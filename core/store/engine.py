@@ -87,7 +87,7 @@ def configure_sqlite(engine: Engine) -> None:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if engine.url.database not in (None, "", ":memory:"):
+        if sqlite_file(engine) is not None:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -101,10 +101,19 @@ def configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The engine's SQLite database file, as the URL names it (None: not
+    SQLite, or a database in memory)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return database
+
+
 def missing_sqlite_file(engine: Engine) -> str | None:
     """The SQLite file's path when the engine's database is a file that does not exist."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+    database = sqlite_file(engine)
+    if database is None or database.startswith("file:"):  # a URI: SQLite reads it, not a path
         return None
     return None if Path(database).exists() else database
 
@@ -142,8 +151,8 @@ def head_revision() -> str:
 
 def unreachable(engine: Engine, exc: Exception) -> str:
     """Why the database cannot be opened; for SQLite, the file and its directory."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+    database = sqlite_file(engine)
+    if database is None:
         return f"cannot reach the database: {describe_db_error(exc)}"
     file = Path(database)
     hint = (f"; the directory {str(file.parent)!r} does not exist" if not file.parent.is_dir()

@@ -6,6 +6,7 @@ runs: building the parser (and ``--help``) loads none of it."""
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 from leadtap.core.errors import LeadtapError
@@ -85,18 +86,20 @@ def moment(text: str, now: datetime, zone, what: str) -> datetime:
         raise LeadtapError(f"{what} {exc}") from None
 
 
-def unknown_owner(app, email: str | None) -> str | None:
-    """Why ``--owner`` names nobody leadtap knows, listing those it knows
-    (the config's owners and those who had leads before); None when known."""
+def refuse_unknown_owner(app, email: str | None) -> bool:
+    """True, having said why, when ``--owner`` names nobody leadtap knows,
+    listing those it knows (the config's owners and those who had leads before)."""
     from sqlalchemy import select
 
     from leadtap.core.store.db import Owner
 
     if email is None:
-        return None
+        return False
     app.db.check_schema()
     with app.db.transaction() as session:
         known = sorted(set(session.scalars(select(Owner.email))) | {o.email.lower() for o in app.config.owners})
     if email.strip().lower() in known:
-        return None
-    return f"unknown owner {email!r}; expected one of {', '.join(known) or '(no owners yet)'}"
+        return False
+    print(f"leadtap: unknown owner {email!r}; expected one of {', '.join(known) or '(no owners yet)'}",
+          file=sys.stderr)
+    return True

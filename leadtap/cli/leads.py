@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 
 from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id,
-                                unknown_owner)
+                                refuse_unknown_owner)
 from leadtap.cli.output import write_rows
 from typing import TYPE_CHECKING
 
@@ -62,9 +62,7 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads
-    unknown = unknown_owner(app, args.owner)
-    if unknown:
-        print(f"leadtap: {unknown}", file=sys.stderr)
+    if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
     statuses = app.config.leads.statuses
     args.status = pick(args.status, statuses) if args.status is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, unknown_owner
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, refuse_unknown_owner
 from leadtap.cli.output import write_rows
 
 
@@ -21,9 +21,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 
 def cmd_onboarding_list(app, args) -> int:
     from leadtap.core.use_cases.deal_views import ONBOARDING_COLUMNS, list_onboardings
-    unknown = unknown_owner(app, args.owner)
-    if unknown:
-        print(f"leadtap: {unknown}", file=sys.stderr)
+    if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
     app.db.check_schema()
     with app.db.transaction() as session:

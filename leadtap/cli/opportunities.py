@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field, record_id, unknown_owner
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, FORMATS, change, parse_field, record_id, refuse_unknown_owner
 from leadtap.cli.output import write_rows
 
 
@@ -35,9 +35,7 @@ def cmd_opportunities_list(app, args) -> int:
     from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.deal_views import DEAL_COLUMNS, list_deals
-    unknown = unknown_owner(app, args.owner)
-    if unknown:
-        print(f"leadtap: {unknown}", file=sys.stderr)
+    if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
     stages = app.config.opportunities.stages
     args.stage = pick(args.stage, stages) if args.stage is not None else None

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-from leadtap.cli.common import EXIT_OK, EXIT_USAGE, change, moment, record_id, unknown_owner
+from leadtap.cli.common import EXIT_OK, EXIT_USAGE, change, moment, record_id, refuse_unknown_owner
 
 
 def add_commands(subcommands: argparse._SubParsersAction) -> None:
@@ -34,9 +34,7 @@ def cmd_tasks_list(app, args) -> int:
     from sqlalchemy import select
     from leadtap.core.store.db import Owner, Task
     from leadtap.core.store.engine import utcnow
-    unknown = unknown_owner(app, args.owner)
-    if unknown:
-        print(f"leadtap: {unknown}", file=sys.stderr)
+    if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
     db = app.ready_database()
     now = utcnow()
