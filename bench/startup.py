@@ -1,6 +1,7 @@
 """How long a `leadtap` command takes to start and answer, beside the floor
-it cannot go under: Python itself, and Python importing SQLAlchemy (which
-every command that reads the database needs).
+it cannot go under: Python itself, Python importing SQLAlchemy (which every
+command that reads the database needs), and SQLAlchemy's ORM with leadtap's
+mapped tables (which load the rest of the ORM).
 
     .venv/bin/python bench/startup.py [--runs 15]
 
@@ -58,6 +59,7 @@ def main() -> None:
             ("python -c pass", timed([python, "-c", "pass"], args.runs), None),
             ('python -c "import sqlalchemy"', timed([python, "-c", "import sqlalchemy"], args.runs), None),
             ('python -c "import sqlalchemy.orm"', timed([python, "-c", "import sqlalchemy.orm"], args.runs), None),
+            ("  + leadtap's mapped tables", timed([python, "-c", "import leadtap.core.store.db"], args.runs), None),
             ("leadtap --help", timed([*leadtap, "--help"], args.runs), 150),
             ("leadtap leads list", timed([*leadtap, "--config", str(config), "leads", "list"], args.runs), 300),
         ]

@@ -31,7 +31,12 @@ class ImapError(LeadtapError):
 
 
 class ImapLoginError(ImapError):
-    """The IMAP server refused the credentials."""
+    """The IMAP server refused the credentials (or no OAuth2 token could be
+    had); ``attention``: a person must act before a new try can succeed."""
+
+    def __init__(self, message: str, attention: bool = True):
+        self.attention = attention
+        super().__init__(message)
 
 
 class MessageError(LeadtapError):
@@ -49,4 +54,20 @@ class MailSendError(LeadtapError):
         self.permanent = permanent
         self.sweep_wide = sweep_wide  # the server or the login failed, not this letter
         self.timed_out = timed_out  # the server stopped answering in the middle of this letter
+        super().__init__(message)
+
+
+class TokenKeyError(LeadtapError):
+    """The key tokens are encrypted with is missing, too short or not the one they were stored with."""
+
+
+class OAuth2Error(LeadtapError):
+    """A sign-in could not get an access token.
+
+    ``attention``: a person must act (a grant revoked or expired, a wrong
+    secret, consent missing) — retrying cannot help; else the token endpoint
+    is down or slow and a later try may."""
+
+    def __init__(self, message: str, attention: bool, code: str | None = None):
+        self.attention, self.code = attention, code
         super().__init__(message)

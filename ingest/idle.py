@@ -22,11 +22,10 @@ import socket
 import time
 from typing import Callable
 
-import structlog
-
 from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ConfigError, ImapError
-from leadtap.ingest.imap import ImapMailbox, translated_errors
+from leadtap.ingest.imap import ImapMailbox, Tokens, translated_errors
+from leadtap.logs import get_logger
 
 RENEW = 2 * 60  # seconds in IDLE before it is renewed: within RFC 2177's 29 minutes and most proxies' idle timeouts
 STEADY = 60  # seconds a connection must last before an outage counts as over
@@ -61,13 +60,14 @@ def is_new_mail(response: tuple) -> bool:
 class MailboxWatcher:
     def __init__(self, box: MailboxConfig, timeout: float, on_new_mail: Callable[[], None],
                  should_stop: Callable[[], bool], may_watch: Callable[[], bool] = lambda: True,
-                 wait: Callable[[float], None] = time.sleep, on_state: Callable[[bool], None] = lambda _: None):
+                 wait: Callable[[float], None] = time.sleep, on_state: Callable[[bool], None] = lambda _: None,
+                 tokens: Tokens | None = None):
         """``may_watch``: False while another worker serves the mailbox; ``wait``: sleeps, or returns at a
         stop; ``on_state``: told when the IDLE connection comes up (True) and goes (False)."""
         self.box, self.timeout = box, timeout
         self.on_new_mail, self.should_stop, self.may_watch, self.wait = on_new_mail, should_stop, may_watch, wait
-        self.on_state = on_state
-        self.log = structlog.get_logger("leadtap.idle").bind(mailbox=box.name)
+        self.on_state, self.tokens = on_state, tokens
+        self.log = get_logger("leadtap.idle").bind(mailbox=box.name)
 
     def run(self) -> None:
         """Watch until stopped; returns early when the server has no IDLE."""
@@ -78,7 +78,7 @@ class MailboxWatcher:
                 continue
             connected_at = None
             try:
-                with ImapMailbox(self.box, self.timeout, readonly=True) as imap:
+                with ImapMailbox(self.box, self.timeout, readonly=True, tokens=self.tokens) as imap:
                     if not imap.announces("IDLE"):
                         self.no_idle()
                         return

@@ -10,19 +10,29 @@ from __future__ import annotations
 import socket
 import ssl
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from leadtap.core.config.load import MailboxConfig
-from leadtap.core.errors import ImapError, ImapLoginError
+from leadtap.core.errors import ImapError, ImapLoginError, OAuth2Error
 
 SEEN = b"\\Seen"
 SENT = b"\\Sent"  # RFC 6154's special use of the folder a mail client files sent mail in
 NO_SELECT = (b"\\Noselect", b"\\NonExistent")  # a name in the hierarchy, not a folder
 LISTED = 30  # folders named in an error; a server may have hundreds
 USE_TLS = 'set security = "tls" (port 993) or "starttls" (port 143)'
+
+
+class Tokens(Protocol):
+    """An OAuth2 mailbox's access tokens (leadtap.auth.tokens.BoundTokens)."""
+
+    mechanism: str
+
+    def token(self, refused: str | None = None) -> str: ...
+
+    def refused(self, detail: str) -> None: ...
 
 
 def where(box: MailboxConfig) -> str:
@@ -58,6 +68,11 @@ def login_refused(box: MailboxConfig, text: str) -> str:
     return f"{refused}; {USE_TLS}" if "PRIVACYREQUIRED" in text.upper() else refused
 
 
+def refused_token(exc: ImapError) -> bool:
+    """The server turned the token down: at AUTHENTICATE, or (Exchange) at the first command after it."""
+    return isinstance(exc, ImapLoginError) or "authenticated but not connected" in str(exc).lower()
+
+
 def server_text(exc: Exception) -> str:
     text = str(exc)
     if text.startswith("b'") or text.startswith('b"'):
@@ -79,10 +94,12 @@ class ImapMailbox:
     for the IDLE watch, which only waits.
     """
 
-    def __init__(self, box: MailboxConfig, timeout: float, readonly: bool = False):
+    def __init__(self, box: MailboxConfig, timeout: float, readonly: bool = False, tokens: Tokens | None = None):
+        """``tokens``: where an ``auth = "oauth2"`` mailbox gets its access token."""
         self.box = box
         self.timeout = timeout
         self.readonly = readonly
+        self.tokens = tokens
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.uidnext: int | None = None
@@ -95,8 +112,18 @@ class ImapMailbox:
         self.close()
 
     def open(self) -> None:
+        if self.box.oauth2 is not None:
+            status = self.open_with_token()
+        else:
+            password = self.box.password.reveal()  # read now, before any connection: a ConfigError if it cannot be
+            self.connect()
+            self.log_in(password)
+            status = self.select()
+        self.uidvalidity = int(status[b"UIDVALIDITY"])
+        self.uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
+
+    def connect(self) -> None:
         box = self.box
-        password = box.password.reveal()  # read now, before any connection: a ConfigError if it cannot be
         with translated_errors(box, "connecting"):
             self.client = IMAPClient(
                 box.host,
@@ -105,10 +132,6 @@ class ImapMailbox:
                 ssl_context=self.tls_context() if box.security == "tls" else None,
                 timeout=self.timeout,
             )
-        self.log_in(password)
-        status = self.select()
-        self.uidvalidity = int(status[b"UIDVALIDITY"])
-        self.uidnext = int(status[b"UIDNEXT"]) if b"UIDNEXT" in status else None
 
     def log_in(self, password: str) -> None:
         """STARTTLS if configured, then LOGIN — unless the server announced
@@ -116,12 +139,55 @@ class ImapMailbox:
         available under a layer") would not say what to configure."""
         box = self.box
         with translated_errors(box, "logging in"):
-            if box.security == "starttls":
-                self.client.starttls(self.tls_context())
+            self.start_tls()
             if self.client.has_capability("LOGINDISABLED"):
                 raise ImapLoginError(f"{where(box)}: the server allows no login without encryption "
                                      f"(it announces LOGINDISABLED): {USE_TLS}")
             self.client.login(box.username, password)
+
+    def start_tls(self) -> None:
+        if self.box.security == "starttls":
+            self.client.starttls(self.tls_context())
+
+    def open_with_token(self) -> dict:
+        """Sign in with an OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER)
+        and select the folder. A token the server turns down — or Exchange's
+        "User is authenticated but not connected" right after it took one — is
+        tried once more on a new connection with a freshly fetched token; a
+        second refusal puts the sign-in in "needs attention"."""
+        token = self.access_token(None)
+        for attempt in (1, 2):
+            self.connect()
+            try:
+                with translated_errors(self.box, "signing in with an OAuth2 token"):
+                    self.start_tls()
+                    self.authenticate(token)
+                return self.select()
+            except ImapError as exc:
+                if not refused_token(exc):
+                    raise
+                self.close()
+                if attempt == 2:
+                    self.tokens.refused(str(exc))
+                    raise ImapLoginError(f"{exc}; a freshly fetched token was refused too: the app's permission "
+                                         "or the mailbox's grant is missing") from None
+                token = self.access_token(token)
+        raise AssertionError("unreachable")
+
+    def access_token(self, refused: str | None) -> str:
+        if self.tokens is None:
+            raise ImapLoginError(f"{where(self.box)}: auth = \"oauth2\" but no token source was given")
+        try:
+            return self.tokens.token(refused)
+        except OAuth2Error as exc:
+            raise ImapLoginError(f"{where(self.box)}: {exc}", attention=exc.attention) from None
+
+    def authenticate(self, token: str) -> None:
+        box = self.box
+        if self.tokens.mechanism == "oauthbearer":
+            self.client.oauthbearer_login(f"{box.username}", token)
+        else:
+            self.client.oauth2_login(box.username, token)
 
     def select(self) -> dict:
         box = self.box

@@ -30,7 +30,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Callable, Iterator
 
-import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from leadtap.core.config.load import Config, MailboxConfig
@@ -59,6 +58,7 @@ from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
 from leadtap.ingest.report import PassReport
 from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
+from leadtap.logs import get_logger
 
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
 
@@ -90,7 +90,7 @@ class MailboxIngest:
         self.settings = LeadSettings.for_mailbox(config, box)
         self.max_attempts = config.ingest.max_attempts
         self.limit = Limits(config.ingest.max_message_size, config.ingest.message_timeout)
-        self.log = structlog.get_logger("leadtap.ingest").bind(mailbox=box.name)
+        self.log = get_logger("leadtap.ingest").bind(mailbox=box.name)
 
     def run(self) -> PassReport:
         report = PassReport(self.box.name)

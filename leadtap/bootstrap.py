@@ -18,6 +18,7 @@ from leadtap.core.errors import ConfigError, TemplateError
 from leadtap.ingest.extract import BoundTemplate, compile_template
 
 if TYPE_CHECKING:
+    from leadtap.auth.tokens import BoundTokens, SignIn, TokenSource
     from leadtap.core.store.engine import Database
     from leadtap.core.use_cases.changes import LeadRules
     from leadtap.core.use_cases.reply_changes import ReplySettings
@@ -55,6 +56,7 @@ class App:
     config: Config
     templates: dict[str, BoundTemplate]
     _db: Database | None = None
+    _tokens: TokenSource | None = None
 
     @property
     def db(self) -> Database:
@@ -71,7 +73,40 @@ class App:
     def open_mailbox(self, box: MailboxConfig) -> ImapMailbox:
         from leadtap.ingest.imap import ImapMailbox
 
-        return ImapMailbox(box, timeout=self.config.ingest.timeout)
+        return ImapMailbox(box, timeout=self.config.ingest.timeout, tokens=self.mailbox_tokens(box))
+
+    @property
+    def tokens(self) -> TokenSource:
+        """Every OAuth2 sign-in's tokens: one source per process, its rows shared by the workers."""
+        from leadtap.auth.cipher import TokenCipher
+        from leadtap.auth.tokens import TokenSource
+        from leadtap.scheduler.leases import worker_name
+
+        if self._tokens is None:
+            key = self.config.oauth2.key
+            self._tokens = TokenSource(self.db, lambda: TokenCipher.from_secret(key), worker_name())
+        return self._tokens
+
+    def mailbox_sign_in(self, box: MailboxConfig) -> SignIn | None:
+        from leadtap.auth.tokens import SignIn
+
+        if box.oauth2 is None:
+            return None
+        return SignIn(f"mailbox {box.name!r}", box.username, box.oauth2, f"leadtap auth login --mailbox {box.name}")
+
+    def smtp_sign_in(self) -> SignIn | None:
+        from leadtap.auth.tokens import SignIn
+
+        smtp = self.config.smtp
+        if smtp is None or smtp.oauth2 is None:
+            return None
+        return SignIn("SMTP", smtp.username, smtp.oauth2, "leadtap auth login --smtp")
+
+    def mailbox_tokens(self, box: MailboxConfig) -> BoundTokens | None:
+        from leadtap.auth.tokens import BoundTokens
+
+        sign_in = self.mailbox_sign_in(box)
+        return BoundTokens(self.tokens, sign_in) if sign_in else None
 
     def mailbox_ingest(self, name: str, should_stop: Callable[[], bool] = lambda: False,
                        on_progress: Callable[[PassReport], None] | None = None,
@@ -106,15 +141,21 @@ class App:
         """The push port the worker uses: wait in IDLE on one mailbox until stopped (blocking)."""
         from leadtap.ingest.idle import MailboxWatcher
 
-        MailboxWatcher(self.config.mailbox(name), self.config.ingest.timeout, on_new_mail, should_stop,
-                       may_watch, wait, on_state).run()
+        box = self.config.mailbox(name)
+        MailboxWatcher(box, self.config.ingest.timeout, on_new_mail, should_stop, may_watch, wait, on_state,
+                       tokens=self.mailbox_tokens(box)).run()
 
     def mailer(self) -> SmtpMailer:
         from leadtap.scheduler.mailer import SmtpMailer
 
         if self.config.smtp is None:
             raise ConfigError(self.config.path, "smtp", "no [smtp] table: leadtap cannot send email")
-        return SmtpMailer(self.config.smtp)
+        sign_in = self.smtp_sign_in()
+        if sign_in is None:
+            return SmtpMailer(self.config.smtp)
+        from leadtap.auth.tokens import BoundTokens
+
+        return SmtpMailer(self.config.smtp, tokens=BoundTokens(self.tokens, sign_in))
 
     def renderer(self) -> Renderer:
         from leadtap.scheduler.render import Renderer

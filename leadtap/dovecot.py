@@ -48,6 +48,9 @@ class Dovecot:
     # the sent folder INBOX.Sent marked \Sent (RFC 6154).
     folders_under_inbox: bool = False
     idle: bool = True  # False: IDLE is not announced (a server leadtap can only poll)
+    # An RFC 7662 introspection URL: XOAUTH2 and OAUTHBEARER sign-ins are
+    # checked there (Dovecot's oauth2 passdb); the password still works.
+    oauth2_introspection_url: str | None = None
     _process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> "Dovecot":
@@ -110,7 +113,8 @@ log_path = {self.root}/dovecot.log
 info_log_path = {self.root}/dovecot.log
 {self._ssl_config()}
 disable_plaintext_auth = {"no" if self.cleartext_login else "yes"}
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
+auth_failure_delay = 0
 first_valid_uid = 1
 mail_uid = {mail_user.pw_uid}
 mail_gid = {mail_user.pw_gid}
@@ -118,7 +122,7 @@ mail_location = maildir:{mail_dir}/%u
 default_login_user = dovenull
 default_internal_user = dovecot
 default_internal_group = dovecot
-passdb {{
+{self._oauth2_passdb()}passdb {{
   driver = static
   args = password={self.password}
 }}
@@ -138,7 +142,7 @@ service imap-login {{
   }}
 }}
 service anvil {{
-  chroot =
+  chroot ={self._penalty_config()}
 }}
 service imap-login {{
   chroot =
@@ -147,6 +151,30 @@ protocol imap {{
   mail_max_userip_connections = 100
 {self._capability_config()}}}
 {self._namespace_config()}"""
+
+    def _oauth2_passdb(self) -> str:
+        if not self.oauth2_introspection_url:
+            return ""
+        (self.root / "dovecot-oauth2.conf.ext").write_text(f"""introspection_mode = post
+introspection_url = {self.oauth2_introspection_url}
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+""")
+        return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {self.root}/dovecot-oauth2.conf.ext
+}}
+"""
+
+    def _penalty_config(self) -> str:
+        """A refused token is followed at once by a sign-in with a fresh one: the
+        auth penalty (2, 4, 8… s after each failure from an address) is off."""
+        if not self.oauth2_introspection_url:
+            return ""
+        return "\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }"
 
     def _capability_config(self) -> str:
         if self.idle:

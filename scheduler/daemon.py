@@ -26,7 +26,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -39,6 +38,7 @@ from leadtap.core.rules.model import Outcome
 from leadtap.core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
 from leadtap.core.store.engine import describe_db_error
 from leadtap.core.store.services import trouble_counts
+from leadtap.logs import get_logger
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
 from leadtap.scheduler.sd_notify import Notifier
@@ -72,7 +72,7 @@ class Daemon(Push):
         self.notifier = Notifier(environ)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.state = State()
-        self.log = structlog.get_logger("leadtap.run")
+        self.log = get_logger("leadtap.run")
         self.lock_file = None
         self.notifying = threading.Lock()
         # PostgreSQL: any number of workers split the mailboxes; SQLite: one worker (the file lock).

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-import structlog
 from sqlalchemy.exc import DBAPIError
 
 from leadtap.core.rules import deals
@@ -22,6 +21,7 @@ from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.store.engine import Database, describe_db_error
 from leadtap.core.use_cases.deal_changes import stale_candidates, stale_step
 from leadtap.core.rules.lifecycle import Refused
+from leadtap.logs import get_logger
 
 
 @dataclass
@@ -42,7 +42,7 @@ class DealReport:
 class DealSweep:
     def __init__(self, db: Database, rules: LeadRules, should_stop: Callable[[], bool] = lambda: False):
         self.db, self.rules, self.should_stop = db, rules, should_stop
-        self.log = structlog.get_logger("leadtap.deals")
+        self.log = get_logger("leadtap.deals")
 
     def run(self, now: datetime) -> DealReport:
         report = DealReport()

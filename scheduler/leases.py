@@ -11,11 +11,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Callable
 
-import structlog
-
 from leadtap.core.store import leases
 from leadtap.core.config.load import Config
 from leadtap.core.store.engine import Database
+from leadtap.logs import get_logger
 
 
 def worker_name() -> str:
@@ -27,7 +26,7 @@ class MailboxLeases:
     def __init__(self, db: Database, config: Config, clock: Callable[[], datetime], worker: str | None = None):
         self.db, self.config, self.clock = db, config, clock
         self.worker = worker or worker_name()
-        self.log = structlog.get_logger("leadtap.leases").bind(worker=self.worker)
+        self.log = get_logger("leadtap.leases").bind(worker=self.worker)
 
     def configure(self, config: Config) -> None:
         """A reloaded config: another set of mailboxes, other poll intervals."""

@@ -11,7 +11,7 @@ import ssl
 from email.message import Message
 
 from leadtap.core.config.load import SmtpConfig
-from leadtap.core.errors import ConfigError, MailSendError
+from leadtap.core.errors import ConfigError, MailSendError, OAuth2Error
 
 
 def answer_text(answer: bytes | str) -> str:
@@ -29,8 +29,10 @@ class Dropped(Exception):
 
 
 class SmtpMailer:
-    def __init__(self, config: SmtpConfig):
+    def __init__(self, config: SmtpConfig, tokens=None):
+        """``tokens``: where ``auth = "oauth2"`` gets its access token (leadtap.auth.tokens.BoundTokens)."""
         self.config = config
+        self.tokens = tokens
         self.client: smtplib.SMTP | None = None
 
     def __enter__(self) -> "SmtpMailer":
@@ -83,8 +85,9 @@ class SmtpMailer:
         """Connect and log in; any failure is the whole sweep's, never a letter's."""
         try:
             return self.connect()
-        except ConfigError as exc:  # the SMTP password cannot be read: nothing can be sent now
-            raise MailSendError(str(exc), permanent=False, sweep_wide=True) from None
+        except (ConfigError, OAuth2Error) as exc:  # no password or token: nothing can be sent now
+            raise MailSendError(f"{self.where()}: {exc}" if isinstance(exc, OAuth2Error) else str(exc),
+                                permanent=False, sweep_wide=True) from None
         except smtplib.SMTPAuthenticationError as exc:
             text = answer_text(exc.smtp_error)
             raise MailSendError(f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} {text}",
@@ -109,9 +112,43 @@ class SmtpMailer:
             client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
             if config.security == "starttls":
                 client.starttls(context=context)
-        if config.username:
+        if config.oauth2 is not None:
+            self.sign_in(client)
+        elif config.username:
             client.login(config.username, password)
         return client
+
+    def sign_in(self, client: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 (or OAUTHBEARER) with an access token; a token refused
+        is tried once more, freshly fetched; a second refusal puts the
+        sign-in in "needs attention"."""
+        token = self.tokens.token()
+        try:
+            self.authenticate(client, token)
+        except smtplib.SMTPAuthenticationError:
+            token = self.tokens.token(refused=token)
+            try:
+                self.authenticate(client, token)
+            except smtplib.SMTPAuthenticationError as exc:
+                detail = (f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} "
+                          f"{answer_text(exc.smtp_error)}")
+                self.tokens.refused(detail)
+                raise
+
+    def authenticate(self, client: smtplib.SMTP, token: str) -> None:
+        from leadtap.auth.tokens import sasl_oauthbearer, sasl_xoauth2
+
+        config = self.config
+        if self.tokens.mechanism == "oauthbearer":
+            first, mechanism = sasl_oauthbearer(config.username, token, config.host, config.port), "OAUTHBEARER"
+        else:
+            first, mechanism = sasl_xoauth2(config.username, token), "XOAUTH2"
+        answers = iter([first])
+        client.ehlo_or_helo_if_needed()
+        # The first answer is the token; a 334 challenge after it is the
+        # server's error report, answered empty (RFC 7628 3.2.3) to get its 535.
+        client.auth(mechanism, lambda challenge=None: next(answers, "" if mechanism == "XOAUTH2" else "\x01"),
+                    initial_response_ok=True)
 
     def close(self) -> None:
         if self.client is None:

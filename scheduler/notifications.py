@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-import structlog
-
 from leadtap.core.config.load import Config
 from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import MailSendError
@@ -51,6 +49,7 @@ from leadtap.core.use_cases.deal_changes import warning_moot
 from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
 from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
+from leadtap.logs import get_logger
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.reminders import MailerFactory
@@ -85,7 +84,7 @@ class NotificationSender:
         self.settings = config.notifications
         pipeline, deals = config.pipeline, config.opportunities.deals
         self.help = help_text(pipeline.statuses, pipeline.disqualify_reasons, deals.stages, deals.lost_reasons)
-        self.log = structlog.get_logger("leadtap.notifications")
+        self.log = get_logger("leadtap.notifications")
 
     def run(self) -> SendReport:
         report = SendReport()

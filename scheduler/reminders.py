@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -47,6 +46,7 @@ from leadtap.core.store.reminders import (
     taken_keys,
 )
 from leadtap.core.use_cases.views import lead_dict, open_task_list
+from leadtap.logs import get_logger
 from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
@@ -109,7 +109,7 @@ class ReminderSweep:
         self.reply_headers = reply_headers
         self.rules = rules
         self.clock, self.should_stop = clock, should_stop
-        self.log = structlog.get_logger("leadtap.reminders")
+        self.log = get_logger("leadtap.reminders")
 
     def run(self, dry_run: bool = False) -> SweepReport:
         now = self.clock()

@@ -53,11 +53,45 @@ class Recorder:
         return [m for m in self.messages if address in m["X-Test-Recipients"]]
 
 
+class OAuthRecorder(Recorder):
+    """A Recorder that takes AUTH XOAUTH2 and OAUTHBEARER, checking each token
+    with ``introspect`` (token → the user it was issued for, or None), as
+    Exchange Online and Gmail do; a refused token gets Gmail's error
+    challenge first, then 535."""
+
+    def __init__(self, introspect):
+        super().__init__()
+        self.introspect = introspect
+        self.signed_in: list[str] = []
+
+    async def auth_XOAUTH2(self, server, args):
+        return await self.check(server, args, user_field="user=")
+
+    async def auth_OAUTHBEARER(self, server, args):
+        return await self.check(server, args, user_field="a=")
+
+    async def check(self, server, args, user_field: str):
+        from base64 import b64decode
+
+        from aiosmtpd.smtp import AuthResult
+
+        answer = args[1] if len(args) > 1 else (await server.challenge_auth("")).decode()
+        fields = b64decode(answer).decode().replace(",", "\x01").split("\x01")
+        user = next((f[len(user_field):] for f in fields if f.startswith(user_field)), "")
+        token = next((f[len("auth=Bearer "):] for f in fields if f.startswith("auth=Bearer ")), "")
+        if token and self.introspect(token) == user:
+            self.signed_in.append(user)
+            return AuthResult(success=True, handled=False, auth_data=user)
+        await server.challenge_auth('{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+        return AuthResult(success=False, handled=False)
+
+
 class SmtpServer:
-    def __init__(self):
-        self.handler = Recorder()
+    def __init__(self, handler: Recorder | None = None):
+        self.handler = handler or Recorder()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     auth_require_tls=not isinstance(self.handler, OAuthRecorder))
 
     def __enter__(self) -> "SmtpServer":
         self.controller.start()

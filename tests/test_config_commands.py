@@ -45,7 +45,7 @@ def read_refused(tmp_path, body: str, environ=None) -> ConfigError:
 
 def test_a_missing_or_short_secret_is_refused_when_read(tmp_path):
     assert_names(read_refused(tmp_path, 'secret_file = "nowhere"\n'), "commands.secret_file",
-                 "cannot read the password file")
+                 "cannot read the secret file")
     (tmp_path / "short").write_text("too short")
     assert_names(read_refused(tmp_path, 'secret_file = "short"\n'), "commands.secret_file",
                  "9 bytes; at least 32")

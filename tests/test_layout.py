@@ -20,7 +20,8 @@ INWARD = {
     "use_cases": ("leadtap.core.rules", "leadtap.core.config", "leadtap.core.store"),
 }
 PROTOCOLS = ("imapclient", "imaplib", "smtplib", "jinja2", "apscheduler", "mailparser", "socket", "ssl",
-             "leadtap.ingest", "leadtap.scheduler", "leadtap.cli", "leadtap.bootstrap")
+             "authlib", "requests", "cryptography", "leadtap.ingest", "leadtap.scheduler", "leadtap.auth",
+             "leadtap.cli", "leadtap.bootstrap")
 
 
 def imports_of(path) -> set[str]:
@@ -58,3 +59,38 @@ def test_the_rules_import_no_sqlalchemy_and_read_no_clock():
         text = path.read_text()
         assert not {n for n in imports_of(path) if n.split(".")[0] in ("sqlalchemy", "alembic")}, path.name
         assert "datetime.now(" not in text and "utcnow()" not in text and "time.time(" not in text, path.name
+
+
+LOADED = """
+import sys
+from leadtap.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def loaded_by(*argv: str) -> set[str]:
+    """The top-level packages a ``leadtap`` command has loaded when it ends."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, cwd=ROOT,
+                          check=True)
+    return set(done.stdout.splitlines()[-1].split())
+
+
+def test_a_command_loads_only_what_it_uses(tmp_path):
+    """What keeps start-up short (bench/startup.py): ``--help`` no SQLAlchemy,
+    ``leads list`` no protocol library, scheduler or logging library."""
+    config = tmp_path / "leadtap.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "leadtap.db"}"\n'
+                      '[[owners]]\nemail = "ana@example.com"\nroles = ["sales"]\n')
+    assert "sqlalchemy" in loaded_by("--config", str(config), "db", "upgrade")
+    assert not {"sqlalchemy", "structlog", "tomllib"} & loaded_by("--help")
+    listing = loaded_by("--config", str(config), "leads", "list")
+    assert "sqlalchemy" in listing
+    assert not {"structlog", "imaplib", "imapclient", "smtplib", "apscheduler", "alembic", "jinja2",
+                "mailparser", "authlib", "requests", "cryptography"} & listing  # (asyncio and ssl come with SQLAlchemy itself)

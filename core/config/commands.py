@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Mapping
 
-from leadtap.core.config.servers import Secret, secret_reader
+from leadtap.core.config.secrets import Secret, secret_reader
 from leadtap.core.config.values import Section, parse_seconds
 from leadtap.core.rules.model import EMAIL_RE
 from leadtap.core.rules.tokens import MIN_SECRET

@@ -38,6 +38,7 @@ from leadtap.core.config.servers import (  # noqa: F401  (re-exported: the serve
     parse_smtp,
 )
 from leadtap.core.config.commands import CommandsConfig, parse_commands
+from leadtap.core.config.oauth2 import TokenKeyConfig, parse_token_key
 from leadtap.core.config.deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config.values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
@@ -139,6 +140,7 @@ class Config:
     notifications: NotificationsConfig = NotificationsConfig()
     commands: CommandsConfig = CommandsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    oauth2: TokenKeyConfig = TokenKeyConfig()
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
     warnings: tuple[str, ...] = ()
 
@@ -169,11 +171,13 @@ class Config:
 
     def read_secrets(self) -> None:
         """Read every password now (``run`` starts only with all of them): a ConfigError names the one that fails."""
-        for box in self.mailboxes:
-            if box.active:
-                box.password.reveal()
-        if self.smtp is not None and self.smtp.password is not None:
-            self.smtp.password.reveal()
+        servers = [box for box in self.mailboxes if box.active] + ([self.smtp] if self.smtp else [])
+        for server in servers:
+            for secret in (server.password, server.oauth2 and server.oauth2.client_secret):
+                if secret is not None:
+                    secret.reveal()
+        if self.oauth2.key is not None:
+            self.oauth2.key.reveal()
         if self.commands.enabled:
             self.commands.secret.reveal()
 
@@ -216,6 +220,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
+    token_key = parse_token_key(root.table("oauth2"), environ,
+                                needed=any(server.oauth2 for server in (*mailboxes, smtp) if server is not None))
     commands = parse_commands(root.table("commands"), environ)
     if commands.enabled and smtp is None:
         raise ConfigError(path, "smtp", "[commands] answers replies by email, so an [smtp] table is required")
@@ -249,6 +255,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         notifications=notifications,
         commands=commands,
         metrics=metrics,
+        oauth2=token_key,
         pipeline=pipeline,
         warnings=tuple(warnings),
     )

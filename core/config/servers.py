@@ -4,14 +4,13 @@ environment, a file or (with a warning) the config itself."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from string import Template
-from typing import Callable, Mapping
+from typing import Mapping
 
-from leadtap.core.config.values import Section, list_of_str, parse_seconds
+from leadtap.core.config.oauth2 import OAuth2Config, parse_auth
+from leadtap.core.config.secrets import Secret, resolve_secret
+from leadtap.core.config.values import Section, is_loopback, list_of_str, parse_seconds
 from leadtap.core.rules.model import EMAIL_RE
 
 
@@ -19,46 +18,12 @@ SECURITY_MODES = ("tls", "starttls", "plain")
 MAILBOX_KINDS = ("inbox", "sent")
 
 
-class Secret:
-    """A password that never shows itself in a repr, a log line or an error.
-
-    Read when a command first needs it (``load``), not when the config is
-    loaded: listing leads needs no IMAP password. A secret that cannot be read
-    raises ``ConfigError`` naming the file and the key, then."""
-
-    __slots__ = ("_value", "_load")
-
-    def __init__(self, value: str | None = None, load: Callable[[], str] | None = None):
-        self._value, self._load = value, load
-
-    def reveal(self) -> str:
-        if self._value is None:
-            self._value = self._load()
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        """Equal values, or the same source — never read for a comparison."""
-        if not isinstance(other, Secret):
-            return False
-        if self._value is not None and other._value is not None:
-            return self._value == other._value
-        return self._load is other._load and self._load is not None
-
-    def __hash__(self) -> int:
-        return id(self._load) if self._load is not None else hash(self._value)
-
-
 @dataclass(frozen=True)
 class MailboxConfig:
     name: str
     host: str
     username: str
-    password: Secret = field(repr=False)
+    password: Secret | None = field(default=None, repr=False)  # None: auth = "oauth2"
     port: int = 993
     security: str = "tls"
     folder: str = "INBOX"
@@ -70,6 +35,8 @@ class MailboxConfig:
     ca_file: str | None = None
     kind: str = "inbox"  # inbox: mail becomes leads; sent: the team's sent mail, outreach only
     idle: bool | None = None  # push (IMAP IDLE): None uses it when the server announces it
+    auth: str = "password"
+    oauth2: OAuth2Config | None = None
 
     @property
     def is_sent(self) -> bool:
@@ -86,11 +53,13 @@ class SmtpConfig:
     password: Secret | None = field(default=None, repr=False)
     timeout: float = 30.0
     ca_file: str | None = None
+    auth: str = "password"
+    oauth2: OAuth2Config | None = None
 
 
 # The keys of a server connection, IMAP or SMTP (``check_connection``, ``resolve_password``).
 CONNECTION_KEYS = {"host": str, "port": int, "security": str, "username": str, "password": str,
-                   "password_env": str, "password_file": str, "ca_file": str}
+                   "password_env": str, "password_file": str, "ca_file": str, "auth": str}
 
 
 def parse_mailbox(
@@ -101,6 +70,7 @@ def parse_mailbox(
     template_names: list[str],
     warnings: list[str],
 ) -> MailboxConfig:
+    oauth2 = s.table("oauth2")
     values = s.take(
         {
             **CONNECTION_KEYS,
@@ -114,10 +84,15 @@ def parse_mailbox(
             "kind": str,
             "idle": bool,
         },
-        required=("name", "host", "username"),
+        required=("name",),
     )
     check_kind(s, values)
-    values["password"] = resolve_password(s, values, environ, warnings)
+    values["oauth2"] = parse_auth(s, oauth2, values, "imap", environ, warnings)
+    for key in ("host", "username"):
+        if key not in values:
+            s.fail(key, "this key is required")
+    if values["oauth2"] is None:
+        values["password"] = resolve_password(s, values, environ, warnings)
     check_connection(s, values, "IMAP", default_security="tls", ports={"tls": 993, "starttls": 143, "plain": 143})
     source = values.setdefault("source", default_source)
     if source not in sources:
@@ -166,8 +141,13 @@ def parse_metrics(s: "Section") -> MetricsConfig:
 
 
 def parse_smtp(s: "Section", environ: Mapping[str, str], warnings: list[str]) -> SmtpConfig:
-    values = s.take({**CONNECTION_KEYS, "from": str, "timeout": parse_seconds}, required=("host", "from"))
-    if any(k in values for k in ("password", "password_env", "password_file")) or "username" in values:
+    oauth2 = s.table("oauth2")
+    values = s.take({**CONNECTION_KEYS, "from": str, "timeout": parse_seconds}, required=("from",))
+    values["oauth2"] = parse_auth(s, oauth2, values, "smtp", environ, warnings)
+    if "host" not in values:
+        s.fail("host", "this key is required")
+    if values["oauth2"] is None and (any(k in values for k in ("password", "password_env", "password_file"))
+                                     or "username" in values):
         if "username" not in values:
             s.fail("username", "a password is given, so a username is required")
         values["password"] = resolve_password(s, values, environ, warnings)
@@ -197,56 +177,12 @@ def check_connection(s: "Section", values: dict, protocol: str, default_security
 
 def resolve_password(s: "Section", values: dict, environ: Mapping[str, str], warnings: list[str]) -> Secret:
     """Which password key is given is checked now; the secret is read when first needed."""
-    given = [k for k in ("password", "password_env", "password_file") if k in values]
-    if len(given) != 1:
+    secret = resolve_secret(s, values, "password", environ, warnings)
+    if secret is None:
         s.fail("password_env", "exactly one of password_env, password_file or password is expected")
-    key = given[0]
-    if key != "password":
-        return Secret(load=secret_reader(s, key, values[key], environ))
-    warnings.append(
-        f"{s.path}: {s.where('password')}: a literal password in the config file; "
-        "prefer password_env or password_file"
-    )
-    return Secret(values["password"])
-
-
-def secret_reader(s: "Section", key: str, written: str, environ: Mapping[str, str]) -> Callable[[], str]:
-    """What reads a secret when first needed: ``*_env`` names a variable, ``*_file`` a file."""
-    if key.endswith("_env"):
-        return lambda: read_env_secret(s, key, written, environ)
-    base = s.path.resolve().parent  # now: the working directory may change before the secret is read
-    return lambda: read_file_secret(s, key, written, environ, base)
-
-
-def read_env_secret(s: "Section", key: str, name: str, environ: Mapping[str, str]) -> str:
-    if name not in environ:
-        s.fail(key, f"environment variable {name} is not set")
-    return environ[name]
-
-
-def read_file_secret(s: "Section", key: str, written: str, environ: Mapping[str, str], base: Path) -> str:
-    """``${CREDENTIALS_DIRECTORY}/imap`` and the like; a relative path is the config file's directory's."""
-    try:
-        file = str(base / Template(written).substitute(environ))
-    except (KeyError, ValueError) as exc:
-        s.fail(key, f"cannot expand {written!r}: variable {exc} is not set")
-    try:
-        return Path(file).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        s.fail(key, f"cannot read the password file {file!r}: {exc.strerror}")
-    except UnicodeDecodeError:
-        s.fail(key, f"the password file {file!r} is not UTF-8 text")
+    return secret
 
 
 def relative_to_config(s: "Section", path: str) -> str:
     """A relative path in the config is relative to the config file, not to the working directory."""
     return str(s.path.resolve().parent / path)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

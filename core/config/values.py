@@ -5,7 +5,7 @@ that names its path in every error."""
 from __future__ import annotations
 
 import difflib
-
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -106,3 +106,12 @@ def check_unique(path: Path, array: str, key: str, values: list[str]) -> None:
         if value in seen:
             raise ConfigError(path, f"{array}[{i}].{key}", f"duplicate {key} {value!r}; each must be unique")
         seen.add(value)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

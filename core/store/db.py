@@ -18,9 +18,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -270,6 +272,30 @@ class DigestToken(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     lead_ids: Mapped[list] = mapped_column(JSON, default=list)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class OAuthToken(Base):
+    """The tokens of one OAuth2 sign-in (a user, a client, a scope), shared by
+    every worker: encrypted by the adapter (the columns hold ciphertext); a
+    refresh is claimed by one worker at a time (``claimed_by``/``until``);
+    the provider's last refusal is kept, with ``attention`` when a person
+    must act (a revoked or expired grant, a wrong secret)."""
+
+    __tablename__ = "oauth_tokens"
+    credential: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(320))
+    grant_type: Mapped[str] = mapped_column(String(40))
+    refresh_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refreshes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attention: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Notification(Base):

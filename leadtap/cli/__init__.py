@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from leadtap.cli import (check, db, examples, extract, failed, leads, notifications, onboarding, opportunities, poll,
+from leadtap.cli import (auth, check, db, examples, extract, failed, leads, notifications, onboarding, opportunities, poll,
                          reminders, replies, tasks, worker)
 from leadtap.cli.common import EXIT_FAILED, EXIT_USAGE
 from leadtap.core.errors import ConfigError, LeadtapError
@@ -17,10 +17,8 @@ from leadtap.core.errors import ConfigError, LeadtapError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import structlog  # after the arguments: --help and a usage error load none of what a command needs
-
-    from leadtap.bootstrap import build_app
-    from leadtap.logs import configure_logging
+    from leadtap.bootstrap import build_app  # after the arguments: --help and a usage error load none of it
+    from leadtap.logs import configure_logging, get_logger
 
     configure_logging(args.log_level)
     if not getattr(args, "needs_config", True):
@@ -31,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leadtap: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for warning in app.config.warnings:
-        structlog.get_logger("leadtap").warning("config_warning", detail=warning)
+        get_logger("leadtap").warning("config_warning", detail=warning)
     try:
         return args.handler(app, args)
     except LeadtapError as exc:
@@ -46,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the TOML config (default: $LEADTAP_CONFIG, then ./leadtap.toml)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, poll, extract, leads, tasks, opportunities, onboarding, failed, worker, reminders, notifications, replies, examples, check):
+    for module in (db, poll, extract, leads, tasks, opportunities, onboarding, failed, worker, reminders, notifications,
+                   replies, auth, examples, check):
         module.add_commands(subcommands)
     return parser

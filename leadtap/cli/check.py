@@ -128,6 +128,10 @@ def check_smtp(app: App) -> str:
             mailer.client.noop()
     except Exception as exc:  # every failure to reach the server is the check's answer
         raise MailSendError(f"{mailer.where()}: {exc}", permanent=False) from None
+    smtp = app.config.smtp
+    if smtp.oauth2 is not None:
+        return f"{mailer.where()} answers; signed in with an OAuth2 token ({smtp.oauth2.mechanism.upper()}) as " \
+               f"{smtp.username}"
     return f"{mailer.where()} answers"
 
 
@@ -163,7 +167,9 @@ def check_mailbox(app: App, box) -> str:
         unread = len(imap.unseen_uids())
         idle = describe_idle(box, imap.announces("IDLE"))
         sent = imap.sent_folder() if box.is_sent else None
-    said = [f"logged in as {box.username}", f"folder {box.folder!r} selected", f"{unread} unread", idle]
+    signed = (f"signed in with an OAuth2 token ({box.oauth2.mechanism.upper()}) as {box.username}"
+              if box.oauth2 else f"logged in as {box.username}")
+    said = [signed, f"folder {box.folder!r} selected", f"{unread} unread", idle]
     if sent is not None and sent != box.folder:
         said.append(f"WARNING: the server marks {sent!r} as its sent folder (\\Sent), not {box.folder!r}")
     return ", ".join(said)

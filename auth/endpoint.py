@@ -1,0 +1,180 @@
+"""A provider's token endpoint, asked for an access token by the sign-in's
+grant. authlib speaks the protocol (RFC 6749's client credentials and refresh,
+RFC 7523's JWT bearer for service accounts); this module picks the grant and
+translates every failure into ``OAuth2Error``: ``attention`` when a person
+must act, not when the endpoint is down or slow."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from leadtap.core.config.oauth2 import OAuth2Config
+from leadtap.core.errors import OAuth2Error
+
+# A provider's error codes that trying again later may cure (RFC 6749 §5.2 and
+# the authorization server's own); any other refusal needs a person.
+TRANSIENT_CODES = {"temporarily_unavailable", "server_error", "slow_down"}
+AADSTS_RE = re.compile(r"\bAADSTS(\d+)\b")
+# What Microsoft's commonest sign-in errors mean, in words an operator acts on.
+AADSTS_MEANINGS = {
+    "700082": "the refresh token expired after 90 days unused: sign in again",
+    "50173": "the grant was revoked (the user's password was changed or reset): sign in again",
+    "70008": "the refresh token or code expired: sign in again",
+    "70043": "the refresh token expired under a Conditional Access sign-in frequency policy: sign in again",
+    "50076": "multi-factor authentication is now required: sign in again",
+    "50079": "the user must register for multi-factor authentication, then sign in again",
+    "65001": "the app has no consent for this permission: an admin grants it (admin consent)",
+    "650057": "the scope is not among the app's configured permissions",
+    "7000215": "the client secret is wrong (give the secret's Value, not its ID)",
+    "7000222": "the client secret has expired: create a new one in the app registration",
+    "700016": "no such application in this tenant: check client_id and tenant",
+    "90002": "no such tenant: check tenant",
+    "50034": "no such user in this tenant",
+    "53003": "blocked by a Conditional Access policy",
+    "500011": "the resource is not in the tenant: check scope",
+    "7000112": "the application is disabled",
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What the token endpoint gave."""
+
+    access_token: str
+    expires_in: float  # seconds
+    refresh_token: str | None  # a new (rotated) refresh token, when one came
+
+
+class TokenEndpoint:
+    """Access tokens for one sign-in (``config``, as ``username``)."""
+
+    def __init__(self, config: OAuth2Config, username: str):
+        self.config, self.username = config, username
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.config.token_url).hostname or self.config.token_url
+
+    def fetch(self, refresh_token: str | None) -> Grant:
+        """A new access token by the configured grant (the refresh token for
+        ``refresh_token``); an ``OAuth2Error`` when none is given."""
+        with self.translated():
+            token = GRANTS[self.config.grant](self, refresh_token)
+        return grant_of(token)
+
+    def client_credentials(self, _refresh_token: str | None) -> dict:
+        with self.session() as session:
+            return session.fetch_token(self.config.token_url, grant_type="client_credentials")
+
+    def refresh(self, refresh_token: str | None) -> dict:
+        if not refresh_token:
+            raise OAuth2Error("not signed in yet", attention=True, code="not_signed_in")
+        with self.session() as session:
+            return session.refresh_token(self.config.token_url, refresh_token=refresh_token)
+
+    def service_account(self, _refresh_token: str | None) -> dict:
+        """RFC 7523: a JWT signed with the service account's key, for the
+        mailbox as subject (Google's domain-wide delegation)."""
+        from authlib.integrations.requests_client import AssertionSession
+
+        key = read_key_file(self.config.key_file)
+        session = AssertionSession(
+            token_endpoint=self.config.token_url, issuer=key["client_email"], subject=self.username,
+            audience=key.get("token_uri") or self.config.token_url, claims={"scope": self.config.scope},
+            key=key["private_key"], header={"alg": "RS256", **({"kid": key["private_key_id"]}
+                                                                if key.get("private_key_id") else {})},
+            default_timeout=self.config.timeout)
+        session.max_redirects = 0
+        with session:
+            return session.refresh_token()
+
+    @contextmanager
+    def session(self) -> Iterator:
+        from authlib.integrations.requests_client import OAuth2Session
+
+        secret = self.config.client_secret.reveal() if self.config.client_secret else None
+        session = OAuth2Session(self.config.client_id, secret, scope=self.config.scope,
+                                token_endpoint_auth_method="client_secret_post" if secret else "none",
+                                default_timeout=self.config.timeout)
+        session.max_redirects = 0  # a token endpoint answers; it does not send the secret on elsewhere
+        with session:
+            yield session
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        """authlib's and requests' errors, as leadtap's."""
+        import requests
+        from authlib.common.errors import AuthlibBaseError
+
+        try:
+            yield
+        except OAuth2Error:
+            raise
+        except AuthlibBaseError as exc:
+            raise refusal(self.host, getattr(exc, "error", None) or "oauth_error",
+                          getattr(exc, "description", None) or "") from None
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            raise OAuth2Error(f"the token endpoint {self.host} answered HTTP {status}",
+                              attention=not (status >= 500 or status == 429), code=f"http_{status}") from None
+        except requests.Timeout:
+            raise OAuth2Error(f"the token endpoint {self.host} did not answer within {self.config.timeout:g}s",
+                              attention=False, code="timeout") from None
+        except requests.RequestException as exc:
+            raise OAuth2Error(f"cannot reach the token endpoint {self.host}: {type(exc).__name__}",
+                              attention=False, code="unreachable") from None
+        except ValueError as exc:  # an answer that is not a JSON object (authlib), a key that is not one
+            raise OAuth2Error(f"the token endpoint {self.host} gave no token: {exc}", attention=True,
+                              code="bad_answer") from None
+
+
+GRANTS = {
+    "client_credentials": TokenEndpoint.client_credentials,
+    "refresh_token": TokenEndpoint.refresh,
+    "service_account": TokenEndpoint.service_account,
+}
+
+
+def grant_of(token: dict) -> Grant:
+    access = token.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise OAuth2Error("the token endpoint answered without an access token", attention=True, code="bad_answer")
+    try:
+        expires_in = float(token.get("expires_in") or 3600)
+    except (TypeError, ValueError):
+        expires_in = 3600.0
+    refresh = token.get("refresh_token")
+    return Grant(access, max(expires_in, 1.0), refresh if isinstance(refresh, str) and refresh else None)
+
+
+def refusal(host: str, code: str, description: str) -> OAuth2Error:
+    """The provider's own words, first sentence only (Microsoft appends trace
+    and correlation ids), with what a known AADSTS code means."""
+    first = description.strip().split("\r\n")[0].split("\n")[0][:300]
+    found = AADSTS_RE.search(description)
+    meaning = AADSTS_MEANINGS.get(found.group(1)) if found else None
+    text = f"{host} refused: {code}" + (f": {first}" if first else "") + (f" — {meaning}" if meaning else "")
+    return OAuth2Error(text, attention=code not in TRANSIENT_CODES, code=code)
+
+
+def read_key_file(path: str | None) -> dict:
+    """A service account's JSON key: ``client_email`` and ``private_key``."""
+    try:
+        with open(path or "", encoding="utf-8") as file:
+            key = json.load(file)
+    except OSError as exc:
+        raise OAuth2Error(f"cannot read the key_file {path!r}: {exc.strerror}", attention=True,
+                          code="key_file") from None
+    except ValueError:
+        raise OAuth2Error(f"the key_file {path!r} is not JSON (a service account's key is)", attention=True,
+                          code="key_file") from None
+    missing = [k for k in ("client_email", "private_key") if not isinstance(key, dict) or not key.get(k)]
+    if missing:
+        raise OAuth2Error(f"the key_file {path!r} has no {' or '.join(missing)}: is it a service account key?",
+                          attention=True, code="key_file")
+    return key

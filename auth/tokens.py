@@ -1,0 +1,245 @@
+"""Where the IMAP and SMTP adapters get an access token.
+
+1. A token cached in this process and not near its expiry is used as is.
+2. Else the sign-in's row: a token another worker fetched is reused.
+3. Else this worker claims the refresh (one worker at a time, across
+   processes), asks the provider, and saves what came back in one UPDATE —
+   a rotated refresh token at once, so it is never lost. A worker that finds
+   the claim taken waits for the other's result.
+
+A token the server refused is never handed out again: ``access_token(...,
+refused=token)`` fetches a fresh one (or takes one another worker fetched
+since). After a refusal by the provider the sign-in waits before it asks
+again (backoff with jitter; longer when a person must act), so a down
+endpoint is not hammered and nothing else waits on it."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from leadtap.auth.cipher import TokenCipher
+from leadtap.auth.endpoint import TokenEndpoint
+from leadtap.core.config.oauth2 import OAuth2Config
+from leadtap.core.errors import OAuth2Error
+from leadtap.core.store import oauth_tokens
+from leadtap.core.store.engine import Database
+from leadtap.core.store.leases import database_now
+
+CLAIM_TTL = timedelta(seconds=60)  # longer than a token request may take (its timeout is at most this)
+EARLY = timedelta(minutes=5)  # renew this long before expiry (a quarter of a short token's lifetime at most)
+BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # seconds between tries after the endpoint failed
+ATTENTION_WAIT = 600.0  # seconds between tries while a person must act
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """One user of a token: a mailbox or SMTP, as ``username`` by ``config``."""
+
+    name: str  # "mailbox sales", "smtp"
+    username: str
+    config: OAuth2Config
+    login_command: str  # what a person runs to sign in again
+
+    @property
+    def credential(self) -> str:
+        return self.config.credential(self.username)
+
+
+@dataclass
+class Cached:
+    token: str
+    expires_at: datetime
+    refreshed_at: datetime
+
+
+@dataclass
+class Waiting:
+    until: float  # monotonic
+    failures: int
+    error: OAuth2Error
+
+
+class TokenSource:
+    def __init__(self, db: Database, cipher: Callable[[], TokenCipher], worker: str,
+                 clock: Callable[[], datetime] = utcnow, endpoint=TokenEndpoint,
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic):
+        self.db, self._cipher, self.worker = db, cipher, worker
+        self.clock, self.endpoint, self.sleep, self.monotonic = clock, endpoint, sleep, monotonic
+        self.cache: dict[str, Cached] = {}
+        self.waiting: dict[str, Waiting] = {}
+        self.locks: dict[str, threading.Lock] = {}
+        self.guard = threading.Lock()
+        self.cipher_made: TokenCipher | None = None
+
+    @property
+    def cipher(self) -> TokenCipher:
+        if self.cipher_made is None:
+            self.cipher_made = self._cipher()
+        return self.cipher_made
+
+    def access_token(self, sign_in: SignIn, refused: str | None = None) -> str:
+        """A token to sign in with now; ``refused``: the one the server just
+        turned down, never handed out again."""
+        with self.lock(sign_in.credential):
+            cached = self.cache.get(sign_in.credential)
+            if cached and cached.token != refused and not renewal_due(cached, self.clock()):
+                return cached.token
+            self.wait_out_backoff(sign_in)
+            return self.from_row_or_provider(sign_in, refused)
+
+    def expires_at(self, sign_in: SignIn) -> datetime | None:
+        """When the token last handed out for ``sign_in`` runs out (an IMAP
+        session signed in with it ends then, on Exchange)."""
+        cached = self.cache.get(sign_in.credential)
+        return cached.expires_at if cached else None
+
+    def server_refused(self, sign_in: SignIn, detail: str) -> None:
+        """A fresh token was refused by the mail server too: a person must act
+        (a permission, a mailbox grant); the sign-in is marked so."""
+        self.cache.pop(sign_in.credential, None)
+        with self.db.transaction() as session:
+            oauth_tokens.record_refusal(session, sign_in.credential, detail, True, database_now(session, self.clock))
+        self.waiting[sign_in.credential] = Waiting(self.monotonic() + ATTENTION_WAIT, 1,
+                                                   OAuth2Error(detail, attention=True, code="server_refused"))
+
+    def lock(self, credential: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(credential, threading.Lock())
+
+    def wait_out_backoff(self, sign_in: SignIn) -> None:
+        waiting = self.waiting.get(sign_in.credential)
+        if waiting is None or self.monotonic() >= waiting.until:
+            return
+        left = waiting.until - self.monotonic()
+        raise OAuth2Error(f"{failure_text(sign_in, waiting.error)} (tried again in {left:.0f}s)",
+                          attention=waiting.error.attention, code=waiting.error.code)
+
+    def from_row_or_provider(self, sign_in: SignIn, refused: str | None) -> str:
+        deadline = self.monotonic() + sign_in.config.timeout + 5
+        while True:
+            token, refresh_token, claimed = self.read_or_claim(sign_in, refused)
+            if token is not None:
+                return token
+            if claimed:
+                return self.refresh(sign_in, refresh_token)
+            if self.monotonic() >= deadline:
+                raise OAuth2Error(f"{sign_in.name}: another worker has been fetching the token for "
+                                  f"{sign_in.config.timeout + 5:g}s; tried again at the next pass",
+                                  attention=False, code="busy")
+            self.sleep(0.2)  # another worker is asking the provider: its answer will be in the row
+
+    def read_or_claim(self, sign_in: SignIn, refused: str | None) -> tuple[str | None, str | None, bool]:
+        """(a usable token from the row, or None; the refresh token; whether this worker claimed the refresh)."""
+        credential = sign_in.credential
+        with self.db.transaction() as session:
+            now = database_now(session, self.clock)
+            row = oauth_tokens.read(session, credential)
+            token = self.usable(row, credential, refused, now)
+            if token is not None:
+                self.cache[credential] = Cached(token, row.expires_at, row.refreshed_at or now)
+                return token, None, False
+            refresh_token = (self.cipher.open(row.refresh_token, credential)
+                             if row is not None and row.refresh_token else None)
+            if sign_in.config.interactive and refresh_token is None:
+                raise OAuth2Error(f"{sign_in.name}: not signed in yet; run: {sign_in.login_command}",
+                                  attention=True, code="not_signed_in")
+            claimed = oauth_tokens.claim_refresh(session, credential, sign_in.username, sign_in.config.grant,
+                                                 self.worker, now, CLAIM_TTL)
+            return None, refresh_token, claimed
+
+    def usable(self, row, credential: str, refused: str | None, now: datetime) -> str | None:
+        if row is None or row.access_token is None or row.expires_at is None:
+            return None
+        token = self.cipher.open(row.access_token, credential)
+        cached = Cached(token, row.expires_at, row.refreshed_at or now)
+        return token if token != refused and not renewal_due(cached, now) else None
+
+    def refresh(self, sign_in: SignIn, refresh_token: str | None) -> str:
+        """Ask the provider (this worker holds the claim) and save the answer."""
+        credential = sign_in.credential
+        try:
+            grant = self.endpoint(sign_in.config, sign_in.username).fetch(refresh_token)
+        except OAuth2Error as exc:
+            self.record_failure(sign_in, exc)
+            raise OAuth2Error(failure_text(sign_in, exc), attention=exc.attention, code=exc.code) from None
+        except BaseException:
+            with self.db.transaction() as session:
+                oauth_tokens.release(session, credential, self.worker)
+            raise
+        with self.db.transaction() as session:
+            now = database_now(session, self.clock)
+            expires_at = now + timedelta(seconds=grant.expires_in)
+            oauth_tokens.save_tokens(
+                session, credential, self.worker, self.cipher.seal(grant.access_token, credential), expires_at,
+                self.cipher.seal(grant.refresh_token, credential) if grant.refresh_token else None, now)
+        self.cache[credential] = Cached(grant.access_token, expires_at, now)
+        self.waiting.pop(credential, None)
+        return grant.access_token
+
+    def record_failure(self, sign_in: SignIn, exc: OAuth2Error) -> None:
+        with self.db.transaction() as session:
+            oauth_tokens.record_refusal(session, sign_in.credential, failure_text(sign_in, exc), exc.attention,
+                                        database_now(session, self.clock))
+        earlier = self.waiting.get(sign_in.credential)
+        failures = (earlier.failures if earlier else 0) + 1
+        pause = ATTENTION_WAIT if exc.attention else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+        pause *= random.uniform(0.8, 1.2)  # several workers do not come back at once
+        self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc)
+        self.cache.pop(sign_in.credential, None)
+
+
+def renewal_due(cached: Cached, now: datetime) -> bool:
+    """Near enough to expiry to renew: 5 minutes before, or a quarter of a short token's lifetime."""
+    early = min(EARLY, (cached.expires_at - cached.refreshed_at) / 4)
+    return now >= cached.expires_at - early
+
+
+def failure_text(sign_in: SignIn, exc: OAuth2Error) -> str:
+    """The refusal, and what fixes it when a person must act."""
+    text = f"{sign_in.name}: OAuth2 sign-in as {sign_in.username!r} failed: {exc}"
+    if exc.code == "not_signed_in" or str(exc).startswith(sign_in.name):
+        return str(exc)
+    if exc.attention and sign_in.config.interactive and exc.code in ("invalid_grant", "interaction_required",
+                                                                     "consent_required"):
+        return f"{text}; run: {sign_in.login_command}"
+    return text
+
+
+class BoundTokens:
+    """The tokens of one sign-in, as the IMAP and SMTP adapters use them."""
+
+    def __init__(self, source: TokenSource, sign_in: SignIn):
+        self.source, self.sign_in = source, sign_in
+
+    @property
+    def mechanism(self) -> str:
+        return self.sign_in.config.mechanism
+
+    def token(self, refused: str | None = None) -> str:
+        return self.source.access_token(self.sign_in, refused)
+
+    def refused(self, detail: str) -> None:
+        self.source.server_refused(self.sign_in, detail)
+
+    def expires_at(self) -> datetime | None:
+        return self.source.expires_at(self.sign_in)
+
+
+def sasl_xoauth2(username: str, token: str) -> str:
+    """The XOAUTH2 initial response (Google's and Microsoft's SASL mechanism)."""
+    return f"user={username}\x01auth=Bearer {token}\x01\x01"
+
+
+def sasl_oauthbearer(username: str, token: str, host: str, port: int) -> str:
+    """RFC 7628's OAUTHBEARER initial response; the user name is escaped as RFC 5801's gs2 header asks."""
+    escaped = username.replace("=", "=3D").replace(",", "=2C")
+    return f"n,a={escaped},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"

@@ -1,0 +1,400 @@
+"""OAuth2 sign-in end to end, on real servers: the test authorization server
+(tests/oauth_server.py), Dovecot with its oauth2 passdb checking every token
+by RFC 7662 introspection, aiosmtpd taking AUTH XOAUTH2, and the database
+(SQLite; PostgreSQL where workers share a token)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import text
+
+from leadtap.bootstrap import build_app
+from leadtap.core.errors import MailSendError
+from leadtap.core.store.engine import Database, upgrade_schema
+from leadtap.dovecot import Dovecot
+from leadtap.logs import configure_logging
+from tests.conftest import started
+from tests.helpers import Mailbox, enquiry, run_leadtap, toml_value, write_config
+from tests.oauth_server import AuthorizationServer
+from tests.smtp import OAuthRecorder, SmtpServer
+
+SECRET = "Kx7-client-secret-unmistakable"
+KEY = "k" * 44
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    with AuthorizationServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def normal(auth_server):
+    """Each test starts with the server up, fast and answering."""
+    auth_server.down, auth_server.slow, auth_server.refuse_with, auth_server.lifetime = False, 0.0, None, 3600.0
+    auth_server.rotate = True
+    auth_server.requests.clear()
+    configure_logging()  # to this test's stderr (an earlier test's may be closed)
+    yield
+
+
+@pytest.fixture(scope="module")
+def oauth_dovecot(auth_server):
+    yield from started(Dovecot(tls=False, oauth2_introspection_url=f"{auth_server.url}/introspect"))
+
+
+@pytest.fixture
+def user(oauth_dovecot) -> Mailbox:
+    return Mailbox(oauth_dovecot, f"u{uuid.uuid4().hex[:10]}@example.com", oauth_dovecot.password)
+
+
+def oauth2_section(box: Mailbox, table: dict, name: str = "sales", **overrides) -> str:
+    values = {"name": name, "host": box.server.host, "port": box.server.port, "security": "plain",
+              "username": box.user, "auth": "oauth2", "templates": ["contact-form"], **overrides}
+    return ("[[mailboxes]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
+            + "[mailboxes.oauth2]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()))
+
+
+def client_credentials(auth_server, client_id: str, **extra) -> dict:
+    return {"provider": "generic", "grant": "client_credentials", "token_url": auth_server.token_url,
+            "scope": "imap", "client_id": client_id, "client_secret_file": "client.secret", **extra}
+
+
+def app_for(tmp_path, mailboxes: str, extra: str = "", url: str | None = None):
+    (tmp_path / "client.secret").write_text(SECRET + "\n")
+    (tmp_path / "token.key").write_text(KEY + "\n")
+    url = url or f"sqlite:///{tmp_path / 'leadtap.db'}"
+    config = write_config(tmp_path / "leadtap.toml", url, mailboxes,
+                          extra=f'[oauth2]\ntoken_key_file = "token.key"\n{extra}')
+    app = build_app(str(config))
+    upgrade_schema(app.db.engine)
+    return app
+
+
+def leads(app) -> int:
+    with app.db.engine.connect() as connection:
+        return connection.scalar(text("select count(*) from leads"))
+
+
+def token_row(app) -> dict:
+    with app.db.engine.connect() as connection:
+        return dict(connection.execute(text("select * from oauth_tokens")).mappings().one())
+
+
+def test_an_app_only_mailbox_is_polled_with_one_token_reused_and_stored_encrypted(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    user.append(enquiry(email="first@acme.test"))
+    [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    user.append(enquiry(email="second@acme.test"))
+    [report] = build_app(str(app.config.path)).ingest_mailboxes()  # another process: the stored token
+    assert not report.failed, report.error
+    assert leads(app) == 2
+    assert auth_server.count("client_credentials") == 1
+    row = token_row(app)
+    issued = [t for t, i in auth_server.access.items() if i.username == user.user]
+    assert issued and issued[0].encode() not in bytes(row["access_token"])
+    assert row["refreshes"] == 1 and not row["attention"] and row["error"] is None
+
+
+def test_a_token_the_server_refuses_is_fetched_afresh_once(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    app.ingest_mailboxes()
+    auth_server.expire_access()  # revoked early: leadtap's copy still looks valid for an hour
+    user.append(enquiry())
+    [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    assert leads(app) == 1 and auth_server.count("client_credentials") == 2
+
+
+def test_a_mailbox_the_app_may_not_open_needs_attention_and_the_others_go_on(tmp_path, auth_server, user,
+                                                                              oauth_dovecot):
+    other = Mailbox(oauth_dovecot, f"u{uuid.uuid4().hex[:10]}@example.com", oauth_dovecot.password)
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})  # no permission on the other mailbox
+    table = client_credentials(auth_server, client)
+    app = app_for(tmp_path, oauth2_section(user, table) + oauth2_section(other, table, name="support"))
+    user.append(enquiry())
+    other.append(enquiry(email="lost@acme.test"))
+    sales, support = app.ingest_mailboxes()
+    assert not sales.failed and leads(app) == 1
+    assert support.failed and "a freshly fetched token was refused too" in support.error
+    with app.db.engine.connect() as connection:
+        rows = connection.execute(text("select username, attention, error from oauth_tokens")).all()
+    assert {(r.username, r.attention) for r in rows} == {(user.user, False), (other.user, True)}
+
+
+def test_a_wrong_client_secret_says_what_the_provider_means(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, "the-real-secret", mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    [report] = app.ingest_mailboxes()
+    assert report.failed
+    assert "invalid_client" in report.error and "the client secret is wrong" in report.error
+    assert "Trace ID" not in report.error and SECRET not in report.error
+    row = token_row(app)
+    assert row["attention"] and "invalid_client" in row["error"]
+
+
+def test_the_token_endpoint_down_waits_then_recovers(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    now = [1000.0]
+    app.tokens.monotonic = lambda: now[0]
+    auth_server.down = True
+    [report] = app.ingest_mailboxes()
+    assert report.failed and "HTTP 503" in report.error
+    asked = auth_server.count("client_credentials")
+    [report] = app.ingest_mailboxes()  # within the backoff: the endpoint is not asked again
+    assert "tried again in" in report.error and auth_server.count("client_credentials") == asked
+    assert not token_row(app)["attention"]
+    auth_server.down = False
+    now[0] += 10  # past the first backoff (5 s, jitter ±20 %)
+    user.append(enquiry())
+    [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    assert leads(app) == 1 and token_row(app)["error"] is None
+
+
+def test_a_rotated_refresh_token_is_saved_and_the_old_one_used_again_needs_sign_in(tmp_path, auth_server, user):
+    from leadtap.auth.cipher import TokenCipher
+    from leadtap.core.store import oauth_tokens
+    from leadtap.core.store.engine import utcnow
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, None)  # a public client: no secret
+    table = {"provider": "generic", "grant": "refresh_token", "token_url": auth_server.token_url, "scope": "imap",
+             "client_id": client}
+    app = app_for(tmp_path, oauth2_section(user, table))
+    [report] = app.ingest_mailboxes()
+    assert report.failed and "not signed in yet; run: leadtap auth login --mailbox sales" in report.error
+    first = auth_server.issue_refresh(user.user, client, "imap")
+    box = app.config.mailboxes[0]
+    credential, cipher = box.oauth2.credential(box.username), TokenCipher(KEY)
+
+    def signed_in_with(refresh_token: str) -> None:
+        with app.db.transaction() as session:
+            oauth_tokens.sign_in(session, credential, box.username, "refresh_token",
+                                 cipher.seal(refresh_token, credential), None, None, utcnow())
+        app.tokens.cache.clear()
+        app.tokens.waiting.clear()
+
+    signed_in_with(first)
+    user.append(enquiry())
+    [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    stored = cipher.open(bytes(token_row(app)["refresh_token"]), credential)
+    assert stored != first and stored in auth_server.refresh  # the rotated one, saved at once
+    signed_in_with(first)  # an old copy of the grant (a restored backup, another install)
+    [report] = app.ingest_mailboxes()
+    assert report.failed and "invalid_grant" in report.error
+    assert "run: leadtap auth login --mailbox sales" in report.error
+    assert token_row(app)["attention"]
+
+
+def test_a_service_account_signs_in_with_a_jwt_for_the_mailbox(tmp_path, auth_server, user):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = f"leadtap-{uuid.uuid4().hex[:6]}@project.iam.gserviceaccount.com"
+    auth_server.service_accounts[email] = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    (tmp_path / "sa.json").write_text(json.dumps({"type": "service_account", "client_email": email,
+                                                  "private_key": private, "private_key_id": "k1"}))
+    table = {"provider": "generic", "grant": "service_account", "token_url": auth_server.token_url,
+             "scope": "https://mail.google.com/", "key_file": "sa.json", "mechanism": "oauthbearer"}
+    app = app_for(tmp_path, oauth2_section(user, table))
+    user.append(enquiry())
+    [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    assert leads(app) == 1
+    assert auth_server.count("urn:ietf:params:oauth:grant-type:jwt-bearer") >= 1
+
+
+def test_smtp_signs_in_with_xoauth2_and_a_refused_token_is_fetched_afresh(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={"crm@example.com"})
+
+    def introspect(token: str) -> str | None:
+        import time
+
+        issued = auth_server.access.get(token)
+        return issued.username if issued and issued.expires > time.time() else None
+
+    with SmtpServer(OAuthRecorder(introspect)) as smtp:
+        table = client_credentials(auth_server, client, scope="smtp")
+        extra = (f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "plain"\nusername = "crm@example.com"\n'
+                 f'from = "leadtap <crm@example.com>"\nauth = "oauth2"\n[smtp.oauth2]\n'
+                 + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items()))
+        app = app_for(tmp_path, "", extra=extra)
+        with app.mailer() as mailer:
+            mailer.send(letter("first"))
+        auth_server.expire_access()
+        with app.mailer() as mailer:
+            mailer.send(letter("second"))
+        assert [m["Subject"] for m in smtp.messages] == ["first", "second"]
+        assert smtp.handler.signed_in == ["crm@example.com", "crm@example.com"]
+        assert auth_server.count("client_credentials") == 2
+        auth_server.add_client(client, SECRET, mailboxes={"someone-else@example.com"})
+        auth_server.expire_access()
+        with pytest.raises(MailSendError) as refused, app.mailer() as mailer:
+            mailer.send(letter("third"))
+        assert "535" in str(refused.value) and refused.value.sweep_wide
+
+
+def letter(subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "crm@example.com", "ana@example.com", subject
+    message.set_content("hello")
+    return message
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_refresh_once_and_share_the_token(tmp_path, auth_server, user, postgres_url):
+    from leadtap.auth.cipher import TokenCipher
+    from leadtap.auth.tokens import SignIn, TokenSource
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)), url=postgres_url)
+    box = app.config.mailboxes[0]
+    sign_in = SignIn("mailbox 'sales'", box.username, box.oauth2, "leadtap auth login --mailbox sales")
+    auth_server.slow = 0.5  # both workers ask while the first request is in flight
+    sources = [TokenSource(Database(postgres_url), lambda: TokenCipher(KEY), f"worker-{n}") for n in (1, 2)]
+    tokens, start = [], threading.Barrier(2)
+
+    def fetch(source):
+        start.wait()
+        tokens.append(source.access_token(sign_in))
+
+    threads = [threading.Thread(target=fetch, args=(s,)) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(tokens) == 2 and tokens[0] == tokens[1]
+    assert auth_server.count("client_credentials") == 1
+
+
+def test_no_token_or_secret_reaches_a_log_line(tmp_path, auth_server, user):
+    stream = io.StringIO()
+    configure_logging("debug", stream=stream)
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    user.append(enquiry())
+    app.ingest_mailboxes()
+    auth_server.expire_access()
+    auth_server.refuse_with = "invalid_client"
+    app.ingest_mailboxes()
+    logged = stream.getvalue()
+    assert "ingest" in logged or "poll" in logged or logged  # something was logged
+    assert SECRET not in logged and KEY not in logged
+    assert not any(token in logged for token in list(auth_server.access) + list(auth_server.refresh))
+
+
+# --- the command line: auth login, status, logout; check ----------------------------------------------------
+
+
+def cli_config(tmp_path, mailboxes: str, extra: str = ""):
+    (tmp_path / "client.secret").write_text(SECRET + "\n")
+    (tmp_path / "token.key").write_text(KEY + "\n")
+    config = write_config(tmp_path / "leadtap.toml", f"sqlite:///{tmp_path / 'leadtap.db'}", mailboxes,
+                          extra=f'[oauth2]\ntoken_key_file = "token.key"\n{extra}')
+    assert run_leadtap("db", "upgrade", config=config).returncode == 0
+    return config
+
+
+def test_a_person_signs_in_by_device_code_and_the_mailbox_is_polled(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, None)
+    auth_server.authorize_as = user.user
+    table = {"provider": "generic", "grant": "refresh_token", "token_url": auth_server.token_url, "scope": "imap",
+             "client_id": client, "device_url": f"{auth_server.url}/devicecode"}
+    config = cli_config(tmp_path, oauth2_section(user, table) + oauth2_section(user, table, name="sent",
+                                                                                kind="sent", folder="INBOX",
+                                                                                templates=[]))
+    status = run_leadtap("auth", "status", config=config)
+    assert status.returncode == 1 and "not signed in — run: leadtap auth login --mailbox sales" in status.stdout
+    done = run_leadtap("auth", "login", "--mailbox", "sales", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "enter the code" in done.stdout and "waiting for the sign-in" in done.stdout
+    assert f"signed in as {user.user}" in done.stdout and "shared with mailbox 'sent'" in done.stdout
+    user.append(enquiry())
+    polled = run_leadtap("poll", "--mailbox", "sales", config=config)
+    assert polled.returncode == 0, polled.stderr
+    assert auth_server.count("refresh_token") == 0  # the sign-in's own access token served
+    status = run_leadtap("auth", "status", config=config)
+    assert status.returncode == 0 and status.stdout.count(": ok — token valid until") == 2
+    checked = run_leadtap("check", config=config)
+    assert f"signed in with an OAuth2 token (XOAUTH2) as {user.user}" in checked.stdout
+    out = run_leadtap("auth", "logout", "--mailbox", "sales", config=config)
+    assert "tokens forgotten (also for mailbox 'sent'" in out.stdout
+    assert "not signed in" in run_leadtap("auth", "status", config=config).stdout
+    for output in (done, polled, status, checked, out):
+        assert not any(t in output.stdout + output.stderr for t in list(auth_server.access) + list(auth_server.refresh))
+
+
+def test_a_person_signs_in_by_pasting_the_address_the_browser_went_to(tmp_path, auth_server, user):
+    import subprocess
+    import sys
+    from urllib.request import HTTPRedirectHandler, build_opener
+    from urllib.error import HTTPError
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET)
+    auth_server.authorize_as = user.user
+    table = {"provider": "generic", "grant": "refresh_token", "token_url": auth_server.token_url, "scope": "imap",
+             "client_id": client, "client_secret_file": "client.secret",
+             "authorize_url": f"{auth_server.url}/authorize"}
+    config = cli_config(tmp_path, oauth2_section(user, table))
+    process = subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(config), "auth", "login",
+                                "--mailbox", "sales"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []
+    while not any(line.startswith(auth_server.url) for line in lines):
+        lines.append(process.stdout.readline().strip())
+    address = next(line for line in lines if line.startswith(auth_server.url))
+    assert "code_challenge_method=S256" in address and "login_hint=" in address
+
+    class NoRedirect(HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    try:
+        build_opener(NoRedirect).open(address)
+        raise AssertionError("the authorization server did not redirect")
+    except HTTPError as redirect:  # the browser is sent to http://127.0.0.1:1/?code=… and shows an error
+        went_to = redirect.headers["Location"]
+    out, err = process.communicate(went_to + "\n", timeout=30)
+    assert process.returncode == 0, err
+    assert f"signed in as {user.user}" in out
+    user.append(enquiry())
+    assert run_leadtap("poll", config=config).returncode == 0
+    assert "(1 lead)" in run_leadtap("leads", "list", config=config).stdout
+
+
+def test_login_refuses_what_cannot_sign_in(tmp_path, auth_server, user):
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    config = cli_config(tmp_path, oauth2_section(user, client_credentials(auth_server, client))
+                        + user.section(name="plain"))
+    app_only = run_leadtap("auth", "login", "--mailbox", "sales", config=config)
+    assert app_only.returncode == 2 and "signs in as an app" in app_only.stderr
+    assert "with a password, not OAuth2" in run_leadtap("auth", "login", "--mailbox", "plain", config=config).stderr
+    assert "no mailbox 'nope'" in run_leadtap("auth", "logout", "--mailbox", "nope", config=config).stderr
+    assert "does not sign in with OAuth2" in run_leadtap("auth", "login", "--smtp", config=config).stderr
