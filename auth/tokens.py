@@ -75,6 +75,7 @@ class TokenSource:
         self.db, self._cipher, self.worker = db, cipher, worker
         self.clock, self.endpoint, self.sleep, self.monotonic = clock, endpoint, sleep, monotonic
         self.cache: dict[str, Cached] = {}
+        self.spent: dict[str, str] = {}  # a token a server said has run out, never handed out again
         self.waiting: dict[str, Waiting] = {}
         self.locks: dict[str, threading.Lock] = {}
         self.guard = threading.Lock()
@@ -89,6 +90,7 @@ class TokenSource:
     def access_token(self, sign_in: SignIn, refused: str | None = None) -> str:
         """A token to sign in with now; ``refused``: the one the server just
         turned down, never handed out again."""
+        refused = refused or self.spent.get(sign_in.credential)
         with self.lock(sign_in.credential):
             cached = self.cache.get(sign_in.credential)
             if cached and cached.token != refused and not renewal_due(cached, self.clock()):
@@ -101,6 +103,17 @@ class TokenSource:
         session signed in with it ends then, on Exchange)."""
         cached = self.cache.get(sign_in.credential)
         return cached.expires_at if cached else None
+
+    def token_spent(self, sign_in: SignIn, token: str) -> None:
+        """The server ended a session: its token ran out (sooner than it was said to)."""
+        self.spent[sign_in.credential] = token
+
+    def renew_at(self, sign_in: SignIn) -> datetime | None:
+        """When the token last handed out for ``sign_in`` is due for renewal:
+        an IMAP session signed in with it ends at its expiry on Exchange, so
+        IDLE starts a new one before."""
+        cached = self.cache.get(sign_in.credential)
+        return cached.expires_at - early(cached) if cached else None
 
     def server_refused(self, sign_in: SignIn, detail: str) -> None:
         """A fresh token was refused by the mail server too: a person must act
@@ -183,6 +196,7 @@ class TokenSource:
                 self.cipher.seal(grant.refresh_token, credential) if grant.refresh_token else None, now)
         self.cache[credential] = Cached(grant.access_token, expires_at, now)
         self.waiting.pop(credential, None)
+        self.spent.pop(credential, None)
         return grant.access_token
 
     def record_failure(self, sign_in: SignIn, exc: OAuth2Error) -> None:
@@ -198,9 +212,12 @@ class TokenSource:
 
 
 def renewal_due(cached: Cached, now: datetime) -> bool:
-    """Near enough to expiry to renew: 5 minutes before, or a quarter of a short token's lifetime."""
-    early = min(EARLY, (cached.expires_at - cached.refreshed_at) / 4)
-    return now >= cached.expires_at - early
+    return now >= cached.expires_at - early(cached)
+
+
+def early(cached: Cached) -> timedelta:
+    """How long before its expiry a token is renewed: 5 minutes, or a quarter of a short token's lifetime."""
+    return min(EARLY, (cached.expires_at - cached.refreshed_at) / 4)
 
 
 def failure_text(sign_in: SignIn, exc: OAuth2Error) -> str:
@@ -232,6 +249,12 @@ class BoundTokens:
 
     def expires_at(self) -> datetime | None:
         return self.source.expires_at(self.sign_in)
+
+    def renew_at(self) -> datetime | None:
+        return self.source.renew_at(self.sign_in)
+
+    def spent(self, token: str) -> None:
+        self.source.token_spent(self.sign_in, token)
 
 
 def sasl_xoauth2(username: str, token: str) -> str:

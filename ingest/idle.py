@@ -20,6 +20,8 @@ import random
 import select
 import socket
 import time
+from contextlib import suppress
+from datetime import datetime, timezone
 from typing import Callable
 
 from leadtap.core.config.load import MailboxConfig
@@ -53,6 +55,11 @@ def readable(sock: socket.socket) -> bool:
         return True
 
 
+def token_expired(exc: Exception) -> bool:
+    """Exchange's ``* BYE Session invalidated - AccessTokenExpired``."""
+    return "accesstokenexpired" in str(exc).lower()
+
+
 def is_new_mail(response: tuple) -> bool:
     return len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT")
 
@@ -76,9 +83,9 @@ class MailboxWatcher:
             if not self.watching_allowed():
                 self.wait(self.box.poll_interval.total_seconds())
                 continue
-            connected_at = None
+            connected_at, imap = None, ImapMailbox(self.box, self.timeout, readonly=True, tokens=self.tokens)
             try:
-                with ImapMailbox(self.box, self.timeout, readonly=True, tokens=self.tokens) as imap:
+                with imap:
                     if not imap.announces("IDLE"):
                         self.no_idle()
                         return
@@ -96,6 +103,12 @@ class MailboxWatcher:
                     finally:
                         self.on_state(False)
             except (ImapError, ConfigError) as exc:
+                if token_expired(exc) and connected_at is not None and time.monotonic() - connected_at >= 2:
+                    # Exchange ends a session when its token runs out: a reconnect with a fresh one, not an
+                    # outage (unless a fresh token is cut at once too: then it is one, with backoff)
+                    imap.token_spent()
+                    self.log.info("idle_token_expired", detail="reconnecting with a fresh token")
+                    continue
                 if connected_at is not None and time.monotonic() - connected_at >= STEADY:
                     failures = 0  # it had been up a good while: this is a new outage
                 failures += 1
@@ -119,10 +132,15 @@ class MailboxWatcher:
             with translated_errors(self.box, "waiting in IDLE"):
                 client.idle()
                 try:
-                    self.wait_in_idle(client)
-                finally:
-                    _, responses = client.idle_done()
-                    self.notice(responses)
+                    renewing = self.wait_in_idle(client)
+                except BaseException:
+                    with suppress(Exception):  # the connection may be gone: the first error is the one that tells
+                        client.idle_done()
+                    raise
+                _, responses = client.idle_done()
+                self.notice(responses)
+                if renewing:  # the sign-in's token is about to run out: a new session with a fresh one
+                    return
                 _, responses = client.noop()  # a connection that died silently shows here
                 self.notice(responses)
 
@@ -130,20 +148,34 @@ class MailboxWatcher:
         if any(is_new_mail(r) for r in responses or ()):
             self.on_new_mail()
 
-    def wait_in_idle(self, client) -> None:
+    def wait_in_idle(self, client) -> bool:
         """Until the renewal (or a stop): new mail wakes the mailbox. imapclient's
         ``idle_check`` swallows the end of the connection (it returns nothing,
         at once, again and again), so an empty answer on a socket that stays
-        readable is taken for what it is: the server is gone."""
-        renew_at = time.monotonic() + RENEW
+        readable is taken for what it is: the server is gone. True: it ended
+        because the OAuth2 token is about to run out."""
+        token_left = self.token_seconds_left()
+        renew_at = time.monotonic() + min(RENEW, token_left if token_left is not None else RENEW)
         empty_but_readable = 0
         while not self.should_stop() and time.monotonic() < renew_at:
             responses = client.idle_check(timeout=CHECK_EVERY)
             self.notice(responses)
+            ended = [r for r in responses or () if r and r[0] == b"BYE"]
+            if ended:  # the server's last word before it closes (Exchange: "... AccessTokenExpired")
+                raise ImapError(f"mailbox {self.box.name!r} ({self.box.host}:{self.box.port}): the server ended "
+                                f"the session: {b' '.join(x for x in ended[0][1:] if isinstance(x, bytes)).decode(errors='replace')}")
             empty_but_readable = empty_but_readable + 1 if not responses and readable(client.socket()) else 0
             if empty_but_readable >= 3:
                 raise ImapError(f"mailbox {self.box.name!r} ({self.box.host}:{self.box.port}): "
                                 "the server closed the connection")
+        return token_left is not None and token_left < RENEW and not self.should_stop()
+
+    def token_seconds_left(self) -> float | None:
+        """Seconds until the sign-in's token is due for renewal (None: no OAuth2, or not known)."""
+        renew_at = self.tokens.renew_at() if self.tokens is not None else None
+        if renew_at is None:
+            return None
+        return max((renew_at - datetime.now(timezone.utc)).total_seconds(), 0.0)
 
     def no_idle(self) -> None:
         if self.box.idle:

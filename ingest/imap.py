@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Iterator, Protocol
 
 from imapclient import IMAPClient
@@ -33,6 +34,10 @@ class Tokens(Protocol):
     def token(self, refused: str | None = None) -> str: ...
 
     def refused(self, detail: str) -> None: ...
+
+    def renew_at(self) -> datetime | None: ...
+
+    def spent(self, token: str) -> None: ...
 
 
 def where(box: MailboxConfig) -> str:
@@ -100,6 +105,7 @@ class ImapMailbox:
         self.timeout = timeout
         self.readonly = readonly
         self.tokens = tokens
+        self.token: str | None = None  # the OAuth2 token this session signed in with
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.uidnext: int | None = None
@@ -162,6 +168,7 @@ class ImapMailbox:
                 with translated_errors(self.box, "signing in with an OAuth2 token"):
                     self.start_tls()
                     self.authenticate(token)
+                self.token = token
                 return self.select()
             except ImapError as exc:
                 if not refused_token(exc):
@@ -173,6 +180,11 @@ class ImapMailbox:
                                          "or the mailbox's grant is missing") from None
                 token = self.access_token(token)
         raise AssertionError("unreachable")
+
+    def token_spent(self) -> None:
+        """The server ended the session because its token ran out: the next one is fetched afresh."""
+        if self.tokens is not None and self.token is not None:
+            self.tokens.spent(self.token)
 
     def access_token(self, refused: str | None) -> str:
         if self.tokens is None:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from leadtap.core.config.load import Config, MailboxConfig
 from leadtap.core.store.engine import Database, describe_db_error, utcnow
-from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError
+from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError, ImapLoginError
 from leadtap.core.rules.model import Outcome
 from leadtap.core.use_cases.batch import LeadBatch
 from leadtap.core.use_cases.changes import LeadRules, record_mail
@@ -103,6 +103,8 @@ class MailboxIngest:
                 if uids:
                     self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
                     self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
+        except ImapLoginError as exc:
+            report.error, report.sign_in_refused = str(exc), exc.attention
         except (ImapError, ConfigError) as exc:  # ConfigError: this mailbox's password cannot be read
             report.error = str(exc)
         except (OperationalError, DBAPIError, DatabaseUnavailable) as exc:
@@ -112,7 +114,9 @@ class MailboxIngest:
             self.log.exception("pass_crashed", error=report.error)
             return report
         report.seconds = time.monotonic() - started
-        if report.error:
+        if report.sign_in_refused:  # said by the caller once per outage (the worker) or printed (poll)
+            self.log.debug("pass_failed", error=report.error, seconds=round(report.seconds, 3))
+        elif report.error:
             self.log.error("pass_failed", error=report.error, seconds=round(report.seconds, 3))
         else:  # one line a poll, also when it found nothing: the journal shows the worker is alive
             self.log.info("pass_finished", seen=report.total, repaired=report.repaired,

@@ -23,6 +23,7 @@ class PassReport:
     repaired: int = 0  # read with warnings (a broken structure, a charset, a header)
     seconds: float = 0.0
     unrecorded: list[int] = field(default_factory=list)  # UIDs the database took no row for: read again next pass
+    sign_in_refused: bool = False  # the server (or the OAuth2 provider) refused the sign-in: a person must act
 
     @property
     def failed(self) -> bool:

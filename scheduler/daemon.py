@@ -60,6 +60,7 @@ class State:
     fatal: str | None = None
     last_beat: float = field(default_factory=time.monotonic)
     last_poll: dict[str, datetime] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # mailbox → why its sign-in is refused (an outage)
 
 
 class Daemon(Push):
@@ -264,13 +265,24 @@ class Daemon(Push):
         if leases is not None:
             leases.after_pass(mailbox)
         self.state.last_poll[mailbox] = self.clock()
+        self.note_sign_in(mailbox, report)
         self.notifier.status(self.status())
-        if report.failed:
+        if report.failed and not report.sign_in_refused:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
         if ((report.counts[Outcome.LEAD] and app.config.notifications.enabled)
                 or (report.counts[Outcome.NOT_LEAD] and app.config.commands.enabled)):
             self.notification_job(wait=False)  # new owners, and replies' senders, hear within the poll
         return True
+
+    def note_sign_in(self, mailbox: str, report) -> None:
+        """A refused sign-in is said once per outage (it fails every pass until
+        a person acts), and its end too."""
+        if report.sign_in_refused:
+            if self.state.refused.get(mailbox) is None:
+                self.log.error("mailbox_needs_attention", mailbox=mailbox, error=report.error)
+            self.state.refused[mailbox] = report.error
+        elif not report.error and self.state.refused.pop(mailbox, None) is not None:
+            self.log.info("mailbox_sign_in_restored", mailbox=mailbox)
 
     def presence_job(self) -> None:
         """Alive and renewing; a mailbox taken here (a dead worker's) is polled at once."""
@@ -378,7 +390,9 @@ class Daemon(Push):
     def status(self) -> str:
         boxes = [b.name for b in self.app.config.mailboxes if b.active]
         last = max(self.state.last_poll.values()).strftime("%H:%M:%S") if self.state.last_poll else "never"
-        return f"{len(boxes)} mailbox(es), last poll {last}, {self.leads_today()} lead(s) today"
+        status = f"{len(boxes)} mailbox(es), last poll {last}, {self.leads_today()} lead(s) today"
+        refused = sorted(name for name in self.state.refused if name in boxes)
+        return status + (f"; sign-in refused, needs attention: {', '.join(refused)}" if refused else "")
 
     def leads_today(self) -> int:
         start = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)

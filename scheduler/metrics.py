@@ -43,6 +43,8 @@ class Metrics:
                                      "dropped)", ["result"], registry=r)
         self.idle = Gauge("leadtap_idle_connected", "1 while the mailbox's IDLE connection is up", ["mailbox"],
                           registry=r)
+        self.auth_ok = Gauge("leadtap_mailbox_auth_ok", "0 while the mailbox's sign-in is refused (a person must act)",
+                             ["mailbox"], registry=r)
         self.lease = Gauge("leadtap_lease_held", "1 while this worker serves the mailbox", ["mailbox"], registry=r)
 
     def serve(self, host: str, port: int) -> None:
@@ -60,6 +62,8 @@ class Metrics:
             self.poll_errors.labels(mailbox).inc()
         else:
             self.last_poll.labels(mailbox).set_to_current_time()
+        if report.sign_in_refused or not report.error:  # a server out of reach says nothing of the sign-in
+            self.auth_ok.labels(mailbox).set(0 if report.sign_in_refused else 1)
         for outcome in Outcome:  # what a pass did before it stopped counts too
             if report.counts[outcome]:
                 self.messages.labels(mailbox, outcome.value).inc(report.counts[outcome])

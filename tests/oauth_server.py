@@ -39,6 +39,7 @@ class Issued:
 @dataclass
 class AuthorizationServer:
     lifetime: float = 3600.0
+    said_lifetime: float | None = None  # the expires_in given, when it is not the truth (a token revoked early)
     clients: dict[str, Client] = field(default_factory=dict)
     service_accounts: dict[str, str] = field(default_factory=dict)  # client_email → public key PEM
     down: bool = False
@@ -268,7 +269,7 @@ class AuthorizationServer:
     def tokens(self, username: str, client_id: str, scope: str, refresh: bool) -> dict:
         access = "at-" + secrets.token_hex(16)
         self.access[access] = Issued(username, client_id, scope, time.time() + self.lifetime)
-        body = {"access_token": access, "token_type": "Bearer", "expires_in": int(self.lifetime)}
+        body = {"access_token": access, "token_type": "Bearer", "expires_in": int(self.said_lifetime or self.lifetime)}
         if refresh:
             body["refresh_token"] = self.issue_refresh(username, client_id, scope)
         return body

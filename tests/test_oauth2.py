@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import threading
+import time
 import uuid
 from email.message import EmailMessage
 
@@ -38,7 +40,7 @@ def auth_server():
 def normal(auth_server):
     """Each test starts with the server up, fast and answering."""
     auth_server.down, auth_server.slow, auth_server.refuse_with, auth_server.lifetime = False, 0.0, None, 3600.0
-    auth_server.rotate = True
+    auth_server.rotate, auth_server.said_lifetime = True, None
     auth_server.requests.clear()
     configure_logging()  # to this test's stderr (an earlier test's may be closed)
     yield
@@ -398,3 +400,50 @@ def test_login_refuses_what_cannot_sign_in(tmp_path, auth_server, user):
     assert "with a password, not OAuth2" in run_leadtap("auth", "login", "--mailbox", "plain", config=config).stderr
     assert "no mailbox 'nope'" in run_leadtap("auth", "logout", "--mailbox", "nope", config=config).stderr
     assert "does not sign in with OAuth2" in run_leadtap("auth", "login", "--smtp", config=config).stderr
+
+
+# --- leadtap run: push through token expiries, as Exchange ends sessions ----------------------------------------
+
+
+@pytest.mark.parametrize("said_lifetime", [None, 3600.0], ids=["renewed-before-expiry", "cut-by-the-server"])
+def test_run_keeps_push_through_token_expiry_with_every_message_a_lead_once(tmp_path, auth_server, user,
+                                                                             said_lifetime):
+    """Tokens live 6 s; the proxy ends each session at its token's expiry.
+    Told the truth, leadtap starts a new session before (1.5 s early); told
+    an hour, it is cut by the BYE and comes back with a fresh token."""
+    from tests.imap_proxy import ExchangeLikeProxy
+    from tests.test_daemon import count, start_run, wait_for
+
+    auth_server.lifetime, auth_server.said_lifetime = 6.0, said_lifetime
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+
+    def expiry_of(token: str):
+        issued = auth_server.access.get(token)
+        return issued.expires if issued else None
+
+    with ExchangeLikeProxy(user.server.port, expiry_of) as proxy:
+        config = cli_config(tmp_path, oauth2_section(user, client_credentials(auth_server, client), port=proxy.port,
+                                                     poll_interval="1h"))
+        process = start_run(config)
+        sent = 0
+        try:
+            wait_for(lambda: auth_server.count("client_credentials") >= 1, what="the first token")
+            deadline = time.monotonic() + 16  # more than two token lifetimes
+            while time.monotonic() < deadline:
+                user.append(enquiry(email=f"c{sent}@acme.test"))
+                sent += 1
+                time.sleep(0.8)
+            url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+            wait_for(lambda: count(url, "select count(*) from leads") >= sent, timeout=30, what="every lead")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=20)
+        assert count(url, "select count(distinct email) from leads") == count(url, "select count(*) from leads") == sent
+        assert auth_server.count("client_credentials") >= 3  # renewed across the expiries
+        assert "idle_lost" not in err and "pass_failed" not in err, err[-3000:]
+        assert "mailbox_needs_attention" not in err
+        if said_lifetime:
+            assert proxy.cut >= 2 and err.count("idle_token_expired") >= 2, err[-3000:]
+        else:
+            assert proxy.cut == 0 and "idle_token_expired" not in err
