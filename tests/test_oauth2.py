@@ -447,3 +447,44 @@ def test_run_keeps_push_through_token_expiry_with_every_message_a_lead_once(tmp_
             assert proxy.cut >= 2 and err.count("idle_token_expired") >= 2, err[-3000:]
         else:
             assert proxy.cut == 0 and "idle_token_expired" not in err
+
+
+def test_run_says_a_refused_sign_in_once_and_the_other_mailboxes_go_on(tmp_path, auth_server, user, oauth_dovecot):
+    from urllib.request import urlopen
+
+    from leadtap.dovecot import free_port
+    from tests.test_daemon import NotifySocket, count, start_run, wait_for
+
+    other = Mailbox(oauth_dovecot, f"u{uuid.uuid4().hex[:10]}@example.com", oauth_dovecot.password)
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})  # no permission on the other mailbox
+    table = client_credentials(auth_server, client)
+    port = free_port()
+    config = cli_config(tmp_path, oauth2_section(user, table, poll_interval="1s", idle=False)
+                        + oauth2_section(other, table, name="support", poll_interval="1s", idle=False),
+                        extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    notify = NotifySocket(tmp_path / "notify.sock")
+    process = start_run(config, notify)
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    try:
+        user.append(enquiry())
+        wait_for(lambda: count(url, "select count(*) from leads") == 1, what="the sales lead")
+        wait_for(lambda: "needs attention: support" in " ".join(notify.heard), what="STATUS= naming support")
+
+        def refused_polls() -> int:
+            text_ = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            line = next((l for l in text_.splitlines() if l.startswith('leadtap_poll_errors_total{mailbox="support"}')),
+                        "0 0")
+            return int(float(line.split()[-1]))
+
+        wait_for(lambda: refused_polls() >= 4, what="four refused polls")  # said once, not four times
+        metrics = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        notify.close()
+    assert 'leadtap_mailbox_auth_ok{mailbox="support"} 0.0' in metrics
+    assert 'leadtap_mailbox_auth_ok{mailbox="sales"} 1.0' in metrics
+    assert err.count("mailbox_needs_attention") == 1, err[-2000:]
+    assert "a freshly fetched token was refused too" in err
+    assert SECRET not in err and not any(t in err for t in auth_server.access)
