@@ -82,7 +82,7 @@ class TokenEndpoint:
         mailbox as subject (Google's domain-wide delegation)."""
         from authlib.integrations.requests_client import AssertionSession
 
-        key = read_key_file(self.config.key_file)
+        key = read_key(self.config)
         session = AssertionSession(
             token_endpoint=self.config.token_url, issuer=key["client_email"], subject=self.username,
             audience=key.get("token_uri") or self.config.token_url, claims={"scope": self.config.scope},
@@ -162,19 +162,19 @@ def refusal(host: str, code: str, description: str) -> OAuth2Error:
     return OAuth2Error(text, attention=code not in TRANSIENT_CODES, code=code)
 
 
-def read_key_file(path: str | None) -> dict:
+def read_key(config: OAuth2Config) -> dict:
     """A service account's JSON key: ``client_email`` and ``private_key``."""
+    from leadtap.core.errors import ConfigError
+
     try:
-        with open(path or "", encoding="utf-8") as file:
-            key = json.load(file)
-    except OSError as exc:
-        raise OAuth2Error(f"cannot read the key_file {path!r}: {exc.strerror}", attention=True,
-                          code="key_file") from None
+        key = json.loads(config.key.reveal())
+    except ConfigError as exc:  # the file cannot be read: named with its key
+        raise OAuth2Error(str(exc), attention=True, code="key_file") from None
     except ValueError:
-        raise OAuth2Error(f"the key_file {path!r} is not JSON (a service account's key is)", attention=True,
-                          code="key_file") from None
+        raise OAuth2Error(f"the key_file {config.key_file!r} is not JSON (a service account's key is)",
+                          attention=True, code="key_file") from None
     missing = [k for k in ("client_email", "private_key") if not isinstance(key, dict) or not key.get(k)]
     if missing:
-        raise OAuth2Error(f"the key_file {path!r} has no {' or '.join(missing)}: is it a service account key?",
-                          attention=True, code="key_file")
+        raise OAuth2Error(f"the key_file {config.key_file!r} has no {' or '.join(missing)}: is it a service "
+                          "account key?", attention=True, code="key_file")
     return key

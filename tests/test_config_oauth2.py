@@ -57,7 +57,7 @@ def test_delegated_microsoft_and_google_scopes_and_hosts(tmp_path):
     box = google.mailboxes[0]
     assert (box.host, box.oauth2.scope, box.oauth2.token_url) == (
         "imap.gmail.com", "https://mail.google.com/", "https://oauth2.googleapis.com/token")
-    assert box.oauth2.key_file == str(tmp_path / "sa.json")
+    assert box.oauth2.key_file == "sa.json" and box.oauth2.key.reveal() == "{}"  # read from beside the config
 
 
 def test_smtp_takes_the_same_table(tmp_path):

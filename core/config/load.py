@@ -173,7 +173,8 @@ class Config:
         """Read every password now (``run`` starts only with all of them): a ConfigError names the one that fails."""
         servers = [box for box in self.mailboxes if box.active] + ([self.smtp] if self.smtp else [])
         for server in servers:
-            for secret in (server.password, server.oauth2 and server.oauth2.client_secret):
+            oauth2 = server.oauth2
+            for secret in (server.password, oauth2 and oauth2.client_secret, oauth2 and oauth2.key):
                 if secret is not None:
                     secret.reveal()
         if self.oauth2.key is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from leadtap.core.config.secrets import Secret, resolve_secret
+from leadtap.core.config.secrets import Secret, resolve_secret, secret_reader
 from leadtap.core.config.values import Section, is_loopback, parse_seconds
 
 AUTH_MODES = ("password", "oauth2")
@@ -54,7 +54,8 @@ class OAuth2Config:
     scope: str
     client_id: str | None = None
     client_secret: Secret | None = field(default=None, repr=False)
-    key_file: str | None = None  # service_account: the JSON key (private_key, client_email)
+    key_file: str | None = None  # service_account: the JSON key's file, as written
+    key: Secret | None = field(default=None, repr=False)  # its text, read when first needed
     tenant: str | None = None
     device_url: str | None = None  # refresh_token: where `auth login` starts a device-code sign-in
     authorize_url: str | None = None  # refresh_token: where `auth login` sends a person to consent
@@ -126,7 +127,7 @@ def parse_oauth2(s: Section, protocol: str, environ: Mapping[str, str], warnings
     check_grant(s, provider, grant, values)
     values["client_secret"] = client_secret(s, grant, values, environ, warnings)
     if grant == "service_account":
-        values["key_file"] = str(s.path.resolve().parent / values["key_file"])
+        values["key"] = Secret(load=secret_reader(s, "key_file", values["key_file"], environ))
     PRESETS[provider](s, grant, protocol, values)
     for key in ("token_url", "device_url", "authorize_url"):
         if values.get(key):
