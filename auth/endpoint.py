@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,6 +21,7 @@ from leadtap.core.errors import OAuth2Error
 # the authorization server's own); any other refusal needs a person.
 TRANSIENT_CODES = {"temporarily_unavailable", "server_error", "slow_down"}
 AADSTS_RE = re.compile(r"\bAADSTS(\d+)\b")
+ERROR_CODE_RE = re.compile(r"[\x20\x21\x23-\x5B\x5D-\x7E]{1,64}")  # RFC 6749 5.2's error, kept short
 # What Microsoft's commonest sign-in errors mean, in words an operator acts on.
 AADSTS_MEANINGS = {
     "700082": "the refresh token expired after 90 days unused: sign in again",
@@ -63,6 +65,7 @@ class TokenEndpoint:
     def fetch(self, refresh_token: str | None) -> Grant:
         """A new access token by the configured grant (the refresh token for
         ``refresh_token``); an ``OAuth2Error`` when none is given."""
+        self.scrub = [refresh_token]
         with self.translated():
             token = GRANTS[self.config.grant](self, refresh_token)
         return grant_of(token)
@@ -83,27 +86,33 @@ class TokenEndpoint:
         from authlib.integrations.requests_client import AssertionSession
 
         key = read_key(self.config)
+        self.scrub = [key["private_key"]]
         session = AssertionSession(
             token_endpoint=self.config.token_url, issuer=key["client_email"], subject=self.username,
             audience=key.get("token_uri") or self.config.token_url, claims={"scope": self.config.scope},
             key=key["private_key"], header={"alg": "RS256", **({"kid": key["private_key_id"]}
                                                                 if key.get("private_key_id") else {})},
             default_timeout=self.config.timeout)
-        session.max_redirects = 0
-        with session:
+        with bounded(session, self.config.timeout):
             return session.refresh_token()
 
     @contextmanager
-    def session(self) -> Iterator:
+    def session(self, bounded_by: float | None = -1) -> Iterator:
+        """An authlib session whose exchange ends within the timeout (``bounded_by``; None: a person's
+        sign-in, which waits for them; each request still has the timeout)."""
         from authlib.integrations.requests_client import OAuth2Session
 
         secret = self.config.client_secret.reveal() if self.config.client_secret else None
         session = OAuth2Session(self.config.client_id, secret, scope=self.config.scope,
                                 token_endpoint_auth_method="client_secret_post" if secret else "none",
                                 default_timeout=self.config.timeout)
-        session.max_redirects = 0  # a token endpoint answers; it does not send the secret on elsewhere
-        with session:
+        with bounded(session, self.config.timeout if bounded_by == -1 else bounded_by):
             yield session
+
+    def secrets(self, *more: str | None) -> list[str]:
+        """What must never be repeated back in an error: the client secret and the grant's own tokens."""
+        found = [self.config.client_secret.reveal() if self.config.client_secret else None, *more]
+        return [value for value in found if value and len(value) >= 4]
 
     @contextmanager
     def translated(self) -> Iterator[None]:
@@ -117,12 +126,15 @@ class TokenEndpoint:
             raise
         except AuthlibBaseError as exc:
             raise refusal(self.host, getattr(exc, "error", None) or "oauth_error",
-                          getattr(exc, "description", None) or "") from None
+                          getattr(exc, "description", None) or "", self.secrets(*getattr(self, "scrub", ()))) from None
+        except requests.TooManyRedirects:
+            raise OAuth2Error(f"the token endpoint {self.host} redirects elsewhere: is the token_url right?",
+                              attention=True, code="redirect") from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             raise OAuth2Error(f"the token endpoint {self.host} answered HTTP {status}",
                               attention=not (status >= 500 or status == 429), code=f"http_{status}") from None
-        except requests.Timeout:
+        except (requests.Timeout, Overdue):
             raise OAuth2Error(f"the token endpoint {self.host} did not answer within {self.config.timeout:g}s",
                               attention=False, code="timeout") from None
         except requests.RequestException as exc:
@@ -152,14 +164,57 @@ def grant_of(token: dict) -> Grant:
     return Grant(access, max(expires_in, 1.0), refresh if isinstance(refresh, str) and refresh else None)
 
 
-def refusal(host: str, code: str, description: str) -> OAuth2Error:
-    """The provider's own words, first sentence only (Microsoft appends trace
-    and correlation ids), with what a known AADSTS code means."""
+def refusal(host: str, code: str, description: str, secrets: list[str] = ()) -> OAuth2Error:
+    """The provider's own words, first line only (Microsoft appends trace
+    and correlation ids), with what a known AADSTS code means. Nothing it
+    repeats of the request (a secret, a token) is kept: an error code outside
+    RFC 6749's characters is replaced, and any secret is blotted out."""
+    if not ERROR_CODE_RE.fullmatch(code or ""):
+        code = "invalid_response"
     first = description.strip().split("\r\n")[0].split("\n")[0][:300]
+    for secret in secrets:
+        first = first.replace(secret, "***")
     found = AADSTS_RE.search(description)
     meaning = AADSTS_MEANINGS.get(found.group(1)) if found else None
     text = f"{host} refused: {code}" + (f": {first}" if first else "") + (f" — {meaning}" if meaning else "")
     return OAuth2Error(text, attention=code not in TRANSIENT_CODES, code=code)
+
+
+class Overdue(Exception):
+    """The token request outlived its deadline (an endpoint answering a byte at a time)."""
+
+
+MAX_ANSWER = 64 * 1024  # bytes: a token answer is a few hundred
+
+
+@contextmanager
+def bounded(session, seconds: float | None) -> Iterator[None]:
+    """The token endpoint's answer is read whole within ``seconds`` (requests'
+    timeout is per read, so an endpoint answering a byte at a time would hold
+    the refresh claim for ever) and up to 64 KiB. No redirect is followed: a
+    token endpoint answers; it does not send the secret on elsewhere."""
+    session.max_redirects = 0
+    if seconds is not None:
+        deadline = time.monotonic() + seconds
+        session.hooks["response"].append(lambda response, **_: read_within(response, deadline))
+    with session:
+        yield
+
+
+def read_within(response, deadline: float):
+    """Read the body now, by the deadline and the size cap, before requests would read it without either."""
+    body = bytearray()
+    read1 = getattr(response.raw, "read1", None)  # urllib3 2: what has come, without waiting for more
+    while chunk := (read1(1024) if read1 else response.raw.read(1)):
+        body += chunk
+        if time.monotonic() > deadline:
+            response.close()
+            raise Overdue()
+        if len(body) > MAX_ANSWER:
+            response.close()
+            raise ValueError(f"an answer over {MAX_ANSWER // 1024} KiB")
+    response._content, response._content_consumed = bytes(body), True
+    return response
 
 
 def read_key(config: OAuth2Config) -> dict:
@@ -177,4 +232,18 @@ def read_key(config: OAuth2Config) -> dict:
     if missing:
         raise OAuth2Error(f"the key_file {config.key_file!r} has no {' or '.join(missing)}: is it a service "
                           "account key?", attention=True, code="key_file")
+    check_private_key(config, key["private_key"])
     return key
+
+
+def check_private_key(config: OAuth2Config, pem) -> None:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        loaded = load_pem_private_key(pem.encode() if isinstance(pem, str) else b"", password=None)
+    except (ValueError, TypeError):
+        loaded = None
+    if not isinstance(loaded, RSAPrivateKey):
+        raise OAuth2Error(f"the key_file {config.key_file!r}: its private_key is not an RSA key in PEM "
+                          "(a service account's key is)", attention=True, code="key_file")

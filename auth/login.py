@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from urllib.parse import parse_qs, urlsplit
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,7 +26,9 @@ from leadtap.core.config.oauth2 import OAuth2Config
 from leadtap.core.errors import OAuth2Error
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-REDIRECT_URI = "http://127.0.0.1:1/"  # the loopback redirect a desktop client registers (RFC 8252 7.3)
+# The loopback redirect a desktop client may use (RFC 8252 7.3): nothing listens
+# there; the person copies the address the browser was sent to.
+REDIRECT_URI = "http://127.0.0.1:8765/"
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,10 @@ def default_method(config: OAuth2Config) -> str:
 def device_code(endpoint: TokenEndpoint, prompt: Prompt, clock, sleep) -> Grant:
     """RFC 8628: show the code, then poll the token endpoint at the interval asked until the person is done."""
     config = endpoint.config
-    with endpoint.translated(), endpoint.session() as session:
+    with endpoint.translated(), endpoint.session(bounded_by=None) as session:
         started = session.post(config.device_url, data={"client_id": config.client_id, "scope": config.scope},
                                withhold_token=True)
-        answer = started.json() if started.headers.get("Content-Type", "").startswith("application/json") else {}
+        answer = json_object(started) or {}
         if "device_code" not in answer:
             raise OAuth2Error(f"{endpoint.host} did not start a device sign-in: "
                               f"{answer.get('error', f'HTTP {started.status_code}')}", attention=True,
@@ -71,9 +74,14 @@ def device_code(endpoint: TokenEndpoint, prompt: Prompt, clock, sleep) -> Grant:
         interval, deadline = float(answer.get("interval", 5)), clock() + float(answer.get("expires_in", 900))
         while clock() < deadline:
             sleep(interval)
-            token = session.post(config.token_url, data={"grant_type": DEVICE_GRANT, "client_id": config.client_id,
+            reply = session.post(config.token_url, data={"grant_type": DEVICE_GRANT, "client_id": config.client_id,
                                                          "device_code": answer["device_code"],
-                                                         **secret_field(config)}, withhold_token=True).json()
+                                                         **secret_field(config)}, withhold_token=True)
+            token = json_object(reply)
+            if token is None:  # a gateway's error page: RFC 8628 3.5 says wait longer and ask again
+                interval = min(interval * 2, 60)
+                prompt.say(f"the sign-in service answered HTTP {reply.status_code}; asking again in {interval:.0f}s")
+                continue
             error = token.get("error")
             if error is None:
                 return grant_of(token)
@@ -91,7 +99,7 @@ def pasted_code(endpoint: TokenEndpoint, username: str, prompt: Prompt) -> Grant
     """RFC 7636: an address to open; the address the browser was sent to, pasted back."""
     config = endpoint.config
     verifier = secrets.token_urlsafe(48)
-    with endpoint.translated(), endpoint.session() as session:
+    with endpoint.translated(), endpoint.session(bounded_by=None) as session:
         session.redirect_uri, session.code_challenge_method = REDIRECT_URI, "S256"
         url, state = session.create_authorization_url(
             config.authorize_url, code_verifier=verifier, login_hint=username,
@@ -101,12 +109,25 @@ def pasted_code(endpoint: TokenEndpoint, username: str, prompt: Prompt) -> Grant
                    "The browser then goes to an address starting with http://127.0.0.1 that does not load: "
                    "copy that address from the browser's address bar.")
         pasted = prompt.ask("Paste the address here: ").strip()
+        refused = parse_qs(urlsplit(pasted).query).get("error")
+        if refused:
+            reason = parse_qs(urlsplit(pasted).query).get("error_description", [""])[0]
+            raise OAuth2Error(f"the sign-in was refused: {refused[0]}" + (f": {reason[:200]}" if reason else ""),
+                              attention=True, code=refused[0][:64])
         if "code=" not in pasted:
             raise OAuth2Error("that address has no code=…: paste the whole address the browser went to",
                               attention=True, code="usage")
         token = session.fetch_token(config.token_url, authorization_response=pasted, code_verifier=verifier,
                                     state=state, redirect_uri=REDIRECT_URI)
     return grant_of(token)
+
+
+def json_object(reply) -> dict | None:
+    try:
+        answer = reply.json()
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def secret_field(config: OAuth2Config) -> dict:

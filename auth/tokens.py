@@ -25,7 +25,7 @@ from typing import Callable
 from leadtap.auth.cipher import TokenCipher
 from leadtap.auth.endpoint import TokenEndpoint
 from leadtap.core.config.oauth2 import OAuth2Config
-from leadtap.core.errors import OAuth2Error
+from leadtap.core.errors import OAuth2Error, TokenKeyError
 from leadtap.core.store import oauth_tokens
 from leadtap.core.store.engine import Database
 from leadtap.core.store.leases import database_now
@@ -66,6 +66,7 @@ class Waiting:
     until: float  # monotonic
     failures: int
     error: OAuth2Error
+    signed_in_at: datetime | None  # the sign-in the failure was about: a new one ends the wait
 
 
 class TokenSource:
@@ -90,13 +91,22 @@ class TokenSource:
     def access_token(self, sign_in: SignIn, refused: str | None = None) -> str:
         """A token to sign in with now; ``refused``: the one the server just
         turned down, never handed out again."""
+        from sqlalchemy.exc import DBAPIError
+
         refused = refused or self.spent.get(sign_in.credential)
         with self.lock(sign_in.credential):
             cached = self.cache.get(sign_in.credential)
             if cached and cached.token != refused and not renewal_due(cached, self.clock()):
                 return cached.token
-            self.wait_out_backoff(sign_in)
-            return self.from_row_or_provider(sign_in, refused)
+            try:
+                self.wait_out_backoff(sign_in)
+                return self.from_row_or_provider(sign_in, refused)
+            except DBAPIError as exc:  # the token's row cannot be read or written now: a later pass may
+                raise OAuth2Error(f"{sign_in.name}: the database is unavailable for the sign-in's token: "
+                                  f"{type(exc.orig).__name__ if exc.orig else type(exc).__name__}",
+                                  attention=False, code="database") from None
+            except TokenKeyError as exc:
+                raise OAuth2Error(f"{sign_in.name}: {exc}", attention=True, code="token_key") from None
 
     def expires_at(self, sign_in: SignIn) -> datetime | None:
         """When the token last handed out for ``sign_in`` runs out (an IMAP
@@ -118,11 +128,7 @@ class TokenSource:
     def server_refused(self, sign_in: SignIn, detail: str) -> None:
         """A fresh token was refused by the mail server too: a person must act
         (a permission, a mailbox grant); the sign-in is marked so."""
-        self.cache.pop(sign_in.credential, None)
-        with self.db.transaction() as session:
-            oauth_tokens.record_refusal(session, sign_in.credential, detail, True, database_now(session, self.clock))
-        self.waiting[sign_in.credential] = Waiting(self.monotonic() + ATTENTION_WAIT, 1,
-                                                   OAuth2Error(detail, attention=True, code="server_refused"))
+        self.record_failure(sign_in, OAuth2Error(detail, attention=True, code="server_refused"))
 
     def lock(self, credential: str) -> threading.Lock:
         with self.guard:
@@ -131,6 +137,9 @@ class TokenSource:
     def wait_out_backoff(self, sign_in: SignIn) -> None:
         waiting = self.waiting.get(sign_in.credential)
         if waiting is None or self.monotonic() >= waiting.until:
+            return
+        if sign_in.config.interactive and self.signed_in_at(sign_in) != waiting.signed_in_at:
+            self.waiting.pop(sign_in.credential, None)  # a person signed in again since: try at once
             return
         left = waiting.until - self.monotonic()
         raise OAuth2Error(f"{failure_text(sign_in, waiting.error)} (tried again in {left:.0f}s)",
@@ -160,19 +169,36 @@ class TokenSource:
             if token is not None:
                 self.cache[credential] = Cached(token, row.expires_at, row.refreshed_at or now)
                 return token, None, False
-            refresh_token = (self.cipher.open(row.refresh_token, credential)
-                             if row is not None and row.refresh_token else None)
-            if sign_in.config.interactive and refresh_token is None:
-                raise OAuth2Error(f"{sign_in.name}: not signed in yet; run: {sign_in.login_command}",
-                                  attention=True, code="not_signed_in")
+            refresh_token = self.refresh_token_of(sign_in, row)
+            # The claim holds only if the row is still the one read: a refresh saved in
+            # between (another worker's) is used, never refreshed again with a rotated token.
             claimed = oauth_tokens.claim_refresh(session, credential, sign_in.username, sign_in.config.grant,
-                                                 self.worker, now, CLAIM_TTL)
+                                                 self.worker, now, CLAIM_TTL, row.refreshes if row else None)
             return None, refresh_token, claimed
+
+    def refresh_token_of(self, sign_in: SignIn, row) -> str | None:
+        if row is not None and row.refresh_token:
+            try:
+                return self.cipher.open(row.refresh_token, sign_in.credential)
+            except TokenKeyError as exc:
+                raise TokenKeyError(f"{exc}: run {sign_in.login_command}") from None
+        if sign_in.config.interactive:
+            raise OAuth2Error(f"{sign_in.name}: not signed in yet; run: {sign_in.login_command}",
+                              attention=True, code="not_signed_in")
+        return None
+
+    def signed_in_at(self, sign_in: SignIn) -> datetime | None:
+        with self.db.transaction() as session:
+            row = oauth_tokens.read(session, sign_in.credential)
+        return row.signed_in_at if row else None
 
     def usable(self, row, credential: str, refused: str | None, now: datetime) -> str | None:
         if row is None or row.access_token is None or row.expires_at is None:
             return None
-        token = self.cipher.open(row.access_token, credential)
+        try:
+            token = self.cipher.open(row.access_token, credential)
+        except TokenKeyError:  # stored under another key: a new one is fetched (a refresh token is another matter)
+            return None
         cached = Cached(token, row.expires_at, row.refreshed_at or now)
         return token if token != refused and not renewal_due(cached, now) else None
 
@@ -182,7 +208,7 @@ class TokenSource:
         try:
             grant = self.endpoint(sign_in.config, sign_in.username).fetch(refresh_token)
         except OAuth2Error as exc:
-            self.record_failure(sign_in, exc)
+            self.record_failure(sign_in, exc, claimed=True)
             raise OAuth2Error(failure_text(sign_in, exc), attention=exc.attention, code=exc.code) from None
         except BaseException:
             with self.db.transaction() as session:
@@ -199,15 +225,18 @@ class TokenSource:
         self.spent.pop(credential, None)
         return grant.access_token
 
-    def record_failure(self, sign_in: SignIn, exc: OAuth2Error) -> None:
+    def record_failure(self, sign_in: SignIn, exc: OAuth2Error, claimed: bool = False) -> None:
+        """Kept in the row (by the claim's holder only, when it was a refresh), and waited out here."""
         with self.db.transaction() as session:
             oauth_tokens.record_refusal(session, sign_in.credential, failure_text(sign_in, exc), exc.attention,
-                                        database_now(session, self.clock))
+                                        database_now(session, self.clock), worker=self.worker if claimed else None)
+            row = oauth_tokens.read(session, sign_in.credential)
         earlier = self.waiting.get(sign_in.credential)
         failures = (earlier.failures if earlier else 0) + 1
         pause = ATTENTION_WAIT if exc.attention else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
         pause *= random.uniform(0.8, 1.2)  # several workers do not come back at once
-        self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc)
+        self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc,
+                                                   row.signed_in_at if row else None)
         self.cache.pop(sign_in.credential, None)
 
 

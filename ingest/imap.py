@@ -73,9 +73,18 @@ def login_refused(box: MailboxConfig, text: str) -> str:
     return f"{refused}; {USE_TLS}" if "PRIVACYREQUIRED" in text.upper() else refused
 
 
+# RFC 5530's codes for a sign-in the server cannot check now: not the token's fault.
+TEMPORARY = ("[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]")
+
+
 def refused_token(exc: ImapError) -> bool:
     """The server turned the token down: at AUTHENTICATE, or (Exchange) at the first command after it."""
-    return isinstance(exc, ImapLoginError) or "authenticated but not connected" in str(exc).lower()
+    return ((isinstance(exc, ImapLoginError) or "authenticated but not connected" in str(exc).lower())
+            and not temporary(exc))
+
+
+def temporary(exc: ImapError) -> bool:
+    return any(code in str(exc).upper() for code in TEMPORARY)
 
 
 def server_text(exc: Exception) -> str:
@@ -171,6 +180,8 @@ class ImapMailbox:
                 self.token = token
                 return self.select()
             except ImapError as exc:
+                if temporary(exc):  # the server cannot check a token now: a later pass tries again
+                    raise ImapError(str(exc)) from None
                 if not refused_token(exc):
                     raise
                 self.close()

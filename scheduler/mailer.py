@@ -125,11 +125,15 @@ class SmtpMailer:
         token = self.tokens.token()
         try:
             self.authenticate(client, token)
-        except smtplib.SMTPAuthenticationError:
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code < 500:  # 454: the server cannot check the token now, not a refusal of it
+                raise
             token = self.tokens.token(refused=token)
             try:
                 self.authenticate(client, token)
             except smtplib.SMTPAuthenticationError as exc:
+                if exc.smtp_code < 500:
+                    raise
                 detail = (f"{self.where()}: login refused for {self.config.username!r}: {exc.smtp_code} "
                           f"{answer_text(exc.smtp_error)}")
                 self.tokens.refused(detail)

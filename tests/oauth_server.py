@@ -46,6 +46,9 @@ class AuthorizationServer:
     slow: float = 0.0
     refuse_with: str | None = None  # every token request answered with this error
     authorize_as: str | None = None  # the person who consents at /authorize and at the device page
+    echo: bool = False  # refusals repeat the request's form in their description (a careless provider)
+    dribble: float = 0.0  # seconds between the bytes of each token answer
+    gateway_errors: int = 0  # the next token requests answered by a gateway's HTML page (502)
     rotate: bool = True
     requests: list[str] = field(default_factory=list)  # the grant_type of each token request
     secrets_seen: list[str] = field(default_factory=list)
@@ -133,13 +136,22 @@ class AuthorizationServer:
         form = {k: v[0] for k, v in parse_qs(request.rfile.read(length).decode()).items()} if method == "POST" else {}
         query = {k: v[0] for k, v in parse_qs(urlsplit(request.path).query).items()}
         routes = {"/token": self.token, "/devicecode": self.device_code, "/introspect": self.introspect,
-                  "/authorize": self.authorize}
+                  "/authorize": self.authorize, "/moved": self.moved}
         if path not in routes:
             return self.answer(request, 404, {"error": "not_found"})
+        if path == "/token" and self.gateway_errors:
+            self.gateway_errors -= 1
+            return self.answer(request, 502, None, raw=b"<html>Bad Gateway</html>")
         status, body, headers = routes[path](form, query, request.headers)
-        self.answer(request, status, body, headers=headers)
+        if status >= 400 and self.echo and isinstance(body, dict):
+            body["error_description"] = f"{body.get('error_description', '')} request was: {urlencode(form)}"
+        self.answer(request, status, body, headers=headers, dribble=self.dribble if path == "/token" else 0.0)
 
-    def answer(self, request, status: int, body: dict | None, raw: bytes | None = None, headers=None) -> None:
+    def moved(self, form: dict, query: dict, headers) -> tuple:
+        return 302, {}, {"Location": f"{self.url}/token"}
+
+    def answer(self, request, status: int, body: dict | None, raw: bytes | None = None, headers=None,
+               dribble: float = 0.0) -> None:
         data = raw if raw is not None else json.dumps(body).encode()
         request.send_response(status)
         for name, value in (headers or {}).items():
@@ -147,7 +159,15 @@ class AuthorizationServer:
         request.send_header("Content-Type", "text/html" if raw is not None else "application/json")
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
-        request.wfile.write(data)
+        try:
+            if not dribble:
+                return request.wfile.write(data)
+            for byte in data:
+                request.wfile.write(bytes([byte]))
+                request.wfile.flush()
+                time.sleep(dribble)
+        except OSError:  # the client gave up
+            pass
 
     # --- endpoints ---------------------------------------------------------------------
 

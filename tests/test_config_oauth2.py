@@ -120,6 +120,12 @@ def test_the_credential_is_shared_by_the_same_sign_in_only(tmp_path):
      "mailboxes[0].oauth2.mechanism", "not one of"),
     ('provider = "microsoft"\ngrant = "refresh_token"\nclient_id = "a"\nclient_secret_env = "A"\n'
      'client_secret_file = "b"\n', "mailboxes[0].oauth2.client_secret_file", "exactly one"),
+    ('provider = "microsoft"\ngrant = "client_credentials"\ntenant = "common"\nclient_id = "a"\n'
+     'client_secret_env = "S"\n', "mailboxes[0].oauth2.tenant", "one tenant, not 'common'"),
+    ('provider = "microsoft"\ngrant = "refresh_token"\nclient_id = "a"\nmechanism = "oauthbearer"\n',
+     "mailboxes[0].oauth2.mechanism", "XOAUTH2 only"),
+    ('provider = "microsoft"\ngrant = "refresh_token"\nclient_id = "a"\ntimeout = "5m"\n',
+     "mailboxes[0].oauth2.timeout", "up to 30s"),
     ('provider = "microsoft"\ngrant = "refresh_token"\nclient_id = "a"\nclient_scret = "b"\n',
      "mailboxes[0].oauth2.client_scret", "client_secret"),
 ])

@@ -135,10 +135,13 @@ def parse_oauth2(s: Section, protocol: str, environ: Mapping[str, str], warnings
     return OAuth2Config(**values)
 
 
+MAX_TIMEOUT = 30  # seconds: a token request ends well within the refresh claim (60 s) it holds
+
+
 def parse_timeout(value) -> float:
     seconds = parse_seconds(value)
-    if seconds <= 0:
-        raise ValueError("a positive duration is expected, e.g. \"10s\"")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError(f"a duration up to {MAX_TIMEOUT}s is expected, e.g. \"10s\"")
     return float(seconds)
 
 
@@ -187,6 +190,10 @@ def microsoft(s: Section, grant: str, protocol: str, values: dict) -> None:
         tenant = values["tenant"] = "organizations"
     if not TENANT_RE.fullmatch(tenant):
         s.fail("tenant", f"{tenant!r} is not a tenant name or id")
+    if grant == "client_credentials" and tenant.lower() in ("common", "organizations", "consumers"):
+        s.fail("tenant", f"an app signs in to one tenant, not {tenant!r}: give its domain or directory id")
+    if values.get("mechanism") == "oauthbearer":
+        s.fail("mechanism", "Microsoft's IMAP and SMTP take XOAUTH2 only")
     base = MICROSOFT_LOGIN.format(tenant=tenant)
     values.setdefault("token_url", f"{base}/token")
     values.setdefault("device_url", f"{base}/devicecode")

@@ -57,18 +57,19 @@ def all_rows(session: Session) -> list[TokenRow]:
 
 
 def claim_refresh(session: Session, credential: str, username: str, grant_type: str, worker: str,
-                  now: datetime, ttl: timedelta) -> bool:
+                  now: datetime, ttl: timedelta, refreshes_seen: int | None) -> bool:
     """This worker may ask the provider for a new token now: the row's claim
-    was free (or expired), or there was no row yet. False: another worker is
-    at it; wait for its result."""
-    claimed = session.execute(
-        update(OAuthToken)
-        .where(OAuthToken.credential == credential,
-               or_(OAuthToken.claimed_until.is_(None), OAuthToken.claimed_until <= now))
-        .values(claimed_by=worker, claimed_until=now + ttl)
-    )
-    if claimed.rowcount == 1:
-        return True
+    was free (or expired) and the row is still as read (``refreshes_seen``
+    refreshes: none saved since), or there was no row (None). False: another
+    worker is at it, or has just saved one; read the row again."""
+    if refreshes_seen is not None:
+        claimed = session.execute(
+            update(OAuthToken)
+            .where(OAuthToken.credential == credential, OAuthToken.refreshes == refreshes_seen,
+                   or_(OAuthToken.claimed_until.is_(None), OAuthToken.claimed_until <= now))
+            .values(claimed_by=worker, claimed_until=now + ttl)
+        )
+        return claimed.rowcount == 1
     try:
         with session.begin_nested():
             session.add(OAuthToken(credential=credential, username=username, grant_type=grant_type,
@@ -81,7 +82,10 @@ def claim_refresh(session: Session, credential: str, username: str, grant_type: 
 def save_tokens(session: Session, credential: str, worker: str, access_token: bytes, expires_at: datetime,
                 refresh_token: bytes | None, now: datetime) -> None:
     """The provider's answer, in one UPDATE: the access token, its expiry and
-    (when it rotated) the new refresh token; the claim and any refusal end."""
+    (when it rotated) the new refresh token; the claim and any refusal end.
+    Saved whoever holds the claim now: a rotated refresh token the provider
+    has handed out must not be lost (the claim outlives the request: the
+    endpoint's timeout is capped below it)."""
     values = dict(access_token=access_token, expires_at=expires_at, refreshed_at=now,
                   refreshes=OAuthToken.refreshes + 1, claimed_by=None, claimed_until=None, error=None,
                   error_at=None, attention=False)
@@ -90,14 +94,21 @@ def save_tokens(session: Session, credential: str, worker: str, access_token: by
     session.execute(update(OAuthToken).where(OAuthToken.credential == credential).values(**values))
 
 
-def record_refusal(session: Session, credential: str, error: str, attention: bool, now: datetime) -> None:
+def record_refusal(session: Session, credential: str, error: str, attention: bool, now: datetime,
+                   worker: str | None = None) -> None:
     """The provider (or the mail server) refused: kept for `auth status` and
     `check`; the claim ends. ``attention``: a person must act, and the access
-    token is dropped (it will not be trusted again)."""
-    values = dict(error=error, error_at=now, attention=attention, claimed_by=None, claimed_until=None)
+    token is dropped (it will not be trusted again). ``worker``: a refused
+    refresh, recorded only while this worker holds the claim (one that lost
+    it must not undo another's newer result)."""
+    values = dict(error=error, error_at=now, attention=attention)
     if attention:
         values.update(access_token=None, expires_at=None)
-    session.execute(update(OAuthToken).where(OAuthToken.credential == credential).values(**values))
+    query = update(OAuthToken).where(OAuthToken.credential == credential)
+    if worker is not None:
+        query = query.where(OAuthToken.claimed_by == worker)
+        values.update(claimed_by=None, claimed_until=None)
+    session.execute(query.values(**values))
 
 
 def release(session: Session, credential: str, worker: str) -> None:
