@@ -78,10 +78,12 @@ class MailboxIngest:
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[["PassReport"], None] | None = None,
         reply_settings: ReplySettings | None = None,
+        refusal_said_by_caller: bool = False,
     ):
         self.config, self.box, self.db = config, box, db
         self.reply_settings = reply_settings if box.kind != "sent" else None  # commands are read from received mail only
         self.on_progress = on_progress  # after each batch: a terminal shows how far the pass is
+        self.refusal_said_by_caller = refusal_said_by_caller  # the worker says a refused sign-in once an outage
         self.rules = rules
         self.templates = templates
         self.open_mailbox = open_mailbox
@@ -114,7 +116,7 @@ class MailboxIngest:
             self.log.exception("pass_crashed", error=report.error)
             return report
         report.seconds = time.monotonic() - started
-        if report.sign_in_refused:  # said by the caller once per outage (the worker) or printed (poll)
+        if report.sign_in_refused and self.refusal_said_by_caller:
             self.log.debug("pass_failed", error=report.error, seconds=round(report.seconds, 3))
         elif report.error:
             self.log.error("pass_failed", error=report.error, seconds=round(report.seconds, 3))

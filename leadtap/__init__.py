@@ -1,9 +1,9 @@
 """leadtap: IMAP mailboxes become CRM leads.
 
-One top-level name: ``leadtap.core``, ``leadtap.ingest`` and
-``leadtap.scheduler`` are installed inside this package. In a checkout they
-sit beside it (``core/``, ``ingest/``, ``scheduler/`` at the repository's
-top), and this package's path reaches them there.
+One top-level name: ``leadtap.core``, ``leadtap.ingest``,
+``leadtap.scheduler`` and ``leadtap.auth`` are installed inside this package.
+In a checkout they sit beside it (``core/``, ``ingest/``, ``scheduler/``,
+``auth/`` at the repository's top), and this package's path reaches them there.
 """
 
 from pathlib import Path

@@ -110,22 +110,28 @@ class App:
 
     def mailbox_ingest(self, name: str, should_stop: Callable[[], bool] = lambda: False,
                        on_progress: Callable[[PassReport], None] | None = None,
-                       clock: Callable[[], datetime] | None = None) -> MailboxIngest:
+                       clock: Callable[[], datetime] | None = None,
+                       refusal_said_by_caller: bool = False) -> MailboxIngest:
         """The one place an ingest pass is built — poll, retry, run and IDLE
         alike: the mailbox's templates, the lead rules with their task-title
-        renderer, and the reply settings (``[commands]``)."""
+        renderer, and the reply settings (``[commands]``).
+        ``refusal_said_by_caller``: a refused sign-in is not logged by the
+        pass (the worker says it once per outage)."""
         from leadtap.core.store.engine import utcnow
         from leadtap.ingest.pipeline import MailboxIngest
 
         box = self.config.mailbox(name)
         return MailboxIngest(self.config, box, self.db, [self.templates[n] for n in box.templates],
                              self.open_mailbox, clock=clock or utcnow, should_stop=should_stop, rules=self.lead_rules(),
-                             on_progress=on_progress, reply_settings=self.reply_settings())
+                             on_progress=on_progress, reply_settings=self.reply_settings(),
+                             refusal_said_by_caller=refusal_said_by_caller)
 
     def ingest_mailbox(self, name: str, should_stop: Callable[[], bool] = lambda: False,
-                       on_progress: Callable[[PassReport], None] | None = None) -> PassReport:
+                       on_progress: Callable[[PassReport], None] | None = None,
+                       refusal_said_by_caller: bool = False) -> PassReport:
         """The ingest port the worker uses: one pass over one mailbox."""
-        return self.mailbox_ingest(name, should_stop, on_progress).run()
+        return self.mailbox_ingest(name, should_stop, on_progress,
+                                   refusal_said_by_caller=refusal_said_by_caller).run()
 
     def ingest_mailboxes(self, names: Iterable[str] | None = None,
                          on_progress: Callable[[PassReport], None] | None = None) -> list[PassReport]:

@@ -258,7 +258,8 @@ class Daemon(Push):
                 return False  # another worker serves it
         lost = threading.Event()
         report = app.ingest_mailbox(mailbox, should_stop=lambda: self.state.stop.is_set() or lost.is_set(),
-                                    on_progress=lambda report: self.progress(mailbox, report, lost))
+                                    on_progress=lambda report: self.progress(mailbox, report, lost),
+                                    refusal_said_by_caller=True)
         if metrics:
             metrics.poll(report)
             self.count_troubles(mailbox)

@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 
 DOCS = ROOT / "docs"
 EXAMPLE = ROOT / "leadtap.example.toml"
-TABLE_RE = re.compile(r"^\s*#?\s*\[\[?([a-z_.]+)\]\]?")
+TABLE_RE = re.compile(r"^\s*#?\s*\[\[?([a-z0-9_.]+)\]\]?")
 KEY_RE = re.compile(r"^\s*#?\s*([a-z_]+)\s*=")
 
 
