@@ -147,6 +147,9 @@ class ImapMailbox:
                 ssl_context=self.tls_context() if box.security == "tls" else None,
                 timeout=self.timeout,
             )
+            # imaplib sends an AUTHENTICATE answer and its CRLF in two writes: with
+            # Nagle's algorithm the second waits for the server's delayed ACK (40 ms).
+            self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_in(self, password: str) -> None:
         """STARTTLS if configured, then LOGIN — unless the server announced
