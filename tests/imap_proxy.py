@@ -1,7 +1,8 @@
 """An IMAP proxy that ends sessions as Exchange Online does: each session
 signed in with an OAuth2 token is cut when that token expires, with
 ``* BYE Session invalidated - AccessTokenExpired`` — Dovecot itself never
-ends a session for its token."""
+ends a session for its token; and, when asked, answers the commands after a
+good sign-in with Exchange's "BAD User is authenticated but not connected"."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class ExchangeLikeProxy:
         self.expiry_of = expiry_of
         self.port = free_port()
         self.cut = 0  # sessions ended at their token's expiry
+        self.not_connected = 0  # the next sessions told "User is authenticated but not connected" after sign-in
         self.listener = socket.create_server((host, self.port))
         self.stopped = threading.Event()
 
@@ -55,12 +57,19 @@ class ExchangeLikeProxy:
     def from_client(self, client: socket.socket, server: socket.socket) -> None:
         """Forwards line by line; the line after ``AUTHENTICATE XOAUTH2|OAUTHBEARER`` carries the token."""
         reader = client.makefile("rb")
-        authenticating = False
+        authenticating = stranded = False
         try:
             for line in reader:
+                if stranded:  # Exchange's answer when the mailbox behind a good token cannot be reached
+                    client.sendall(line.split(b" ")[0] + b" BAD User is authenticated but not connected.\r\n")
+                    continue
                 server.sendall(line)
                 if authenticating:
                     self.watch_expiry(token_of(line), client, server)
+                    if self.not_connected > 0:
+                        self.not_connected -= 1
+                        stranded = True
+                        time.sleep(0.2)  # the server's OK to AUTHENTICATE goes through first
                 authenticating = b" AUTHENTICATE " in line.upper()
         except OSError:
             pass

@@ -643,3 +643,48 @@ def test_an_unreachable_database_is_a_passing_trouble_not_a_crash(auth_server):
     with pytest.raises(OAuth2Error) as caught:
         source.access_token(SignIn("mailbox 'sales'", "jo@example.com", config, "-"))
     assert caught.value.code == "database" and not caught.value.attention
+
+
+@pytest.mark.parametrize("stranded", [1, 2])
+def test_exchanges_authenticated_but_not_connected_counts_as_a_refused_sign_in(tmp_path, auth_server, user,
+                                                                              stranded):
+    from tests.imap_proxy import ExchangeLikeProxy
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    with ExchangeLikeProxy(user.server.port, lambda token: None) as proxy:
+        app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client), port=proxy.port))
+        user.append(enquiry())
+        proxy.not_connected = stranded
+        [report] = app.ingest_mailboxes()
+    assert auth_server.count("client_credentials") == 2  # the first token, then a fresh one
+    if stranded == 1:
+        assert not report.failed and leads(app) == 1
+    else:
+        assert report.sign_in_refused and "authenticated but not connected" in report.error
+        assert "a freshly fetched token was refused too" in report.error and token_row(app)["attention"]
+
+
+def test_an_owner_email_goes_out_through_smtp_signed_in_with_a_token(tmp_path, auth_server, user):
+    """A poll of an OAuth2 mailbox makes a lead; its new-lead email leaves through the outbox over
+    SMTP signed in with a token: both sign-ins, one run."""
+    def introspect(token: str) -> str | None:
+        issued = auth_server.access.get(token)
+        return issued.username if issued and issued.expires > time.time() else None
+
+    client, sender = f"app-{uuid.uuid4().hex[:6]}", f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    auth_server.add_client(sender, SECRET, mailboxes={"crm@example.com"})  # (a token here serves one mailbox)
+    with SmtpServer(OAuthRecorder(introspect)) as smtp:
+        table = client_credentials(auth_server, client)
+        extra = (f'[notifications]\nnew_lead = "new_lead"\n'
+                 f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "plain"\nusername = "crm@example.com"\n'
+                 f'from = "leadtap <crm@example.com>"\nauth = "oauth2"\n[smtp.oauth2]\n'
+                 + "".join(f"{k} = {toml_value(v)}\n" for k, v in client_credentials(auth_server, sender).items()))
+        config = cli_config(tmp_path, oauth2_section(user, table), extra=extra)
+        user.append(enquiry())
+        polled = run_leadtap("poll", config=config)
+        assert polled.returncode == 0, polled.stdout + polled.stderr
+        assert "1 sent" in polled.stdout, polled.stdout
+        assert smtp.handler.signed_in == ["crm@example.com"] and len(smtp.messages) == 1
+        assert auth_server.count("client_credentials") == 2  # one sign-in for IMAP, one for SMTP
