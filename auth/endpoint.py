@@ -84,13 +84,14 @@ class TokenEndpoint:
         """RFC 7523: a JWT signed with the service account's key, for the
         mailbox as subject (Google's domain-wide delegation)."""
         from authlib.integrations.requests_client import AssertionSession
+        from joserfc.jwk import RSAKey  # (Authlib's own JOSE library)
 
         key = read_key(self.config)
         self.scrub = [key["private_key"]]
         session = AssertionSession(
             token_endpoint=self.config.token_url, issuer=key["client_email"], subject=self.username,
             audience=key.get("token_uri") or self.config.token_url, claims={"scope": self.config.scope},
-            key=key["private_key"], header={"alg": "RS256", **({"kid": key["private_key_id"]}
+            key=RSAKey.import_key(key["private_key"]), header={"alg": "RS256", **({"kid": key["private_key_id"]}
                                                                 if key.get("private_key_id") else {})},
             default_timeout=self.config.timeout)
         with bounded(session, self.config.timeout):

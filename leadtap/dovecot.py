@@ -51,6 +51,8 @@ class Dovecot:
     # An RFC 7662 introspection URL: XOAUTH2 and OAUTHBEARER sign-ins are
     # checked there (Dovecot's oauth2 passdb); the password still works.
     oauth2_introspection_url: str | None = None
+    # Or: tokens are JWTs checked locally against this RS256 public key (PEM, key id "k1").
+    oauth2_jwt_public_key: str | None = None
     _process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> "Dovecot":
@@ -113,7 +115,7 @@ log_path = {self.root}/dovecot.log
 info_log_path = {self.root}/dovecot.log
 {self._ssl_config()}
 disable_plaintext_auth = {"no" if self.cleartext_login else "yes"}
-auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2 else ""}
 auth_failure_delay = 0
 first_valid_uid = 1
 mail_uid = {mail_user.pw_uid}
@@ -152,16 +154,14 @@ protocol imap {{
 {self._capability_config()}}}
 {self._namespace_config()}"""
 
+    @property
+    def oauth2(self) -> bool:
+        return bool(self.oauth2_introspection_url or self.oauth2_jwt_public_key)
+
     def _oauth2_passdb(self) -> str:
-        if not self.oauth2_introspection_url:
+        if not self.oauth2:
             return ""
-        (self.root / "dovecot-oauth2.conf.ext").write_text(f"""introspection_mode = post
-introspection_url = {self.oauth2_introspection_url}
-username_attribute = username
-active_attribute = active
-active_value = true
-force_introspection = yes
-""")
+        (self.root / "dovecot-oauth2.conf.ext").write_text(self._oauth2_validation())
         return f"""passdb {{
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
@@ -169,10 +169,29 @@ force_introspection = yes
 }}
 """
 
+    def _oauth2_validation(self) -> str:
+        if self.oauth2_jwt_public_key:  # keys are looked up as shared/<azp>/<alg>/<kid>; fs drops "shared/"
+            keys = self.root / "keys" / "default" / "RS256"
+            keys.mkdir(parents=True, exist_ok=True)
+            (keys / "k1").write_text(self.oauth2_jwt_public_key)
+            os.chmod(self.root / "keys", 0o755)
+            return f"""introspection_mode = local
+local_validation_key_dict = fs:posix:prefix={self.root}/keys/
+username_attribute = username
+"""
+        return f"""introspection_mode = post
+introspection_url = {self.oauth2_introspection_url}
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+"""
+
+
     def _penalty_config(self) -> str:
         """A refused token is followed at once by a sign-in with a fresh one: the
         auth penalty (2, 4, 8… s after each failure from an address) is off."""
-        if not self.oauth2_introspection_url:
+        if not self.oauth2:
             return ""
         return "\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }"
 

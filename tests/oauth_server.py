@@ -49,6 +49,7 @@ class AuthorizationServer:
     echo: bool = False  # refusals repeat the request's form in their description (a careless provider)
     dribble: float = 0.0  # seconds between the bytes of each token answer
     gateway_errors: int = 0  # the next token requests answered by a gateway's HTML page (502)
+    jwt_key: object | None = None  # an RSA private key: access tokens are JWTs it signs (RS256, kid "k1")
     rotate: bool = True
     requests: list[str] = field(default_factory=list)  # the grant_type of each token request
     secrets_seen: list[str] = field(default_factory=list)
@@ -224,15 +225,16 @@ class AuthorizationServer:
         return 200, self.tokens(issued.username, client_id, issued.scope, refresh=self.rotate), None
 
     def jwt_bearer(self, form: dict, headers) -> tuple:
-        from authlib.jose import JsonWebToken
-        from authlib.jose.errors import JoseError
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import RSAKey
 
         assertion = form.get("assertion", "")
         try:
             unverified = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
-            key = self.service_accounts[unverified["iss"]]
-            claims = JsonWebToken(["RS256"]).decode(assertion, key)
-            claims.validate()
+            key = RSAKey.import_key(self.service_accounts[unverified["iss"]])
+            claims = jwt.decode(assertion, key, algorithms=["RS256"]).claims
+            jwt.JWTClaimsRegistry(exp={"essential": True}).validate(claims)
         except (KeyError, ValueError, IndexError, JoseError):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, None
         if claims.get("aud") != self.token_url or not claims.get("sub") or claims["exp"] - claims["iat"] > 3600:
@@ -286,8 +288,26 @@ class AuthorizationServer:
             return 200, {"active": False}, None
         return 200, {"active": True, "username": issued.username, "client_id": issued.client_id}, None
 
+    def jwt_public_key(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.jwt_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def signed(self, username: str, client_id: str, scope: str) -> str:
+        from cryptography.hazmat.primitives import serialization
+        from joserfc import jwt
+        from joserfc.jwk import RSAKey
+
+        now = int(time.time())
+        claims = {"iss": self.url, "sub": username, "username": username, "client_id": client_id, "scope": scope,
+                  "iat": now, "nbf": now, "exp": now + int(self.lifetime), "jti": secrets.token_hex(8)}
+        pem = self.jwt_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        return jwt.encode({"alg": "RS256", "typ": "JWT", "kid": "k1"}, claims, RSAKey.import_key(pem))
+
     def tokens(self, username: str, client_id: str, scope: str, refresh: bool) -> dict:
-        access = "at-" + secrets.token_hex(16)
+        access = self.signed(username, client_id, scope) if self.jwt_key else "at-" + secrets.token_hex(16)
         self.access[access] = Issued(username, client_id, scope, time.time() + self.lifetime)
         body = {"access_token": access, "token_type": "Bearer", "expires_in": int(self.said_lifetime or self.lifetime)}
         if refresh:

@@ -688,3 +688,37 @@ def test_an_owner_email_goes_out_through_smtp_signed_in_with_a_token(tmp_path, a
         assert "1 sent" in polled.stdout, polled.stdout
         assert smtp.handler.signed_in == ["crm@example.com"] and len(smtp.messages) == 1
         assert auth_server.count("client_credentials") == 2  # one sign-in for IMAP, one for SMTP
+
+
+# --- tokens as JWTs, checked by Dovecot itself (introspection_mode = local) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jwt_servers():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    with AuthorizationServer(jwt_key=rsa.generate_private_key(public_exponent=65537, key_size=2048)) as server:
+        for dovecot in started(Dovecot(tls=False, oauth2_jwt_public_key=server.jwt_public_key())):
+            yield server, dovecot
+
+
+def test_a_jwt_checked_by_the_server_itself_signs_in_and_an_expired_one_is_replaced(tmp_path, jwt_servers):
+    auth, server = jwt_servers
+    user = Mailbox(server, f"u{uuid.uuid4().hex[:10]}@example.com", server.password)
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth.add_client(client, SECRET, mailboxes={user.user})
+    auth.lifetime, auth.said_lifetime = 1.0, 3600.0  # Dovecot reads the JWT's exp; leadtap is told an hour
+    try:
+        app = app_for(tmp_path, oauth2_section(user, client_credentials(auth, client)))
+        user.append(enquiry())
+        [report] = app.ingest_mailboxes()
+        assert not report.failed, report.error
+        wait_until = time.time() + 3  # past the JWT's exp, which Dovecot reads to the second
+        while time.time() < wait_until:
+            time.sleep(0.1)
+        user.append(enquiry(email="later@acme.test"))
+        [report] = app.ingest_mailboxes()
+        assert not report.failed, report.error
+        assert leads(app) == 2 and auth.count("client_credentials") == 2
+    finally:
+        auth.lifetime, auth.said_lifetime = 3600.0, None
