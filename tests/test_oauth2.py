@@ -211,19 +211,8 @@ def test_a_rotated_refresh_token_is_saved_and_the_old_one_used_again_needs_sign_
 
 
 def test_a_service_account_signs_in_with_a_jwt_for_the_mailbox(tmp_path, auth_server, user):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    email = f"leadtap-{uuid.uuid4().hex[:6]}@project.iam.gserviceaccount.com"
-    auth_server.service_accounts[email] = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    (tmp_path / "sa.json").write_text(json.dumps({"type": "service_account", "client_email": email,
-                                                  "private_key": private, "private_key_id": "k1"}))
-    table = {"provider": "generic", "grant": "service_account", "token_url": auth_server.token_url,
-             "scope": "https://mail.google.com/", "key_file": "sa.json", "mechanism": "oauthbearer"}
+    table = {**service_account_table(tmp_path, auth_server), "scope": "https://mail.google.com/",
+             "mechanism": "oauthbearer"}
     app = app_for(tmp_path, oauth2_section(user, table))
     user.append(enquiry())
     [report] = app.ingest_mailboxes()
@@ -722,3 +711,47 @@ def test_a_jwt_checked_by_the_server_itself_signs_in_and_an_expired_one_is_repla
         assert leads(app) == 2 and auth.count("client_credentials") == 2
     finally:
         auth.lifetime, auth.said_lifetime = 3600.0, None
+
+
+def service_account_table(tmp_path, auth_server) -> dict:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = f"leadtap-{uuid.uuid4().hex[:6]}@project.iam.gserviceaccount.com"
+    auth_server.service_accounts[email] = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    (tmp_path / "sa.json").write_text(json.dumps({"client_email": email, "private_key": private}))
+    return {"provider": "generic", "grant": "service_account", "token_url": auth_server.token_url,
+            "scope": "imap", "key_file": "sa.json"}
+
+
+@pytest.mark.parametrize("grant", ["refresh_token", "service_account"])
+def test_run_pushes_with_each_grant(tmp_path, auth_server, user, grant):
+    """`leadtap run` in IDLE with a person's grant (signed in by `auth login`) and with a service
+    account: new mail becomes leads as it comes (client credentials: the expiry test above)."""
+    from tests.test_daemon import count, start_run, wait_for
+
+    if grant == "refresh_token":
+        client = f"app-{uuid.uuid4().hex[:6]}"
+        auth_server.add_client(client, None)
+        auth_server.authorize_as = user.user
+        table = {"provider": "generic", "grant": "refresh_token", "token_url": auth_server.token_url,
+                 "scope": "imap", "client_id": client, "device_url": f"{auth_server.url}/devicecode"}
+    else:
+        table = service_account_table(tmp_path, auth_server)
+    config = cli_config(tmp_path, oauth2_section(user, table, poll_interval="1h"))
+    if grant == "refresh_token":
+        assert run_leadtap("auth", "login", "--mailbox", "sales", config=config).returncode == 0
+    process = start_run(config)
+    url = f"sqlite:///{tmp_path / 'leadtap.db'}"
+    try:
+        for n in range(3):
+            user.append(enquiry(email=f"push{n}@acme.test"))
+            wait_for(lambda: count(url, "select count(*) from leads") == n + 1, timeout=20, what=f"lead {n + 1}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert "idle_started" in err and "pass_failed" not in err and "idle_lost" not in err, err[-2000:]
