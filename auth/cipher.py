@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from leadtap.core.config.oauth2 import MIN_KEY_CHARS
 from leadtap.core.errors import ConfigError, TokenKeyError
 
-MIN_KEY_CHARS = 32
 VERSION = b"\x01"
 
 

@@ -119,6 +119,7 @@ class TokenEndpoint:
     def translated(self) -> Iterator[None]:
         """authlib's and requests' errors, as leadtap's."""
         import requests
+        import urllib3
         from authlib.common.errors import AuthlibBaseError
 
         try:
@@ -138,7 +139,10 @@ class TokenEndpoint:
         except (requests.Timeout, Overdue):
             raise OAuth2Error(f"the token endpoint {self.host} did not answer within {self.config.timeout:g}s",
                               attention=False, code="timeout") from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # (urllib3's: read in our hook)
+            if isinstance(exc, (urllib3.exceptions.TimeoutError, requests.Timeout)):
+                raise OAuth2Error(f"the token endpoint {self.host} did not answer within "
+                                  f"{self.config.timeout:g}s", attention=False, code="timeout") from None
             raise OAuth2Error(f"cannot reach the token endpoint {self.host}: {type(exc).__name__}",
                               attention=False, code="unreachable") from None
         except ValueError as exc:  # an answer that is not a JSON object (authlib), a key that is not one
@@ -170,15 +174,23 @@ def refusal(host: str, code: str, description: str, secrets: list[str] = ()) -> 
     and correlation ids), with what a known AADSTS code means. Nothing it
     repeats of the request (a secret, a token) is kept: an error code outside
     RFC 6749's characters is replaced, and any secret is blotted out."""
-    if not ERROR_CODE_RE.fullmatch(code or ""):
+    if not ERROR_CODE_RE.fullmatch(code or "") or scrubbed(code, secrets) != code:
         code = "invalid_response"
-    first = description.strip().split("\r\n")[0].split("\n")[0][:300]
-    for secret in secrets:
-        first = first.replace(secret, "***")
+    first = scrubbed(description.strip().split("\r\n")[0].split("\n")[0], secrets)[:300]
     found = AADSTS_RE.search(description)
     meaning = AADSTS_MEANINGS.get(found.group(1)) if found else None
     text = f"{host} refused: {code}" + (f": {first}" if first else "") + (f" — {meaning}" if meaning else "")
     return OAuth2Error(text, attention=code not in TRANSIENT_CODES, code=code)
+
+
+def scrubbed(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret blotted out, as written and as a form or URL would encode it."""
+    from urllib.parse import quote, quote_plus
+
+    for secret in secrets:
+        for form in {secret, quote_plus(secret), quote(secret, safe="")}:
+            text = text.replace(form, "***")
+    return text
 
 
 class Overdue(Exception):
@@ -190,10 +202,12 @@ MAX_ANSWER = 64 * 1024  # bytes: a token answer is a few hundred
 
 @contextmanager
 def bounded(session, seconds: float | None) -> Iterator[None]:
-    """The token endpoint's answer is read whole within ``seconds`` (requests'
-    timeout is per read, so an endpoint answering a byte at a time would hold
-    the refresh claim for ever) and up to 64 KiB. No redirect is followed: a
-    token endpoint answers; it does not send the secret on elsewhere."""
+    """The token endpoint's answer body is read whole within ``seconds`` of
+    the request (requests' timeout is per read, so an endpoint answering a
+    byte at a time would hold the refresh claim for ever) and up to 64 KiB;
+    the connection and the headers have the per-read timeout. No redirect is
+    followed: a token endpoint answers; it does not send the secret on
+    elsewhere."""
     session.max_redirects = 0
     if seconds is not None:
         deadline = time.monotonic() + seconds
@@ -203,12 +217,13 @@ def bounded(session, seconds: float | None) -> Iterator[None]:
 
 
 def read_within(response, deadline: float):
-    """Read the body now, by the deadline and the size cap, before requests would read it without either."""
+    """Read the body now, by the deadline and the size cap, before requests would read it without either.
+    An answer complete when the deadline passes is kept: the provider may have rotated a refresh token in it."""
     body = bytearray()
     read1 = getattr(response.raw, "read1", None)  # urllib3 2: what has come, without waiting for more
-    while chunk := (read1(1024) if read1 else response.raw.read(1)):
+    while chunk := (read1(1024, decode_content=True) if read1 else response.raw.read(1, decode_content=True)):
         body += chunk
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and response.raw.length_remaining != 0:
             response.close()
             raise Overdue()
         if len(body) > MAX_ANSWER:

@@ -30,7 +30,7 @@ from leadtap.core.store import oauth_tokens
 from leadtap.core.store.engine import Database
 from leadtap.core.store.leases import database_now
 
-CLAIM_TTL = timedelta(seconds=60)  # longer than a token request may take (its timeout is at most this)
+CLAIM_TTL = timedelta(minutes=5)  # longer than a token request may take (30 s a read at most, a few reads)
 EARLY = timedelta(minutes=5)  # renew this long before expiry (a quarter of a short token's lifetime at most)
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # seconds between tries after the endpoint failed
 ATTENTION_WAIT = 600.0  # seconds between tries while a person must act
@@ -59,6 +59,14 @@ class Cached:
     token: str
     expires_at: datetime
     refreshed_at: datetime
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a worker read before it claimed a refresh."""
+
+    refresh_token: str | None
+    signed_in_at: datetime | None
 
 
 @dataclass
@@ -148,33 +156,36 @@ class TokenSource:
     def from_row_or_provider(self, sign_in: SignIn, refused: str | None) -> str:
         deadline = self.monotonic() + sign_in.config.timeout + 5
         while True:
-            token, refresh_token, claimed = self.read_or_claim(sign_in, refused)
+            token, read = self.read_or_claim(sign_in, refused)
             if token is not None:
                 return token
-            if claimed:
-                return self.refresh(sign_in, refresh_token)
+            if read is not None:
+                return self.refresh(sign_in, read)
             if self.monotonic() >= deadline:
                 raise OAuth2Error(f"{sign_in.name}: another worker has been fetching the token for "
                                   f"{sign_in.config.timeout + 5:g}s; tried again at the next pass",
                                   attention=False, code="busy")
             self.sleep(0.2)  # another worker is asking the provider: its answer will be in the row
 
-    def read_or_claim(self, sign_in: SignIn, refused: str | None) -> tuple[str | None, str | None, bool]:
-        """(a usable token from the row, or None; the refresh token; whether this worker claimed the refresh)."""
+    def read_or_claim(self, sign_in: SignIn, refused: str | None) -> tuple[str | None, Read | None]:
+        """(a usable token from the row, or None; what this worker read and claimed the refresh on, or
+        None when another worker holds the claim)."""
         credential = sign_in.credential
         with self.db.transaction() as session:
             now = database_now(session, self.clock)
             row = oauth_tokens.read(session, credential)
+            skew = self.clock() - now  # the row's times are the database's; the cache keeps this worker's
             token = self.usable(row, credential, refused, now)
             if token is not None:
-                self.cache[credential] = Cached(token, row.expires_at, row.refreshed_at or now)
-                return token, None, False
-            refresh_token = self.refresh_token_of(sign_in, row)
+                self.cache[credential] = Cached(token, row.expires_at + skew, (row.refreshed_at or now) + skew)
+                return token, None
+            read = Read(self.refresh_token_of(sign_in, row), row.signed_in_at if row else None)
             # The claim holds only if the row is still the one read: a refresh saved in
-            # between (another worker's) is used, never refreshed again with a rotated token.
+            # between (another worker's, or a new sign-in) is used, never refreshed again
+            # with a rotated or revoked token.
             claimed = oauth_tokens.claim_refresh(session, credential, sign_in.username, sign_in.config.grant,
                                                  self.worker, now, CLAIM_TTL, row.refreshes if row else None)
-            return None, refresh_token, claimed
+            return None, read if claimed else None
 
     def refresh_token_of(self, sign_in: SignIn, row) -> str | None:
         if row is not None and row.refresh_token:
@@ -202,31 +213,53 @@ class TokenSource:
         cached = Cached(token, row.expires_at, row.refreshed_at or now)
         return token if token != refused and not renewal_due(cached, now) else None
 
-    def refresh(self, sign_in: SignIn, refresh_token: str | None) -> str:
-        """Ask the provider (this worker holds the claim) and save the answer."""
+    def refresh(self, sign_in: SignIn, read: Read) -> str:
+        """Ask the provider (this worker holds the claim) and save the answer.
+
+        1. The cipher is made first: a key that cannot be used stops here, before the provider is asked.
+        2. The provider's refusal is recorded (by the claim's holder) and waited out.
+        3. Its answer is saved at once, tried three times: a rotated refresh token must not be lost."""
         credential = sign_in.credential
         try:
-            grant = self.endpoint(sign_in.config, sign_in.username).fetch(refresh_token)
+            cipher = self.cipher
+            grant = self.endpoint(sign_in.config, sign_in.username).fetch(read.refresh_token)
         except OAuth2Error as exc:
-            self.record_failure(sign_in, exc, claimed=True)
+            self.record_failure(sign_in, exc, claimed=True, signed_in_at=read.signed_in_at)
             raise OAuth2Error(failure_text(sign_in, exc), attention=exc.attention, code=exc.code) from None
         except BaseException:
-            with self.db.transaction() as session:
-                oauth_tokens.release(session, credential, self.worker)
+            self.release(credential)
             raise
-        with self.db.transaction() as session:
-            now = database_now(session, self.clock)
-            expires_at = now + timedelta(seconds=grant.expires_in)
-            oauth_tokens.save_tokens(
-                session, credential, self.worker, self.cipher.seal(grant.access_token, credential), expires_at,
-                self.cipher.seal(grant.refresh_token, credential) if grant.refresh_token else None, now)
-        self.cache[credential] = Cached(grant.access_token, expires_at, now)
+        sealed = (cipher.seal(grant.access_token, credential),
+                  cipher.seal(grant.refresh_token, credential) if grant.refresh_token else None)
+        for attempt in range(3):
+            try:
+                with self.db.transaction() as session:
+                    now = database_now(session, self.clock)
+                    expires_at = now + timedelta(seconds=grant.expires_in)
+                    oauth_tokens.save_tokens(session, credential, self.worker, sealed[0], expires_at, sealed[1], now,
+                                             read.signed_in_at)
+                    skew = self.clock() - now
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.sleep(0.5)
+        self.cache[credential] = Cached(grant.access_token, expires_at + skew, now + skew)
         self.waiting.pop(credential, None)
         self.spent.pop(credential, None)
         return grant.access_token
 
-    def record_failure(self, sign_in: SignIn, exc: OAuth2Error, claimed: bool = False) -> None:
-        """Kept in the row (by the claim's holder only, when it was a refresh), and waited out here."""
+    def release(self, credential: str) -> None:
+        try:
+            with self.db.transaction() as session:
+                oauth_tokens.release(session, credential, self.worker)
+        except Exception:  # the claim expires by itself
+            pass
+
+    def record_failure(self, sign_in: SignIn, exc: OAuth2Error, claimed: bool = False,
+                       signed_in_at: datetime | None = None) -> None:
+        """Kept in the row (by the claim's holder only, when it was a refresh), and waited out here;
+        ``signed_in_at``: the sign-in the refused token came from (a newer one ends the wait)."""
         with self.db.transaction() as session:
             oauth_tokens.record_refusal(session, sign_in.credential, failure_text(sign_in, exc), exc.attention,
                                         database_now(session, self.clock), worker=self.worker if claimed else None)
@@ -235,8 +268,8 @@ class TokenSource:
         failures = (earlier.failures if earlier else 0) + 1
         pause = ATTENTION_WAIT if exc.attention else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
         pause *= random.uniform(0.8, 1.2)  # several workers do not come back at once
-        self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc,
-                                                   row.signed_in_at if row else None)
+        seen = signed_in_at if claimed else (row.signed_in_at if row else None)
+        self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc, seen)
         self.cache.pop(sign_in.credential, None)
 
 

@@ -31,6 +31,8 @@ from leadtap.logs import get_logger
 
 RENEW = 2 * 60  # seconds in IDLE before it is renewed: within RFC 2177's 29 minutes and most proxies' idle timeouts
 STEADY = 60  # seconds a connection must last before an outage counts as over
+TOKEN_FLOOR = 1  # second an IDLE session lasts at least, whatever its OAuth2 token's renewal says
+EXPIRIES = 3  # sessions ended by their token's expiry within STEADY, taken as reconnects; more is an outage
 CHECK_EVERY = 1.0  # seconds: how soon a stop is seen
 FIRST_RETRY, LAST_RETRY = 1.0, 60.0
 
@@ -78,7 +80,7 @@ class MailboxWatcher:
 
     def run(self) -> None:
         """Watch until stopped; returns early when the server has no IDLE."""
-        failures, started = 0, False
+        failures, started, expiries = 0, False, []
         while not self.should_stop():
             if not self.watching_allowed():
                 self.wait(self.box.poll_interval.total_seconds())
@@ -103,9 +105,12 @@ class MailboxWatcher:
                     finally:
                         self.on_state(False)
             except (ImapError, ConfigError) as exc:
-                if token_expired(exc) and connected_at is not None and time.monotonic() - connected_at >= 2:
+                expiries = [t for t in expiries if time.monotonic() - t < STEADY]
+                if (token_expired(exc) and connected_at is not None and time.monotonic() - connected_at >= 2
+                        and len(expiries) < EXPIRIES):
                     # Exchange ends a session when its token runs out: a reconnect with a fresh one, not an
-                    # outage (unless a fresh token is cut at once too: then it is one, with backoff)
+                    # outage (unless fresh tokens are cut again and again: then it is one, with backoff)
+                    expiries.append(time.monotonic())
                     imap.token_spent()
                     self.log.info("idle_token_expired", detail="reconnecting with a fresh token")
                     continue
@@ -155,6 +160,8 @@ class MailboxWatcher:
         readable is taken for what it is: the server is gone. True: it ended
         because the OAuth2 token is about to run out."""
         token_left = self.token_seconds_left()
+        if token_left is not None:
+            token_left = max(token_left, TOKEN_FLOOR)  # never a session a second: a fresh token comes on reconnect
         renew_at = time.monotonic() + min(RENEW, token_left if token_left is not None else RENEW)
         empty_but_readable = 0
         while not self.should_stop() and time.monotonic() < renew_at:

@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -255,6 +256,7 @@ class Daemon(Push):
             if metrics:
                 metrics.lease.labels(mailbox).set(int(held))
             if not held:
+                self.forget_sign_in(mailbox)  # the worker that serves it says how its sign-in fares
                 return False  # another worker serves it
         lost = threading.Event()
         report = app.ingest_mailbox(mailbox, should_stop=lambda: self.state.stop.is_set() or lost.is_set(),
@@ -284,6 +286,12 @@ class Daemon(Push):
             self.state.refused[mailbox] = report.error
         elif not report.error and self.state.refused.pop(mailbox, None) is not None:
             self.log.info("mailbox_sign_in_restored", mailbox=mailbox)
+
+    def forget_sign_in(self, mailbox: str) -> None:
+        self.state.refused.pop(mailbox, None)
+        if self.metrics is not None:
+            with suppress(KeyError):
+                self.metrics.auth_ok.remove(mailbox)
 
     def presence_job(self) -> None:
         """Alive and renewing; a mailbox taken here (a dead worker's) is polled at once."""

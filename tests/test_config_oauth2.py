@@ -158,3 +158,14 @@ def test_tokens_need_a_key_given_as_a_file_or_a_variable(tmp_path):
     loaded = load(tmp_path, with_box(box))
     assert loaded.oauth2.key.reveal() == "k" * 44
     assert load(tmp_path, config()).oauth2.key is None  # no OAuth2, no key needed
+
+
+def test_a_token_key_too_short_is_refused_when_read(tmp_path):
+    from leadtap.core.errors import ConfigError
+
+    box = oauth2_box('provider = "microsoft"\ngrant = "refresh_token"\nclient_id = "a"\n')
+    (tmp_path / "token.key").write_text("short\n")
+    loaded = load(tmp_path, with_box(box))
+    with pytest.raises(ConfigError) as caught:
+        loaded.read_secrets()  # as `run` does at start
+    assert_names(caught.value, "oauth2.token_key_file", "5 characters; at least 32")

@@ -11,13 +11,14 @@ import signal
 import threading
 import time
 import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import text
 
 from leadtap.bootstrap import build_app
-from leadtap.core.errors import MailSendError
+from leadtap.core.errors import MailSendError, OAuth2Error
 from leadtap.core.store.engine import Database, upgrade_schema
 from leadtap.dovecot import Dovecot
 from leadtap.logs import configure_logging
@@ -755,3 +756,76 @@ def test_run_pushes_with_each_grant(tmp_path, auth_server, user, grant):
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     assert "idle_started" in err and "pass_failed" not in err and "idle_lost" not in err, err[-2000:]
+
+
+# --- what a second review found: each one proved fixed ------------------------------------------------------------
+
+
+def person_table(auth_server, client: str) -> dict:
+    return {"provider": "generic", "grant": "refresh_token", "token_url": auth_server.token_url, "scope": "imap",
+            "client_id": client}
+
+
+@pytest.mark.postgres
+def test_a_sign_in_between_a_workers_read_and_its_claim_is_not_refreshed_with_the_old_grant(
+        tmp_path, auth_server, user, postgres_url):
+    from leadtap.auth.cipher import TokenCipher
+    from leadtap.auth.tokens import TokenSource
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, None)
+    app = app_for(tmp_path, oauth2_section(user, person_table(auth_server, client)), url=postgres_url)
+    sign_in = refresh_sign_in(app, auth_server, client, user.user)
+    auth_server.refresh.clear()  # the old grant was revoked: that is why the person signs in again
+
+    class Interrupted(TokenSource):
+        def refresh_token_of(self, sign_in_, row):
+            read = super().refresh_token_of(sign_in_, row)  # the old refresh token
+            if not getattr(self, "interrupted", False):
+                self.interrupted = True
+                refresh_sign_in(app, auth_server, client, user.user)  # `auth login` right now
+            return read
+
+    worker = Interrupted(Database(postgres_url), lambda: TokenCipher(KEY), "worker-1")
+    assert worker.access_token(sign_in)  # the new grant's token, refreshed once
+    row = token_row(app)
+    assert not row["attention"] and row["error"] is None and auth_server.count("refresh_token") == 1
+
+
+@pytest.mark.postgres
+def test_a_sign_in_during_a_refused_refresh_ends_the_workers_wait(tmp_path, auth_server, user, postgres_url):
+    from leadtap.auth.cipher import TokenCipher
+    from leadtap.auth.endpoint import TokenEndpoint
+    from leadtap.auth.tokens import TokenSource
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, None)
+    app = app_for(tmp_path, oauth2_section(user, person_table(auth_server, client)), url=postgres_url)
+    sign_in = refresh_sign_in(app, auth_server, client, user.user)
+    auth_server.refresh.clear()
+
+    class SignedInMeanwhile(TokenEndpoint):
+        def fetch(self, refresh_token):
+            if not auth_server.refresh:
+                refresh_sign_in(app, auth_server, client, user.user)  # `auth login` while the request is out
+            return super().fetch(refresh_token)
+
+    worker = TokenSource(Database(postgres_url), lambda: TokenCipher(KEY), "worker-1", endpoint=SignedInMeanwhile)
+    with pytest.raises(OAuth2Error):
+        worker.access_token(sign_in)  # the old grant: refused
+    assert not token_row(app)["attention"]  # the new sign-in is not marked by the old grant's refusal
+    assert worker.access_token(sign_in)  # at once, with the new grant: no ten-minute wait
+
+
+def test_idle_keeps_its_sessions_when_the_database_clock_is_behind(tmp_path, auth_server, user, monkeypatch):
+    import leadtap.auth.tokens as tokens
+
+    auth_server.lifetime = 20.0  # renewed 5 s early
+    monkeypatch.setattr(tokens, "database_now", lambda session, clock: clock() - timedelta(seconds=8))
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)))
+    sessions, stop_at = [], time.monotonic() + 8
+    app.watch_mailbox("sales", lambda: sessions.append(1), should_stop=lambda: time.monotonic() > stop_at,
+                      may_watch=lambda: True, wait=time.sleep, on_state=lambda _: None)
+    assert len(sessions) <= 2 and auth_server.count("client_credentials") == 1

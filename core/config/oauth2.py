@@ -244,4 +244,16 @@ def parse_token_key(s: Section, environ: Mapping[str, str], needed: bool) -> Tok
                                      "token_key_file (e.g. made with `openssl rand -base64 32 > token.key`) "
                                      "or token_key_env")
         return TokenKeyConfig()
-    return TokenKeyConfig(resolve_secret(s, values, "token_key", environ, [], literal=False))
+    secret = resolve_secret(s, values, "token_key", environ, [], literal=False)
+    return TokenKeyConfig(Secret(load=lambda: long_enough(s, given[0], secret.reveal())))
+
+
+MIN_KEY_CHARS = 32
+
+
+def long_enough(s: Section, key: str, text: str) -> str:
+    """A token key too short to be one is refused when read (`run` reads it at start)."""
+    if len(text.strip()) < MIN_KEY_CHARS:
+        s.fail(key, f"the key is {len(text.strip())} characters; at least {MIN_KEY_CHARS} are expected "
+                    "(make one with: openssl rand -base64 32)")
+    return text

@@ -80,18 +80,22 @@ def claim_refresh(session: Session, credential: str, username: str, grant_type: 
 
 
 def save_tokens(session: Session, credential: str, worker: str, access_token: bytes, expires_at: datetime,
-                refresh_token: bytes | None, now: datetime) -> None:
+                refresh_token: bytes | None, now: datetime, signed_in_at: datetime | None) -> None:
     """The provider's answer, in one UPDATE: the access token, its expiry and
     (when it rotated) the new refresh token; the claim and any refusal end.
     Saved whoever holds the claim now: a rotated refresh token the provider
     has handed out must not be lost (the claim outlives the request: the
-    endpoint's timeout is capped below it)."""
+    endpoint's timeout is capped below it) — unless a person signed in
+    again meanwhile (``signed_in_at`` is no longer the one read): their new
+    grant wins."""
     values = dict(access_token=access_token, expires_at=expires_at, refreshed_at=now,
                   refreshes=OAuthToken.refreshes + 1, claimed_by=None, claimed_until=None, error=None,
                   error_at=None, attention=False)
     if refresh_token is not None:
         values["refresh_token"] = refresh_token
-    session.execute(update(OAuthToken).where(OAuthToken.credential == credential).values(**values))
+    session.execute(update(OAuthToken).where(OAuthToken.credential == credential,
+                                             OAuthToken.signed_in_at.is_not_distinct_from(signed_in_at))
+                    .values(**values))
 
 
 def record_refusal(session: Session, credential: str, error: str, attention: bool, now: datetime,
@@ -118,11 +122,15 @@ def release(session: Session, credential: str, worker: str) -> None:
 
 def sign_in(session: Session, credential: str, username: str, grant_type: str, refresh_token: bytes,
             access_token: bytes | None, expires_at: datetime | None, now: datetime) -> None:
-    """A person signed in (`auth login`): the row starts over with their grant."""
+    """A person signed in (`auth login`): the row starts over with their grant.
+    Its refresh count goes on (never back to one a worker may have read), so a
+    claim made on the old row cannot land on the new one."""
+    earlier = session.scalar(select(OAuthToken.refreshes).where(OAuthToken.credential == credential))
+    refreshes = earlier + 1 if earlier is not None else 0
     session.execute(delete(OAuthToken).where(OAuthToken.credential == credential))
     session.add(OAuthToken(credential=credential, username=username, grant_type=grant_type,
                            refresh_token=refresh_token, access_token=access_token, expires_at=expires_at,
-                           refreshed_at=now if access_token else None, refreshes=0, attention=False,
+                           refreshed_at=now if access_token else None, refreshes=refreshes, attention=False,
                            signed_in_at=now))
 
 
