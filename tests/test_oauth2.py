@@ -829,3 +829,28 @@ def test_idle_keeps_its_sessions_when_the_database_clock_is_behind(tmp_path, aut
     app.watch_mailbox("sales", lambda: sessions.append(1), should_stop=lambda: time.monotonic() > stop_at,
                       may_watch=lambda: True, wait=time.sleep, on_state=lambda _: None)
     assert len(sessions) <= 2 and auth_server.count("client_credentials") == 1
+
+
+def test_a_reminder_goes_out_through_smtp_signed_in_with_a_token(tmp_path, auth_server, user):
+    """The reminder sweep's mail, as the new-lead email's, leaves over SMTP signed in with a token."""
+    from datetime import datetime, timezone
+
+    def introspect(token: str) -> str | None:
+        issued = auth_server.access.get(token)
+        return issued.username if issued and issued.expires > time.time() else None
+
+    client, sender = f"app-{uuid.uuid4().hex[:6]}", f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    auth_server.add_client(sender, SECRET, mailboxes={"crm@example.com"})
+    with SmtpServer(OAuthRecorder(introspect)) as smtp:
+        extra = ('[reminders]\n[[reminders.rules]]\nname = "new-untouched"\nstatus = "New"\nafter = "2d"\n'
+                 f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "plain"\nusername = "crm@example.com"\n'
+                 f'from = "leadtap <crm@example.com>"\nauth = "oauth2"\n[smtp.oauth2]\n'
+                 + "".join(f"{k} = {toml_value(v)}\n" for k, v in client_credentials(auth_server, sender).items()))
+        app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client)), extra=extra)
+        user.append(enquiry())
+        app.ingest_mailboxes()
+        later = datetime.now(timezone.utc) + timedelta(days=3)
+        report = app.reminder_sweep(clock=lambda: later).run()
+        assert report.sent == 1, report
+        assert smtp.handler.signed_in == ["crm@example.com"] and "Jo Smith" in smtp.messages[0]["Subject"]
