@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest import fill_mailbox  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import Dovecot  # noqa: E402
-from leadtap.logs import configure_logging  # noqa: E402
+from leadtap.core.logs import configure_logging  # noqa: E402
 from tests.oauth_server import AuthorizationServer  # noqa: E402
 
 CONFIG = """

@@ -28,7 +28,7 @@ from leadtap.core.store.engine import Database, upgrade_schema  # noqa: E402
 from leadtap.core.store.reminders import find_due, taken_keys  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import free_port  # noqa: E402
-from leadtap.logs import configure_logging  # noqa: E402
+from leadtap.core.logs import configure_logging  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 CONFIG = """

@@ -27,7 +27,7 @@ from typing import Callable
 from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ConfigError, ImapError
 from leadtap.ingest.imap import ImapMailbox, Tokens, translated_errors
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 
 RENEW = 2 * 60  # seconds in IDLE before it is renewed: within RFC 2177's 29 minutes and most proxies' idle timeouts
 STEADY = 60  # seconds a connection must last before an outage counts as over

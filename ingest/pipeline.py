@@ -58,7 +58,7 @@ from leadtap.ingest.extract import BoundTemplate
 from leadtap.ingest.imap import ImapMailbox
 from leadtap.ingest.report import PassReport
 from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 
 OpenMailbox = Callable[[MailboxConfig], AbstractContextManager[ImapMailbox]]
 

@@ -39,7 +39,7 @@ from leadtap.core.rules.model import Outcome
 from leadtap.core.errors import ConfigError, DatabaseUnavailable, LeadtapError, SchemaError
 from leadtap.core.store.engine import describe_db_error
 from leadtap.core.store.services import trouble_counts
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 from leadtap.scheduler.leases import MailboxLeases
 from leadtap.scheduler.metrics import Metrics
 from leadtap.scheduler.sd_notify import Notifier

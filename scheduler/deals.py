@@ -21,7 +21,7 @@ from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.store.engine import Database, describe_db_error
 from leadtap.core.use_cases.deal_changes import stale_candidates, stale_step
 from leadtap.core.rules.lifecycle import Refused
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Callable
 from leadtap.core.store import leases
 from leadtap.core.config.load import Config
 from leadtap.core.store.engine import Database
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 
 
 def worker_name() -> str:

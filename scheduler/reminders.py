@@ -46,7 +46,7 @@ from leadtap.core.store.reminders import (
     taken_keys,
 )
 from leadtap.core.use_cases.views import lead_dict, open_task_list
-from leadtap.logs import get_logger
+from leadtap.core.logs import get_logger
 from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer

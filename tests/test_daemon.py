@@ -302,7 +302,7 @@ def test_sigterm_ends_the_daemon_within_ten_seconds_even_with_a_hung_server(tmp_
 def test_a_failing_job_is_logged_with_its_traceback_and_runs_again(tmp_path, mailbox, capsys, monkeypatch):
     from leadtap.ingest.pipeline import MailboxIngest
     from leadtap.bootstrap import build_app
-    from leadtap.logs import configure_logging
+    from leadtap.core.logs import configure_logging
     from leadtap.scheduler.daemon import Daemon
 
     url = f"sqlite:///{tmp_path / 'leadtap.db'}"
@@ -392,7 +392,7 @@ def test_a_database_outage_in_any_job_is_one_failed_line_without_a_traceback(cap
     from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
     from sqlalchemy.exc import OperationalError
 
-    from leadtap.logs import configure_logging
+    from leadtap.core.logs import configure_logging
     from leadtap.scheduler.daemon import Daemon
 
     configure_logging()

@@ -101,7 +101,7 @@ def test_only_new_messages_wake_the_mailbox():
 
 def test_a_database_that_cannot_say_who_serves_the_mailbox_pauses_idle_and_never_ends_it():
     from leadtap.ingest.idle import MailboxWatcher
-    from leadtap.logs import configure_logging
+    from leadtap.core.logs import configure_logging
 
     configure_logging("info")  # to this test's stderr (an earlier test's may be closed)
     answers = iter([RuntimeError("the database is restarting"), False])

@@ -21,7 +21,7 @@ from leadtap.bootstrap import build_app
 from leadtap.core.errors import MailSendError, OAuth2Error
 from leadtap.core.store.engine import Database, upgrade_schema
 from leadtap.dovecot import Dovecot
-from leadtap.logs import configure_logging
+from leadtap.core.logs import configure_logging
 from tests.conftest import started
 from tests.helpers import Mailbox, enquiry, run_leadtap, toml_value, write_config
 from tests.oauth_server import AuthorizationServer

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from leadtap.bootstrap import build_app
 from leadtap.core.store.db import CommandReply, DigestToken, Lead
-from leadtap.logs import configure_logging
+from leadtap.core.logs import configure_logging
 from tests.helpers import enquiry, plain_message
 from tests.smtp import SmtpServer
 from tests.test_ingest import Env, env  # noqa: F401  (the fixture)

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from leadtap.bootstrap import build_app  # after the arguments: --help and a usage error load none of it
-    from leadtap.logs import configure_logging, get_logger
+    from leadtap.core.logs import configure_logging, get_logger
 
     configure_logging(args.log_level)
     if not getattr(args, "needs_config", True):
