@@ -307,3 +307,39 @@ def test_a_new_owner_is_warned_in_turn_and_the_old_owners_warning_is_dropped(rem
     assert warnings == ["ben@example.com"]
     assert remind.sweep(start + 14 * DAY).deals.closed == 0  # ben has his three days
     assert remind.sweep(start + 15 * DAY + timedelta(hours=1)).deals.closed == 1
+
+
+# --- one story: a deal won qualifies its lead ----------------------------------------------------------------
+
+
+QUALIFYING = DEALS.split("[pipeline]")[0] + """
+[pipeline]
+qualified = "Qualified"
+
+[[reminders.rules]]
+name = "new-untouched"
+status = "New"
+after = "2d"
+""" + OPPORTUNITIES
+
+
+def test_a_deal_won_qualifies_its_lead_and_the_customer_is_not_reminded(remind, smtp):
+    """With `[pipeline] qualified` and no status set on the won stage, a deal won moves its lead
+    there by automation: a closed lead, which no reminder touches (the open one beside it is)."""
+    remind.configure(QUALIFYING)
+    won = add_deal(remind, "Jo Smith", "ana@example.com", since=utcnow() - 5 * DAY)
+    open_deal = add_deal(remind, "Al Jones", "ana@example.com", since=utcnow() - 5 * DAY)
+    code, out, err = win(remind, won, "--by", "ana@example.com")
+    assert code == 0, err
+    assert "New → Qualified" in out
+    lead = rows(remind, select(Lead.status, Lead.owner_id).join(Opportunity, Opportunity.lead_id == Lead.id)
+                .where(Opportunity.id == won))[0]
+    assert lead.status == "Qualified"
+    moved_by = rows(remind, select(Activity.details).join(Opportunity, Opportunity.lead_id == Activity.lead_id)
+                    .where(Opportunity.id == won, Activity.summary.contains("Qualified")))
+    assert [a.details["how"] for a in moved_by] == ["rule"]  # by automation, not by the person who won it
+    report = remind.sweep(utcnow() + DAY)
+    assert report.sent >= 1
+    reminded = [m["Subject"] for m in smtp.messages if not m["Subject"].startswith("Onboarding:")]
+    assert reminded == ['Lead #2 Al Jones has been "New" for 6 days']  # the open lead only
+    assert deal_row(remind, open_deal).stage == "Discovery"

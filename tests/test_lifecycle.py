@@ -297,3 +297,16 @@ def test_the_status_set_on_a_stage_follows_it_forward_only():
     assert on_activity(lead("Qualified"), "stage:Proposal", STAGED, NOW) is None  # never out of a closed status
     assert on_activity(lead(automation_stopped=True), "stage:Proposal", STAGED, NOW) is None
     assert on_activity(lead(), "stage:Won", STAGED, NOW) is None  # no status follows that stage
+
+
+def test_a_won_deal_qualifies_its_lead_unless_a_status_is_set_on_that_stage():
+    from leadtap.core.rules.lifecycle import Pipeline, StatusOptions, won_deals_qualify
+
+    plain = Pipeline(("New", "Contacted", "Qualified", "Lost"), closed=("Qualified", "Lost"), default_status="New",
+                     qualified="Qualified")
+    assert won_deals_qualify(plain, "Won").set_on("stage:Won") == "Qualified"
+    assert won_deals_qualify(plain, None) is plain
+    assert won_deals_qualify(Pipeline(plain.statuses, plain.closed, "New"), "Won").set_on("stage:Won") is None
+    chosen = Pipeline(plain.statuses, plain.closed, "New", qualified="Qualified",
+                      options={"Contacted": StatusOptions("Contacted", set_on="stage:Won")})
+    assert won_deals_qualify(chosen, "Won").set_on("stage:Won") == "Contacted"  # the config's own choice

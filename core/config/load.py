@@ -42,7 +42,7 @@ from leadtap.core.config.oauth2 import TokenKeyConfig, parse_token_key
 from leadtap.core.config.deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config.values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
-from leadtap.core.rules.lifecycle import Pipeline
+from leadtap.core.rules.lifecycle import Pipeline, won_deals_qualify
 
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
@@ -219,6 +219,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                                 {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
+    pipeline = won_deals_qualify(pipeline, opportunities.deals.won)
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,

@@ -25,7 +25,7 @@ default automation, Hanna CRM's locked statuses and task templates):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Mapping
 
@@ -111,6 +111,19 @@ class Pipeline:
             if self.option(status).set_on == trigger:
                 return status
         return None
+
+
+def won_deals_qualify(pipeline: Pipeline, won_stage: str | None) -> Pipeline:
+    """The lead and its deal tell one story: a deal won moves its lead to the
+    qualified status, by automation (forward only, as every automated move),
+    unless the config already sets a status on that stage."""
+    if not pipeline.qualified or not won_stage or pipeline.set_on(f"stage:{won_stage}") is not None:
+        return pipeline
+    option = pipeline.option(pipeline.qualified)
+    if option.set_on is not None:
+        return pipeline
+    options = {**pipeline.options, pipeline.qualified: replace(option, set_on=f"stage:{won_stage}")}
+    return replace(pipeline, options=options)
 
 
 # --- the lead, and who acts --------------------------------------------------
