@@ -343,3 +343,38 @@ def test_a_deal_won_qualifies_its_lead_and_the_customer_is_not_reminded(remind, 
     reminded = [m["Subject"] for m in smtp.messages if not m["Subject"].startswith("Onboarding:")]
     assert reminded == ['Lead #2 Al Jones has been "New" for 6 days']  # the open lead only
     assert deal_row(remind, open_deal).stage == "Discovery"
+
+
+DISQUALIFYING = DEALS.split("[pipeline]")[0] + """
+[pipeline]
+disqualified = "Disqualified"
+disqualify_reasons = ["No budget", "Went with a competitor", "Other"]
+other_reason = "Other"
+""" + OPPORTUNITIES
+
+
+def test_a_lead_disqualified_closes_its_open_deal_lost_with_its_reason(remind, smtp):
+    """The same reason when the deal has it too; else the deal's "other" reason, the lead's in the note.
+    The closed deal is then never warned or closed as stale."""
+    remind.configure(DISQUALIFYING)
+    lost_to_rival = add_deal(remind, "Jo Smith", "ana@example.com", since=utcnow() - 40 * DAY)
+    no_budget = add_deal(remind, "Al Jones", "ana@example.com", since=utcnow() - 40 * DAY)
+    won = add_deal(remind, "Cy Young", "ana@example.com")
+    for deal, reason in ((lost_to_rival, "went with a competitor"), (no_budget, "No budget")):
+        lead = deal_row(remind, deal).lead_id
+        code, out, err = remind.cli("leads", "set", str(lead), "--status", "Disqualified", "--reason", reason)
+        assert code == 0, err
+    assert (deal_row(remind, lost_to_rival).stage, deal_row(remind, no_budget).stage) == ("Lost", "Lost")
+    stages = rows(remind, select(Activity.lead_id, Activity.details).where(Activity.kind == "stage")
+                  .order_by(Activity.id))
+    closing = {row.lead_id: row.details for row in stages}
+    assert closing[deal_row(remind, lost_to_rival).lead_id]["reason"] == "Went with a competitor"
+    other = closing[deal_row(remind, no_budget).lead_id]
+    assert (other["reason"], other["note"]) == ("Other", "the lead was disqualified: No budget")
+    assert win(remind, won)[0] == 0
+    lead = deal_row(remind, won).lead_id
+    assert remind.cli("leads", "set", str(lead), "--status", "Disqualified", "--reason", "No budget",
+                      "--by", "sue@example.com")[0] == 0
+    assert deal_row(remind, won).stage == "Won"  # a closed deal is not reopened to be lost
+    report = remind.sweep(utcnow() + DAY)
+    assert (report.deals.warned, report.deals.closed) == (0, 0)

@@ -161,6 +161,20 @@ def move(deal: Deal, to: str, rules: DealRules, actor: Actor, now: datetime, rea
     return Change(deal.lead_id, actor, now, tuple(events))
 
 
+def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, now: datetime) -> Change | None:
+    """The lead was disqualified: its open deal closes lost, by automation,
+    with the same reason when it is a lost reason too, else with the "other"
+    reason and the disqualification's in the note. None: the deal is closed
+    already, or there is no lost stage."""
+    if rules.lost is None or not rules.is_open(deal.stage):
+        return None
+    said = f"the lead was disqualified: {disqualified_for}" if disqualified_for else "the lead was disqualified"
+    reason = next((r for r in rules.lost_reasons if disqualified_for and r.lower() == disqualified_for.lower()), None)
+    if reason is None and rules.lost_reasons:
+        reason = rules.other_reason
+    return move(deal, rules.lost, rules, AUTOMATED, now, reason, said)
+
+
 def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str | None, note: str | None,
                values: Mapping[str, str]) -> None:
     where = f"deal {deal.id}"

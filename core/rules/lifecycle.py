@@ -208,6 +208,13 @@ class FollowUpLead:
 
 
 @dataclass(frozen=True)
+class DealLost:
+    """The lead was disqualified: its open deal closes lost, for this reason."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True)
 class OwnerChanged:
     old: str | None
     new: str
@@ -323,6 +330,8 @@ def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason:
         events.append(OpportunityNeeded())
     if not pipeline.is_open(to):
         events.append(OpenTasksCancelled())
+    if to == pipeline.disqualified and lead.has_opportunity:
+        events.append(DealLost(reason))
     follow_up = pipeline.follow_up
     if to == pipeline.disqualified and follow_up and reason in follow_up.reasons:
         events.append(FollowUpLead(now + follow_up.after))

@@ -18,6 +18,7 @@ WORDS = {
     "OpenTasksCancelled": lambda e: "open tasks cancelled",
     "OpportunityNeeded": lambda e: "opportunity created",
     "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
+    "DealLost": lambda e: "its open deal, if any, closed lost",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from leadtap.core.rules import lifecycle
+from leadtap.core.rules import deals, lifecycle
 from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
@@ -284,6 +284,25 @@ def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, ev
     add_activity(session, lead.id, "opportunity", "opportunity created", change.actor, change.at, {})
 
 
+def deal_lost(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.DealLost) -> None:
+    """The disqualified lead's open deal closes lost with it (a closing the deal
+    rules refuse — a required field — is said on the lead, and the deal stays)."""
+    from leadtap.core.use_cases import deal_changes  # (which records deals through this module)
+
+    opportunity = session.scalars(select(Opportunity).where(Opportunity.lead_id == lead.id)
+                                  .with_for_update()).one_or_none()
+    if opportunity is None:
+        return
+    try:
+        closed = deals.lost_with_lead(deal_changes.deal_of(session, lead, opportunity), rules.deals, event.reason,
+                                      change.at)
+    except Refused as exc:
+        add_activity(session, lead.id, "note", f"deal left open: {exc}", change.actor, change.at, {})
+        return
+    if closed is not None:
+        record(session, rules, lead, closed, deal_changes.RECORDERS, activity=False)
+
+
 def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.FollowUpLead) -> None:
     follow = Lead(name=lead.name, email=lead.email, phone=lead.phone, company=lead.company, message=lead.message,
                   fields=dict(lead.fields or {}), source=lead.source, status=rules.pipeline.default_status,
@@ -327,6 +346,7 @@ RECORDERS = {
     lifecycle.OpenTasksCancelled: tasks_cancelled,
     lifecycle.OpportunityNeeded: opportunity_needed,
     lifecycle.FollowUpLead: follow_up_lead,
+    lifecycle.DealLost: deal_lost,
     lifecycle.OwnerChanged: owner_changed,
     lifecycle.NoteAdded: note_added,
     lifecycle.Snoozed: snoozed,
