@@ -200,8 +200,7 @@ def test_with_no_other_owner_in_the_rotation_the_reminders_go_on(remind, smtp):
 
 
 def test_two_sweeps_at_once_reassign_each_lead_exactly_once(remind, smtp):
-    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1")
-                     .replace("escalate_after = 2", "escalate_after = 1"))
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
     leads = [remind.add_lead(f"Person {i}", "ana@example.com") for i in range(20)]
     apps = [remind.app() for _ in range(2)]
     for app in apps:
@@ -249,8 +248,7 @@ def test_the_old_owners_notice_survives_a_refusal_that_may_pass(remind, smtp):
 def test_a_database_failure_on_one_reassignment_never_stops_the_sweep(remind, smtp, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1")
-                     .replace("escalate_after = 2", "escalate_after = 1"))
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
     first = remind.add_lead("Jo Smith", "ana@example.com")
     second = remind.add_lead("Kim Lee", "ana@example.com")
     original = changes.reassign_stale
@@ -265,21 +263,3 @@ def test_a_database_failure_on_one_reassignment_never_stops_the_sweep(remind, sm
 
     assert report.reassigned == 1 and report.sent == 3  # ana for the first; sue for both
     assert (owner_of(remind, first), owner_of(remind, second)) == ("ana@example.com", "ben@example.com")
-
-
-def test_the_ladder_turned_on_over_an_old_lead_starts_at_its_first_reminder(remind, smtp):
-    """A lead five days stale when the rules are turned on: the clock says its fourth reminder is
-    due, but its owner was sent none. It gets the first now, nothing more a quarter of an hour
-    later, the second (escalated) a day on, and is reassigned only at the third, a day after."""
-    remind.configure(LADDER)
-    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
-    first = remind.sweep(NOW)
-    assert (first.sent, first.reassigned) == (1, 0) and owner_of(remind, lead) == "ana@example.com"
-    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 0
-    second = remind.sweep(NOW + DAY)
-    assert (second.sent, second.reassigned) == (2, 0)  # the owner and, escalated, sue
-    third = remind.sweep(NOW + 2 * DAY)
-    assert third.reassigned == 1 and owner_of(remind, lead) == "ben@example.com"
-    numbers = [row.repeat for row in rows(remind, select(Reminder.repeat).where(Reminder.recipient ==
-                                                                                "ana@example.com"))]
-    assert sorted(set(numbers)) == [0, 1]  # the owner heard twice before the lead was taken away

@@ -79,46 +79,7 @@ def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[st
             found += overdue_tasks(session, rule, closed, now)
         elif rule.enabled and rule.status not in closed:
             found += stale_leads(session, rule, now)
-    return paced(session, found, now)
-
-
-def paced(session: Session, found: list[Due], now: datetime) -> list[Due]:
-    """A stay's reminders come one after the other: the clock says how many
-    are due by now, but reminder n+1 falls due only once reminder n was sent,
-    and ``repeat_every`` after it. So a lead long stale when a rule (or the
-    ladder) is turned on starts at its first reminder, and the ladder's
-    ``reassign_after``-th reminder comes after its owner was sent the ones
-    before it."""
-    if not found:
-        return found
-    sent = sent_so_far(session, found, now)
-    for due in found:
-        count, last = sent.get(due.key[:3] + due.key[4:], (0, None))
-        number = min(due.number, count)
-        if number == count and count and due.rule.repeat_every and now - last < due.rule.repeat_every:
-            number = count - 1  # the next one waits repeat_every after the last: this one is sent (taken)
-        due.number = number
     return found
-
-
-def sent_so_far(session: Session, found: list[Due], now: datetime) -> dict[tuple, tuple[int, datetime]]:
-    """(lead, rule, stay, task) → (how many of the stay's reminders were sent
-    or are being sent, when the last of them was claimed)."""
-    wanted = {due.key[:3] + due.key[4:] for due in found}
-    lead_ids = sorted({key[0] for key in wanted})
-    numbers: dict[tuple, set[int]] = {}
-    last: dict[tuple, datetime] = {}
-    for start in range(0, len(lead_ids), 500):
-        for row in session.execute(
-            select(Reminder.lead_id, Reminder.rule, Reminder.stay_started_at, Reminder.repeat, Reminder.task_id,
-                   Reminder.state, Reminder.claimed_at)
-            .where(Reminder.lead_id.in_(lead_ids[start : start + 500]))
-        ):
-            key = (row.lead_id, row.rule, row.stay_started_at, row.task_id)
-            if key in wanted and (row.state == "sent" or row.claimed_at > now - CLAIM_LEASE):
-                numbers.setdefault(key, set()).add(row.repeat)
-                last[key] = max(last.get(key, row.claimed_at), row.claimed_at)
-    return {key: (max(numbers[key]) + 1, last[key]) for key in numbers}
 
 
 def awake(now: datetime):
