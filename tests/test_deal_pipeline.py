@@ -378,3 +378,21 @@ def test_a_lead_disqualified_closes_its_open_deal_lost_with_its_reason(remind, s
     assert deal_row(remind, won).stage == "Won"  # a closed deal is not reopened to be lost
     report = remind.sweep(utcnow() + DAY)
     assert (report.deals.warned, report.deals.closed) == (0, 0)
+
+
+def test_a_disqualified_leads_deal_closes_past_the_lost_stages_rules_with_the_persons_note(remind, smtp):
+    """Automation closes the deal as the staleness policy does: a field the Lost stage requires of a person,
+    or a lost reason list without an "other" reason, never leaves it open (to be closed as stale later)."""
+    strict = OPPORTUNITIES.replace('required = { Proposal = ["amount"]', 'required = { Lost = ["lost_to"], '
+                                                                         'Proposal = ["amount"]')
+    remind.configure(DISQUALIFYING.replace(OPPORTUNITIES, strict.replace('other_reason = "Other"\n', '')))
+    deal = add_deal(remind, "Jo Smith", "ana@example.com", since=utcnow() - 40 * DAY)
+    lead = deal_row(remind, deal).lead_id
+    code, out, err = remind.cli("leads", "set", str(lead), "--status", "Disqualified", "--reason", "No budget",
+                                "--note", "moved abroad")
+    assert code == 0, err
+    assert deal_row(remind, deal).stage == "Lost"
+    (closing,) = [r.details for r in rows(remind, select(Activity.details).where(Activity.kind == "stage"))]
+    assert closing["note"] == "the lead was disqualified: No budget (moved abroad)" and not closing.get("reason")
+    report = remind.sweep(utcnow() + DAY)
+    assert (report.deals.warned, report.deals.closed) == (0, 0)

@@ -161,18 +161,22 @@ def move(deal: Deal, to: str, rules: DealRules, actor: Actor, now: datetime, rea
     return Change(deal.lead_id, actor, now, tuple(events))
 
 
-def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, now: datetime) -> Change | None:
-    """The lead was disqualified: its open deal closes lost, by automation,
-    with the same reason when it is a lost reason too, else with the "other"
-    reason and the disqualification's in the note. None: the deal is closed
+def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, note: str | None,
+                   now: datetime) -> Change | None:
+    """The lead was disqualified: its open deal closes lost, by automation —
+    as the staleness policy closes one, past the stage's required fields and
+    reason rules, which are a person's to meet. The reason is the lead's when
+    it is a lost reason too, else the "other" reason (or none); the note says
+    the lead's reason and the person's note. None: the deal is closed
     already, or there is no lost stage."""
     if rules.lost is None or not rules.is_open(deal.stage):
         return None
     said = f"the lead was disqualified: {disqualified_for}" if disqualified_for else "the lead was disqualified"
+    if note and note.strip():
+        said = f"{said} ({note.strip()})"
     reason = next((r for r in rules.lost_reasons if disqualified_for and r.lower() == disqualified_for.lower()), None)
-    if reason is None and rules.lost_reasons:
-        reason = rules.other_reason
-    return move(deal, rules.lost, rules, AUTOMATED, now, reason, said)
+    return Change(deal.lead_id, AUTOMATED, now, (StageChanged(deal.stage, rules.lost, reason or rules.other_reason,
+                                                              said),))
 
 
 def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str | None, note: str | None,

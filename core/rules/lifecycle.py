@@ -209,9 +209,10 @@ class FollowUpLead:
 
 @dataclass(frozen=True)
 class DealLost:
-    """The lead was disqualified: its open deal closes lost, for this reason."""
+    """The lead was disqualified: its open deal closes lost, for this reason (and note)."""
 
     reason: str | None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: dateti
     now_at = pipeline.position(lead.status)
     back = not actor.is_automation and now_at is not None and pipeline.statuses.index(to) < now_at
     events.append(StatusChanged(lead.status, to, reason, note, moved_back=back and pipeline.is_open(to)))
-    events += entered(lead, to, pipeline, now, reason)
+    events += entered(lead, to, pipeline, now, reason, note)
     return Change(lead.id, actor, now, tuple(events))
 
 
@@ -321,7 +322,8 @@ def check_reason(to: str, reasons: tuple[str, ...], other: str | None, reason: s
         raise Refused(f"{where}: the reason {reason!r} needs a note saying what it was")
 
 
-def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason: str | None) -> list:
+def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason: str | None,
+            note: str | None = None) -> list:
     """What entering ``to`` brings: its tasks, an opportunity when qualified,
     a follow-up lead when disqualified for a follow-up reason, and the open
     tasks cancelled when the lead closes."""
@@ -331,7 +333,7 @@ def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason:
     if not pipeline.is_open(to):
         events.append(OpenTasksCancelled())
     if to == pipeline.disqualified and lead.has_opportunity:
-        events.append(DealLost(reason))
+        events.append(DealLost(reason, note))
     follow_up = pipeline.follow_up
     if to == pipeline.disqualified and follow_up and reason in follow_up.reasons:
         events.append(FollowUpLead(now + follow_up.after))

@@ -285,20 +285,15 @@ def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, ev
 
 
 def deal_lost(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.DealLost) -> None:
-    """The disqualified lead's open deal closes lost with it (a closing the deal
-    rules refuse — a required field — is said on the lead, and the deal stays)."""
+    """The disqualified lead's open deal closes lost with it."""
     from leadtap.core.use_cases import deal_changes  # (which records deals through this module)
 
     opportunity = session.scalars(select(Opportunity).where(Opportunity.lead_id == lead.id)
                                   .with_for_update()).one_or_none()
     if opportunity is None:
         return
-    try:
-        closed = deals.lost_with_lead(deal_changes.deal_of(session, lead, opportunity), rules.deals, event.reason,
-                                      change.at)
-    except Refused as exc:
-        add_activity(session, lead.id, "note", f"deal left open: {exc}", change.actor, change.at, {})
-        return
+    closed = deals.lost_with_lead(deal_changes.deal_of(session, lead, opportunity), rules.deals, event.reason,
+                                  event.note, change.at)
     if closed is not None:
         record(session, rules, lead, closed, deal_changes.RECORDERS, activity=False)
 
