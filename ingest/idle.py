@@ -26,7 +26,7 @@ from typing import Callable
 
 from leadtap.core.config.load import MailboxConfig
 from leadtap.core.errors import ConfigError, ImapError
-from leadtap.ingest.imap import ImapMailbox, Tokens, translated_errors
+from leadtap.ingest.imap import ImapMailbox, Tokens, token_expired, translated_errors
 from leadtap.core.logs import get_logger
 
 RENEW = 2 * 60  # seconds in IDLE before it is renewed: within RFC 2177's 29 minutes and most proxies' idle timeouts
@@ -55,11 +55,6 @@ def readable(sock: socket.socket) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):  # closed under us
         return True
-
-
-def token_expired(exc: Exception) -> bool:
-    """Exchange's ``* BYE Session invalidated - AccessTokenExpired``."""
-    return "accesstokenexpired" in str(exc).lower()
 
 
 def is_new_mail(response: tuple) -> bool:

@@ -77,6 +77,11 @@ def login_refused(box: MailboxConfig, text: str) -> str:
 TEMPORARY = ("[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]")
 
 
+def token_expired(exc: Exception) -> bool:
+    """Exchange's ``* BYE Session invalidated - AccessTokenExpired``: the session's token ran out."""
+    return "accesstokenexpired" in str(exc).lower()
+
+
 def refused_token(exc: ImapError) -> bool:
     """The server turned the token down: at AUTHENTICATE, or (Exchange) at the first command after it."""
     return ((isinstance(exc, ImapLoginError) or "authenticated but not connected" in str(exc).lower())

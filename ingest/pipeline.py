@@ -55,7 +55,7 @@ from leadtap.core.store.services import (
     kept_place,
 )
 from leadtap.ingest.extract import BoundTemplate
-from leadtap.ingest.imap import ImapMailbox
+from leadtap.ingest.imap import ImapMailbox, token_expired
 from leadtap.ingest.report import PassReport
 from leadtap.ingest.prepare import PARALLEL_FROM, Fetched, Limits, Prepared, prepare_batch, prepare_in_worker, start_worker
 from leadtap.core.logs import get_logger
@@ -99,12 +99,7 @@ class MailboxIngest:
         self.ceiling: int | None = None  # the last UID may not pass a message left without a ledger row
         started = time.monotonic()
         try:
-            with self.open_mailbox(self.box) as imap:
-                uids = self.candidates(imap)
-                report.total = len(uids)
-                if uids:
-                    self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
-                    self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
+            self.read_with_fresh_token_once(report)
         except ImapLoginError as exc:
             report.error, report.sign_in_refused = str(exc), exc.attention
         except (ImapError, ConfigError) as exc:  # ConfigError: this mailbox's password cannot be read
@@ -124,6 +119,29 @@ class MailboxIngest:
             self.log.info("pass_finished", seen=report.total, repaired=report.repaired,
                           seconds=round(report.seconds, 3), **{o.value: report.counts[o] for o in Outcome})
         return report
+
+    def read_with_fresh_token_once(self, report: PassReport) -> None:
+        """Exchange ends a session when its OAuth2 token runs out, in the
+        middle of a pass too (``BYE … AccessTokenExpired``): what was read is
+        recorded, and the pass goes on once, on a new session with a fresh
+        token — a reconnect, not a failure."""
+        imap = self.open_mailbox(self.box)
+        try:
+            self.read(imap, report)
+        except ImapError as exc:
+            if self.box.oauth2 is None or not token_expired(exc):
+                raise
+            imap.token_spent()
+            self.log.info("pass_token_expired", detail="going on with a fresh token")
+            self.read(self.open_mailbox(self.box), report)
+
+    def read(self, imap: ImapMailbox, report: PassReport) -> None:
+        with imap:
+            uids = self.candidates(imap)
+            report.total = len(uids)
+            if uids:
+                self.log.info("pass_started", uidvalidity=imap.uidvalidity, candidates=len(uids))
+                self.ingest_batches(imap, list(chunks(uids, self.config.ingest.batch_size)), report)
 
     def candidates(self, imap: ImapMailbox) -> list[int]:
         """Unread UIDs (or those above the last one seen), less the set-aside ones.

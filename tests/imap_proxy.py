@@ -25,6 +25,7 @@ class ExchangeLikeProxy:
         self.port = free_port()
         self.cut = 0  # sessions ended at their token's expiry
         self.not_connected = 0  # the next sessions told "User is authenticated but not connected" after sign-in
+        self.expire_at_fetch = 0  # the next sessions cut at their first FETCH, as if their token ran out then
         self.listener = socket.create_server((host, self.port))
         self.stopped = threading.Event()
 
@@ -63,6 +64,11 @@ class ExchangeLikeProxy:
                 if stranded:  # Exchange's answer when the mailbox behind a good token cannot be reached
                     client.sendall(line.split(b" ")[0] + b" BAD User is authenticated but not connected.\r\n")
                     continue
+                if self.expire_at_fetch > 0 and b" FETCH " in line.upper():
+                    self.expire_at_fetch -= 1
+                    self.cut += 1
+                    client.sendall(BYE)
+                    break
                 server.sendall(line)
                 if authenticating:
                     self.watch_expiry(token_of(line), client, server)

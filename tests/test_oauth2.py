@@ -854,3 +854,23 @@ def test_a_reminder_goes_out_through_smtp_signed_in_with_a_token(tmp_path, auth_
         report = app.reminder_sweep(clock=lambda: later).run()
         assert report.sent == 1, report
         assert smtp.handler.signed_in == ["crm@example.com"] and "Jo Smith" in smtp.messages[0]["Subject"]
+
+
+def test_a_pass_cut_by_its_tokens_expiry_goes_on_with_a_fresh_one(tmp_path, auth_server, user):
+    """Exchange ends a session mid-pass when its token runs out: the pass takes a fresh token and goes
+    on, every message a lead once, and says it as a reconnect (not `pass_failed`)."""
+    from tests.imap_proxy import ExchangeLikeProxy
+
+    client = f"app-{uuid.uuid4().hex[:6]}"
+    auth_server.add_client(client, SECRET, mailboxes={user.user})
+    with ExchangeLikeProxy(user.server.port, lambda token: None) as proxy:
+        app = app_for(tmp_path, oauth2_section(user, client_credentials(auth_server, client), port=proxy.port))
+        for n in range(3):
+            user.append(enquiry(email=f"cut{n}@acme.test"))
+        proxy.expire_at_fetch = 1
+        stream = io.StringIO()
+        configure_logging("info", stream=stream)
+        [report] = app.ingest_mailboxes()
+    assert not report.failed, report.error
+    assert leads(app) == 3 and proxy.cut == 1 and auth_server.count("client_credentials") == 2
+    assert "pass_token_expired" in stream.getvalue() and "pass_failed" not in stream.getvalue()
