@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from leadtap.auth.cipher import TokenCipher
@@ -27,17 +27,13 @@ from leadtap.auth.endpoint import TokenEndpoint
 from leadtap.core.config.oauth2 import OAuth2Config
 from leadtap.core.errors import OAuth2Error, TokenKeyError
 from leadtap.core.store import oauth_tokens
-from leadtap.core.store.engine import Database
+from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.store.leases import database_now
 
 CLAIM_TTL = timedelta(minutes=5)  # longer than a token request may take (30 s a read at most, a few reads)
 EARLY = timedelta(minutes=5)  # renew this long before expiry (a quarter of a short token's lifetime at most)
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # seconds between tries after the endpoint failed
 ATTENTION_WAIT = 600.0  # seconds between tries while a person must act
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -115,12 +111,6 @@ class TokenSource:
                                   attention=False, code="database") from None
             except TokenKeyError as exc:
                 raise OAuth2Error(f"{sign_in.name}: {exc}", attention=True, code="token_key") from None
-
-    def expires_at(self, sign_in: SignIn) -> datetime | None:
-        """When the token last handed out for ``sign_in`` runs out (an IMAP
-        session signed in with it ends then, on Exchange)."""
-        cached = self.cache.get(sign_in.credential)
-        return cached.expires_at if cached else None
 
     def token_spent(self, sign_in: SignIn, token: str) -> None:
         """The server ended a session: its token ran out (sooner than it was said to)."""
@@ -263,12 +253,11 @@ class TokenSource:
         with self.db.transaction() as session:
             oauth_tokens.record_refusal(session, sign_in.credential, failure_text(sign_in, exc), exc.attention,
                                         database_now(session, self.clock), worker=self.worker if claimed else None)
-            row = oauth_tokens.read(session, sign_in.credential)
         earlier = self.waiting.get(sign_in.credential)
         failures = (earlier.failures if earlier else 0) + 1
         pause = ATTENTION_WAIT if exc.attention else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
         pause *= random.uniform(0.8, 1.2)  # several workers do not come back at once
-        seen = signed_in_at if claimed else (row.signed_in_at if row else None)
+        seen = signed_in_at if claimed else self.signed_in_at(sign_in)
         self.waiting[sign_in.credential] = Waiting(self.monotonic() + pause, failures, exc, seen)
         self.cache.pop(sign_in.credential, None)
 
@@ -308,9 +297,6 @@ class BoundTokens:
 
     def refused(self, detail: str) -> None:
         self.source.server_refused(self.sign_in, detail)
-
-    def expires_at(self) -> datetime | None:
-        return self.source.expires_at(self.sign_in)
 
     def renew_at(self) -> datetime | None:
         return self.source.renew_at(self.sign_in)

@@ -103,9 +103,12 @@ class App:
         return SignIn("SMTP", smtp.username, smtp.oauth2, "leadtap auth login --smtp")
 
     def mailbox_tokens(self, box: MailboxConfig) -> BoundTokens | None:
+        return self.tokens_of(self.mailbox_sign_in(box))
+
+    def tokens_of(self, sign_in: SignIn | None) -> BoundTokens | None:
+        """What an adapter asks for the tokens of ``sign_in`` (None: it signs in with a password)."""
         from leadtap.auth.tokens import BoundTokens
 
-        sign_in = self.mailbox_sign_in(box)
         return BoundTokens(self.tokens, sign_in) if sign_in else None
 
     def mailbox_ingest(self, name: str, should_stop: Callable[[], bool] = lambda: False,
@@ -156,12 +159,7 @@ class App:
 
         if self.config.smtp is None:
             raise ConfigError(self.config.path, "smtp", "no [smtp] table: leadtap cannot send email")
-        sign_in = self.smtp_sign_in()
-        if sign_in is None:
-            return SmtpMailer(self.config.smtp)
-        from leadtap.auth.tokens import BoundTokens
-
-        return SmtpMailer(self.config.smtp, tokens=BoundTokens(self.tokens, sign_in))
+        return SmtpMailer(self.config.smtp, tokens=self.tokens_of(self.smtp_sign_in()))
 
     def renderer(self) -> Renderer:
         from leadtap.scheduler.render import Renderer
