@@ -12,30 +12,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from leadtap.core.config.oauth2 import MIN_KEY_CHARS
-from leadtap.core.errors import ConfigError, TokenKeyError
+from leadtap.core.errors import TokenKeyError
 
 VERSION = b"\x01"
 
 
 class TokenCipher:
     def __init__(self, key_text: str):
-        if len(key_text.strip()) < MIN_KEY_CHARS:
-            raise TokenKeyError(f"the token key is {len(key_text.strip())} characters; at least {MIN_KEY_CHARS} "
-                                "are expected (make one with: openssl rand -base64 32)")
+        """``key_text``: ``[oauth2]``'s token key, its length checked where it is read (a ConfigError)."""
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                        info=b"leadtap oauth2 tokens").derive(key_text.strip().encode())
         self.aead = AESGCM(derived)
-
-    @classmethod
-    def from_secret(cls, secret) -> "TokenCipher":
-        """From ``[oauth2] token_key_file``: a ConfigError names the key when it cannot be read."""
-        try:
-            return cls(secret.reveal())
-        except ConfigError:
-            raise
-        except TokenKeyError as exc:
-            raise TokenKeyError(f"[oauth2] token key: {exc}") from None
 
     def seal(self, plaintext: str, credential: str) -> bytes:
         nonce = os.urandom(12)

@@ -58,7 +58,7 @@ class MailSendError(LeadtapError):
 
 
 class TokenKeyError(LeadtapError):
-    """The key tokens are encrypted with is missing, too short or not the one they were stored with."""
+    """A stored token does not open with the key: not the one it was stored with, or not leadtap's format."""
 
 
 class OAuth2Error(LeadtapError):

@@ -84,7 +84,7 @@ class App:
 
         if self._tokens is None:
             key = self.config.oauth2.key
-            self._tokens = TokenSource(self.db, lambda: TokenCipher.from_secret(key), worker_name())
+            self._tokens = TokenSource(self.db, lambda: TokenCipher(key.reveal()), worker_name())
         return self._tokens
 
     def mailbox_sign_in(self, box: MailboxConfig) -> SignIn | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Mapping
 
-from leadtap.core.config.secrets import Secret, secret_reader
+from leadtap.core.config.secrets import Secret, at_least, secret_reader
 from leadtap.core.config.values import Section, parse_seconds
 from leadtap.core.rules.model import EMAIL_RE
 from leadtap.core.rules.tokens import MIN_SECRET
@@ -90,14 +90,5 @@ def check_choices(s: Section, values: dict) -> None:
 
 
 def commands_secret(s: Section, key: str, written: str, environ: Mapping[str, str]) -> Secret:
-    read = secret_reader(s, key, written, environ)
-
-    def load() -> str:
-        value = read()
-        size = len(value.encode("utf-8"))
-        if size < MIN_SECRET:
-            s.fail(key, f"the secret is {size} bytes; at least {MIN_SECRET} are expected "
-                        "(e.g. head -c 48 /dev/urandom | base64)")
-        return value
-
-    return Secret(load=load)
+    return at_least(s, key, secret_reader(s, key, written, environ), MIN_SECRET, lambda v: len(v.encode("utf-8")),
+                    "secret", "bytes", "e.g. head -c 48 /dev/urandom | base64")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from leadtap.core.config.secrets import Secret, resolve_secret, secret_reader
+from leadtap.core.config.secrets import Secret, at_least, resolve_secret, secret_reader
 from leadtap.core.config.values import Section, is_loopback, parse_seconds
 
 AUTH_MODES = ("password", "oauth2")
@@ -245,15 +245,8 @@ def parse_token_key(s: Section, environ: Mapping[str, str], needed: bool) -> Tok
                                      "or token_key_env")
         return TokenKeyConfig()
     secret = resolve_secret(s, values, "token_key", environ, [], literal=False)
-    return TokenKeyConfig(Secret(load=lambda: long_enough(s, given[0], secret.reveal())))
+    return TokenKeyConfig(at_least(s, given[0], secret.reveal, MIN_KEY_CHARS, lambda v: len(v.strip()), "key",
+                                   "characters", "make one with: openssl rand -base64 32"))
 
 
-MIN_KEY_CHARS = 32
-
-
-def long_enough(s: Section, key: str, text: str) -> str:
-    """A token key too short to be one is refused when read (`run` reads it at start)."""
-    if len(text.strip()) < MIN_KEY_CHARS:
-        s.fail(key, f"the key is {len(text.strip())} characters; at least {MIN_KEY_CHARS} are expected "
-                    "(make one with: openssl rand -base64 32)")
-    return text
+MIN_KEY_CHARS = 32  # of the token key: refused when read (`run` reads it at start)

@@ -96,3 +96,17 @@ def read_file_secret(s: Section, key: str, written: str, environ: Mapping[str, s
 def named(key: str) -> str:
     """What a secret's key names, in words: ``client_secret_file`` → "client secret"."""
     return key.removesuffix("_file").removesuffix("_env").replace("_", " ")
+
+
+def at_least(s: Section, key: str, read: Callable[[], str], minimum: int, measure: Callable[[str], int],
+             what: str, unit: str, hint: str) -> Secret:
+    """A secret refused, when read, if it is shorter than ``minimum`` (as
+    ``measure`` counts it): named with its key, and how to make a good one."""
+    def load() -> str:
+        value = read()
+        size = measure(value)
+        if size < minimum:
+            s.fail(key, f"the {what} is {size} {unit}; at least {minimum} are expected ({hint})")
+        return value
+
+    return Secret(load=load)

@@ -107,7 +107,7 @@ def cmd_auth_login(app: App, args: argparse.Namespace) -> int:
               "person to sign in; `leadtap check` proves its sign-in", file=sys.stderr)
         return EXIT_USAGE
     db = app.ready_database()
-    cipher = TokenCipher.from_secret(app.config.oauth2.key)  # refused before anyone signs in, not after
+    cipher = TokenCipher(app.config.oauth2.key.reveal())  # refused before anyone signs in, not after
     prompt = Prompt(say=lambda text: print(text, flush=True), ask=input)
     try:
         grant = person_signs_in(sign_in.config, sign_in.username, prompt, args.method)
