@@ -69,15 +69,20 @@ username = "bench"
 password = "{password}"
 templates = ["contact-form"]
 
+{template}"""
+
+
+# The notifications' extraction template, for every benchmark that polls them (put into a config by format()).
+TEMPLATE = """
 [[extraction_templates]]
 name = "contact-form"
 from = "*@forms.example.com"
 body = '''
-Name: {{{{ name }}}}
-Email: {{{{ email }}}}
-Phone: {{{{ phone | optional }}}}
-Company: {{{{ company | optional }}}}
-Message: {{{{ message | multiline }}}}
+Name: {{ name }}
+Email: {{ email }}
+Phone: {{ phone | optional }}
+Company: {{ company | optional }}
+Message: {{ message | multiline }}
 '''
 """
 
@@ -212,8 +217,8 @@ def run_workers(args) -> None:
             config = work / "leadtap.toml"
             boxes = "".join(WORKERS_MAILBOX.format(i=i, port=server.port, password=server.password)
                             for i in range(args.mailboxes))
-            single = CONFIG.format(db="DB", port=server.port, password=server.password, batch=args.batch,
-                                   parallel="false" if args.sequential else "true").replace('url = "sqlite:///DB"', f'url = "{url}"')
+            single = CONFIG.format(template=TEMPLATE, db="DB", port=server.port, password=server.password,
+                                   batch=args.batch, parallel="false" if args.sequential else "true").replace('url = "sqlite:///DB"', f'url = "{url}"')
             head, rest = single.split("[[mailboxes]]")
             config.write_text(head + boxes + "[[extraction_templates]]" + rest.split("[[extraction_templates]]")[1])
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -266,8 +271,8 @@ def main() -> None:
     with Dovecot(tls=False) as server:
         fill_mailbox(server, args.n)
         config = work / "leadtap.toml"
-        config.write_text(CONFIG.format(db=work / "bench.db", port=server.port, password=server.password,
-                                        batch=args.batch, parallel="false" if args.sequential else "true"))
+        config.write_text(CONFIG.format(template=TEMPLATE, db=work / "bench.db", port=server.port,
+                                        password=server.password, batch=args.batch, parallel="false" if args.sequential else "true"))
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "error",
                         "db", "upgrade"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         print("running one ingest pass ...", file=sys.stderr)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from imapclient import IMAPClient  # noqa: E402
 
-from bench.ingest import CONFIG, notification  # noqa: E402
+from bench.ingest import CONFIG, TEMPLATE, notification  # noqa: E402
 from leadtap.dovecot import Dovecot  # noqa: E402
 
 
@@ -43,8 +43,8 @@ def main() -> None:
     rng = random.Random(11)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with Dovecot(tls=False) as server:
-        config.write_text(CONFIG.format(db=db, port=server.port, password=server.password, batch=100,
-                                        parallel="true").replace('templates = ["contact-form"]',
+        config.write_text(CONFIG.format(template=TEMPLATE, db=db, port=server.port, password=server.password,
+                                        batch=100, parallel="true").replace('templates = ["contact-form"]',
                                                                  'templates = ["contact-form"]\npoll_interval = "60s"'))
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
                        capture_output=True, env=env)

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import fill_mailbox  # noqa: E402
+from bench.ingest import TEMPLATE, fill_mailbox  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import Dovecot  # noqa: E402
 from leadtap.core.logs import configure_logging  # noqa: E402
@@ -70,17 +70,7 @@ scope = "imap"
 client_id = "bench"
 client_secret_file = "{dir}/client.secret"
 
-[[extraction_templates]]
-name = "contact-form"
-from = "*@forms.example.com"
-body = '''
-Name: {{{{ name }}}}
-Email: {{{{ email }}}}
-Phone: {{{{ phone | optional }}}}
-Company: {{{{ company | optional }}}}
-Message: {{{{ message | multiline }}}}
-'''
-"""
+{template}"""
 
 
 def leadtap(config: Path, *args: str) -> tuple[float, float]:
@@ -111,8 +101,8 @@ def main() -> None:
             (directory / "token.key").write_text("bench-token-key-" * 4)
             (directory / "client.secret").write_text("bench-secret")
             config = directory / "leadtap.toml"
-            config.write_text(CONFIG.format(db=directory / "leadtap.db", dir=directory, port=server.port,
-                                            password=server.password, token_url=auth.token_url))
+            config.write_text(CONFIG.format(template=TEMPLATE, db=directory / "leadtap.db", dir=directory,
+                                            port=server.port, password=server.password, token_url=auth.token_url))
             leadtap(config, "db", "upgrade")
             rows = []
             for name in ("password", "oauth2"):
