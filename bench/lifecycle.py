@@ -29,7 +29,7 @@ from leadtap.core.use_cases import changes  # noqa: E402
 from leadtap.core.config.load import ReminderRule  # noqa: E402
 from leadtap.core.store.db import Activity, Lead, Owner, Task  # noqa: E402
 from leadtap.core.store.engine import upgrade_schema  # noqa: E402
-from leadtap.core.store.reminders import find_due, taken_keys  # noqa: E402
+from leadtap.core.store.reminders import find_due  # noqa: E402
 from leadtap.core.rules.lifecycle import actor_for  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 
@@ -101,8 +101,7 @@ def overdue_select(app) -> tuple[float, int]:
     started = time.perf_counter()
     with db.transaction() as session:
         found = find_due(session, (rule,), app.config.leads.closed_statuses, NOW)
-        taken_keys(session, found, NOW)
-    return time.perf_counter() - started, len(found)
+    return time.perf_counter() - started, len(found.due)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from leadtap.core.store.engine import Database, upgrade_schema  # noqa: E402
-from leadtap.core.store.reminders import find_due, taken_keys  # noqa: E402
+from leadtap.core.store.reminders import find_due  # noqa: E402
 from leadtap.bootstrap import build_app  # noqa: E402
 from leadtap.dovecot import free_port  # noqa: E402
 from leadtap.core.logs import configure_logging  # noqa: E402
@@ -120,8 +120,8 @@ def main() -> None:
     rules = app.config.reminders.rules
     with db.transaction() as session:
         started = time.perf_counter()
-        due = find_due(session, rules, app.config.leads.closed_statuses, NOW)
-        taken = taken_keys(session, due, NOW)  # what was already sent: part of the selection
+        found = find_due(session, rules, app.config.leads.closed_statuses, NOW)  # with what was already sent
+        due, taken = found.due, found.taken
         selection = time.perf_counter() - started
     assert len(due) == args.stale and not taken, (len(due), len(taken))
 

@@ -10,7 +10,7 @@ owed in that transaction and sent by the outbox after it commits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -29,6 +29,7 @@ class DealReport:
     warned: int = 0
     closed: int = 0
     failed: int = 0
+    done: list[str] = field(default_factory=list)  # each warning and closure, in words (a dry run's plan)
 
     @property
     def anything(self) -> bool:
@@ -40,9 +41,10 @@ class DealReport:
 
 
 class DealSweep:
-    def __init__(self, db: Database, rules: LeadRules, should_stop: Callable[[], bool] = lambda: False):
+    def __init__(self, db: Database, rules: LeadRules, should_stop: Callable[[], bool] = lambda: False,
+                 dry_run: bool = False):
         self.db, self.rules, self.should_stop = db, rules, should_stop
-        self.log = get_logger("leadtap.deals")
+        self.log = get_logger("leadtap.deals").bind(**({"dry_run": True} if dry_run else {}))
 
     def run(self, now: datetime) -> DealReport:
         report = DealReport()
@@ -68,9 +70,13 @@ class DealSweep:
         for change in done:
             for event in change.of(deals.DealWarned):
                 report.warned += 1
+                report.done.append(f"warn the owner of deal #{opportunity_id} (lead #{change.lead_id}): it closes "
+                                   f"as stale at {event.closes_at.isoformat()} ({event.limit.words})")
                 self.log.info("deal_warned", opportunity_id=opportunity_id, lead_id=change.lead_id,
                               closes_at=event.limit.at.isoformat(), limit=event.limit.words)
             for event in change.of(deals.ClosedStale):
                 report.closed += 1
+                report.done.append(f"close deal #{opportunity_id} (lead #{change.lead_id}) lost as stale "
+                                   f"({event.limit.words})")
                 self.log.info("deal_closed_stale", opportunity_id=opportunity_id, lead_id=change.lead_id,
                               limit=event.limit.words)

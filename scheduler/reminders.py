@@ -17,6 +17,7 @@ leaves the claim unconfirmed, and it is sent again once its lease has run out
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from contextlib import AbstractContextManager
@@ -32,10 +33,12 @@ from leadtap.core.use_cases import changes
 from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Owner
-from leadtap.core.store.engine import Database, describe_db_error, utcnow
+from leadtap.core.store.engine import Database, Rehearsal, describe_db_error, utcnow
 from leadtap.core.rules.lifecycle import OwnerChanged, Refused
 from leadtap.core.store.outbox import remember_digest, send_until
 from leadtap.core.store.reminders import (
+    NOBODY,
+    REASSIGN,
     ClaimKey,
     Due,
     claim,
@@ -43,7 +46,6 @@ from leadtap.core.store.reminders import (
     mark_sent,
     owners_with_role,
     release,
-    taken_keys,
 )
 from leadtap.core.use_cases.views import lead_dict, open_task_list
 from leadtap.core.logs import get_logger
@@ -52,8 +54,6 @@ from leadtap.scheduler.deals import DealReport, DealSweep
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose, describe_duration
 
-# The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
-REASSIGN = "(reassign)"
 # Sent reminders are confirmed in groups: fewer commits, and a crash re-sends
 # at most this many (at-least-once).
 CONFIRM_EVERY = 50
@@ -77,13 +77,15 @@ class SweepReport:
     refused: int = 0
     reassigned: int = 0
     skipped: str | None = None
-    plan: list[str] = field(default_factory=list)
+    waits_until: datetime | None = None  # outside business hours: when they open
+    plan: list[str] = field(default_factory=list)  # what the sweep set out to do, in words (a dry run prints it)
     deals: DealReport = field(default_factory=DealReport)
 
-    def summary(self) -> str:
+    def summary(self, dry_run: bool = False) -> str:
         if self.skipped:
             return f"reminders: {self.skipped}"
-        summary = f"reminders: {self.due} due, {self.sent} sent, {self.released} to retry, {self.refused} refused"
+        summary = f"reminders: {self.due} due"
+        summary += "" if dry_run else f", {self.sent} sent, {self.released} to retry, {self.refused} refused"
         summary += f", {self.reassigned} reassigned" if self.reassigned else ""
         return summary + (f"; {self.deals.summary()}" if self.deals.anything else "")
 
@@ -112,27 +114,44 @@ class ReminderSweep:
         self.log = get_logger("leadtap.reminders")
 
     def run(self, dry_run: bool = False) -> SweepReport:
+        """One sweep; a dry run goes through the same steps on a rehearsal of
+        the database (``Database.rehearsal``), sends nothing and keeps nothing,
+        and says what the sweep would do — outside business hours, what waits."""
         now = self.clock()
         report = SweepReport()
         settings = self.config.reminders
-        if settings.business_hours and not settings.business_hours.contains(now.astimezone(settings.zone)):
-            report.skipped = "outside business hours; the reminders wait"
-            return report
-        if not dry_run:  # the staleness policy first: a deal it closes may move its lead
-            report.deals = DealSweep(self.db, self.rules, self.should_stop).run(now)
+        local = now.astimezone(settings.zone)
+        if settings.business_hours and not settings.business_hours.contains(local):
+            report.waits_until = settings.business_hours.next_opening(local)
+            if not dry_run:
+                report.skipped = "outside business hours; the reminders wait"
+                return report
+        if not dry_run:
+            return self.sweep(now, report)
+        with self.db.rehearsal() as rehearsal:
+            return self.rehearsed(rehearsal).sweep(now, report, dry_run=True)
+
+    def rehearsed(self, rehearsal: Rehearsal) -> ReminderSweep:
+        sweep = copy.copy(self)
+        sweep.db, sweep.log = rehearsal, self.log.bind(dry_run=True)  # what it logs, it did not do
+        return sweep
+
+    def sweep(self, now: datetime, report: SweepReport, dry_run: bool = False) -> SweepReport:
+        settings = self.config.reminders
+        # the staleness policy first: a deal it closes may move its lead
+        report.deals = DealSweep(self.db, self.rules, self.should_stop, dry_run).run(now)
+        report.plan += report.deals.done
         with self.db.transaction() as session:
-            due = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
-            taken = taken_keys(session, due, now)
+            found = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
+            due, taken = found.due, found.taken
             supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role)
                            for r in settings.rules if r.escalate_to_role}
-        if not dry_run:
-            self.reassign_all(due, now, report)
+        self.reassign_all(due, now, report)
         letters = self.letters(due, supervisors, taken)
+        self.record_unreachable(due, supervisors, taken, now)
         report.due = sum(len(letter.items) for letter in letters)
-        if dry_run:
-            report.plan = [self.describe(letter) for letter in letters]
-            return report
-        if letters:
+        report.plan += [f"send to {self.describe(letter)}" for letter in letters]
+        if letters and not dry_run:
             self.deliver(letters, now, report)
         return report
 
@@ -154,7 +173,10 @@ class ReminderSweep:
                 self.log.warning("reassignment_failed", lead_id=d.lead.id, rule=rule.name,
                                  error=describe_db_error(exc))
                 continue
-            report.reassigned += d.reassigned_to is not None
+            if d.reassigned_to is not None:
+                report.reassigned += 1
+                report.plan.append(f"reassign lead #{d.lead.id} ({rule.name}, reminder {d.number + 1}) "
+                                   f"from {d.owner.email if d.owner else 'nobody'} to {d.reassigned_to.email}")
 
     def reassign(self, due: Due, now: datetime) -> tuple[bool, Owner | None]:
         """Once per (lead, rule, stay, number), under two sweeps at once: the
@@ -207,9 +229,25 @@ class ReminderSweep:
             people.append((owner, False))
         if due.rule.escalate_to_role and (owner is None or due.number + 1 >= (due.rule.escalate_after or 1)):
             people += [(s, True) for s in supervisors.get(due.rule.escalate_to_role, []) if s is not owner]
-        if not people:
-            self.log.warning("reminder_without_recipient", lead_id=due.lead.id, rule=due.rule.name)
         return people
+
+    def record_unreachable(self, due: list[Due], supervisors: dict[str, list[Owner]], taken: set,
+                           now: datetime) -> None:
+        """A rung nobody can be sent — no active owner, no one in the
+        escalation role — is logged once and recorded as passed (recipient
+        ``NOBODY``), so that the ladder still climbs to its reassignment."""
+        nobody = [d for d in due if not d.owner_skipped and not self.recipients(d, supervisors)
+                  and d.for_recipient(NOBODY) not in taken]
+        if not nobody:
+            return
+        token, error = uuid.uuid4().hex, "no active owner and no one in the escalation role to remind"
+        with self.db.transaction() as session:
+            for d in nobody:
+                key = d.for_recipient(NOBODY)
+                if claim(session, key, token, now):
+                    mark_sent(session, [(key, error)], token, now)
+                    self.log.warning("reminder_without_recipient", lead_id=d.lead.id, rule=d.rule.name,
+                                     number=d.number + 1)
 
     def describe(self, letter: Letter) -> str:
         items = ", ".join(f"lead #{d.lead.id} ({d.rule.name}, reminder {d.number + 1}"

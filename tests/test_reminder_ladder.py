@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
 from leadtap.core.use_cases import changes
 from leadtap.core.store.db import Activity, Lead, Notification, Owner, Reminder, Rotation, Task
 from leadtap.core.rules.lifecycle import OwnerChanged
-from tests.test_reminders import DAY, NOW, Remind, remind, smtp  # noqa: F401  (the fixtures)
+from tests.test_reminders import DAY, NOW, RULE, Remind, remind, smtp  # noqa: F401  (the fixtures)
 
 TASK_RULE = """
 [[reminders.rules]]
@@ -200,7 +200,8 @@ def test_with_no_other_owner_in_the_rotation_the_reminders_go_on(remind, smtp):
 
 
 def test_two_sweeps_at_once_reassign_each_lead_exactly_once(remind, smtp):
-    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1").replace("escalate_after = 2",
+                                                                                         "escalate_after = 1"))
     leads = [remind.add_lead(f"Person {i}", "ana@example.com") for i in range(20)]
     apps = [remind.app() for _ in range(2)]
     for app in apps:
@@ -248,7 +249,8 @@ def test_the_old_owners_notice_survives_a_refusal_that_may_pass(remind, smtp):
 def test_a_database_failure_on_one_reassignment_never_stops_the_sweep(remind, smtp, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1"))
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1").replace("escalate_after = 2",
+                                                                                         "escalate_after = 1"))
     first = remind.add_lead("Jo Smith", "ana@example.com")
     second = remind.add_lead("Kim Lee", "ana@example.com")
     original = changes.reassign_stale
@@ -263,3 +265,121 @@ def test_a_database_failure_on_one_reassignment_never_stops_the_sweep(remind, sm
 
     assert report.reassigned == 1 and report.sent == 3  # ana for the first; sue for both
     assert (owner_of(remind, first), owner_of(remind, second)) == ("ana@example.com", "ben@example.com")
+
+
+# --- the ladder counts what was sent ---------------------------------------------------
+
+
+def sent_to(smtp, start: int = 0) -> list[str]:
+    return [m["To"] for m in smtp.messages[start:]]
+
+
+def test_a_ladder_enabled_over_old_leads_reminds_before_it_escalates_and_reassigns(remind, smtp):
+    remind.configure(LADDER)
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)  # "stale" for days already
+
+    first = remind.sweep(NOW)
+    assert (first.sent, first.reassigned) == (1, 0) and sent_to(smtp) == ["ana@example.com"]
+    assert first.plan == [f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]
+    assert remind.sweep(NOW + 12 * timedelta(hours=1)).due == 0  # the next rung is a day after this one
+    second = remind.sweep(NOW + DAY)
+    assert sent_to(smtp, 1) == ["ana@example.com", "sue@example.com"] and second.reassigned == 0
+    assert owner_of(remind, lead) == "ana@example.com"
+    third = remind.sweep(NOW + 2 * DAY)
+    assert third.reassigned == 1 and owner_of(remind, lead) == "ben@example.com"
+
+
+def test_a_reminder_that_could_not_be_sent_holds_the_ladder_where_it_is(remind, smtp):
+    remind.configure(LADDER)
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
+    smtp.handler.refuse["ana@example.com"] = "451 4.3.0 try later"
+
+    assert remind.sweep(NOW).released == 1
+    late = remind.sweep(NOW + 3 * DAY)  # days of a failing mailbox: still the first reminder, no one else told
+    assert (late.released, late.reassigned) == (1, 0) and late.plan == [
+        f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]
+    del smtp.handler.refuse["ana@example.com"]
+    assert remind.sweep(NOW + 3 * DAY + timedelta(minutes=15)).sent == 1
+    assert remind.sweep(NOW + 4 * DAY).due == 0  # the next rung counts from when this one went out
+    assert remind.sweep(NOW + 4 * DAY + timedelta(minutes=15)).plan == [
+        f"send to ana@example.com: lead #{lead} (new-untouched, reminder 2)",
+        f"send to sue@example.com: lead #{lead} (new-untouched, reminder 2, escalation)"]
+    assert owner_of(remind, lead) == "ana@example.com"
+
+
+def test_a_rung_nobody_can_be_sent_is_recorded_and_the_ladder_still_reassigns(remind, smtp):
+    remind.configure(LADDER.replace('escalate_after = 2\nescalate_to_role = "sales-lead"\n', "")
+                     .replace("reassign_after = 3", "reassign_after = 2"))
+    lead = remind.add_lead("Jo Smith", None, since=NOW - 5 * DAY)
+
+    assert remind.sweep(NOW).due == 0 and remind.sweep(NOW + timedelta(hours=1)).due == 0
+    nobody = rows(remind, select(Reminder.recipient, Reminder.repeat, Reminder.last_error))
+    assert nobody == [("(nobody)", 0, "no active owner and no one in the escalation role to remind")]
+    assert remind.sweep(NOW + DAY).reassigned == 1
+    assert owner_of(remind, lead) in ("ana@example.com", "ben@example.com")
+
+
+def test_a_dry_run_says_exactly_what_the_sweep_then_does_and_changes_nothing(remind, smtp):
+    from tests.test_deal_pipeline import DEALS, add_deal, deal_row
+
+    remind.configure(LADDER + DEALS)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+    at = start + 22 * DAY
+    warned = add_deal(remind, "Lou Reed", "ana@example.com", stage="Proposal", since=start + 4 * DAY)
+    closing = add_deal(remind, "Max Roe", "ben@example.com", stage="Proposal", since=start + DAY)
+    remind.set_status(deal_row(remind, warned).lead_id, "Attempting", at)  # their leads are not stale
+    remind.set_status(deal_row(remind, closing).lead_id, "Attempting", at)
+    assert remind.sweep(start + 19 * DAY).deals.warned == 1  # the closing one: it closes at its limit
+    climbing = remind.add_lead("Jo Smith", "ana@example.com", since=at - 10 * DAY)
+    remind.sweep(at - 2 * DAY)
+    remind.sweep(at - DAY)
+    fresh = remind.add_lead("Kim Lee", "ben@example.com", since=at - 3 * DAY)
+    mail_before, reminders_before = len(smtp.messages), rows(remind, select(Reminder.id))
+
+    rehearsal = remind.sweep(at, dry_run=True)
+
+    assert len(smtp.messages) == mail_before and rows(remind, select(Reminder.id)) == reminders_before
+    assert owner_of(remind, climbing) == "ana@example.com" and deal_row(remind, closing).stage == "Proposal"
+    assert deal_row(remind, warned).warned_for is None
+    warned_lead, closing_lead = deal_row(remind, warned).lead_id, deal_row(remind, closing).lead_id
+    assert rehearsal.plan == [
+        f"warn the owner of deal #{warned} (lead #{warned_lead}): it closes as stale at "
+        f"{(start + 25 * DAY).isoformat()} (in Proposal for 21d)",
+        f"close deal #{closing} (lead #{closing_lead}) lost as stale (in Proposal for 21d)",
+        f"reassign lead #{climbing} (new-untouched, reminder 3) from ana@example.com to ben@example.com",
+        f"send to sue@example.com: lead #{climbing} (new-untouched, reminder 3, escalation)",
+        f"send to ben@example.com: lead #{fresh} (new-untouched, reminder 1)",
+    ]
+
+    done = remind.sweep(at)
+
+    assert done.plan == rehearsal.plan and (done.due, done.reassigned) == (rehearsal.due, rehearsal.reassigned)
+    assert (done.deals.warned, done.deals.closed) == (rehearsal.deals.warned, rehearsal.deals.closed) == (1, 1)
+    assert sent_to(smtp, mail_before) == ["sue@example.com", "ben@example.com"]
+    assert owner_of(remind, climbing) == "ben@example.com" and deal_row(remind, closing).stage == "Lost"
+
+
+def test_a_dry_run_outside_business_hours_says_what_waits_and_until_when(remind, smtp):
+    remind.configure(RULE, reminders='business_hours = "Mon-Fri 08:00-18:00"\n')
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
+    saturday = NOW + 5 * DAY
+
+    assert remind.sweep(saturday).skipped and smtp.messages == []
+    rehearsal = remind.sweep(saturday, dry_run=True)
+
+    assert rehearsal.waits_until.isoformat() == "2026-11-30T08:00:00+02:00"  # Monday morning in Vilnius
+    assert rehearsal.plan == [f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]
+    assert smtp.messages == []
+
+
+def test_remind_dry_run_prints_the_reassignment_and_sends_nothing(remind, smtp):
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1") + NOTIFY)
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=datetime.now(NOW.tzinfo) - 3 * DAY)
+
+    code, out, _ = remind.cli("remind", "--dry-run")
+
+    assert code == 0 and smtp.messages == [] and owner_of(remind, lead) == "ana@example.com"
+    assert out.splitlines() == [
+        f"would reassign lead #{lead} (new-untouched, reminder 1) from ana@example.com to ben@example.com",
+        "reminders: 0 due, 1 reassigned (dry run, nothing sent)"]
+    assert rows(remind, select(Notification.id)) == []

@@ -25,11 +25,26 @@ def test_without_repeat_only_the_first_reminder_is_ever_due():
     assert due_number(START, START + timedelta(days=30), RULE) == 0
 
 
-def test_with_repeat_every_the_number_grows_with_each_period():
+def test_with_repeat_every_the_next_rung_comes_that_long_after_the_last_one_sent():
     assert due_number(START, START + timedelta(days=2), REPEATING) == 0
-    assert due_number(START, START + timedelta(days=3) - timedelta(seconds=1), REPEATING) == 0
-    assert due_number(START, START + timedelta(days=3), REPEATING) == 1
-    assert due_number(START, START + timedelta(days=9), REPEATING) == 7
+    sent = {0: START + timedelta(days=2, hours=5)}  # the first went out late (business hours)
+    assert due_number(START, START + timedelta(days=3, hours=5) - timedelta(seconds=1), REPEATING, sent) == 0
+    assert due_number(START, START + timedelta(days=3, hours=5), REPEATING, sent) == 1
+    # missed sweeps do not pile up, and the count is what was sent, not the time since the stay began
+    assert due_number(START, START + timedelta(days=30), REPEATING, sent) == 1
+    sent[1] = START + timedelta(days=29, hours=12)
+    assert due_number(START, START + timedelta(days=30), REPEATING, sent) == 1
+    assert due_number(START, START + timedelta(days=30, hours=12), REPEATING, sent) == 2
+
+
+def test_a_rule_enabled_over_an_old_stay_starts_at_its_first_reminder():
+    assert due_number(START - timedelta(days=365), START, REPEATING) == 0
+    assert due_number(START - timedelta(days=365), START, REPEATING, {0: START}) == 0  # retried for the others
+    assert due_number(START - timedelta(days=365), START + timedelta(days=1), REPEATING, {0: START}) == 1
+
+
+def test_without_repeat_the_first_rung_stays_current():
+    assert due_number(START, START + timedelta(days=30), RULE, {0: START + timedelta(days=2)}) == 0
 
 
 VILNIUS = ZoneInfo("Europe/Vilnius")

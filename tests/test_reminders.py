@@ -391,7 +391,7 @@ def test_a_claim_taken_over_is_neither_confirmed_nor_released_by_its_first_holde
     app = remind.app()
     try:
         with app.db.transaction() as session:
-            (due,) = find_due(session, app.config.reminders.rules, (), NOW)
+            (due,) = find_due(session, app.config.reminders.rules, (), NOW).due
             key = due.for_recipient("ana@example.com")
             assert claim(session, key, "first", NOW)
             assert not claim(session, key, "second", NOW + timedelta(minutes=5))  # the lease still runs

@@ -33,6 +33,15 @@ class BusinessHours:
             moment.weekday() in days and start <= moment.time() < end for days, start, end in self.spans
         )
 
+    def next_opening(self, moment: datetime) -> datetime:
+        """When the hours next open after ``moment`` (in the reminders' timezone)."""
+        openings = [
+            datetime.combine(moment.date() + timedelta(days=ahead), start, moment.tzinfo)
+            for ahead in range(8) for days, start, _ in self.spans
+            if (moment.weekday() + ahead) % 7 in days
+        ]
+        return min(at for at in openings if at > moment)
+
 
 RULE_KINDS = ("status", "task")
 DEFAULT_TEMPLATES = {"status": "stale_lead", "task": "task_overdue"}

@@ -42,6 +42,16 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def rehearsal(self) -> Iterator[Rehearsal]:
+        """A dry run's database: its work is all rolled back at the end."""
+        with self.sessions() as session:
+            session.begin()
+            try:
+                yield Rehearsal(session)
+            finally:
+                session.rollback()
+
     def check_schema(self) -> None:
         """Raise ``SchemaError`` unless the schema is at the newest migration.
         A SQLite file that does not exist is not created here (connecting
@@ -57,6 +67,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Rehearsal:
+    """Stands for a ``Database`` in a dry run: each transaction is a savepoint
+    of one transaction that is rolled back in the end, so the run goes through
+    the very code that would make its changes, and shows them, and keeps none."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.session.begin_nested():
+            yield self.session
 
 
 def make_engine(url: str) -> Engine:

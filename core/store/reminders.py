@@ -4,17 +4,25 @@ reminder settings: status, how long unchanged, email template, enabled).
 A lead is stale for a status rule when it is open, in the rule's status, and
 has been there — and its owner's — for at least ``after``. A status change or
 a new owner starts a new *stay*. A task rule fires on an open task of an open
-lead ``after`` past its due time; the task's due time starts its stay. Within
-a stay the first reminder is number 0; with ``repeat_every`` another one falls
-due every ``repeat_every`` after that. Each (lead, rule, stay, number, task)
-is claimed per recipient by a unique insert before anything is sent: only the
-claimer sends.
+lead ``after`` past its due time; the task's due time starts its stay.
+
+Within a stay the reminders are *rungs* of a ladder, counted from what was
+sent, not from the clock: the first (number 0) falls due ``after`` into the
+stay, and with ``repeat_every`` the next one that long after the last rung
+was sent (to anyone, or refused for good). Until then a recipient whose copy
+failed for a reason that may pass is tried again; a rung whose every send so
+failed stays current. So a rule enabled over old leads starts each stay at
+its first reminder, and the ladder's escalation and reassignment come only
+after the reminders before them went out. Each (lead, rule, stay, number, task) is claimed per
+recipient by a unique insert before anything is sent: only the claimer sends.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Mapping
 
 from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,14 +33,27 @@ from leadtap.core.store.outbox import CLAIM_LEASE
 from leadtap.core.store.db import Lead, Owner, Reminder, Task
 
 
-def due_number(stay_started_at: datetime, now: datetime, rule: ReminderRule) -> int | None:
-    """Which reminder of the stay is due now (0, 1, …), or None when none is yet."""
-    stale_for = now - stay_started_at - rule.after
-    if stale_for < timedelta(0):
+# The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
+REASSIGN = "(reassign)"
+# The pseudo-recipient of a rung nobody could be sent (no active owner, no
+# escalation role): recorded, so that the ladder still climbs to reassignment.
+NOBODY = "(nobody)"
+
+
+def due_number(stay_started_at: datetime, now: datetime, rule: ReminderRule,
+               sent: Mapping[int, datetime] | None = None) -> int | None:
+    """The stay's current rung (0, 1, …), or None before ``after``: the first
+    once ``after`` into the stay; the last one sent (``sent``: rung → when it
+    was last sent) until ``repeat_every`` has passed since, and then the next.
+    A current rung is sent to whoever of its recipients does not have it yet."""
+    if stay_started_at + rule.after > now:
         return None
-    if rule.repeat_every is None:
+    if not sent:
         return 0
-    return int(stale_for / rule.repeat_every)
+    last = max(sent)
+    if rule.repeat_every is not None and sent[last] + rule.repeat_every <= now:
+        return last + 1
+    return last
 
 
 @dataclass
@@ -69,17 +90,34 @@ def stay_start(lead: Lead) -> datetime:
     return lead.status_changed_at
 
 
-def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[str, ...], now: datetime) -> list[Due]:
-    """Every reminder due now by the clock — one query per rule, on the
-    (status, status_changed_at) or the (state, due_at) index. Which of them
-    still need sending is ``taken_keys``' answer, per recipient."""
-    found: list[Due] = []
+@dataclass
+class Found:
+    """The reminders due now, and the claims already sent or being sent (per recipient)."""
+
+    due: list[Due]
+    taken: set[ClaimKey]
+
+
+def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[str, ...], now: datetime) -> Found:
+    """Every reminder due now — one query per rule for the stays past
+    ``after``, on the (status, status_changed_at) or the (state, due_at)
+    index, and one read of their leads' reminders: which rung each stay is
+    on, and which recipients have it already."""
+    stays: list[Due] = []
     for rule in rules:
         if rule.enabled and rule.for_tasks:
-            found += overdue_tasks(session, rule, closed, now)
+            stays += overdue_tasks(session, rule, closed, now)
         elif rule.enabled and rule.status not in closed:
-            found += stale_leads(session, rule, now)
-    return found
+            stays += stale_leads(session, rule, now)
+    sent, taken = ladder_history(session, sorted({d.lead.id for d in stays}), now)
+    found = []
+    for d in stays:
+        number = due_number(d.stay, now, d.rule, sent.get(d.key[:3] + d.key[4:]))
+        if number is not None:
+            d.number = number
+            found.append(d)
+    keys = {d.key for d in found}
+    return Found(found, {key for key in taken if key[:5] in keys})
 
 
 def awake(now: datetime):
@@ -95,13 +133,7 @@ def stale_leads(session: Session, rule: ReminderRule, now: datetime) -> list[Due
         .where(or_(Lead.assigned_at.is_(None), Lead.assigned_at <= since), awake(now))
         .order_by(Lead.id)
     ).all()
-    found = []
-    for lead, owner in rows:
-        stay = stay_start(lead)
-        number = due_number(stay, now, rule)
-        if number is not None:
-            found.append(Due(lead, owner, rule, number, now - stay, stay))
-    return found
+    return [Due(lead, owner, rule, 0, now - stay_start(lead), stay_start(lead)) for lead, owner in rows]
 
 
 def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...], now: datetime) -> list[Due]:
@@ -114,29 +146,31 @@ def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...],
         .where(or_(Lead.status.not_in(closed), Task.onboarding_id.is_not(None)), awake(now))
         .order_by(Task.due_at, Task.id)
     ).all()
-    found = []
-    for task, lead, owner in rows:
-        number = due_number(task.due_at, now, rule)
-        if number is not None:
-            found.append(Due(lead, owner, rule, number, now - task.due_at, task.due_at, task))
-    return found
+    return [Due(lead, owner, rule, 0, now - task.due_at, task.due_at, task) for task, lead, owner in rows]
 
 
-def taken_keys(session: Session, found: list[Due], now: datetime) -> set[ClaimKey]:
-    """Claim keys already sent, or claimed by someone whose lease still runs."""
-    keys = {due.key for due in found}
-    lead_ids = sorted({key[0] for key in keys})
+# (lead id, rule, stay started at, task id or 0): one stay's ladder.
+StayKey = tuple[int, str, datetime, int]
+
+
+def ladder_history(session: Session, lead_ids: list[int],
+                   now: datetime) -> tuple[dict[StayKey, dict[int, datetime]], set[ClaimKey]]:
+    """For each stay of these leads, its rungs sent (number → when last sent);
+    and every claim sent, or held by someone whose lease still runs."""
+    sent: dict[StayKey, dict[int, datetime]] = defaultdict(dict)
     taken: set[ClaimKey] = set()
     for start in range(0, len(lead_ids), 500):
         for row in session.execute(
             select(Reminder.lead_id, Reminder.rule, Reminder.stay_started_at, Reminder.repeat, Reminder.task_id,
-                   Reminder.recipient, Reminder.state, Reminder.claimed_at)
+                   Reminder.recipient, Reminder.state, Reminder.claimed_at, Reminder.sent_at)
             .where(Reminder.lead_id.in_(lead_ids[start : start + 500]))
         ):
-            key = (row.lead_id, row.rule, row.stay_started_at, row.repeat, row.task_id)
-            if key in keys and (row.state == "sent" or row.claimed_at > now - CLAIM_LEASE):
-                taken.add((*key, row.recipient))
-    return taken
+            if row.state == "sent" or row.claimed_at > now - CLAIM_LEASE:
+                taken.add((row.lead_id, row.rule, row.stay_started_at, row.repeat, row.task_id, row.recipient))
+            if row.state == "sent" and row.recipient != REASSIGN:
+                rungs = sent[(row.lead_id, row.rule, row.stay_started_at, row.task_id)]
+                rungs[row.repeat] = max(rungs.get(row.repeat, row.sent_at), row.sent_at)
+    return sent, taken
 
 
 def claim(session: Session, key: ClaimKey, token: str, now: datetime) -> bool:

@@ -25,12 +25,24 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 
 def cmd_remind(app: App, args: argparse.Namespace) -> int:
     report = app.reminder_sweep().run(dry_run=args.dry_run)
-    for line in report.plan:
-        print(f"would send to {line}")
-    print(report.summary() if not args.dry_run else f"reminders: {report.due} due (dry run, nothing sent)")
+    if args.dry_run:
+        print_rehearsal(app, report)
+        return EXIT_OK
+    print(report.summary())
     if report.owes_mail:
         print(app.send_notifications().summary())  # the new owners, the old ones, the deals' owners hear at once
     return EXIT_FAILED if report.released or report.refused else EXIT_OK
+
+
+def print_rehearsal(app: App, report) -> None:
+    """What the sweep would do now, step by step; outside business hours, what waits for them."""
+    if report.waits_until is not None:
+        zone = app.config.reminders.timezone
+        print(f"outside business hours: nothing is sent until {report.waits_until:%a %Y-%m-%d %H:%M} ({zone}); "
+              "then, unless something changes:")
+    for line in report.plan:
+        print(f"would {line}")
+    print(f"{report.summary(dry_run=True)} (dry run, nothing sent)")
 
 
 def cmd_reminders_list(app: App, args: argparse.Namespace) -> int:
