@@ -38,7 +38,7 @@ from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError, Ima
 from leadtap.core.rules.model import Outcome
 from leadtap.core.use_cases.batch import LeadBatch
 from leadtap.core.use_cases.changes import LeadRules, record_mail
-from leadtap.core.rules.lifecycle import StatusChanged
+from leadtap.core.rules.lifecycle import AutomationBlocked, StatusChanged
 from leadtap.core.use_cases.reply_changes import ReplySettings, is_reply
 from leadtap.core.use_cases.reply_changes import handle as handle_reply
 from leadtap.core.store.services import (
@@ -373,8 +373,11 @@ class MailboxIngest:
             self.run_reply(session, reply, now)
         decided = batch.write()
         for change in record_mail(session, self.rules, batch.touched(), now):
-            self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
-                          to=[e.new for e in change.of(StatusChanged)])
+            for blocked in change.of(AutomationBlocked):
+                self.log.info("lead_not_moved", lead_id=change.lead_id, to=blocked.to, needs=list(blocked.missing))
+            if change.of(StatusChanged):
+                self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
+                              to=[e.new for e in change.of(StatusChanged)])
         return {d.ref.uid: d.result() for d in decided}
 
     def run_reply(self, session, reply, now) -> None:

@@ -27,7 +27,7 @@ SAMPLE_LEAD = {
     "status_changed_at": "2026-01-01T09:00:00+00:00", "owner": "owner@example.com", "owner_name": "Owner",
     "opportunity": None, "mailbox": "sales", "subject": "Sample", "received_at": "2026-01-01T09:00:00+00:00",
     "created_at": "2026-01-01T09:00:00+00:00", "warnings": [], "last_activity_at": None, "snoozed_until": None,
-    "follow_up_of": None,
+    "follow_up_of": None, "blocked": "reply received; not moved to Contacted: needs phone",
 }
 
 

@@ -40,6 +40,7 @@ def test_a_full_pipeline_loads_into_the_domain_rules(tmp_path):
     assert pipeline.admins == frozenset({"ana@example.com"})
     assert (pipeline.qualified, pipeline.disqualified, pipeline.other_reason) == ("Qualified", "Disqualified", "Other")
     assert pipeline.follow_up == FollowUp(("Bad timing",), timedelta(days=90))
+    assert pipeline.tasks_on_leave == "cancel"  # by default
     assert pipeline.option("Attempting") == StatusOptions(
         "Attempting", "outreach", True, ("phone",), (TaskTemplate("Call {{ lead.name }}", timedelta(days=1)),))
 
@@ -66,6 +67,8 @@ def test_without_a_pipeline_table_no_rule_applies(tmp_path):
         (('set_on = "outreach"\n', ''), "statuses[0].locked", ("needs set_on",)),
         (('due = "1d"', 'due = "soon"'), "statuses[0].tasks[0].due", ("not a duration",)),
         (('no_skipping = true', 'no_skiping = true'), "pipeline.no_skiping", ("unknown key",)),
+        (('no_skipping = true', 'tasks_on_leave = "close"'), "pipeline.tasks_on_leave",
+         ("'close'", "cancel", "keep")),
     ],
 )
 def test_each_pipeline_mistake_is_refused_naming_its_key(tmp_path, change, key, words):

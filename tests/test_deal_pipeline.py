@@ -396,3 +396,38 @@ def test_a_disqualified_leads_deal_closes_past_the_lost_stages_rules_with_the_pe
     assert closing["note"] == "the lead was disqualified: No budget (moved abroad)" and not closing.get("reason")
     report = remind.sweep(utcnow() + DAY)
     assert (report.deals.warned, report.deals.closed) == (0, 0)
+
+
+LOSING = DISQUALIFYING + """
+[[statuses]]
+name = "Disqualified"
+set_on = "stage:Lost"
+"""
+
+
+def test_a_deal_lost_closes_its_lead_when_the_disqualified_status_is_set_on_it(remind, smtp):
+    """By a person, with the deal's reason (the same, or the lead's "other" with a note), and by the
+    staleness policy; the closed lead is then never reminded."""
+    remind.configure(LOSING + """
+[[reminders.rules]]
+name = "new-untouched"
+status = "New"
+after = "2d"
+""")
+    rival = add_deal(remind, "Jo Smith", "ana@example.com", since=utcnow() - 5 * DAY)
+    price = add_deal(remind, "Al Jones", "ana@example.com", since=utcnow() - 5 * DAY)
+    code, _, err = remind.cli("opportunities", "set", str(rival), "--stage", "Lost",
+                              "--reason", "Went with a competitor", "--by", "ana@example.com")
+    assert code == 0, err
+    code, out, err = remind.cli("opportunities", "set", str(price), "--stage", "Lost", "--reason", "Other",
+                                "--note", "too dear")
+    assert code == 0, err
+    assert "New → Disqualified" in out
+    closed = {deal: rows(remind, select(Lead.status, Activity.details).join(Activity, Activity.lead_id == Lead.id)
+                         .where(Lead.id == deal_row(remind, deal).lead_id, Activity.kind == "status"))
+              for deal in (rival, price)}
+    (status, details), = closed[rival]
+    assert (status, details["reason"], details["by"]) == ("Disqualified", "Went with a competitor", "automation")
+    (status, details), = closed[price]
+    assert (details["reason"], details["note"]) == ("Other", "the deal was lost: Other (too dear)")
+    assert remind.sweep(utcnow() + DAY).due == 0  # both leads closed: no stale "New" reminder

@@ -11,6 +11,9 @@ import pytest
 from leadtap.core.rules.lifecycle import (
     AUTOMATED,
     Actor,
+    AutomationBlocked,
+    DealLost,
+    StatusTasksCancelled,
     FieldsSet,
     FollowUp,
     FollowUpLead,
@@ -179,7 +182,19 @@ def test_without_pipeline_rules_any_status_may_follow_any_other():
 def test_entering_a_status_creates_its_tasks_due_from_now():
     change = move(lead("New"), "Attempting", PIPELINE, AUTOMATED, NOW)
 
-    assert change.of(TaskDue) == [TaskDue("Call {{ lead.name }}", NOW + timedelta(days=1))]
+    assert change.of(TaskDue) == [TaskDue("Call {{ lead.name }}", NOW + timedelta(days=1), status="Attempting")]
+
+
+def test_leaving_a_status_for_an_open_one_cancels_the_tasks_it_made_unless_they_are_kept():
+    moved = move(lead("Attempting"), "Connected", PIPELINE, ANA, NOW, values={"phone": "1"})
+    kept = move(lead("Attempting"), "Connected", replace(PIPELINE, tasks_on_leave="keep"), ANA, NOW,
+                values={"phone": "1"})
+
+    assert moved.of(StatusTasksCancelled) == [StatusTasksCancelled("Attempting")]
+    assert not kept.of(StatusTasksCancelled)
+    assert not move(lead("New"), "Attempting", PIPELINE, AUTOMATED, NOW).of(StatusTasksCancelled)  # New has none
+    closing = move(lead("Attempting"), "Qualified", PIPELINE, BOSS, NOW)  # closing cancels them all anyway
+    assert closing.of(OpenTasksCancelled) and not closing.of(StatusTasksCancelled)
 
 
 def test_qualifying_a_lead_without_an_opportunity_asks_for_one():
@@ -236,8 +251,37 @@ def test_automation_leaves_alone_a_lead_a_person_moved_back():
     assert on_activity(lead("New", automation_stopped=True), "outreach", PIPELINE, NOW) is None
 
 
-def test_automation_does_not_move_a_lead_missing_a_required_field():
-    assert on_activity(lead("Attempting", had_outreach=True), "reply", PIPELINE, NOW) is None
+def test_automation_does_not_move_a_lead_missing_a_required_field_and_says_so_once():
+    change = on_activity(lead("Attempting", had_outreach=True), "reply", PIPELINE, NOW)
+
+    (blocked,) = change.of(AutomationBlocked)
+    assert change.actor == AUTOMATED and not change.of(StatusChanged)
+    assert blocked.summary == "reply received; not moved to Connected: needs phone"
+    assert on_activity(lead("Attempting", had_outreach=True, blocked=blocked.summary), "reply", PIPELINE,
+                       NOW) is None  # said already: not again until something changes
+
+
+LOSING = replace(PIPELINE, options={**PIPELINE.options,
+                                    "Disqualified": StatusOptions("Disqualified", set_on="stage:Lost")})
+
+
+def test_a_deal_lost_closes_its_lead_with_the_same_reason_or_the_other_one_and_a_note():
+    same = on_activity(lead("Attempting", has_opportunity=True), "stage:Lost", LOSING, NOW, "No budget", "cut")
+    other = on_activity(lead("Attempting"), "stage:Lost", LOSING, NOW, "Price", None)
+
+    assert same.of(StatusChanged) == [StatusChanged("Attempting", "Disqualified", "No budget",
+                                                    "the deal was lost: No budget (cut)")]
+    assert same.of(DealLost)  # its deal is closed already: the recorder leaves it
+    assert other.of(StatusChanged)[0].reason == "Other"
+    assert other.of(StatusChanged)[0].note == "the deal was lost: Price"
+
+
+def test_a_deal_lost_waits_for_a_person_when_no_reason_fits():
+    strict = replace(LOSING, other_reason=None)
+
+    change = on_activity(lead("Attempting"), "stage:Lost", strict, NOW, "Price", None)
+
+    assert change.of(AutomationBlocked)[0].summary == "deal moved to Lost; not moved to Disqualified: needs a reason"
 
 
 def test_a_trigger_no_status_is_set_on_moves_nothing():

@@ -283,3 +283,34 @@ def test_a_sent_mailbox_pointed_at_another_folder_starts_at_its_newest_message(l
                                  message_id="<archive-new@example.com>"), folder="Archive")
     lead.poll()
     assert show(lead)["status"] == "Attempting"
+
+
+# --- when automation cannot move a lead, it says so -------------------------------------------
+
+
+def test_a_reply_that_cannot_move_the_lead_for_a_missing_field_says_so_once_on_the_lead(env, mailbox):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra=PIPELINE + 'required = ["budget"]\n')
+    env.upgrade()
+    env.poll()
+    outreach(mailbox)
+    env.poll()
+    answer(mailbox)
+    answer(mailbox)  # a second answer says nothing new
+
+    env.poll()
+
+    shown = show(env)
+    assert shown["status"] == "Attempting"
+    assert shown["blocked"] == "reply received; not moved to Contacted: needs budget"
+    blocked = [a for a in shown["activities"] if a["kind"] == "blocked"]
+    assert [(a["summary"], a["details"]["by"]) for a in blocked] == [
+        ("reply received; not moved to Contacted: needs budget", "automation")]
+    assert [t["title"] for t in shown["tasks"]] == ["Call Jo Smith"]
+
+    assert env.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=5000")[0] == 0
+
+    moved = show(env)
+    assert moved["blocked"] is None  # Attempting's call: cancelled as the lead left it
+    assert [(t["title"], t["state"]) for t in moved["tasks"]] == [("Call Jo Smith", "cancelled")]
+    assert moved["activities"][-1]["summary"] == "1 open task of Attempting cancelled"

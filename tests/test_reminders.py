@@ -401,3 +401,21 @@ def test_a_claim_taken_over_is_neither_confirmed_nor_released_by_its_first_holde
             assert mark_sent(session, [(key, None)], "second", NOW) == 1
     finally:
         app.close()
+
+
+def test_a_reminder_says_what_automation_waits_for(remind, smtp):
+    remind.configure(RULE, reminders="digest = false\n")
+    lead = remind.add_lead("Jo Smith", "ana@example.com")
+    app = remind.app()
+    try:
+        with app.db.transaction() as session:
+            session.get(Lead, lead).blocked = "reply received; not moved to Contacted: needs phone"
+    finally:
+        app.close()
+
+    remind.sweep(NOW)
+
+    (message,) = smtp.messages
+    assert "Waiting for you: reply received; not moved to Contacted: needs phone." in message.get_body(
+        ("plain",)).get_content()
+    assert "<b>Waiting for you:</b> reply received" in message.get_body(("html",)).get_content()

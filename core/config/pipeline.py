@@ -10,13 +10,19 @@ from typing import Any
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
 from leadtap.core.rules.lifecycle import TRIGGERS, FollowUp, Pipeline, StatusOptions, TaskTemplate
 
+# A status's open tasks when the lead leaves it for another open status: cancelled, or kept open.
+TASKS_ON_LEAVE = ("cancel", "keep")
+
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],
                    default_status: str, owners: set[str], stages: tuple[str, ...] = ()) -> Pipeline:
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
+        "tasks_on_leave": str,
     })
+    if values.get("tasks_on_leave", "cancel") not in TASKS_ON_LEAVE:
+        s.fail("tasks_on_leave", f"{values['tasks_on_leave']!r}: expected one of {list(TASKS_ON_LEAVE)}")
     for key in ("qualified", "disqualified"):
         if key in values:
             check_status(s, key, values[key], statuses)
@@ -43,6 +49,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
         admins=admins, qualified=values.get("qualified"), disqualified=values.get("disqualified"),
         disqualify_reasons=reasons, other_reason=values.get("other_reason"),
         lock_converted=values.get("lock_converted", False), follow_up=follow_up, options=options,
+        tasks_on_leave=values.get("tasks_on_leave", "cancel"),
     )
 
 

@@ -80,6 +80,7 @@ class Pipeline:
     lock_converted: bool = False
     follow_up: FollowUp | None = None
     options: Mapping[str, StatusOptions] = field(default_factory=dict)
+    tasks_on_leave: str = "cancel"  # a status's open tasks when the lead leaves it: cancel | keep
 
     def option(self, status: str) -> StatusOptions:
         return self.options.get(status) or StatusOptions(status)
@@ -141,6 +142,7 @@ class LeadState:
     automation_stopped: bool = False  # a person moved it back: automation leaves it alone
     had_outreach: bool = False
     snoozed_until: datetime | None = None
+    blocked: str | None = None  # why automation last could not move it
 
 
 @dataclass(frozen=True)
@@ -190,11 +192,43 @@ class TaskDue:
     title: str  # a template the adapter renders with the lead, unless ``literal``
     due_at: datetime
     literal: bool = False
+    status: str | None = None  # the status whose template made it (None: by hand)
 
 
 @dataclass(frozen=True)
 class OpenTasksCancelled:
-    pass
+    """The lead closed: all its open tasks are cancelled."""
+
+
+@dataclass(frozen=True)
+class StatusTasksCancelled:
+    """The lead left ``status``: the open tasks its template made are cancelled."""
+
+    status: str
+
+
+@dataclass(frozen=True)
+class AutomationBlocked:
+    """Automation would have moved the lead on ``trigger`` but for a missing
+    field (or reason): said on the lead, and in its owner's next email."""
+
+    trigger: str
+    to: str
+    missing: tuple[str, ...]
+
+    @property
+    def why(self) -> str:
+        return f"not moved to {self.to}: needs {', '.join(self.missing)}"
+
+    @property
+    def summary(self) -> str:
+        return f"{trigger_words(self.trigger)}; {self.why}"
+
+
+def trigger_words(trigger: str) -> str:
+    if trigger.startswith("stage:"):
+        return f"deal moved to {trigger.removeprefix('stage:')}"
+    return {"outreach": "outreach sent", "reply": "reply received"}.get(trigger, trigger)
 
 
 @dataclass(frozen=True)
@@ -269,6 +303,8 @@ def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: dateti
     now_at = pipeline.position(lead.status)
     back = not actor.is_automation and now_at is not None and pipeline.statuses.index(to) < now_at
     events.append(StatusChanged(lead.status, to, reason, note, moved_back=back and pipeline.is_open(to)))
+    if pipeline.is_open(to) and pipeline.tasks_on_leave == "cancel" and pipeline.option(lead.status).tasks:
+        events.append(StatusTasksCancelled(lead.status))
     events += entered(lead, to, pipeline, now, reason, note)
     return Change(lead.id, actor, now, tuple(events))
 
@@ -287,11 +323,16 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
         check_person_rules(lead, to, pipeline, where)
     if values.get("email") and not valid_email(values["email"]):
         raise Refused(f"{where}: {values['email']!r} is not an email address")
-    missing = [name for name in option.required if not (values.get(name) or lead.fields.get(name))]
+    missing = missing_fields(lead, to, pipeline, values)
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)}")
     if to == pipeline.disqualified:
         check_reason(to, pipeline.disqualify_reasons, pipeline.other_reason, reason, note, where)
+
+
+def missing_fields(lead: LeadState, to: str, pipeline: Pipeline, values: Mapping[str, str]) -> list[str]:
+    """The fields ``to`` requires that neither the lead nor ``values`` fills."""
+    return [name for name in pipeline.option(to).required if not (values.get(name) or lead.fields.get(name))]
 
 
 def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str) -> None:
@@ -327,7 +368,7 @@ def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason:
     """What entering ``to`` brings: its tasks, an opportunity when qualified,
     a follow-up lead when disqualified for a follow-up reason, and the open
     tasks cancelled when the lead closes."""
-    events: list = [TaskDue(task.title, now + task.due) for task in pipeline.option(to).tasks]
+    events: list = [TaskDue(task.title, now + task.due, status=to) for task in pipeline.option(to).tasks]
     if to == pipeline.qualified and not lead.has_opportunity:
         events.append(OpportunityNeeded())
     if not pipeline.is_open(to):
@@ -340,11 +381,14 @@ def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason:
     return events
 
 
-def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime) -> Change | None:
+def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime, reason: str | None = None,
+                note: str | None = None) -> Change | None:
     """The move automation makes on an activity (``outreach``, ``reply``,
-    ``stage:<name>``), or None: forward only, never out of a closed status,
-    never for a lead a person moved back; a reply counts (HubSpot's
-    *Connected*) only after outreach."""
+    ``stage:<name>``, the deal's lost ``reason`` and ``note`` with it), or
+    None: forward only, never out of a closed status, never for a lead a
+    person moved back; a reply counts (HubSpot's *Connected*) only after
+    outreach. When a required field (or a reason) is missing, the change
+    says so (``AutomationBlocked``), once until something changes."""
     to = pipeline.set_on(trigger)
     if to is None or lead.automation_stopped or not pipeline.is_open(lead.status):
         return None
@@ -354,10 +398,28 @@ def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime
         return None
     if pipeline.statuses.index(to) <= pipeline.statuses.index(lead.status):
         return None
+    if to == pipeline.disqualified:
+        reason, note = disqualify_reason(pipeline, reason, note)
+    missing = tuple(missing_fields(lead, to, pipeline, {}))
+    if to == pipeline.disqualified and pipeline.disqualify_reasons and reason is None:
+        missing += ("a reason",)
+    if missing:
+        blocked = AutomationBlocked(trigger, to, missing)
+        return None if lead.blocked == blocked.summary else Change(lead.id, AUTOMATED, now, (blocked,))
     try:
-        return move(lead, to, pipeline, AUTOMATED, now)
-    except Refused:  # a required field is missing: a person will move it
+        return move(lead, to, pipeline, AUTOMATED, now, reason, note)
+    except Refused:  # no rule left that refuses automation; should one come, mail is still read
         return None
+
+
+def disqualify_reason(pipeline: Pipeline, lost_for: str | None, note: str | None) -> tuple[str | None, str | None]:
+    """A deal lost closes its lead: the lead's reason is the deal's when it is
+    a disqualify reason too, else the "other" reason, with a note saying the
+    deal's; None when neither is there."""
+    said = f"the deal was lost: {lost_for}" if lost_for else "the deal was lost"
+    said = f"{said} ({note.strip()})" if note and note.strip() else said
+    same = next((r for r in pipeline.disqualify_reasons if lost_for and r.lower() == lost_for.lower()), None)
+    return (same or pipeline.other_reason), said
 
 
 def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:

@@ -16,10 +16,17 @@ WORDS = {
     "FieldsSet": lambda e: "set " + ", ".join(sorted(e.values)),
     "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
     "OpenTasksCancelled": lambda e: "open tasks cancelled",
+    "StatusTasksCancelled": lambda e: f"open tasks of {e.status} cancelled",
+    "AutomationBlocked": lambda e: e.summary,
     "OpportunityNeeded": lambda e: "opportunity created",
     "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
     "DealLost": lambda e: "its open deal, if any, closed lost",
 }
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 open task``, ``2 open tasks``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def describe(event) -> str:

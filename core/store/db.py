@@ -95,6 +95,8 @@ class Lead(Base):
     last_outreach_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no reminders before then
     automation_stopped: Mapped[bool] = mapped_column(Boolean, default=False)  # a person moved it back
+    # why automation could not move it, e.g. "not moved to Connected: needs phone"; cleared by a status change
+    blocked: Mapped[str | None] = mapped_column(Text)
     follow_up_of: Mapped[int | None] = mapped_column(ForeignKey("leads.id", name="fk_leads_follow_up_of"))
     # When the lead became its owner's (None: at creation): reminders count from
     # the later of this and status_changed_at, so a new owner gets a fresh start.
@@ -165,6 +167,8 @@ class Task(Base):
     title: Mapped[str] = mapped_column(String(500))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(20))  # open | done | cancelled
+    # the status whose template made it: closed when the lead leaves it ([pipeline] tasks_on_leave)
+    status: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(320))

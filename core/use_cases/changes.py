@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.rules import deals, lifecycle
 from leadtap.core.rules.reply_grammar import pick
+from leadtap.core.rules.words import plural
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
 from leadtap.core.rules.deals import DealRules
@@ -69,7 +70,8 @@ def state_of(session: Session, lead: Lead) -> LeadState:
     fields = {"name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
               **(lead.fields or {})}
     return LeadState(lead.id, lead.status, owner.email if owner else None, fields, has_opportunity,
-                     bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until)
+                     bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until,
+                     lead.blocked)
 
 
 def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
@@ -243,7 +245,7 @@ def add_activity(session: Session, lead_id: int, kind: str, summary: str, actor:
 
 
 def status_changed(session, rules, lead: Lead, change: Change, event: lifecycle.StatusChanged) -> None:
-    lead.status, lead.status_changed_at = event.new, change.at
+    lead.status, lead.status_changed_at, lead.blocked = event.new, change.at, None
     if event.moved_back:
         lead.automation_stopped = True
     details = {"from": event.old, "to": event.new, "reason": event.reason, "note": event.note}
@@ -268,13 +270,30 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
     title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
-                     state="open", created_at=change.at))
+                     state="open", status=event.status, created_at=change.at))
     add_activity(session, lead.id, "task", title, change.actor, change.at, {"due_at": event.due_at.isoformat()})
 
 
 def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
     session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
                     .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who))
+
+
+def status_tasks_cancelled(session, rules, lead: Lead, change: Change,
+                           event: lifecycle.StatusTasksCancelled) -> None:
+    cancelled = session.execute(
+        update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.status == event.status,
+                           Task.onboarding_id.is_(None))
+        .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who)).rowcount
+    if cancelled:
+        add_activity(session, lead.id, "task", f"{plural(cancelled, 'open task')} of {event.status} cancelled",
+                     change.actor, change.at, {"cancelled": cancelled, "status": event.status})
+
+
+def automation_blocked(session, rules, lead: Lead, change: Change, event: lifecycle.AutomationBlocked) -> None:
+    lead.blocked = event.summary
+    add_activity(session, lead.id, "blocked", event.summary, change.actor, change.at,
+                 {"trigger": event.trigger, "to": event.to, "missing": list(event.missing)})
 
 
 def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, event) -> None:
@@ -339,6 +358,8 @@ RECORDERS = {
     lifecycle.FieldsSet: fields_set,
     lifecycle.TaskDue: task_due,
     lifecycle.OpenTasksCancelled: tasks_cancelled,
+    lifecycle.StatusTasksCancelled: status_tasks_cancelled,
+    lifecycle.AutomationBlocked: automation_blocked,
     lifecycle.OpportunityNeeded: opportunity_needed,
     lifecycle.FollowUpLead: follow_up_lead,
     lifecycle.DealLost: deal_lost,

@@ -65,11 +65,17 @@ def set_stage(session: Session, rules: LeadRules, opportunity_id: int, stage: st
     lead, opportunity = load_deal(session, opportunity_id)
     change = deals.move(deal_of(session, lead, opportunity), stage, rules.deals, actor, now, reason, note, values)
     changes.record(session, rules, lead, change, RECORDERS)
-    return [change, *follow_stage(session, rules, lead, stage, now)]
+    return [change, *follow_stage(session, rules, lead, change, now)]
 
 
-def follow_stage(session: Session, rules: LeadRules, lead: Lead, stage: str, now: datetime) -> list[Change]:
-    moved = lifecycle.on_activity(changes.state_of(session, lead), f"stage:{stage}", rules.pipeline, now)
+def follow_stage(session: Session, rules: LeadRules, lead: Lead, change: Change, now: datetime) -> list[Change]:
+    """The move automation makes when the deal enters a stage; a lost deal's
+    reason and note go with it (a lead closed with its deal says why)."""
+    (entered,) = change.of(deals.StageChanged)[-1:] or (None,)
+    if entered is None:
+        return []
+    moved = lifecycle.on_activity(changes.state_of(session, lead), f"stage:{entered.new}", rules.pipeline, now,
+                                  entered.reason, entered.note)
     if moved is None:
         return []
     changes.record(session, rules, lead, moved)
@@ -114,7 +120,7 @@ def stale_step(session: Session, rules: LeadRules, opportunity_id: int, now: dat
         return []
     warning = bool(change.of(deals.DealWarned))
     changes.record(session, rules, lead, change, RECORDERS, activity=not warning)
-    return [change] if warning else [change, *follow_stage(session, rules, lead, rules.deals.lost, now)]
+    return [change] if warning else [change, *follow_stage(session, rules, lead, change, now)]
 
 
 def warning_moot(lead: Lead, opportunity: Opportunity, rules: deals.DealRules) -> str | None:

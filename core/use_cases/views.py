@@ -43,6 +43,7 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "last_activity_at": iso(lead.last_activity_at),
         "snoozed_until": iso(lead.snoozed_until),
         "follow_up_of": lead.follow_up_of,
+        "blocked": lead.blocked,  # why automation could not move it on, until it moves
     }
 
 
