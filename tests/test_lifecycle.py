@@ -12,6 +12,7 @@ from leadtap.core.rules.lifecycle import (
     AUTOMATED,
     Actor,
     AutomationBlocked,
+    Created,
     DealLost,
     StatusTasksCancelled,
     FieldsSet,
@@ -33,6 +34,7 @@ from leadtap.core.rules.lifecycle import (
     actor_for,
     add_note,
     assign,
+    create,
     move,
     on_activity,
     snooze,
@@ -354,3 +356,27 @@ def test_a_won_deal_qualifies_its_lead_unless_a_status_is_set_on_that_stage():
     chosen = Pipeline(plain.statuses, plain.closed, "New", qualified="Qualified",
                       options={"Contacted": StatusOptions("Contacted", set_on="stage:Won")})
     assert won_deals_qualify(chosen, "Won").set_on("stage:Won") == "Contacted"  # the config's own choice
+
+
+# --- a lead entered by hand -----------------------------------------------------------------
+
+
+def test_a_lead_entered_by_hand_brings_its_status_s_tasks_and_its_deal():
+    entry = LeadState(0, "Attempting", "ana@example.com", {"name": "Jo", "phone": "1"})
+
+    change = create(entry, "Phone", ("Email", "Phone"), PIPELINE, AUTOMATED, NOW, "rotation", opportunity=True)
+
+    assert change.events == (Created("Attempting", "Phone", "ana@example.com", "rotation"), OpportunityNeeded(),
+                             TaskDue("Call {{ lead.name }}", NOW + timedelta(days=1), status="Attempting"))
+
+
+def test_a_lead_entered_by_hand_needs_the_mandatory_fields_and_an_allowed_status():
+    strict = replace(PIPELINE, required=("email",), create_in=("New",))
+    entry = LeadState(0, "New", None, {"name": "Jo"})
+
+    with pytest.raises(Refused, match="a new lead needs email"):
+        create(entry, "Phone", ("Phone",), strict, ANA, NOW, "nobody")
+    with pytest.raises(Refused, match="a lead is created in New, not Connected"):
+        create(replace(entry, status="Connected"), "Phone", ("Phone",), strict, ANA, NOW, "nobody")
+    with pytest.raises(Refused, match="a new lead needs phone"):  # the status's own required fields too
+        create(replace(entry, status="Connected"), "Phone", ("Phone",), PIPELINE, ANA, NOW, "nobody")

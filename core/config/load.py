@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -78,6 +78,7 @@ class LeadsConfig:
     default_status: str = "New"
     sources: tuple[str, ...] = DEFAULT_SOURCES
     default_source: str = "Email"
+    required: tuple[str, ...] = ()  # fields a lead entered or edited by hand must have
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                                 {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
-    pipeline = won_deals_qualify(pipeline, opportunities.deals.won)
+    pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required)
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,
@@ -271,6 +272,7 @@ def parse_leads(s: "Section") -> LeadsConfig:
             "default_status": str,
             "sources": list_of_str,
             "default_source": str,
+            "required": list_of_str,
         }
     )
     leads = LeadsConfig(**values)

@@ -19,8 +19,12 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
-        "tasks_on_leave": str,
+        "tasks_on_leave": str, "create_in": list_of_str,
     })
+    for status in values.get("create_in", ()):
+        check_status(s, "create_in", status, statuses)
+        if status in closed:
+            s.fail("create_in", f"{status!r} is closed: a lead is created in an open status")
     if values.get("tasks_on_leave", "cancel") not in TASKS_ON_LEAVE:
         s.fail("tasks_on_leave", f"{values['tasks_on_leave']!r}: expected one of {list(TASKS_ON_LEAVE)}")
     for key in ("qualified", "disqualified"):
@@ -49,7 +53,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
         admins=admins, qualified=values.get("qualified"), disqualified=values.get("disqualified"),
         disqualify_reasons=reasons, other_reason=values.get("other_reason"),
         lock_converted=values.get("lock_converted", False), follow_up=follow_up, options=options,
-        tasks_on_leave=values.get("tasks_on_leave", "cancel"),
+        tasks_on_leave=values.get("tasks_on_leave", "cancel"), create_in=values.get("create_in", ()),
     )
 
 

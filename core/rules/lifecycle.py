@@ -81,6 +81,8 @@ class Pipeline:
     follow_up: FollowUp | None = None
     options: Mapping[str, StatusOptions] = field(default_factory=dict)
     tasks_on_leave: str = "cancel"  # a status's open tasks when the lead leaves it: cancel | keep
+    create_in: tuple[str, ...] = ()  # the statuses a lead is created in by hand (none given: any open one)
+    required: tuple[str, ...] = ()  # fields a lead made or edited by hand must have (Hanna's mandatory fields)
 
     def option(self, status: str) -> StatusOptions:
         return self.options.get(status) or StatusOptions(status)
@@ -180,6 +182,16 @@ class StatusChanged:
     reason: str | None = None
     note: str | None = None
     moved_back: bool = False  # by a person, to an earlier status: automation stops for this lead
+
+
+@dataclass(frozen=True)
+class Created:
+    """A lead entered by hand (a phone enquiry, a card from a fair)."""
+
+    status: str
+    source: str
+    owner: str | None
+    assigned_by: str  # rotation | hand | nobody
 
 
 @dataclass(frozen=True)
@@ -289,6 +301,41 @@ class Change:
 
 
 # --- the changes -------------------------------------------------------------
+
+
+def create(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pipeline, actor: Actor, now: datetime,
+           assigned_by: str, opportunity: bool = False) -> Change:
+    """A lead a person enters by hand (``lead``: its fields, status and owner;
+    its id 0 until it is written): the fields it needs, a source from the
+    list, an open status a lead may be created in and a person may set;
+    entering that status brings its tasks as a move would, and
+    ``opportunity`` (``[opportunities] auto_create``) its deal, as mail does."""
+    check_new(lead, source, sources, pipeline, actor)
+    events: list = [Created(lead.status, source, lead.owner, assigned_by)]
+    events += [OpportunityNeeded()] if opportunity else []
+    events += entered(replace(lead, has_opportunity=opportunity), lead.status, pipeline, now, None)
+    return Change(lead.id, actor, now, tuple(events))
+
+
+def check_new(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pipeline, actor: Actor) -> None:
+    fields, status = lead.fields, lead.status
+    if not any(fields.get(name) for name in ("name", "email", "phone")):
+        raise Refused("a lead needs a name, an email or a phone")
+    if fields.get("email") and not valid_email(fields["email"]):
+        raise Refused(f"{fields['email']!r} is not an email address")
+    if source not in sources:
+        raise Refused(f"unknown source {source!r}; expected one of {', '.join(sources)}")
+    if status not in pipeline.statuses:
+        raise Refused(f"unknown status {status!r}; expected one of {', '.join(pipeline.statuses)}")
+    allowed = pipeline.create_in or pipeline.open_statuses()
+    if status not in allowed or not pipeline.is_open(status):
+        raise Refused(f"a lead is created in {' or '.join(allowed)}, not {status}")
+    option = pipeline.option(status)
+    if option.locked and not actor.is_automation:
+        raise Refused(f"{status} is set automatically (on {option.set_on})")
+    missing = [name for name in dict.fromkeys((*pipeline.required, *option.required)) if not fields.get(name)]
+    if missing:
+        raise Refused(f"a new lead needs {', '.join(missing)}")
 
 
 def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: datetime, reason: str | None = None,

@@ -4,6 +4,9 @@ the confirmation of a reply say them."""
 from __future__ import annotations
 
 WORDS = {
+    "Created": lambda e: f"created, {e.status}, source {e.source}, "
+                         + (f"owner {e.owner}" + (" (rotation)" if e.assigned_by == "rotation" else "")
+                            if e.owner else "no owner"),
     "StatusChanged": lambda e: f"{e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),
     "OwnerChanged": lambda e: f"owner {e.old or 'nobody'} → {e.new}",
     "StageChanged": lambda e: f"deal {e.old} → {e.new}" + (f" ({e.reason})" if e.reason else ""),

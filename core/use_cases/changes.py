@@ -45,12 +45,18 @@ class LeadRules:
     render_title: RenderTitle
     notify_owner: bool = False  # a lead's new owner is owed the new-lead email
     mail_owners: bool = False  # there is an [smtp] table: deal warnings and hand-offs are emailed
+    sources: tuple[str, ...] = ("Email",)  # a lead entered by hand names one; the first is the default
+    assign: bool = True  # a lead entered by hand for no one goes to the rotation
+    auto_opportunity: bool = True  # a lead entered by hand gets its deal, as mail's do
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
         """The rules of ``config``; task titles kept as written unless a renderer is given."""
+        leads = config.leads
+        sources = (leads.default_source, *(s for s in leads.sources if s != leads.default_source))
         return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
-                   config.notifications.enabled, config.smtp is not None)
+                   config.notifications.enabled, config.smtp is not None, sources, config.assignment.enabled,
+                   config.opportunities.auto_create)
 
     @property
     def first_stage(self) -> str:
@@ -290,6 +296,13 @@ def status_tasks_cancelled(session, rules, lead: Lead, change: Change,
                      change.actor, change.at, {"cancelled": cancelled, "status": event.status})
 
 
+def created(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.Created) -> None:
+    add_activity(session, lead.id, "created", "entered by hand", change.actor, change.at,
+                 {"source": event.source, "owner": event.owner, "assigned_by": event.assigned_by})
+    if rules.notify_owner and event.owner and event.owner != change.actor.who:
+        notifications.owe(session, lead.id, event.owner, notifications.NEW_LEAD, change.at)
+
+
 def automation_blocked(session, rules, lead: Lead, change: Change, event: lifecycle.AutomationBlocked) -> None:
     lead.blocked = event.summary
     add_activity(session, lead.id, "blocked", event.summary, change.actor, change.at,
@@ -354,6 +367,7 @@ def snoozed(session, rules, lead: Lead, change: Change, event: lifecycle.Snoozed
 
 
 RECORDERS = {
+    lifecycle.Created: created,
     lifecycle.StatusChanged: status_changed,
     lifecycle.FieldsSet: fields_set,
     lifecycle.TaskDue: task_due,

@@ -64,7 +64,7 @@ def owes_mail(app, done: list) -> bool:
     """A new owner (of a lead, or of an onboarding) is told at once."""
     from leadtap.core.rules import deals, lifecycle
 
-    if any(change.of(lifecycle.OwnerChanged) for change in done):
+    if any(change.of(lifecycle.OwnerChanged) or change.of(lifecycle.Created) for change in done):
         return app.config.notifications.enabled
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
 

@@ -1,5 +1,5 @@
-"""``leadtap leads list|show|set|assign|note|snooze``: the leads, and people
-changing them."""
+"""``leadtap leads list|show|add|set|assign|note|snooze``: the leads, and
+people entering and changing them."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=cmd_leads_show)
     by = argparse.ArgumentParser(add_help=False)
     by.add_argument("--by", metavar="EMAIL", help="the owner who acts (default: cli, as an admin)")
+
+    add = leads.add_parser("add", parents=[by], help="enter a lead by hand (a phone enquiry, a card)")
+    add.add_argument("--name")
+    add.add_argument("--email")
+    add.add_argument("--phone")
+    add.add_argument("--company")
+    add.add_argument("--source", help="one of [leads] sources (default: default_source)")
+    add.add_argument("--status", help="an open status (default: default_status; [pipeline] create_in limits it)")
+    add.add_argument("--owner", help="an active owner's email, or next: the rotation's (default: --by, else next)")
+    add.add_argument("--message", help="what the contact asked for")
+    add.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="a custom field")
+    add.add_argument("--attach", action="store_true",
+                     help="the contact has an open lead: add this to it as a note instead of refusing")
+    add.set_defaults(handler=cmd_leads_add)
 
     status = leads.add_parser("set", parents=[by], help="move a lead to another status")
     status.add_argument("id", type=record_id)
@@ -89,6 +103,16 @@ def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(json.dumps(lead, indent=2, ensure_ascii=False))
     return EXIT_OK
+
+
+def cmd_leads_add(app, args) -> int:
+    from leadtap.core.use_cases.new_leads import Entry, add_lead
+    fields = dict(parse_field(f) for f in args.field)
+    for name in ("name", "email", "phone", "company"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    entry = Entry(fields, args.source, args.status, args.owner, args.message)
+    return change(app, args, lambda s, rules, actor, now: add_lead(s, rules, entry, actor, now, args.attach))
 
 
 def cmd_leads_set(app, args) -> int:

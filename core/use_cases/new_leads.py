@@ -1,0 +1,116 @@
+"""Leads a person enters by hand: a phone enquiry, a card from a fair.
+
+One transaction, in ingest's lock order (the rotation, then the lead): the
+entry is checked by the lifecycle's rules (``core.rules.lifecycle.create``),
+a contact who already has an open lead is refused with its id — or the entry
+joins that lead as a note — and the new lead is written with its owner, its
+deal, its status's tasks and the new-lead email owed, as mail's leads are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from leadtap.core.rules import lifecycle
+from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Refused
+from leadtap.core.rules.reply_grammar import pick
+from leadtap.core.store.db import Lead, Owner
+from leadtap.core.store.services import clip, clip_all, lock_rotation
+from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner, load_lead, next_owner, record,
+                                            state_of)
+
+BY_HAND = "(by hand)"  # the mailbox of a lead no mailbox brought
+COLUMNS = ("source", "status", "owner", "message")  # said with their own options, never as --field
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a person gives: name, email, phone, company and custom fields;
+    ``owner`` an owner's email, ``next`` (the rotation) or None."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    status: str | None = None
+    owner: str | None = None
+    message: str | None = None
+
+
+def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now: datetime,
+             attach: bool = False) -> Change:
+    """A new lead, or with ``attach`` a note on the contact's open lead."""
+    shadowed = sorted(set(entry.fields) & set(COLUMNS))
+    if shadowed:
+        raise Refused(f"{shadowed[0]} is not a custom field: give it as --{shadowed[0]}")
+    pipeline = rules.pipeline
+    status = pick(entry.status, pipeline.statuses) if entry.status else pipeline.default_status
+    source = pick(entry.source, rules.sources) if entry.source else rules.sources[0]
+    fields = {name: value.strip() for name, value in entry.fields.items() if value and value.strip()}
+    contact = fields["email"].lower() if fields.get("email") else None
+    lifecycle.check_new(LeadState(0, status, None, fields), source, rules.sources, pipeline, actor)
+    lock_rotation(session, rules.role)  # ingest's lock: a contact's mail and entry never both make a lead
+    known = open_lead_of(session, rules, contact) if contact else None
+    if known is not None:
+        return join(session, rules, known, entry, actor, now) if attach else refuse_duplicate(session, known)
+    owner, assigned_by = owner_for(session, rules, entry.owner, actor)
+    draft = LeadState(0, status, owner.email if owner else None, fields)
+    change = lifecycle.create(draft, source, rules.sources, pipeline, actor, now, assigned_by, rules.auto_opportunity)
+    lead = write(session, fields, entry.message, source, status, owner, contact, now)
+    record(session, rules, lead, replace(change, lead_id=lead.id))
+    return replace(change, lead_id=lead.id)
+
+
+def open_lead_of(session: Session, rules: LeadRules, contact: str) -> Lead | None:
+    return session.scalars(select(Lead).where(Lead.contact == contact, Lead.status.not_in(rules.pipeline.closed))
+                           .order_by(Lead.id.desc()).limit(1)).first()
+
+
+def refuse_duplicate(session: Session, lead: Lead) -> Change:
+    owner = session.get(Owner, lead.owner_id) if lead.owner_id else None
+    whose = f"{owner.email}'s" if owner else "no one's"
+    raise Refused(f"{lead.contact} is already lead {lead.id} ({lead.status}, {whose}); "
+                  f"--attach adds this enquiry to it")
+
+
+def join(session: Session, rules: LeadRules, known: Lead, entry: Entry, actor: Actor, now: datetime) -> Change:
+    """The entry joins the contact's open lead: a note saying what was entered."""
+    said = ", ".join(f"{name} {value}" for name, value in sorted(entry.fields.items()) if value and value.strip())
+    text = "enquiry entered by hand" + (f": {entry.message.strip()}" if entry.message and entry.message.strip()
+                                        else "") + (f" ({said})" if said else "")
+    lead = load_lead(session, known.id)
+    change = lifecycle.add_note(state_of(session, lead), text, actor, now)
+    record(session, rules, lead, change)
+    return change
+
+
+def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Actor) -> tuple[Owner | None, str]:
+    """``--owner``: an active owner, or ``next`` in the rotation; without it
+    the owner who enters the lead, else the rotation (when assignment is on)."""
+    if wanted == "next" or (wanted is None and not actor_is_owner(session, actor) and rules.assign):
+        return next_owner(session, rules.role, exclude=None), "rotation"
+    if wanted is not None:
+        return active_owner(session, wanted), "hand"
+    if actor_is_owner(session, actor):
+        return active_owner(session, actor.who), "hand"
+    return None, "nobody"
+
+
+def actor_is_owner(session: Session, actor: Actor) -> bool:
+    owner = session.scalars(select(Owner).where(Owner.email == actor.who)).one_or_none()
+    return owner is not None and owner.active
+
+
+def write(session: Session, fields: dict[str, str], message: str | None, source: str, status: str,
+          owner: Owner | None, contact: str | None, now: datetime) -> Lead:
+    columns = {name: clip(fields.get(name), length) for name, length in LEAD_FIELDS.items()}
+    custom = clip_all({name: value for name, value in fields.items() if name not in LEAD_FIELDS})
+    lead = Lead(**columns, message=clip(message), fields=custom, source=source, status=status,
+                status_changed_at=now, owner_id=owner.id if owner else None, mailbox=BY_HAND,
+                contact=clip(contact, 320), subject=None, received_at=now, created_at=now, warnings=[],
+                last_activity_at=now)
+    session.add(lead)
+    session.flush()
+    return lead

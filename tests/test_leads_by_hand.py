@@ -1,0 +1,147 @@
+"""Leads entered by hand (``leadtap leads add``): a phone enquiry gets an
+owner, a deal, its status's tasks and the new-lead email as mail's leads do;
+a contact with an open lead is refused with its id, or joins it; every bad
+entry is one clear line that changes nothing. On SQLite and PostgreSQL, with
+the email sent to a real SMTP server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from leadtap.core.store.db import Activity, Lead, Opportunity, Task
+from tests.test_reminder_ladder import owner_of, rows
+from tests.test_reminders import Remind, remind, smtp  # noqa: F401  (the fixtures)
+
+PHONE = """
+[leads]
+statuses = ["New", "Attempting", "Contacted", "Qualified", "Disqualified"]
+closed_statuses = ["Qualified", "Disqualified"]
+sources = ["Email", "Phone", "Fair"]
+default_source = "Email"
+required = ["phone"]
+
+[[statuses]]
+name = "Attempting"
+set_on = "outreach"
+locked = true
+
+[[statuses]]
+name = "Contacted"
+tasks = [ { title = "Send {{ lead.name }} the brochure", due = "2d" } ]
+
+[notifications]
+new_lead = "new_lead"
+"""
+
+JO = ("--name", "Jo Smith", "--email", "Jo@Client.test", "--phone", "+370 600 00000", "--company", "ACME")
+
+
+def lead_count(remind: Remind) -> int:
+    return rows(remind, select(func.count()).select_from(Lead))[0][0]
+
+
+def shown(remind: Remind, lead_id: int) -> dict:
+    code, out, err = remind.cli("leads", "show", str(lead_id))
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_phone_enquiry_becomes_a_lead_with_an_owner_a_deal_and_the_new_lead_email(remind, smtp):
+    remind.configure(PHONE)
+
+    code, out, err = remind.cli("leads", "add", *JO, "--source", "phone", "--message", "Wants a quote for 40 seats",
+                                "--field", "budget=5000")
+
+    assert code == 0, err
+    assert out.splitlines()[0] == ("lead 1: created, New, source Phone, owner ana@example.com (rotation); "
+                                   "opportunity created")
+    lead = shown(remind, 1)
+    assert (lead["name"], lead["email"], lead["phone"], lead["company"]) == (
+        "Jo Smith", "Jo@Client.test", "+370 600 00000", "ACME")
+    assert (lead["status"], lead["source"], lead["owner"], lead["fields"]) == ("New", "Phone", "ana@example.com",
+                                                                              {"budget": "5000"})
+    assert lead["message"] == "Wants a quote for 40 seats" and lead["opportunity"]["stage"] == "Discovery"
+    created = [a for a in lead["activities"] if a["kind"] == "created"]
+    assert [(a["summary"], a["details"]["by"], a["details"]["assigned_by"]) for a in created] == [
+        ("entered by hand", "cli", "rotation")]
+    (email,) = smtp.handler.to("ana@example.com")
+    assert email["Subject"].startswith("New lead #1")
+    assert "Wants a quote for 40 seats" in email.get_body(("plain",)).get_content()
+    assert remind.cli("leads", "add", "--name", "Al Jones", "--phone", "+1 555 0100")[0] == 0
+    assert owner_of(remind, 2) == "ben@example.com"  # the rotation's turn was taken
+
+
+def test_an_owner_who_enters_a_lead_owns_it_and_is_not_emailed_about_it(remind, smtp):
+    remind.configure(PHONE)
+
+    code, out, err = remind.cli("leads", "add", *JO, "--status", "Contacted", "--by", "ben@example.com")
+
+    assert code == 0, err
+    assert owner_of(remind, 1) == "ben@example.com" and smtp.messages == []
+    tasks = rows(remind, select(Task.title, Task.status, Task.owner_id).where(Task.lead_id == 1))
+    assert [(t.title, t.status) for t in tasks] == [("Send Jo Smith the brochure", "Contacted")]
+    assert remind.cli("leads", "add", "--name", "Kim Lee", "--phone", "1", "--owner", "sue@example.com",
+                      "--by", "ben@example.com")[0] == 0
+    assert owner_of(remind, 2) == "sue@example.com" and [m["To"] for m in smtp.messages] == ["sue@example.com"]
+
+
+def test_a_contact_with_an_open_lead_is_refused_with_its_id_or_joins_it(remind, smtp):
+    remind.configure(PHONE)
+    assert remind.cli("leads", "add", *JO)[0] == 0
+
+    code, out, err = remind.cli("leads", "add", "--name", "Jo S.", "--email", "jo@client.test", "--phone", "2")
+
+    assert code == 1 and out == ""
+    assert err.strip() == ("leadtap: jo@client.test is already lead 1 (New, ana@example.com's); "
+                           "--attach adds this enquiry to it")
+    code, out, err = remind.cli("leads", "add", "--email", "jo@client.test", "--phone", "2", "--message",
+                                "called again about the quote", "--attach", "--by", "ana@example.com")
+    assert code == 0, err
+    assert out.splitlines()[0] == "lead 1: note added"
+    assert lead_count(remind) == 1
+    (note,) = [a for a in shown(remind, 1)["activities"] if a["kind"] == "note"]
+    assert note["summary"] == "enquiry entered by hand: called again about the quote (email jo@client.test, phone 2)"
+    assert remind.cli("leads", "set", "1", "--status", "Disqualified")[0] == 0
+    assert remind.cli("leads", "add", *JO)[0] == 0  # a closed lead is history: a new enquiry is a new lead
+    assert lead_count(remind) == 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--company", "ACME"), "a lead needs a name, an email or a phone"),
+        (("--name", "Jo", "--email", "jo@", "--phone", "1"), "'jo@' is not an email address"),
+        (("--name", "Jo"), "a new lead needs phone"),
+        (("--name", "Jo", "--phone", "1", "--source", "Radio"), "unknown source 'Radio'; expected one of Email, "
+                                                              "Phone, Fair"),
+        (("--name", "Jo", "--phone", "1", "--status", "Won"), "unknown status 'Won'"),
+        (("--name", "Jo", "--phone", "1", "--status", "Qualified"), "a lead is created in New or Attempting or "
+                                                                    "Contacted, not Qualified"),
+        (("--name", "Jo", "--phone", "1", "--status", "Attempting"), "Attempting is set automatically (on outreach)"),
+        (("--name", "Jo", "--phone", "1", "--owner", "zed@example.com"), "'zed@example.com' is not an active owner"),
+        (("--name", "Jo", "--phone", "1", "--field", "source=Partner"), "source is not a custom field: give it as "
+                                                                        "--source"),
+        (("--name", "Jo", "--phone", "1", "--by", "zed@example.com"), "'zed@example.com' is not an owner"),
+        (("--name", "Jo", "--phone", "1", "--field", "budget"), "--field 'budget': NAME=VALUE is expected"),
+    ],
+)
+def test_every_bad_entry_is_one_clear_line_and_changes_nothing(remind, smtp, args, words):
+    remind.configure(PHONE)
+
+    code, out, err = remind.cli("leads", "add", *args)
+
+    assert (code, out) == (1, "") and err.count("\n") == 1 and words in err, err
+    assert lead_count(remind) == 0 and rows(remind, select(Activity.id)) == []
+    assert rows(remind, select(Opportunity.id)) == [] and smtp.messages == []
+
+
+def test_create_in_limits_the_statuses_a_lead_is_entered_in(remind, smtp):
+    remind.configure(PHONE.replace('required = ["phone"]\n', '') + '\n[pipeline]\ncreate_in = ["New"]\n')
+
+    code, _, err = remind.cli("leads", "add", "--name", "Jo", "--status", "Contacted")
+
+    assert code == 1 and "a lead is created in New, not Contacted" in err
+    assert remind.cli("leads", "add", "--name", "Jo")[0] == 0
