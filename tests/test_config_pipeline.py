@@ -88,3 +88,42 @@ def test_a_status_may_follow_an_opportunity_stage(tmp_path):
     staged = PIPELINE.replace('set_on = "outreach"', 'set_on = "stage:Won"')
 
     assert load(tmp_path, config(extra=staged)).pipeline.options["Attempting"].set_on == "stage:Won"
+
+
+FIELDS = '''
+[[leads.fields]]
+name = "industry"
+type = "choice"
+choices = ["Retail", "Software"]
+
+[[leads.fields]]
+name = "seats"
+type = "number"
+'''
+
+
+def test_declared_custom_fields_load_into_the_pipeline(tmp_path):
+    from leadtap.core.rules.lifecycle import FieldSpec
+
+    pipeline = load(tmp_path, config(extra=FIELDS)).pipeline
+
+    assert pipeline.fields == {"industry": FieldSpec("industry", "choice", ("Retail", "Software")),
+                               "seats": FieldSpec("seats", "number")}
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        (('type = "number"', 'type = "integer"'), "leads.fields[1].type", ("'integer'", "choice")),
+        (('type = "number"', 'type = "number"\nchoices = ["1"]'), "leads.fields[1].choices", ("only a choice",)),
+        (('choices = ["Retail", "Software"]\n', ''), "leads.fields[0].choices", ("needs its choices",)),
+        (('name = "seats"', 'name = "industry"'), "leads.fields[1].name", ("duplicate",)),
+        (('name = "seats"', 'name = "source"'), "leads.fields[1].name", ("a lead's own field",)),
+        (('name = "seats"', 'name = "phone"'), "leads.fields[1].name", ("a lead's own field",)),
+    ],
+)
+def test_each_custom_field_mistake_is_refused_naming_its_key(tmp_path, change, key, words):
+    old, new = change
+    assert old in FIELDS
+
+    assert_names(refused(tmp_path, config(extra=FIELDS.replace(old, new))), key, *words)

@@ -145,3 +145,88 @@ def test_create_in_limits_the_statuses_a_lead_is_entered_in(remind, smtp):
 
     assert code == 1 and "a lead is created in New, not Contacted" in err
     assert remind.cli("leads", "add", "--name", "Jo")[0] == 0
+
+
+# --- leads edit: fields and source without a status move ------------------------------------
+
+FIELDS = """
+[[leads.fields]]
+name = "industry"
+type = "choice"
+choices = ["Retail", "Logistics", "Software"]
+
+[[leads.fields]]
+name = "seats"
+type = "number"
+
+[[leads.fields]]
+name = "decision_date"
+type = "date"
+"""
+
+
+def test_an_edit_changes_fields_and_source_but_never_the_status(remind, smtp):
+    remind.configure(PHONE.replace("[[statuses]]", FIELDS + "\n[[statuses]]", 1))
+    assert remind.cli("leads", "add", *JO, "--field", "budget=5000")[0] == 0
+
+    code, out, err = remind.cli("leads", "edit", "1", "--company", "ACME Baltics", "--source", "fair",
+                                "--field", "industry=retail", "--field", "seats=40", "--field", "budget=",
+                                "--by", "ana@example.com")
+
+    assert code == 0, err
+    assert out.splitlines() == ["lead 1: budget cleared, company = ACME Baltics, industry = Retail, seats = 40; "
+                                "source Email → Fair"]
+    lead = shown(remind, 1)
+    assert (lead["status"], lead["company"], lead["source"]) == ("New", "ACME Baltics", "Fair")
+    assert lead["fields"] == {"industry": "Retail", "seats": "40"}
+    kinds = [(a["kind"], a["details"]["by"]) for a in lead["activities"]][-2:]
+    assert kinds == [("fields", "ana@example.com"), ("source", "ana@example.com")]
+    code, _, err = remind.cli("leads", "edit", "1", "--company", "ACME Baltics")
+    assert code == 1 and "lead 1: nothing changes" in err
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--field", "industry=Farming"), "lead 1: 'Farming' is not a choice of industry: one of Retail, Logistics, "
+                                          "Software"),
+        (("--field", "seats=many"), "lead 1: seats is a number, not 'many'"),
+        (("--field", "decision_date=next week"), "lead 1: decision_date is a date (YYYY-MM-DD), not 'next week'"),
+        (("--field", "decision_date=2026-02-30"), "decision_date is a date (YYYY-MM-DD), not '2026-02-30'"),
+        (("--phone", ""), "lead 1: phone cannot be cleared: New needs it"),
+        (("--email", "jo at client"), "lead 1: 'jo at client' is not an email address"),
+        (("--field", "source=Fair"), "lead 1: source is not a custom field: give it as --source"),
+        (("--source", "Radio"), "unknown source 'Radio'"),
+        ((), "lead 1: nothing changes"),
+    ],
+)
+def test_every_bad_edit_is_one_clear_line_and_changes_nothing(remind, smtp, args, words):
+    remind.configure(PHONE.replace("[[statuses]]", FIELDS + "\n[[statuses]]", 1))
+    assert remind.cli("leads", "add", *JO)[0] == 0
+    before = shown(remind, 1)
+
+    code, out, err = remind.cli("leads", "edit", "1", *args)
+
+    assert (code, out) == (1, "") and err.count("\n") == 1 and words in err, err
+    assert shown(remind, 1) == before
+
+
+def test_declared_fields_are_checked_when_a_move_or_an_entry_sets_them(remind, smtp):
+    remind.configure(PHONE.replace("[[statuses]]", FIELDS + "\n[[statuses]]", 1))
+
+    code, _, err = remind.cli("leads", "add", *JO, "--field", "seats=a few")
+    assert code == 1 and "seats is a number, not 'a few'" in err
+    assert remind.cli("leads", "add", *JO, "--field", "industry=software")[0] == 0
+    assert shown(remind, 1)["fields"] == {"industry": "Software"}
+    code, _, err = remind.cli("leads", "set", "1", "--status", "Contacted", "--field", "industry=Mining")
+    assert code == 1 and "'Mining' is not a choice of industry" in err and shown(remind, 1)["status"] == "New"
+
+
+def test_a_converted_lead_is_edited_by_admins_only(remind, smtp):
+    remind.configure(PHONE + '\n[pipeline]\nqualified = "Qualified"\nlock_converted = true\nadmins = ["sue@example.com"]\n')
+    assert remind.cli("leads", "add", *JO)[0] == 0
+    assert remind.cli("leads", "set", "1", "--status", "Qualified")[0] == 0
+
+    code, _, err = remind.cli("leads", "edit", "1", "--company", "X", "--by", "ana@example.com")
+    assert code == 1 and "lead 1 is Qualified: only an admin can change it" in err
+    assert remind.cli("leads", "edit", "1", "--company", "X", "--by", "sue@example.com")[0] == 0

@@ -42,7 +42,7 @@ from leadtap.core.config.oauth2 import TokenKeyConfig, parse_token_key
 from leadtap.core.config.deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config.values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
-from leadtap.core.rules.lifecycle import Pipeline, won_deals_qualify
+from leadtap.core.rules.lifecycle import FIELD_TYPES, RESERVED, FieldSpec, Pipeline, won_deals_qualify
 
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
@@ -79,6 +79,7 @@ class LeadsConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     default_source: str = "Email"
     required: tuple[str, ...] = ()  # fields a lead entered or edited by hand must have
+    fields: tuple[FieldSpec, ...] = ()  # declared custom fields ([[leads.fields]])
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                                 {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
-    pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required)
+    pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required,
+                       fields={spec.name: spec for spec in leads.fields})
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,
@@ -265,6 +267,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
 
 
 def parse_leads(s: "Section") -> LeadsConfig:
+    fields = tuple(parse_field_spec(section) for section in s.array("fields"))
+    check_unique(s.path, s.where("fields"), "name", [spec.name for spec in fields])
     values = s.take(
         {
             "statuses": list_of_str,
@@ -275,7 +279,7 @@ def parse_leads(s: "Section") -> LeadsConfig:
             "required": list_of_str,
         }
     )
-    leads = LeadsConfig(**values)
+    leads = LeadsConfig(**values, fields=fields)
     if not leads.statuses:
         s.fail("statuses", "at least one status is expected")
     for status in leads.closed_statuses:
@@ -288,6 +292,21 @@ def parse_leads(s: "Section") -> LeadsConfig:
     if leads.default_source not in leads.sources:
         s.fail("default_source", f"unknown source {leads.default_source!r}; expected one of {list(leads.sources)}")
     return leads
+
+
+def parse_field_spec(s: "Section") -> FieldSpec:
+    """``[[leads.fields]]``: a custom field's name and type (text, number, date, choice with its choices)."""
+    values = s.take({"name": str, "type": str, "choices": list_of_str}, required=("name",))
+    name, kind = values["name"].strip(), values.get("type", "text")
+    if name in (*RESERVED, "name", "email", "phone", "company"):
+        s.fail("name", f"{name!r} is a lead's own field, not a custom one")
+    if kind not in FIELD_TYPES:
+        s.fail("type", f"{kind!r}: expected one of {list(FIELD_TYPES)}")
+    choices = values.get("choices", ())
+    if (kind == "choice") != bool(choices):
+        s.fail("choices", "a choice field needs its choices" if kind == "choice"
+               else f"only a choice field has choices, not a {kind} one")
+    return FieldSpec(name, kind, choices)
 
 
 def parse_ingest(s: "Section") -> IngestConfig:

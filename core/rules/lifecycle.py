@@ -25,8 +25,10 @@ default automation, Hanna CRM's locked statuses and task templates):
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Mapping
 
 from leadtap.core.errors import LeadtapError
@@ -59,6 +61,47 @@ class StatusOptions:
     tasks: tuple[TaskTemplate, ...] = ()
 
 
+FIELD_TYPES = ("text", "number", "date", "choice")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+RESERVED = ("source", "status", "owner")  # a lead's, set with their own options: never custom fields
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A declared custom field (``[[leads.fields]]``): checked wherever a person sets it."""
+
+    name: str
+    type: str = "text"  # text | number | date | choice
+    choices: tuple[str, ...] = ()
+
+    def checked(self, value: str) -> str:
+        """The value as stored (a choice in its declared spelling), or Refused."""
+        if self.type == "number" and not is_number(value):
+            raise Refused(f"{self.name} is a number, not {value!r}")
+        if self.type == "date" and not is_date(value):
+            raise Refused(f"{self.name} is a date (YYYY-MM-DD), not {value!r}")
+        if self.type == "choice":
+            chosen = next((c for c in self.choices if c.lower() == value.lower()), None)
+            if chosen is None:
+                raise Refused(f"{value!r} is not a choice of {self.name}: one of {', '.join(self.choices)}")
+            return chosen
+        return value
+
+
+def is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value.replace(",", "")))
+    except ValueError:
+        return False
+
+
+def is_date(value: str) -> bool:
+    try:
+        return bool(DATE_RE.fullmatch(value)) and date.fromisoformat(value) is not None
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class FollowUp:
     reasons: tuple[str, ...]
@@ -83,6 +126,7 @@ class Pipeline:
     tasks_on_leave: str = "cancel"  # a status's open tasks when the lead leaves it: cancel | keep
     create_in: tuple[str, ...] = ()  # the statuses a lead is created in by hand (none given: any open one)
     required: tuple[str, ...] = ()  # fields a lead made or edited by hand must have (Hanna's mandatory fields)
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)  # declared custom fields
 
     def option(self, status: str) -> StatusOptions:
         return self.options.get(status) or StatusOptions(status)
@@ -145,6 +189,7 @@ class LeadState:
     had_outreach: bool = False
     snoozed_until: datetime | None = None
     blocked: str | None = None  # why automation last could not move it
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +242,12 @@ class Created:
 @dataclass(frozen=True)
 class FieldsSet:
     values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SourceChanged:
+    old: str | None
+    new: str
 
 
 @dataclass(frozen=True)
@@ -318,13 +369,10 @@ def create(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pip
 
 
 def check_new(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pipeline, actor: Actor) -> None:
-    fields, status = lead.fields, lead.status
+    fields, status = normalized(lead.fields, pipeline), lead.status
     if not any(fields.get(name) for name in ("name", "email", "phone")):
         raise Refused("a lead needs a name, an email or a phone")
-    if fields.get("email") and not valid_email(fields["email"]):
-        raise Refused(f"{fields['email']!r} is not an email address")
-    if source not in sources:
-        raise Refused(f"unknown source {source!r}; expected one of {', '.join(sources)}")
+    check_source(source, sources)
     if status not in pipeline.statuses:
         raise Refused(f"unknown status {status!r}; expected one of {', '.join(pipeline.statuses)}")
     allowed = pipeline.create_in or pipeline.open_statuses()
@@ -338,11 +386,60 @@ def check_new(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: 
         raise Refused(f"a new lead needs {', '.join(missing)}")
 
 
+def normalized(values: Mapping[str, str], pipeline: Pipeline, where: str = "") -> dict[str, str]:
+    """Fields a person sets, checked: no name that is not a field (source,
+    status, owner), an email address, each declared field's type (a choice in
+    its declared spelling). An empty value clears the field."""
+    prefix = f"{where}: " if where else ""
+    checked = {}
+    for name, value in values.items():
+        value = (value or "").strip()
+        if name in RESERVED:
+            raise Refused(f"{prefix}{name} is not a custom field: give it as --{name}")
+        if name == "email" and value and not valid_email(value):
+            raise Refused(f"{prefix}{value!r} is not an email address")
+        spec = pipeline.fields.get(name)
+        try:
+            checked[name] = spec.checked(value) if spec and value else value
+        except Refused as exc:
+            raise Refused(f"{prefix}{exc}") from None
+    return checked
+
+
+def check_source(source: str, sources: tuple[str, ...]) -> None:
+    if source not in sources:
+        raise Refused(f"unknown source {source!r}; expected one of {', '.join(sources)}")
+
+
+def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources: tuple[str, ...],
+         pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+    """Fields (and the source) changed without a status move, by the same
+    rights as a move: a converted lead is an admin's when locked; a field the
+    pipeline or the lead's status requires is never cleared."""
+    where = f"lead {lead.id}"
+    if not actor.admin and not actor.is_automation and pipeline.lock_converted and lead.status == pipeline.qualified:
+        raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    values = normalized(values, pipeline, where)
+    required = (*pipeline.required, *pipeline.option(lead.status).required)
+    cleared = [name for name in dict.fromkeys(required) if name in values and not values[name]]
+    if cleared:
+        raise Refused(f"{where}: {', '.join(cleared)} cannot be cleared: {lead.status} needs it")
+    changed = {name: value for name, value in values.items() if value != (lead.fields.get(name) or "")}
+    events: list = [FieldsSet(changed)] if changed else []
+    if source is not None:
+        check_source(source, sources)
+        if source != lead.source:
+            events.append(SourceChanged(lead.source, source))
+    if not events:
+        raise Refused(f"{where}: nothing changes (the lead already has these values)")
+    return Change(lead.id, actor, now, tuple(events))
+
+
 def move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, now: datetime, reason: str | None = None,
          note: str | None = None, values: Mapping[str, str] | None = None) -> Change:
     """A move to status ``to``; ``values`` are fields set with it (they count
     for the status's required fields)."""
-    values = dict(values or {})
+    values = normalized(values or {}, pipeline, f"lead {lead.id}")
     check_move(lead, to, pipeline, actor, reason, note, values)
     events: list = []
     if values:
@@ -368,8 +465,6 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
         raise Refused(f"{where}: {to} is set automatically (on {option.set_on})")
     if not actor.admin and not actor.is_automation:
         check_person_rules(lead, to, pipeline, where)
-    if values.get("email") and not valid_email(values["email"]):
-        raise Refused(f"{where}: {values['email']!r} is not an email address")
     missing = missing_fields(lead, to, pipeline, values)
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)}")

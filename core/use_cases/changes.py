@@ -77,7 +77,7 @@ def state_of(session: Session, lead: Lead) -> LeadState:
               **(lead.fields or {})}
     return LeadState(lead.id, lead.status, owner.email if owner else None, fields, has_opportunity,
                      bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until,
-                     lead.blocked)
+                     lead.blocked, lead.source)
 
 
 def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
@@ -97,6 +97,16 @@ def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, ac
     status = pick(status, rules.pipeline.statuses)  # the same by email and on the command line
     reason = pick(reason, rules.pipeline.disqualify_reasons) if reason else reason
     change = lifecycle.move(state_of(session, lead), status, rules.pipeline, actor, now, reason, note, values)
+    record(session, rules, lead, change)
+    return change
+
+
+def edit(session: Session, rules: LeadRules, lead_id: int, values: dict, source: str | None, actor: Actor,
+         now: datetime) -> Change:
+    """A lead's fields or source, without a status move."""
+    lead = load_lead(session, lead_id)
+    source = pick(source, rules.sources) if source else source
+    change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, rules.pipeline, actor, now)
     record(session, rules, lead, change)
     return change
 
@@ -266,11 +276,19 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
             setattr(lead, name, clip(value, LEAD_FIELDS[name]) or None)
             if name == "email":
                 lead.contact = lead.email.lower() if lead.email else None  # the address mail is matched on
-        else:
+        elif value:
             custom[clip(name, 200)] = clip(value)
+        else:  # an empty value clears the field
+            custom.pop(clip(name, 200), None)
     lead.fields = custom
     add_activity(session, lead.id, "fields", ", ".join(sorted(event.values)), change.actor, change.at,
                  {"values": dict(event.values)})
+
+
+def source_changed(session, rules, lead: Lead, change: Change, event: lifecycle.SourceChanged) -> None:
+    lead.source = event.new
+    add_activity(session, lead.id, "source", f"{event.old or 'none'} → {event.new}", change.actor, change.at,
+                 {"from": event.old, "to": event.new})
 
 
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
@@ -370,6 +388,7 @@ RECORDERS = {
     lifecycle.Created: created,
     lifecycle.StatusChanged: status_changed,
     lifecycle.FieldsSet: fields_set,
+    lifecycle.SourceChanged: source_changed,
     lifecycle.TaskDue: task_due,
     lifecycle.OpenTasksCancelled: tasks_cancelled,
     lifecycle.StatusTasksCancelled: status_tasks_cancelled,

@@ -24,7 +24,6 @@ from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner
                                             state_of)
 
 BY_HAND = "(by hand)"  # the mailbox of a lead no mailbox brought
-COLUMNS = ("source", "status", "owner", "message")  # said with their own options, never as --field
 
 
 @dataclass(frozen=True)
@@ -42,13 +41,10 @@ class Entry:
 def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now: datetime,
              attach: bool = False) -> Change:
     """A new lead, or with ``attach`` a note on the contact's open lead."""
-    shadowed = sorted(set(entry.fields) & set(COLUMNS))
-    if shadowed:
-        raise Refused(f"{shadowed[0]} is not a custom field: give it as --{shadowed[0]}")
     pipeline = rules.pipeline
     status = pick(entry.status, pipeline.statuses) if entry.status else pipeline.default_status
     source = pick(entry.source, rules.sources) if entry.source else rules.sources[0]
-    fields = {name: value.strip() for name, value in entry.fields.items() if value and value.strip()}
+    fields = {name: value for name, value in lifecycle.normalized(entry.fields, pipeline).items() if value}
     contact = fields["email"].lower() if fields.get("email") else None
     lifecycle.check_new(LeadState(0, status, None, fields), source, rules.sources, pipeline, actor)
     lock_rotation(session, rules.role)  # ingest's lock: a contact's mail and entry never both make a lead

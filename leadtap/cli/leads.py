@@ -1,4 +1,4 @@
-"""``leadtap leads list|show|add|set|assign|note|snooze``: the leads, and
+"""``leadtap leads list|show|add|edit|set|assign|note|snooze``: the leads, and
 people entering and changing them."""
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     add.add_argument("--attach", action="store_true",
                      help="the contact has an open lead: add this to it as a note instead of refusing")
     add.set_defaults(handler=cmd_leads_add)
+
+    edit = leads.add_parser("edit", parents=[by], help="change a lead's fields or source, not its status")
+    edit.add_argument("id", type=record_id)
+    for name in ("name", "email", "phone", "company"):
+        edit.add_argument(f"--{name}", help="an empty value clears it" if name != "name" else None)
+    edit.add_argument("--source", help="one of [leads] sources")
+    edit.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
+                      help="a custom field (NAME= clears it)")
+    edit.set_defaults(handler=cmd_leads_edit)
 
     status = leads.add_parser("set", parents=[by], help="move a lead to another status")
     status.add_argument("id", type=record_id)
@@ -107,12 +116,23 @@ def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
 
 def cmd_leads_add(app, args) -> int:
     from leadtap.core.use_cases.new_leads import Entry, add_lead
-    fields = dict(parse_field(f) for f in args.field)
-    for name in ("name", "email", "phone", "company"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
-    entry = Entry(fields, args.source, args.status, args.owner, args.message)
+    entry = Entry(given_fields(args), args.source, args.status, args.owner, args.message)
     return change(app, args, lambda s, rules, actor, now: add_lead(s, rules, entry, actor, now, args.attach))
+
+
+def cmd_leads_edit(app, args) -> int:
+    from leadtap.core.use_cases import changes
+    values = given_fields(args)
+    return change(app, args, lambda s, rules, actor, now: changes.edit(s, rules, args.id, values, args.source,
+                                                                       actor, now))
+
+
+def given_fields(args) -> dict[str, str]:
+    """``--field k=v``… and ``--name``, ``--email``, ``--phone``, ``--company``."""
+    fields = dict(parse_field(f) for f in args.field)
+    fields.update({name: getattr(args, name) for name in ("name", "email", "phone", "company")
+                   if getattr(args, name) is not None})
+    return fields
 
 
 def cmd_leads_set(app, args) -> int:
