@@ -230,3 +230,51 @@ def test_a_converted_lead_is_edited_by_admins_only(remind, smtp):
     code, _, err = remind.cli("leads", "edit", "1", "--company", "X", "--by", "ana@example.com")
     assert code == 1 and "lead 1 is Qualified: only an admin can change it" in err
     assert remind.cli("leads", "edit", "1", "--company", "X", "--by", "sue@example.com")[0] == 0
+
+
+# --- leads log: calls and meetings ----------------------------------------------------------
+
+CALLS = PHONE.replace('''[[statuses]]
+name = "Contacted"''', '''[[statuses]]
+name = "Contacted"
+set_on = "reply"''')
+
+
+def test_a_logged_call_moves_the_lead_as_outreach_and_a_connected_one_as_a_reply(remind, smtp):
+    remind.configure(CALLS)
+    assert remind.cli("leads", "add", *JO)[0] == 0
+    assert remind.cli("leads", "add", "--name", "Al Jones", "--phone", "2")[0] == 0
+
+    code, out, err = remind.cli("leads", "log", "1", "call", "--outcome", "no-answer", "--note", "rang twice",
+                                "--by", "ana@example.com")
+    assert code == 0, err
+    assert out.splitlines()[0] == "lead 1: call: no-answer — rang twice (logged); New → Attempting"
+    code, out, err = remind.cli("leads", "log", "2", "call", "--outcome", "connected", "--at", "2026-01-05 10:30")
+    assert code == 0, err
+    assert "New → Contacted; task due" in out
+
+    first, second = shown(remind, 1), shown(remind, 2)
+    assert first["status"] == "Attempting" and second["status"] == "Contacted"
+    call, move = [a for a in first["activities"] if a["kind"] in ("call", "status")]
+    assert (call["summary"], call["details"]["by"], call["details"]["outcome"]) == (
+        "call: no-answer — rang twice", "ana@example.com", "no-answer")
+    assert (move["summary"], move["details"]["by"], move["details"]["how"]) == ("New → Attempting", "automation",
+                                                                                "rule")
+    (logged,) = [a for a in second["activities"] if a["kind"] == "call"]
+    assert logged["details"]["at"] == "2026-01-05T08:30:00+00:00"  # 10:30 in Vilnius
+
+
+def test_a_meeting_booked_for_a_later_day_connects_the_lead_and_bad_logs_change_nothing(remind, smtp):
+    remind.configure(CALLS)
+    assert remind.cli("leads", "add", *JO)[0] == 0
+
+    for args, words in [(("call", "--outcome", "booked-a-demo"), "'booked-a-demo' is not an outcome of a call"),
+                        (("call", "--at", "2999-01-01"), "a call is logged once it happened"),
+                        (("call", "--at", "yesterday"), "--at 'yesterday' is not a date or a time")]:
+        code, out, err = remind.cli("leads", "log", "1", *args)
+        assert code == 1 and out == "" and words in err, (args, err)
+    assert [a["kind"] for a in shown(remind, 1)["activities"]] == ["created", "opportunity"]
+
+    code, out, err = remind.cli("leads", "log", "1", "meeting", "--outcome", "booked", "--at", "2999-01-01")
+    assert code == 0, err
+    assert shown(remind, 1)["status"] == "Contacted"

@@ -12,6 +12,7 @@ from leadtap.core.rules.lifecycle import (
     AUTOMATED,
     Actor,
     AutomationBlocked,
+    ContactLogged,
     Created,
     DealLost,
     StatusTasksCancelled,
@@ -35,6 +36,7 @@ from leadtap.core.rules.lifecycle import (
     add_note,
     assign,
     create,
+    log_contact,
     move,
     on_activity,
     snooze,
@@ -380,3 +382,44 @@ def test_a_lead_entered_by_hand_needs_the_mandatory_fields_and_an_allowed_status
         create(replace(entry, status="Connected"), "Phone", ("Phone",), strict, ANA, NOW, "nobody")
     with pytest.raises(Refused, match="a new lead needs phone"):  # the status's own required fields too
         create(replace(entry, status="Connected"), "Phone", ("Phone",), PIPELINE, ANA, NOW, "nobody")
+
+
+# --- calls and meetings --------------------------------------------------------------------
+
+CALLS = replace(PIPELINE, options={**PIPELINE.options, "Connected": StatusOptions("Connected", set_on="reply")})
+
+
+def test_a_call_made_is_outreach_and_a_call_connected_a_connection():
+    made, moved = log_contact(lead("New"), "call", "no-answer", NOW, "rang twice", CALLS, ANA, NOW)
+    (_, connected) = log_contact(lead("New"), "call", "connected", NOW, None, CALLS, ANA, NOW)
+
+    assert made.actor == ANA and made.events == (ContactLogged("call", "no-answer", NOW, "rang twice"),)
+    assert moved.actor == AUTOMATED and moved.of(StatusChanged) == [StatusChanged("New", "Attempting")]
+    assert connected.of(StatusChanged) == [StatusChanged("New", "Connected")]  # no skipping: automation's own
+    (_, meeting) = log_contact(lead("Attempting"), "meeting", "completed", NOW, None, CALLS, ANA, NOW)
+    assert meeting.of(StatusChanged) == [StatusChanged("Attempting", "Connected")]
+
+
+def test_the_most_specific_set_on_wins():
+    specific = replace(CALLS, options={**CALLS.options, "Qualified": StatusOptions("Qualified", set_on="meeting:completed")})
+
+    changes = log_contact(lead("Attempting"), "meeting", "completed", NOW, None, specific, ANA, NOW)
+
+    assert changes[1].of(StatusChanged)[0].new == "Qualified"
+
+
+@pytest.mark.parametrize("kind, outcome, at, words", [
+    ("visit", None, NOW, "log a call or a meeting, not 'visit'"),
+    ("call", "booked a demo", NOW, "'booked a demo' is not an outcome of a call"),
+    ("call", "connected", NOW + timedelta(hours=1), "a call connected is logged once it happened"),
+    ("meeting", "completed", NOW + timedelta(days=1), "a meeting completed is logged once it happened"),
+])
+def test_a_call_or_meeting_that_makes_no_sense_is_refused(kind, outcome, at, words):
+    with pytest.raises(Refused, match=words):
+        log_contact(lead("New"), kind, outcome, at, None, CALLS, ANA, NOW)
+
+
+def test_a_meeting_booked_may_be_for_a_later_day_and_a_closed_lead_takes_none():
+    assert log_contact(lead("New"), "meeting", "booked", NOW + timedelta(days=4), None, CALLS, ANA, NOW)
+    with pytest.raises(Refused, match="a closed lead takes no calls"):
+        log_contact(lead("Disqualified"), "call", None, NOW, None, CALLS, ANA, NOW)

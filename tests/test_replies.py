@@ -572,3 +572,26 @@ def test_confirmations_say_re_once_help_uses_the_pipelines_names_and_contacts_ar
     code, out, _ = replying.cli("replies", "list", "--format", "json")
     assert [r["sender"] for r in json.loads(out)] == ["ana@example.com"]  # Jo's answer is her mail, not a reply
     assert [(e.sender, e.reason) for e in replying.ledger()][-1] == ("jo@client.test", "reply")
+
+
+def test_calls_meetings_fields_and_the_source_are_set_by_reply(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/call connected Spoke with Jo, quote by Friday\n/field industry=Retail\n"
+                                   "/field budget=5 000 EUR\n/source partner\n/meeting booked 2999-12-10 demo\n"
+                                   "/field =x\n/call maybe"))
+
+    code, out, err = replying.cli("poll")
+
+    assert code == 0, out + err
+    moved = shown(replying, 1)
+    assert moved["source"] == "Partner" and moved["fields"] == {"industry": "Retail", "budget": "5 000 EUR"}
+    logged = [(a["kind"], a["summary"], a["details"]["how"]) for a in moved["activities"]
+              if a["kind"] in ("call", "meeting")]
+    assert logged == [("call", "call: connected — Spoke with Jo, quote by Friday", "mail"),
+                      ("meeting", "meeting: booked — demo", "mail"), ("call", "call — maybe", "mail")]
+    (meeting,) = [a for a in moved["activities"] if a["kind"] == "meeting"]
+    assert meeting["details"]["at"].startswith("2999-12-10T00:00")  # the day's start in [reminders] timezone
+    body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "/source partner\n    done: source Email → Partner" in body
+    assert "/field =x\n    refused: /field needs NAME=VALUE, e.g. /field industry=Retail" in body
+    assert smtp.messages[-1]["Subject"].endswith(": 6 done, 1 refused")

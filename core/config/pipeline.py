@@ -76,7 +76,8 @@ def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...])
             s.fail("set_on", f"{set_on.removeprefix('stage:')!r} is not an opportunity stage; "
                              f"expected one of {list(stages)}")
     elif set_on is not None and set_on not in TRIGGERS:
-        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach, reply or stage:<opportunity stage>")
+        s.fail("set_on", f"{set_on!r} is not a trigger; expected outreach, reply, call, call:<outcome>, meeting, "
+                         f"meeting:<outcome> or stage:<opportunity stage>")
     if values.get("locked") and set_on is None:
         s.fail("locked", "a locked status is set by automation only, so it needs set_on")
     tasks = tuple(parse_task(s, i, raw) for i, raw in enumerate(values.get("tasks", ())))

@@ -36,7 +36,16 @@ from leadtap.core.rules.model import valid_email
 
 AUTOMATION = "automation"
 CLI = "cli"
-TRIGGERS = ("outreach", "reply")  # and "stage:<opportunity stage>"
+# What moves a lead by automation (a status's ``set_on``): mail, a call or
+# meeting logged (``call:connected``, ``meeting:completed``), a deal's stage.
+OUTCOMES = {
+    "call": ("connected", "no-answer", "left-voicemail", "busy", "booked"),
+    "meeting": ("booked", "completed", "no-show"),
+}
+CONNECTED = ("connected", "booked", "completed")  # a connection (HubSpot's Connected), as a reply is
+TRIGGERS = ("outreach", "reply", "call", "meeting",
+            *(f"{kind}:{outcome}" for kind, outcomes in OUTCOMES.items() for outcome in outcomes))
+# and "stage:<opportunity stage>"
 
 
 class Refused(LeadtapError):
@@ -240,6 +249,22 @@ class Created:
 
 
 @dataclass(frozen=True)
+class ContactLogged:
+    """A call or meeting a person logs: a call made is outreach; a call
+    connected, a meeting booked or held is a connection."""
+
+    kind: str  # call | meeting
+    outcome: str | None
+    at: datetime
+    note: str | None = None
+
+    @property
+    def summary(self) -> str:
+        said = f"{self.kind}: {self.outcome}" if self.outcome else self.kind
+        return f"{said} — {self.note}" if self.note else said
+
+
+@dataclass(frozen=True)
 class FieldsSet:
     values: Mapping[str, str]
 
@@ -291,6 +316,9 @@ class AutomationBlocked:
 def trigger_words(trigger: str) -> str:
     if trigger.startswith("stage:"):
         return f"deal moved to {trigger.removeprefix('stage:')}"
+    kind, _, outcome = trigger.partition(":")
+    if kind in OUTCOMES:
+        return f"{kind} ({outcome}) logged" if outcome else f"{kind} logged"
     return {"outreach": "outreach sent", "reply": "reply received"}.get(trigger, trigger)
 
 
@@ -562,6 +590,41 @@ def disqualify_reason(pipeline: Pipeline, lost_for: str | None, note: str | None
     said = f"{said} ({note.strip()})" if note and note.strip() else said
     same = next((r for r in pipeline.disqualify_reasons if lost_for and r.lower() == lost_for.lower()), None)
     return (same or pipeline.other_reason), said
+
+
+def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, note: str | None,
+                pipeline: Pipeline, actor: Actor, now: datetime) -> list[Change]:
+    """A call or meeting, and the move automation makes on it: the status set
+    on ``kind:outcome``, else on ``kind``, else — HubSpot's default — a
+    connection moves it as a reply would, and a call made as outreach. A
+    call, or a meeting held, is logged when it happened (not later than
+    now); a meeting booked may be for a later day. Returns the person's
+    change, then automation's (a move, or why it could not), if any."""
+    where = f"lead {lead.id}"
+    if kind not in OUTCOMES:
+        raise Refused(f"{where}: log a call or a meeting, not {kind!r}")
+    if outcome is not None and outcome not in OUTCOMES[kind]:
+        raise Refused(f"{where}: {outcome!r} is not an outcome of a {kind}: one of {', '.join(OUTCOMES[kind])}")
+    if at > now and not (kind == "meeting" and outcome == "booked"):
+        raise Refused(f"{where}: a {kind}{' ' + outcome if outcome else ''} is logged once it happened, "
+                      f"not for {at:%Y-%m-%d %H:%M} UTC")
+    if not pipeline.is_open(lead.status):
+        raise Refused(f"{where} is {lead.status}: a closed lead takes no calls or meetings")
+    logged = ContactLogged(kind, outcome, at, note.strip() if note and note.strip() else None)
+    logged_change = Change(lead.id, actor, now, (logged,))
+    contacted = replace(lead, had_outreach=True)  # a call or meeting is contact: a reply's move may follow
+    for trigger in contact_triggers(kind, outcome):
+        if pipeline.set_on(trigger) is not None:
+            moved = on_activity(contacted, trigger, pipeline, now)
+            return [logged_change, moved] if moved else [logged_change]
+    return [logged_change]
+
+
+def contact_triggers(kind: str, outcome: str | None) -> list[str]:
+    """The triggers a call or meeting stands for, the most specific first."""
+    connection = kind == "meeting" or outcome in CONNECTED
+    return [*([f"{kind}:{outcome}"] if outcome else []), kind, *(["reply"] if connection else []),
+            *(["outreach"] if kind == "call" else [])]
 
 
 def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:

@@ -14,6 +14,8 @@ a forwarded message. In a digest, each command names its lead first
     /done 2                      (the task's number as the email lists it)
     /stage Proposal amount=12000 /won amount=5000 close_date=2026-12-01
     /lost Went with a competitor /help
+    /field industry=Retail       /source Partner
+    /call connected Spoke with Jo /meeting booked 2026-12-10 demo
 
 Plain code: the grammar only. Whether the reply may act is
 ``core.rules.reply_rules``; what each command does is ``core.use_cases.reply_changes``.
@@ -26,15 +28,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from leadtap.core.rules.durations import parse_seconds
+from leadtap.core.rules.lifecycle import OUTCOMES
 
 MAX_COMMANDS = 20
 MAX_NOTE = 5000  # a note, a /note, a reason's text: clipped like free text
 MAX_LINE = MAX_NOTE + 100  # a command line is read no further
 MAX_INTRO = 500
-NAMES = ("status", "qualify", "disqualify", "assign", "snooze", "note", "done", "stage", "won", "lost", "help")
+NAMES = ("status", "qualify", "disqualify", "assign", "snooze", "note", "done", "stage", "won", "lost", "field",
+         "source", "call", "meeting", "help")
 NEEDS_ARGUMENT = {"status": "a status", "disqualify": "a reason", "assign": "an owner's email, me or next",
                   "snooze": 'a duration ("3d") or a date (2026-12-01)', "note": "some text",
-                  "done": "a task's number", "stage": "a stage", "lost": "a reason"}
+                  "done": "a task's number", "stage": "a stage", "lost": "a reason",
+                  "field": "NAME=VALUE, e.g. /field industry=Retail", "source": "a source"}
 HELP = """/status STATUS             move the lead (e.g. /status {status})
 /qualify                   move it to the qualified status
 /disqualify REASON         e.g. /disqualify {reason}, or /disqualify Other: what it was
@@ -45,12 +50,18 @@ HELP = """/status STATUS             move the lead (e.g. /status {status})
 /stage STAGE [field=value] move its deal (e.g. /stage {stage} amount=12000)
 /won [field=value]         close its deal as won
 /lost REASON               close its deal as lost, e.g. /lost {lost}
+/field NAME=VALUE          set a field (NAME= clears it), e.g. /field industry=Retail
+/source SOURCE             change where the lead came from
+/call [OUTCOME] [NOTE]     log a call: connected, no-answer, left-voicemail, busy, booked
+/meeting [OUTCOME] [DAY] [NOTE]  log a meeting: booked 2026-12-10, completed, no-show
 /help                      this list
 In a digest, name the lead first: /status 12 {status}"""
 
 COMMAND_RE = re.compile(r"/([A-Za-z]+)(?:\s+(.*))?")
 LEAD_RE = re.compile(r"#?(\d{1,18})(?:\s+(.*))?")
 FIELD_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_ -]{0,63}")
 # Where the quoted email starts: "> ...", "On ... wrote:" (and its translations),
 # the Outlook and forwarding separators, an Outlook header block.
 QUOTE_START = re.compile(
@@ -181,6 +192,30 @@ def pick(given: str, known: tuple[str, ...]) -> str:
         if name.casefold() == given.casefold():
             return name
     return given
+
+
+def when(text: str, zone: tzinfo) -> datetime:
+    """``2026-12-10`` (its start) or ``2026-12-10 14:30`` in ``zone``, as UTC; ValueError says why not."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date or a time; e.g. 2026-12-10 or 2026-12-10 14:30") from None
+    try:
+        return (at if at.tzinfo else at.replace(tzinfo=zone)).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
+
+
+def contact_words(kind: str, args: str, zone: tzinfo) -> tuple[str | None, datetime | None, str | None]:
+    """``/call connected Spoke with Jo`` → (connected, None, Spoke with Jo);
+    ``/meeting booked 2026-12-10 demo`` → (booked, 2026-12-10 in ``zone``, demo):
+    an outcome first when it is one, a date next, the rest a note."""
+    words = args.split()
+    outcome = words.pop(0).lower() if words and words[0].lower() in OUTCOMES.get(kind, ()) else None
+    at = None
+    if words and DATE_RE.fullmatch(words[0]):
+        at = when(words.pop(0), zone)
+    return outcome, at, " ".join(words) or None
 
 
 def moment(text: str, now: datetime, zone: tzinfo) -> datetime:

@@ -17,6 +17,7 @@ WORDS = {
     "NoteAdded": lambda e: "note added",
     "Snoozed": lambda e: f"snoozed until {e.until.isoformat()}",
     "FieldsSet": lambda e: ", ".join(f"{k} = {v}" if v else f"{k} cleared" for k, v in sorted(e.values.items())),
+    "ContactLogged": lambda e: f"{e.summary} (logged)",
     "SourceChanged": lambda e: f"source {e.old or 'none'} → {e.new}",
     "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
     "OpenTasksCancelled": lambda e: "open tasks cancelled",

@@ -111,6 +111,16 @@ def edit(session: Session, rules: LeadRules, lead_id: int, values: dict, source:
     return change
 
 
+def log_contact(session: Session, rules: LeadRules, lead_id: int, kind: str, outcome: str | None, at: datetime,
+                note: str | None, actor: Actor, now: datetime) -> list[Change]:
+    """A call or meeting on the lead, and the move automation makes on it."""
+    lead = load_lead(session, lead_id)
+    done = lifecycle.log_contact(state_of(session, lead), kind, outcome, at, note, rules.pipeline, actor, now)
+    for change in done:
+        record(session, rules, lead, change)
+    return done
+
+
 def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:
     """``to``: an active owner's email, or ``next`` for the rotation's next owner (taking a turn)."""
     if to == "next":
@@ -291,6 +301,14 @@ def source_changed(session, rules, lead: Lead, change: Change, event: lifecycle.
                  {"from": event.old, "to": event.new})
 
 
+def contact_logged(session, rules, lead: Lead, change: Change, event: lifecycle.ContactLogged) -> None:
+    if event.kind == "call":  # a call made is outreach: a reply may move the lead on
+        lead.last_outreach_at = max(lead.last_outreach_at or event.at, event.at)
+    details = {"outcome": event.outcome, "at": event.at.isoformat(), "note": event.note}
+    add_activity(session, lead.id, event.kind, event.summary, change.actor, change.at,
+                 {k: v for k, v in details.items() if v is not None})
+
+
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
     title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
@@ -389,6 +407,7 @@ RECORDERS = {
     lifecycle.StatusChanged: status_changed,
     lifecycle.FieldsSet: fields_set,
     lifecycle.SourceChanged: source_changed,
+    lifecycle.ContactLogged: contact_logged,
     lifecycle.TaskDue: task_due,
     lifecycle.OpenTasksCancelled: tasks_cancelled,
     lifecycle.StatusTasksCancelled: status_tasks_cancelled,

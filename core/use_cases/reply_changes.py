@@ -28,7 +28,8 @@ from leadtap.core.rules import reply_grammar
 from leadtap.core.use_cases import deal_changes
 from leadtap.core.store import notifications
 from leadtap.core.use_cases.changes import LeadRules
-from leadtap.core.rules.reply_grammar import Command, moment, name_and_fields, pick, reason_and_note
+from leadtap.core.rules.reply_grammar import (FIELD_NAME_RE, Command, contact_words, moment, name_and_fields, pick,
+                                              reason_and_note)
 from leadtap.core.store.db import CommandReply, DigestToken, Lead, Notification, Opportunity, Owner
 from leadtap.core.rules.lifecycle import Actor, Refused
 from leadtap.core.rules.model import IncomingMessage, safe_message_id
@@ -305,6 +306,32 @@ def lost(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Ac
                                   pick(reason, rules.deals.lost_reasons), note_text)
 
 
+def field(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    name, sep, value = args.partition("=")
+    if not sep or not FIELD_NAME_RE.fullmatch(name.strip()):
+        raise Refused("/field needs NAME=VALUE, e.g. /field industry=Retail")
+    return changes.edit(session, rules, lead_id, {name.strip(): value.strip()}, None, actor, now)
+
+
+def source(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
+    return changes.edit(session, rules, lead_id, {}, args.strip(), actor, now)
+
+
+def call(session, rules: LeadRules, settings: ReplySettings, lead_id: int, args: str, actor: Actor, now: datetime):
+    return contact(session, rules, settings, lead_id, "call", args, actor, now)
+
+
+def meeting(session, rules: LeadRules, settings: ReplySettings, lead_id: int, args: str, actor: Actor,
+            now: datetime):
+    return contact(session, rules, settings, lead_id, "meeting", args, actor, now)
+
+
+def contact(session, rules: LeadRules, settings: ReplySettings, lead_id: int, kind: str, args: str, actor: Actor,
+            now: datetime):
+    outcome, at, said = contact_words(kind, args, settings.zone)
+    return changes.log_contact(session, rules, lead_id, kind, outcome, at or now, said, actor, now)
+
+
 def deal_of(session: Session, lead_id: int) -> int:
     found = session.scalar(select(Opportunity.id).where(Opportunity.lead_id == lead_id))
     if found is None:
@@ -314,5 +341,6 @@ def deal_of(session: Session, lead_id: int) -> int:
 
 REPLY_COMMANDS: dict[str, Callable] = {
     "status": status, "qualify": qualify, "disqualify": disqualify, "assign": assign, "snooze": snooze,
-    "note": note, "stage": stage, "won": won, "lost": lost,
+    "note": note, "stage": stage, "won": won, "lost": lost, "field": field, "source": source, "call": call,
+    "meeting": meeting,
 }

@@ -1,4 +1,4 @@
-"""``leadtap leads list|show|add|edit|set|assign|note|snooze``: the leads, and
+"""``leadtap leads list|show|add|edit|log|set|assign|note|snooze``: the leads, and
 people entering and changing them."""
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     edit.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
                       help="a custom field (NAME= clears it)")
     edit.set_defaults(handler=cmd_leads_edit)
+
+    log = leads.add_parser("log", parents=[by], help="log a call or a meeting (automation may move the lead)")
+    log.add_argument("id", type=record_id)
+    log.add_argument("kind", choices=["call", "meeting"])
+    log.add_argument("--outcome", help="call: connected, no-answer, left-voicemail, busy, booked; "
+                                       "meeting: booked, completed, no-show")
+    log.add_argument("--at", help="when (2026-12-06 14:30, in [reminders] timezone; default now); "
+                                  "a meeting booked: its day")
+    log.add_argument("--note")
+    log.set_defaults(handler=cmd_leads_log)
 
     status = leads.add_parser("set", parents=[by], help="move a lead to another status")
     status.add_argument("id", type=record_id)
@@ -125,6 +135,21 @@ def cmd_leads_edit(app, args) -> int:
     values = given_fields(args)
     return change(app, args, lambda s, rules, actor, now: changes.edit(s, rules, args.id, values, args.source,
                                                                        actor, now))
+
+
+def cmd_leads_log(app, args) -> int:
+    from leadtap.core.errors import LeadtapError
+    from leadtap.core.rules.reply_grammar import when
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases import changes
+    now = utcnow()
+    try:
+        at = when(args.at, app.config.reminders.zone) if args.at else now
+    except ValueError as exc:
+        raise LeadtapError(f"--at {exc}") from None
+    outcome = args.outcome.strip().lower() if args.outcome else None
+    return change(app, args, lambda s, rules, actor, moment: changes.log_contact(
+        s, rules, args.id, args.kind, outcome, at, args.note, actor, moment), now)
 
 
 def given_fields(args) -> dict[str, str]:
