@@ -35,6 +35,7 @@ from leadtap.core.config.load import Config
 from leadtap.core.store.db import Owner
 from leadtap.core.store.engine import Database, Rehearsal, describe_db_error, utcnow
 from leadtap.core.rules.lifecycle import OwnerChanged, Refused
+from leadtap.core.rules.model import is_away
 from leadtap.core.store.outbox import remember_digest, send_until
 from leadtap.core.store.reminders import (
     NOBODY,
@@ -143,8 +144,8 @@ class ReminderSweep:
         report.plan += report.deals.done
         with self.db.transaction() as session:
             found = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
-            due, taken = found.due, found.taken
-            supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role)
+            due, taken = self.while_away(found.due, now), found.taken
+            supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role, now)
                            for r in settings.rules if r.escalate_to_role}
         self.reassign_all(due, now, report)
         letters = self.letters(due, supervisors, taken)
@@ -154,6 +155,15 @@ class ReminderSweep:
         if letters and not dry_run:
             self.deliver(letters, now, report)
         return report
+
+    def while_away(self, due: list[Due], now: datetime) -> list[Due]:
+        """An away owner's reminders go to the escalation role as if they had
+        no owner, or (``while_away = "wait"``) wait until they are back."""
+        for d in due:
+            d.owner_away = d.owner is not None and is_away(d.owner, now)
+        if self.config.reminders.while_away == "wait":
+            return [d for d in due if not d.owner_away]
+        return due
 
     # --- the ladder's last rung: reassignment -----------------------------------
 
@@ -224,7 +234,7 @@ class ReminderSweep:
         """The active owner; and the escalation role from the ``escalate_after``-th
         reminder on, or at once when there is no active owner to remind."""
         people: list[tuple[Owner, bool]] = []
-        owner = due.owner if due.owner is not None and due.owner.active else None
+        owner = due.owner if due.owner is not None and due.owner.active and not due.owner_away else None
         if owner is not None and not due.owner_skipped:
             people.append((owner, False))
         if due.rule.escalate_to_role and (owner is None or due.number + 1 >= (due.rule.escalate_after or 1)):

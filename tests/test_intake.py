@@ -126,17 +126,30 @@ def test_a_deal_is_titled_the_same_way_at_ingest_and_by_hand():
     assert opportunity_title(None, None, None, "") == "Lead"
 
 
-def test_the_rotation_pool_is_the_roles_active_owners_less_the_one_left_out():
-    from types import SimpleNamespace as Row
+def test_the_rotation_pool_is_the_roles_active_owners_not_away_less_the_one_left_out():
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
 
     from leadtap.core.rules.model import Candidate, rotation_pool
+
+    now = datetime(2026, 12, 14, 9, 0, tzinfo=timezone.utc)
+
+    def Row(away_since=None, away_until=None, **kw):
+        return SimpleNamespace(away_since=away_since, away_until=away_until, **kw)
 
     owners = [Row(id=1, position=0, active=True, roles=["sales"], email="ana@x.test"),
               Row(id=2, position=1, active=False, roles=["sales"], email="ben@x.test"),
               Row(id=3, position=2, active=True, roles=["support"], email="cy@x.test"),
-              Row(id=4, position=3, active=True, roles=["sales", "support"], email="di@x.test")]
-    assert rotation_pool(owners, "sales") == [Candidate(1, 0), Candidate(4, 3)]
-    assert rotation_pool(owners, "sales", exclude="ana@x.test") == [Candidate(4, 3)]
+              Row(id=4, position=3, active=True, roles=["sales", "support"], email="di@x.test"),
+              Row(id=5, position=4, active=True, roles=["sales"], email="ed@x.test", away_since=now - timedelta(days=1),
+                  away_until=now + timedelta(days=6)),
+              Row(id=6, position=5, active=True, roles=["sales"], email="fi@x.test", away_since=now - timedelta(days=9),
+                  away_until=now),  # back this morning
+              Row(id=7, position=6, active=True, roles=["sales"], email="gu@x.test", away_since=now - timedelta(days=1)),
+              Row(id=8, position=7, active=True, roles=["sales"], email="ho@x.test", away_since=now + timedelta(days=1))]
+    assert rotation_pool(owners, "sales", now) == [Candidate(1, 0), Candidate(4, 3), Candidate(6, 5), Candidate(8, 7)]
+    assert rotation_pool(owners, "sales", now, exclude="ana@x.test") == [Candidate(4, 3), Candidate(6, 5),
+                                                                        Candidate(8, 7)]
 
 
 def test_only_a_printable_ascii_message_id_goes_into_leadtaps_own_headers():

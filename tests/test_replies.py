@@ -595,3 +595,26 @@ def test_calls_meetings_fields_and_the_source_are_set_by_reply(replying, smtp, m
     assert "/source partner\n    done: source Email → Partner" in body
     assert "/field =x\n    refused: /field needs NAME=VALUE, e.g. /field industry=Retail" in body
     assert smtp.messages[-1]["Subject"].endswith(": 6 done, 1 refused")
+
+
+def test_an_owner_says_they_are_away_and_back_by_reply(replying, smtp, mailbox):
+    (new_lead,) = smtp.messages
+    mailbox.append(reply(new_lead, "/away until 2999-12-20"))
+
+    replying.cli("poll")
+
+    code, out, _ = replying.cli("owners", "list", "--format", "json")
+    ana = {row["email"]: row for row in json.loads(out)}["ana@example.com"]
+    assert ana["away"] is True and ana["away_until"].startswith("2999-12-20")
+    body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "/away until 2999-12-20\n    done: ana@example.com is away until 2999-12-20 00:00 UTC" in body
+    mailbox.append(enquiry(name="Al Jones", email="al@client.test"))
+    replying.cli("poll")
+    assert lead(replying, 2).owner_id != lead(replying, 1).owner_id  # the rotation passed ana by
+
+    confirmation = smtp.messages[-1] if smtp.messages[-1]["X-Leadtap"] == "confirmation" else smtp.messages[-2]
+    mailbox.append(reply(confirmation, "/back\n/back"))
+    replying.cli("poll")
+    body = smtp.messages[-1].get_body(("plain",)).get_content()
+    assert "/back\n    done: ana@example.com is back: in the rotation again" in body
+    assert "/back\n    refused: ana@example.com is not away" in body

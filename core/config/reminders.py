@@ -44,6 +44,7 @@ class BusinessHours:
 
 
 RULE_KINDS = ("status", "task")
+WHILE_AWAY = ("escalate", "wait")
 DEFAULT_TEMPLATES = {"status": "stale_lead", "task": "task_overdue"}
 
 
@@ -77,6 +78,7 @@ class RemindersConfig:
     templates_dir: str | None = None
     lead_url: str | None = None
     rules: tuple[ReminderRule, ...] = ()
+    while_away: str = "escalate"  # an away owner's reminders: to the escalation role, or wait until they are back
 
     def link(self, lead_id: int | None) -> str | None:
         """The lead's page in the team's CRM (``lead_url`` with its id), for every email that names it."""
@@ -121,8 +123,11 @@ def parse_reminders(s: "Section", statuses: tuple[str, ...], closed: tuple[str, 
             "digest": bool,
             "templates_dir": str,
             "lead_url": str,
+            "while_away": str,
         }
     )
+    if values.get("while_away", "escalate") not in WHILE_AWAY:
+        s.fail("while_away", f"{values['while_away']!r}: expected one of {list(WHILE_AWAY)}")
     if "sweep_every" in values:
         values["sweep_every"] = timedelta(seconds=values["sweep_every"])
     if "templates_dir" in values:  # relative to the config file, not to the working directory

@@ -108,11 +108,23 @@ def opportunity_title(company: str | None, name: str | None, email: str | None, 
     return f"{who} — {subject}" if subject else who
 
 
-def rotation_pool(owners: Iterable, role: str, exclude: str | None = None) -> list[Candidate]:
-    """Who may take a turn of ``role``: its active owners (less ``exclude``),
-    in their config order. ``owners``: rows with id, position, active, roles, email."""
+def rotation_pool(owners: Iterable, role: str, now: datetime, exclude: str | None = None) -> list[Candidate]:
+    """Who may take a turn of ``role``: its active owners not away now (less
+    ``exclude``), in their config order. ``owners``: rows with id, position,
+    active, roles, email, away_since, away_until."""
     return [Candidate(o.id, o.position) for o in owners
-            if o.active and role in (o.roles or []) and o.email != exclude]
+            if present(o, now) and role in (o.roles or []) and o.email != exclude]
+
+
+def is_away(owner, now: datetime) -> bool:
+    """Away now: since ``away_since``, until ``away_until`` (None: until back)."""
+    since, until = owner.away_since, owner.away_until
+    return since is not None and since <= now and (until is None or now < until)
+
+
+def present(owner, now: datetime) -> bool:
+    """Active (in the config) and not away: takes new leads and their reminders."""
+    return bool(owner.active) and not is_away(owner, now)
 
 
 def valid_email(value: str | None) -> bool:

@@ -16,6 +16,7 @@ a forwarded message. In a digest, each command names its lead first
     /lost Went with a competitor /help
     /field industry=Retail       /source Partner
     /call connected Spoke with Jo /meeting booked 2026-12-10 demo
+    /away until 2026-12-20       /back
 
 Plain code: the grammar only. Whether the reply may act is
 ``core.rules.reply_rules``; what each command does is ``core.use_cases.reply_changes``.
@@ -35,7 +36,8 @@ MAX_NOTE = 5000  # a note, a /note, a reason's text: clipped like free text
 MAX_LINE = MAX_NOTE + 100  # a command line is read no further
 MAX_INTRO = 500
 NAMES = ("status", "qualify", "disqualify", "assign", "snooze", "note", "done", "stage", "won", "lost", "field",
-         "source", "call", "meeting", "help")
+         "source", "call", "meeting", "away", "back", "help")
+ABOUT_THE_SENDER = ("help", "away", "back")  # name no lead, in a digest too
 NEEDS_ARGUMENT = {"status": "a status", "disqualify": "a reason", "assign": "an owner's email, me or next",
                   "snooze": 'a duration ("3d") or a date (2026-12-01)', "note": "some text",
                   "done": "a task's number", "stage": "a stage", "lost": "a reason",
@@ -54,6 +56,8 @@ HELP = """/status STATUS             move the lead (e.g. /status {status})
 /source SOURCE             change where the lead came from
 /call [OUTCOME] [NOTE]     log a call: connected, no-answer, left-voicemail, busy, booked
 /meeting [OUTCOME] [DAY] [NOTE]  log a meeting: booked 2026-12-10, completed, no-show
+/away [until] 2026-12-20   out of the rotation until that day (or 2w; /away alone: until /back)
+/back                      in the rotation again
 /help                      this list
 In a digest, name the lead first: /status 12 {status}"""
 
@@ -140,7 +144,7 @@ def parse_line(line: str, digest: bool) -> tuple[Command | None, str]:
     if name not in NAMES:
         return None, f"unknown command /{name}; /help lists them"
     lead_id = None
-    if digest and name != "help":
+    if digest and name not in ABOUT_THE_SENDER:
         named = LEAD_RE.fullmatch(args)
         if named is None:
             return None, f"in a digest, name the lead first: /{name} 12 ..."

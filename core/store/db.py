@@ -59,6 +59,9 @@ class Owner(Base):
     # so the rotation can continue after them.
     position: Mapped[int] = mapped_column(Integer, default=0)
     in_config: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Away (a holiday): out of the rotation from away_since until away_until (None: until back).
+    away_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    away_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Rotation(Base):

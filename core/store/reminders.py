@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.config.load import ReminderRule
 from leadtap.core.store.outbox import CLAIM_LEASE
+from leadtap.core.rules.model import is_away
 from leadtap.core.store.db import Lead, Owner, Reminder, Task
 
 
@@ -69,6 +70,7 @@ class Due:
     stay: datetime
     task: Task | None = None
     reassigned_to: Owner | None = None  # set when this reminder gave the lead to the next owner
+    owner_away: bool = False  # the owner is away now: the escalation role hears instead (or it waits)
     owner_skipped: bool = False  # the ladder's rung: the old owner hears from the outbox, not this reminder
 
     @property
@@ -222,9 +224,10 @@ def key_clause(key: ClaimKey) -> tuple:
             Reminder.repeat == number, Reminder.task_id == task_id, Reminder.recipient == recipient)
 
 
-def owners_with_role(session: Session, role: str) -> list[Owner]:
+def owners_with_role(session: Session, role: str, now: datetime) -> list[Owner]:
+    """The role's owners present now (active, not away)."""
     return [o for o in session.scalars(select(Owner).where(Owner.active.is_(True)).order_by(Owner.position))
-            if role in (o.roles or [])]
+            if role in (o.roles or []) and not is_away(o, now)]
 
 
 def sent_reminders(session: Session, limit: int = 200) -> list[dict]:

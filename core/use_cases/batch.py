@@ -36,7 +36,8 @@ from leadtap.core.store.db import (
     ThreadMessage,
 )
 from leadtap.core.rules import intake
-from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, Outcome, opportunity_title, rotation_pool
+from leadtap.core.rules.model import (Candidate, IncomingMessage, LeadDraft, Outcome, opportunity_title, present,
+                                      rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
@@ -202,11 +203,11 @@ class LeadBatch:
         return email in self.owner_emails
 
     def is_active_owner(self, owner_id: int) -> bool:
-        return owner_id in self.owners and self.owners[owner_id].active
+        return owner_id in self.owners and present(self.owners[owner_id], self.now)
 
     def rotation_pool(self) -> tuple[list[Candidate], int | None]:
         role = self.rotation.role
-        pool = rotation_pool(self.owners.values(), role)
+        pool = rotation_pool(self.owners.values(), role, self.now)
         last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
         return pool, last.position if last else None
 

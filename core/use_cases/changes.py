@@ -145,7 +145,7 @@ def reassign_stale(session: Session, rules: LeadRules, lead_id: int, status: str
 
 def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, now: datetime) -> Change:
     state = state_of(session, lead)
-    owner = next_owner(session, rules.role, exclude=state.owner) if to == "next" else active_owner(session, to)
+    owner = next_owner(session, rules.role, state.owner, now) if to == "next" else active_owner(session, to)
     change = lifecycle.assign(state, owner.email, rules.pipeline, actor, now)
     record(session, rules, lead, change)
     return change
@@ -205,11 +205,11 @@ def active_owner(session: Session, email: str) -> Owner:
     return owner
 
 
-def next_owner(session: Session, role: str, exclude: str | None) -> Owner:
-    """The rotation's next active owner of ``role`` (a turn is taken)."""
+def next_owner(session: Session, role: str, exclude: str | None, now: datetime) -> Owner:
+    """The rotation's next active owner of ``role``, not away (a turn is taken)."""
     rotation: Rotation = lock_rotation(session, role)
     owners = {o.id: o for o in session.scalars(select(Owner))}
-    pool = rotation_pool(owners.values(), role, exclude)
+    pool = rotation_pool(owners.values(), role, now, exclude)
     last = owners.get(rotation.last_owner_id) if rotation.last_owner_id else None
     chosen = next_in_turn(pool, last.position if last else None)
     if chosen is None:

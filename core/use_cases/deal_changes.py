@@ -178,7 +178,7 @@ def onboarding_needed(session, rules: LeadRules, lead: Lead, change: Change, eve
     settings = rules.deals.onboarding
     opportunity = opportunity_of(session, lead)
     try:
-        owner = changes.next_owner(session, settings.role, exclude=None)
+        owner = changes.next_owner(session, settings.role, None, change.at)
     except Refused:
         owner = None
     record = session.scalars(select(OnboardingRecord).where(OnboardingRecord.opportunity_id == opportunity.id)

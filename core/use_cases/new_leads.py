@@ -51,7 +51,7 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     known = open_lead_of(session, rules, contact) if contact else None
     if known is not None:
         return join(session, rules, known, entry, actor, now) if attach else refuse_duplicate(session, known)
-    owner, assigned_by = owner_for(session, rules, entry.owner, actor)
+    owner, assigned_by = owner_for(session, rules, entry.owner, actor, now)
     draft = LeadState(0, status, owner.email if owner else None, fields)
     change = lifecycle.create(draft, source, rules.sources, pipeline, actor, now, assigned_by, rules.auto_opportunity)
     lead = write(session, fields, entry.message, source, status, owner, contact, now)
@@ -82,11 +82,12 @@ def join(session: Session, rules: LeadRules, known: Lead, entry: Entry, actor: A
     return change
 
 
-def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Actor) -> tuple[Owner | None, str]:
+def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Actor,
+              now: datetime) -> tuple[Owner | None, str]:
     """``--owner``: an active owner, or ``next`` in the rotation; without it
     the owner who enters the lead, else the rotation (when assignment is on)."""
     if wanted == "next" or (wanted is None and not actor_is_owner(session, actor) and rules.assign):
-        return next_owner(session, rules.role, exclude=None), "rotation"
+        return next_owner(session, rules.role, None, now), "rotation"
     if wanted is not None:
         return active_owner(session, wanted), "hand"
     if actor_is_owner(session, actor):

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.use_cases import changes
 from leadtap.core.rules import reply_grammar
-from leadtap.core.use_cases import deal_changes
+from leadtap.core.use_cases import deal_changes, owners
 from leadtap.core.store import notifications
 from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.rules.reply_grammar import (FIELD_NAME_RE, Command, contact_words, moment, name_and_fields, pick,
@@ -195,6 +195,8 @@ def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Toke
     lead_id = command.lead_id if command.lead_id is not None else token.lead_id
     if command.name == "help":
         return result(command.line, True, "the commands are listed below", lead_id)
+    if command.name in ("away", "back"):
+        return about_the_sender(session, settings, command, actor, now)
     if lead_id not in scope:
         return result(command.line, False, f"lead {lead_id} was not in the digest this answers", None)
     try:
@@ -213,6 +215,22 @@ def run(session: Session, rules: LeadRules, settings: ReplySettings, token: Toke
     if isinstance(made, str):  # a task done: said in words
         return result(command.line, True, made, lead_id)
     return result(command.line, True, described(made if isinstance(made, list) else [made]), lead_id)
+
+
+def about_the_sender(session: Session, settings: ReplySettings, command: Command, actor: Actor,
+                     now: datetime) -> dict:
+    """``/away [until] DAY`` and ``/back``: the sender, in a reply to any leadtap email."""
+    try:
+        with session.begin_nested():
+            if command.name == "back":
+                words = owners.back(session, actor.who, actor, now)
+            else:
+                when = command.args.removeprefix("until").strip() if command.args.startswith("until") else command.args
+                until = moment(when, now, settings.zone) if when else None
+                words = owners.away(session, actor.who, until, actor, now)
+    except (Refused, ValueError, OverflowError) as exc:
+        return result(command.line, False, str(exc))
+    return result(command.line, True, words)
 
 
 def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> dict:

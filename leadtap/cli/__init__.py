@@ -8,8 +8,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from leadtap.cli import (auth, check, db, examples, extract, failed, leads, notifications, onboarding, opportunities, poll,
-                         reminders, replies, tasks, worker)
+from leadtap.cli import (auth, check, db, examples, extract, failed, leads, notifications, onboarding, opportunities,
+                         owners, poll, reminders, replies, tasks, worker)
 from leadtap.cli.common import EXIT_FAILED, EXIT_USAGE
 from leadtap.core.errors import ConfigError, LeadtapError
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the TOML config (default: $LEADTAP_CONFIG, then ./leadtap.toml)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, poll, extract, leads, tasks, opportunities, onboarding, failed, worker, reminders, notifications,
-                   replies, auth, examples, check):
+    for module in (db, poll, extract, leads, tasks, opportunities, onboarding, owners, failed, worker, reminders,
+                   notifications, replies, auth, examples, check):
         module.add_commands(subcommands)
     return parser
