@@ -366,7 +366,7 @@ class MailboxIngest:
             elif self.reply_settings and is_reply(item.message, batch.is_owner, self.reply_settings.addresses):
                 replies.append(batch.add_outcome(ref, Result(Outcome.NOT_LEAD, reason="reply"), item.message))
             else:
-                batch.add_lead_message(ref, item.message, item.draft)
+                batch.add_lead_message(ref, item.message, item.draft, item.forwarded)
         if replies and self.rules.deals.onboarding:  # /won takes the onboarding turn: its lock before any lead's
             lock_rotation(session, self.rules.deals.onboarding.role)
         for reply in replies:  # after every decision (a command may take a turn), before the write

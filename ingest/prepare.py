@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from leadtap.core.errors import MessageError
-from leadtap.core.rules.model import IncomingMessage, LeadDraft
+from leadtap.core.rules.model import Forwarded, IncomingMessage, LeadDraft
 from leadtap.ingest.classify import not_a_lead
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.extract import BoundTemplate, extract_lead
+from leadtap.ingest.forward import forwarded_original
 from leadtap.ingest.parse import parse_message
 
 
@@ -44,6 +45,7 @@ class Prepared:
     not_lead: str | None = None
     error: str | None = None
     too_large: bool = False
+    forwarded: Forwarded | None = None  # the enquiry inside a forward, should an owner have sent it
 
 
 PR_SET_PDEATHSIG = 1
@@ -84,7 +86,10 @@ def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate], deadli
             return Prepared(uid, message, not_lead=reason)
         draft = extract_lead(message, templates)
         deadline.check("extracting the lead")
-        return Prepared(uid, message, draft=draft)
+        original = forwarded_original(raw, message, deadline)
+        forwarded = Forwarded(original, extract_lead(original, templates)) if original is not None else None
+        deadline.check("reading the forwarded message")
+        return Prepared(uid, message, draft=draft, forwarded=forwarded)
     except MessageError as exc:
         return Prepared(uid, message, error=str(exc))
     except Exception as exc:  # a bug in classification or extraction must not stop the batch

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leadtap.core.rules.intake import Attach, Create, Duplicate, Outreach, decide
-from leadtap.core.rules.model import Address, Candidate, IncomingMessage, LeadDraft
+from leadtap.core.rules.model import Address, Candidate, Forwarded, IncomingMessage, LeadDraft
 
 ANA, BEN, CY = 1, 2, 3
 
@@ -39,6 +39,9 @@ class FakeKnown:
 
     def is_active_owner(self, owner_id):
         return owner_id not in self.inactive
+
+    def owner_id(self, email):
+        return self.owners.get(email)
 
     def rotation_pool(self):
         pool = [Candidate(i, i) for i in self.owners.values() if i not in self.inactive]
@@ -158,3 +161,59 @@ def test_only_a_printable_ascii_message_id_goes_into_leadtaps_own_headers():
     assert safe_message_id("<a.b@example.com>") == "<a.b@example.com>"
     assert safe_message_id("<a b@example.com>") is None and safe_message_id("<ž@example.com>") is None
     assert safe_message_id("<a@b>\r\nBcc: x@evil.test") is None and safe_message_id(None) is None
+
+
+# --- an owner's forward of an enquiry -------------------------------------------------------
+
+
+def forwarded(sender: str = "jo@client.test") -> Forwarded:
+    return Forwarded(message(sender, identity="id-1/forwarded"), draft(sender))
+
+
+def forward(**kw) -> IncomingMessage:
+    return message("ben@example.com", identity="fwd-1", **kw)
+
+
+def test_an_owners_forward_of_an_enquiry_is_a_lead_from_its_sender_owned_by_the_forwarder():
+    decided = decide(forward(), draft("ben@example.com"), FakeKnown(), sent_folder=False, assign=True,
+                     forwarded=forwarded())
+
+    assert decided == Create(BEN, "forwarded by its owner", forwarded())
+
+
+def test_a_forward_of_a_contact_with_an_open_lead_joins_it():
+    decided = decide(forward(), draft("ben@example.com"), FakeKnown(open_leads={"jo@client.test": 4}),
+                     sent_folder=False, assign=True, forwarded=forwarded())
+
+    assert decided == Attach(4, "forwarded", forwarded())
+
+
+def test_a_forward_by_an_inactive_owner_goes_to_the_rotation():
+    decided = decide(forward(), draft("ben@example.com"), FakeKnown(inactive={BEN}, last_position=ANA),
+                     sent_folder=False, assign=True, forwarded=forwarded())
+
+    assert (decided.owner_id, decided.how, decided.forwarded) == (CY, "round-robin", forwarded())
+
+
+def test_a_reply_to_the_contact_or_a_forward_of_a_colleagues_mail_is_outreach_not_a_lead():
+    to_jo = decide(forward(recipients=("jo@client.test",)), draft("ben@example.com"),
+                   FakeKnown(open_leads={"jo@client.test": 4}), sent_folder=False, assign=True, forwarded=forwarded())
+    colleague = decide(forward(), draft("ben@example.com"), FakeKnown(), sent_folder=False, assign=True,
+                       forwarded=forwarded("ana@example.com"))
+
+    assert to_jo == Outreach((4,), "from an owner")
+    assert colleague == Outreach((), "from an owner")
+
+
+def test_a_forward_whose_enquiry_was_seen_is_its_duplicate():
+    decided = decide(forward(), draft("ben@example.com"), FakeKnown(identities={"id-1/forwarded": 9}),
+                     sent_folder=False, assign=True, forwarded=forwarded())
+
+    assert decided == Duplicate(9)
+
+
+def test_a_contacts_own_message_with_a_forward_inside_is_their_mail():
+    decided = decide(message(), draft(), FakeKnown(), sent_folder=False, assign=True,
+                     forwarded=forwarded("someone@else.test"))
+
+    assert isinstance(decided, Create) and decided.forwarded is None

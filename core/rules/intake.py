@@ -9,17 +9,20 @@ contacts' leads, the owners and the rotation), a message is one of:
 - an **attachment** to a lead: a reply in a lead's thread, or the contact of
   an open lead writing again (a *reply* for the lifecycle);
 - a **new lead**, whose owner is the contact's earlier owner when still
-  active (no turn taken), else the rotation's next.
+  active (no turn taken), else the rotation's next;
+- an owner's **forward** of a non-owner's enquiry (``ingest.forward`` reads
+  it) is that enquiry: a new lead from the original sender, the forwarding
+  owner's when present, or joining the contact's open lead.
 
 No SQL, no clock: ``core.use_cases.batch`` loads what is known, asks, and writes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Hashable, Protocol, Sequence
 
-from leadtap.core.rules.model import Candidate, IncomingMessage, LeadDraft, next_in_turn
+from leadtap.core.rules.model import Candidate, Forwarded, IncomingMessage, LeadDraft, next_in_turn
 
 LeadKey = Hashable  # a lead's id, or a lead decided earlier in the same batch
 
@@ -33,6 +36,7 @@ class Known(Protocol):
     def earlier_owner(self, contact: str) -> int | None: ...
     def is_owner(self, email: str) -> bool: ...
     def is_active_owner(self, owner_id: int) -> bool: ...
+    def owner_id(self, email: str) -> int | None: ...
     def rotation_pool(self) -> tuple[list[Candidate], int | None]: ...
 
 
@@ -50,13 +54,15 @@ class Outreach:
 @dataclass(frozen=True)
 class Attach:
     lead: LeadKey
-    reason: str  # reply | repeat sender
+    reason: str  # reply | repeat sender | forwarded
+    forwarded: Forwarded | None = None  # the enquiry an owner forwarded: it joins, not the forward
 
 
 @dataclass(frozen=True)
 class Create:
     owner_id: int | None
-    how: str  # follows contact | round-robin | no active owner holds the role | assignment disabled
+    how: str  # follows contact | round-robin | forwarded by its owner | no active owner … | assignment disabled
+    forwarded: Forwarded | None = None  # the lead is this enquiry, an owner forwarded
 
     @property
     def takes_a_turn(self) -> bool:
@@ -66,13 +72,16 @@ class Create:
 Decision = Duplicate | Outreach | Attach | Create
 
 
-def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder: bool, assign: bool) -> Decision:
+def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder: bool, assign: bool,
+           forwarded: Forwarded | None = None) -> Decision:
     seen, lead = known.seen(message.identity)
     if seen:
         return Duplicate(lead)
     if sent_folder:
         return outreach(message, known, "sent to no open lead")
     if message.sender and known.is_owner(message.sender.email.lower()):
+        if forwarded is not None and is_forwarded_enquiry(message, forwarded, known):
+            return forwarded_enquiry(message.sender.email.lower(), forwarded, known, assign)
         return outreach(message, known, "from an owner")
     lead = known.lead_of_thread(message.thread_ids)
     if lead is not None:
@@ -81,6 +90,30 @@ def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder
     if lead is not None:
         return Attach(lead, "repeat sender")
     return choose_owner(draft.contact, known) if assign else Create(None, "assignment disabled")
+
+
+def is_forwarded_enquiry(message: IncomingMessage, forwarded: Forwarded, known: Known) -> bool:
+    """An owner's forward of someone else's message to the watched mailbox —
+    not a reply to that person (it would be addressed to them: outreach)."""
+    original = forwarded.message.sender.email.lower() if forwarded.message.sender else None
+    return original is not None and not known.is_owner(original) and original not in message.recipients
+
+
+def forwarded_enquiry(forwarder: str, forwarded: Forwarded, known: Known, assign: bool) -> Decision:
+    """The original enquiry as if it had come to the mailbox: seen already, a
+    contact's open lead, or a new lead — the forwarding owner's when present."""
+    seen, lead = known.seen(forwarded.message.identity)
+    if seen:
+        return Duplicate(lead)
+    contact = forwarded.draft.contact
+    lead = known.open_lead(contact) if contact else None
+    if lead is not None:
+        return Attach(lead, "forwarded", forwarded)
+    owner = known.owner_id(forwarder)
+    if owner is not None and known.is_active_owner(owner):
+        return Create(owner, "forwarded by its owner", forwarded)
+    chosen = choose_owner(contact, known) if assign else Create(None, "assignment disabled")
+    return replace(chosen, forwarded=forwarded)
 
 
 def outreach(message: IncomingMessage, known: Known, nothing: str) -> Outreach:

@@ -97,6 +97,14 @@ class LeadDraft:
         return self.email.lower() if self.email else None
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """The enquiry inside a forward (``ingest.forward``), and the lead's fields read from it."""
+
+    message: IncomingMessage
+    draft: LeadDraft
+
+
 def safe_message_id(value: str | None) -> str | None:
     """A Message-ID leadtap may name in an email's headers, or None."""
     return value if value and SAFE_MESSAGE_ID_RE.fullmatch(value) else None

@@ -36,8 +36,8 @@ from leadtap.core.store.db import (
     ThreadMessage,
 )
 from leadtap.core.rules import intake
-from leadtap.core.rules.model import (Candidate, IncomingMessage, LeadDraft, Outcome, opportunity_title, present,
-                                      rotation_pool)
+from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, LeadDraft, Outcome, opportunity_title,
+                                      present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 
@@ -151,20 +151,24 @@ class LeadBatch:
         self.decided.append(decided)
         return decided
 
-    def add_lead_message(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft) -> Decided:
+    def add_lead_message(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft,
+                         forwarded: Forwarded | None = None) -> Decided:
         """A duplicate, outreach, a reply or repeat sender joining a lead, or a
-        new lead — as ``core.rules.intake`` decides; this only records it."""
-        match intake.decide(message, draft, self, self.settings.sent_folder, self.settings.assign):
+        new lead — as ``core.rules.intake`` decides; this only records it. An
+        owner's forward stands for the enquiry inside it (``forwarded``)."""
+        match intake.decide(message, draft, self, self.settings.sent_folder, self.settings.assign, forwarded):
             case intake.Duplicate(lead):
                 return self.keep(Decided(ref, Outcome.DUPLICATE, lead, "already handled", message=message))
             case intake.Outreach() as outreach:
                 return self.keep(self.outreach(ref, message, outreach))
-            case intake.Attach(lead, reason):
-                self.attach(lead, ref, message)
+            case intake.Attach(lead, reason, original):
+                self.attach(lead, ref, original.message if original else message)
                 self.touch(lead, "reply")
                 decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
-            case intake.Create() as create:
-                decided = Decided(ref, Outcome.LEAD, self.create(ref, message, draft, create), message=message)
+            case intake.Create(forwarded=original) as create:
+                made = (self.create(ref, original.message, original.draft, create, forwarded_by=message.sender.email)
+                        if original else self.create(ref, message, draft, create))
+                decided = Decided(ref, Outcome.LEAD, made, message=message)
         self.identities[message.identity] = decided.lead
         return self.keep(decided)
 
@@ -202,6 +206,9 @@ class LeadBatch:
     def is_owner(self, email: str) -> bool:
         return email in self.owner_emails
 
+    def owner_id(self, email: str) -> int | None:
+        return next((o.id for o in self.owners.values() if o.email.lower() == email), None)
+
     def is_active_owner(self, owner_id: int) -> bool:
         return owner_id in self.owners and present(self.owners[owner_id], self.now)
 
@@ -231,7 +238,8 @@ class LeadBatch:
         self.activities.append({"lead": lead, "kind": kind, "summary": clip(message.subject),
                                 "details": message_details(ref, message)})
 
-    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft, decided: intake.Create) -> NewLead:
+    def create(self, ref: MessageRef, message: IncomingMessage, draft: LeadDraft, decided: intake.Create,
+               forwarded_by: str | None = None) -> NewLead:
         owner_id, how = decided.owner_id, decided.how
         if decided.takes_a_turn:
             self.rotation.last_owner_id = owner_id
@@ -249,7 +257,7 @@ class LeadBatch:
         owner = self.owners.get(owner_id) if owner_id else None
         details = message_details(ref, message) | {
             "template": draft.template, "owner": owner.email if owner else None, "assigned_by": how,
-        }
+        } | ({"forwarded_by": forwarded_by.lower()} if forwarded_by else {})
         self.activities.append({"lead": lead, "kind": "created", "summary": clip(message.subject),
                                 "details": clip_all(details)})
         if draft.contact:
