@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from leadtap.core.use_cases import changes
 from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.config.load import Config
-from leadtap.core.store.db import Owner
+from leadtap.core.store.db import Owner, Reminder
 from leadtap.core.store.engine import Database, Rehearsal, describe_db_error, utcnow
 from leadtap.core.rules.lifecycle import OwnerChanged, Refused
 from leadtap.core.rules.model import is_away
@@ -43,7 +43,9 @@ from leadtap.core.store.reminders import (
     ClaimKey,
     Due,
     claim,
+    fail,
     find_due,
+    key_clause,
     mark_sent,
     owners_with_role,
     release,
@@ -94,6 +96,14 @@ class SweepReport:
     def owes_mail(self) -> bool:
         """Owners were owed emails by this sweep: the outbox should send now."""
         return bool(self.reassigned or self.deals.warned or self.deals.closed)
+
+
+def rung_handed_on(session, key: ClaimKey) -> bool:
+    """The rung's reassignment is another sweep's: in flight, or done — then
+    that sweep tells the old owner. One refused (no one else to take the
+    lead) or moot leaves the owner's reminder to be sent, or sent again."""
+    row = session.execute(select(Reminder.state, Reminder.last_error).where(*key_clause(key))).one_or_none()
+    return row is not None and (row.state == "claimed" or row.last_error is None)
 
 
 class ReminderSweep:
@@ -149,7 +159,7 @@ class ReminderSweep:
                            for r in settings.rules if r.escalate_to_role}
         self.reassign_all(due, now, report)
         letters = self.letters(due, supervisors, taken)
-        self.record_unreachable(due, supervisors, taken, now)
+        self.record_unreachable(due, supervisors, taken, now, report)
         report.due = sum(len(letter.items) for letter in letters)
         report.plan += [f"send to {self.describe(letter)}" for letter in letters]
         if letters and not dry_run:
@@ -198,7 +208,7 @@ class ReminderSweep:
         key, token = due.for_recipient(REASSIGN), uuid.uuid4().hex
         with self.db.transaction() as session:
             if not claim(session, key, token, now):
-                return True, None  # another sweep took this rung: it also tells the old owner, or reminds them
+                return rung_handed_on(session, key), None
             try:
                 with session.begin_nested():
                     change = changes.reassign_stale(session, self.rules, due.lead.id, due.rule.status, due.stay, now)
@@ -242,12 +252,13 @@ class ReminderSweep:
         return people
 
     def record_unreachable(self, due: list[Due], supervisors: dict[str, list[Owner]], taken: set,
-                           now: datetime) -> None:
+                           now: datetime, report: SweepReport) -> None:
         """A rung nobody can be sent — no active owner, no one in the
-        escalation role — is logged once and recorded as passed (recipient
-        ``NOBODY``), so that the ladder still climbs to its reassignment."""
-        nobody = [d for d in due if not d.owner_skipped and not self.recipients(d, supervisors)
-                  and d.for_recipient(NOBODY) not in taken]
+        escalation role — of a rule that reassigns is logged once and recorded
+        as gone out (recipient ``NOBODY``), so that the ladder still climbs to
+        its reassignment; another rule's stays where it is."""
+        nobody = [d for d in due if d.rule.reassign_after is not None and d.task is None and not d.owner_skipped
+                  and not self.recipients(d, supervisors) and d.for_recipient(NOBODY) not in taken]
         if not nobody:
             return
         token, error = uuid.uuid4().hex, "no active owner and no one in the escalation role to remind"
@@ -258,6 +269,7 @@ class ReminderSweep:
                     mark_sent(session, [(key, error)], token, now)
                     self.log.warning("reminder_without_recipient", lead_id=d.lead.id, rule=d.rule.name,
                                      number=d.number + 1)
+                    report.plan.append(f"record lead #{d.lead.id} ({d.rule.name}, reminder {d.number + 1}): {error}")
 
     def describe(self, letter: Letter) -> str:
         items = ", ".join(f"lead #{d.lead.id} ({d.rule.name}, reminder {d.number + 1}"
@@ -289,10 +301,11 @@ class ReminderSweep:
                         done += [(key, str(error) if error else None) for key in mine]
                         report.sent += len(mine) if error is None else 0
                         report.refused += len(mine) if error is not None else 0
-                    else:
+                    elif error.sweep_wide:  # the server or our login: no use trying the others now
                         self.release(mine, token, report)
-                        if error.sweep_wide:  # the server or our login: no use trying the others now
-                            break
+                        break
+                    else:  # this recipient's server, for now: tried again, and the ladder goes on
+                        self.fail(mine, str(error), token, now, report)
                     if len(done) >= CONFIRM_EVERY:
                         self.confirm(done, token, now)
                         done = []
@@ -310,6 +323,11 @@ class ReminderSweep:
         if done:
             with self.db.transaction() as session:
                 mark_sent(session, done, token, now)
+
+    def fail(self, keys: list[ClaimKey], error: str, token: str, now: datetime, report: SweepReport) -> None:
+        with self.db.transaction() as session:
+            fail(session, keys, error, token, now)
+        report.released += len(keys)
 
     def release(self, keys: list[ClaimKey], token: str, report: SweepReport) -> None:
         if keys:

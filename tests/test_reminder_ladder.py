@@ -289,22 +289,80 @@ def test_a_ladder_enabled_over_old_leads_reminds_before_it_escalates_and_reassig
     assert third.reassigned == 1 and owner_of(remind, lead) == "ben@example.com"
 
 
-def test_a_reminder_that_could_not_be_sent_holds_the_ladder_where_it_is(remind, smtp):
+def test_a_mailbox_that_stays_full_is_tried_each_sweep_and_the_ladder_still_climbs(remind, smtp):
+    """Its server refuses the owner's reminder for now, day after day: the
+    reminder is kept (failed) and tried again; the next one comes a day after
+    the first attempt, so the escalation and the reassignment still come."""
     remind.configure(LADDER)
     lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
-    smtp.handler.refuse["ana@example.com"] = "451 4.3.0 try later"
+    smtp.handler.refuse["ana@example.com"] = "452 4.2.2 mailbox full"
 
     assert remind.sweep(NOW).released == 1
-    late = remind.sweep(NOW + 3 * DAY)  # days of a failing mailbox: still the first reminder, no one else told
-    assert (late.released, late.reassigned) == (1, 0) and late.plan == [
-        f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]
-    del smtp.handler.refuse["ana@example.com"]
-    assert remind.sweep(NOW + 3 * DAY + timedelta(minutes=15)).sent == 1
-    assert remind.sweep(NOW + 4 * DAY).due == 0  # the next rung counts from when this one went out
-    assert remind.sweep(NOW + 4 * DAY + timedelta(minutes=15)).plan == [
+    assert remind.sweep(NOW + timedelta(hours=2)).plan == [
+        f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]  # tried again
+    (failed,) = rows(remind, select(Reminder.state, Reminder.first_failed_at, Reminder.last_error))
+    assert failed.state == "failed" and failed.first_failed_at == NOW and "452 4.2.2" in failed.last_error
+    assert remind.sweep(NOW + DAY).plan == [
         f"send to ana@example.com: lead #{lead} (new-untouched, reminder 2)",
         f"send to sue@example.com: lead #{lead} (new-untouched, reminder 2, escalation)"]
-    assert owner_of(remind, lead) == "ana@example.com"
+    assert smtp.handler.to("sue@example.com")
+    assert remind.sweep(NOW + 2 * DAY).reassigned == 1 and owner_of(remind, lead) == "ben@example.com"
+
+
+def test_while_our_own_server_is_down_the_ladder_holds(remind, smtp):
+    """No connection to the SMTP server: nobody heard anything, so nothing
+    counts — the first reminder is still the one due when it is back."""
+    from tests.smtp import SilentServer
+
+    remind.configure(LADDER)
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
+    with SilentServer() as down:
+        remind.configure(LADDER, smtp=f'host = "127.0.0.1"\nport = {down.port}\nsecurity = "plain"\ntimeout = "1s"\n')
+        assert remind.sweep(NOW).released == 1
+        assert remind.sweep(NOW + 3 * DAY).released == 1
+    assert rows(remind, select(Reminder.id)) == []
+    remind.configure(LADDER)
+    assert remind.sweep(NOW + 3 * DAY + timedelta(minutes=15)).plan == [
+        f"send to ana@example.com: lead #{lead} (new-untouched, reminder 1)"]
+
+
+def test_a_refused_reassignment_never_silences_the_owners_reminder(remind, smtp):
+    """No one else to take the lead, and the owner's copy fails for now: the
+    next sweep still reminds the owner (it found the rung's reassignment
+    claimed, but refused)."""
+    remind.configure(LADDER.replace("reassign_after = 3", "reassign_after = 1")
+                     + '\n[assignment]\nrole = "sales-lead"\n')
+    remind.add_lead("Jo Smith", "sue@example.com")
+    smtp.handler.refuse["sue@example.com"] = "451 4.3.0 try later"
+    assert remind.sweep(NOW).released == 1
+    del smtp.handler.refuse["sue@example.com"]
+
+    assert remind.sweep(NOW + timedelta(minutes=15)).sent == 1
+
+
+def test_the_next_rung_counts_from_when_the_last_first_went_out(remind, smtp):
+    """The owner has reminder 2 at once; the escalation copy goes out late:
+    reminder 3 still comes a day after the owner's."""
+    remind.configure(LADDER)
+    lead = remind.add_lead("Jo Smith", "ana@example.com", since=NOW - 5 * DAY)
+    remind.sweep(NOW)
+    smtp.handler.refuse["sue@example.com"] = "451 4.3.0 try later"
+    remind.sweep(NOW + DAY)
+    del smtp.handler.refuse["sue@example.com"]
+    assert remind.sweep(NOW + DAY + timedelta(hours=20)).sent == 1  # sue's copy, late
+
+    assert remind.sweep(NOW + 2 * DAY).reassigned == 1 and owner_of(remind, lead) == "ben@example.com"
+
+
+def test_an_ownerless_task_reminder_records_nothing_and_starts_at_one_for_its_owner(remind, smtp):
+    remind.configure(TASK_RULE + 'repeat_every = "1h"\n')
+    lead = remind.add_lead("Jo Smith", None)
+    add_task(remind, lead, "Call Jo", NOW - DAY)
+
+    for hour in range(6):
+        remind.sweep(NOW + hour * timedelta(hours=1))
+
+    assert rows(remind, select(Reminder.id)) == []
 
 
 def test_a_rung_nobody_can_be_sent_is_recorded_and_the_ladder_still_reassigns(remind, smtp):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,7 +40,9 @@ class BusinessHours:
             for ahead in range(8) for days, start, _ in self.spans
             if (moment.weekday() + ahead) % 7 in days
         ]
-        return min(at for at in openings if at > moment)
+        # a wall time a clock change skips or repeats: as the zone reads it, once through UTC
+        real = [at.astimezone(timezone.utc).astimezone(moment.tzinfo) for at in openings]
+        return min(at for at in real if at > moment)
 
 
 RULE_KINDS = ("status", "task")

@@ -237,11 +237,14 @@ class Reminder(Base):
     repeat: Mapped[int] = mapped_column(Integer)  # 0 for the first reminder of the stay
     recipient: Mapped[str] = mapped_column(String(320))
     task_id: Mapped[int] = mapped_column(Integer, default=0)  # a task rule's task; 0 for a status rule
-    state: Mapped[str] = mapped_column(String(20))  # claimed | sent
+    state: Mapped[str] = mapped_column(String(20))  # claimed | sent | failed (its recipient's server: for now)
     token: Mapped[str] = mapped_column(String(32))  # the claiming sweep's: only it confirms or releases
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When its recipient's server first refused it for now (a full mailbox): tried again each sweep,
+    # and the ladder counts the rung as gone out then, so it climbs past a mailbox that stays full.
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("lead_id", "rule", "stay_started_at", "repeat", "recipient", "task_id",

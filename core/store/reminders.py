@@ -6,15 +6,17 @@ has been there — and its owner's — for at least ``after``. A status change o
 a new owner starts a new *stay*. A task rule fires on an open task of an open
 lead ``after`` past its due time; the task's due time starts its stay.
 
-Within a stay the reminders are *rungs* of a ladder, counted from what was
-sent, not from the clock: the first (number 0) falls due ``after`` into the
+Within a stay the reminders are *rungs* of a ladder, counted from what went
+out, not from the clock: the first (number 0) falls due ``after`` into the
 stay, and with ``repeat_every`` the next one that long after the last rung
-was sent (to anyone, or refused for good). Until then a recipient whose copy
-failed for a reason that may pass is tried again; a rung whose every send so
-failed stays current. So a rule enabled over old leads starts each stay at
-its first reminder, and the ladder's escalation and reassignment come only
-after the reminders before them went out. Each (lead, rule, stay, number, task) is claimed per
-recipient by a unique insert before anything is sent: only the claimer sends.
+first went out — sent to anyone, refused for good, or refused for now by its
+recipient's server (kept ``failed``, and tried again while its rung is
+current). A send our own server or login failed leaves no trace, so an
+outage climbs nothing. A rule enabled over old leads starts each stay at its
+first reminder, and the ladder's escalation and reassignment come only after
+the reminders before them went out. Each (lead, rule, stay, number, task) is
+claimed per recipient by a unique insert before anything is sent: only the
+claimer sends.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -157,21 +159,24 @@ StayKey = tuple[int, str, datetime, int]
 
 def ladder_history(session: Session, lead_ids: list[int],
                    now: datetime) -> tuple[dict[StayKey, dict[int, datetime]], set[ClaimKey]]:
-    """For each stay of these leads, its rungs sent (number → when last sent);
-    and every claim sent, or held by someone whose lease still runs."""
+    """For each stay of these leads, its rungs gone out (number → when it
+    first went out: sent to anyone, or first refused for now by a recipient's
+    server); and every claim sent, or held by someone whose lease still runs."""
     sent: dict[StayKey, dict[int, datetime]] = defaultdict(dict)
     taken: set[ClaimKey] = set()
     for start in range(0, len(lead_ids), 500):
         for row in session.execute(
             select(Reminder.lead_id, Reminder.rule, Reminder.stay_started_at, Reminder.repeat, Reminder.task_id,
-                   Reminder.recipient, Reminder.state, Reminder.claimed_at, Reminder.sent_at)
+                   Reminder.recipient, Reminder.state, Reminder.claimed_at, Reminder.sent_at,
+                   Reminder.first_failed_at)
             .where(Reminder.lead_id.in_(lead_ids[start : start + 500]))
         ):
-            if row.state == "sent" or row.claimed_at > now - CLAIM_LEASE:
+            if row.state == "sent" or (row.state == "claimed" and row.claimed_at > now - CLAIM_LEASE):
                 taken.add((row.lead_id, row.rule, row.stay_started_at, row.repeat, row.task_id, row.recipient))
-            if row.state == "sent" and row.recipient != REASSIGN:
+            went_out = row.sent_at if row.state == "sent" else row.first_failed_at
+            if went_out is not None and row.recipient != REASSIGN:
                 rungs = sent[(row.lead_id, row.rule, row.stay_started_at, row.task_id)]
-                rungs[row.repeat] = max(rungs.get(row.repeat, row.sent_at), row.sent_at)
+                rungs[row.repeat] = min(rungs.get(row.repeat, went_out), went_out)
     return sent, taken
 
 
@@ -184,11 +189,12 @@ def claim(session: Session, key: ClaimKey, token: str, now: datetime) -> bool:
             session.add(Reminder(lead_id=lead_id, rule=rule, stay_started_at=stay, repeat=number, task_id=task_id,
                                  recipient=recipient, state="claimed", token=token, claimed_at=now))
         return True
-    except IntegrityError:
+    except IntegrityError:  # a claim whose lease ran out, or one that failed for now, is taken over
         taken = session.execute(
             update(Reminder)
-            .where(*key_clause(key), Reminder.state == "claimed", Reminder.claimed_at <= now - CLAIM_LEASE)
-            .values(claimed_at=now, token=token)
+            .where(*key_clause(key), or_(and_(Reminder.state == "claimed", Reminder.claimed_at <= now - CLAIM_LEASE),
+                                         Reminder.state == "failed"))
+            .values(state="claimed", claimed_at=now, token=token)
         )
         return taken.rowcount == 1
 
@@ -213,9 +219,24 @@ def mark_sent(session: Session, sent: list[tuple[ClaimKey, str | None]], token: 
 
 
 def release(session: Session, keys: list[ClaimKey], token: str) -> None:
-    """Failures that may pass: drop this sweep's claims, so a later one tries again."""
+    """Nothing was said of these (our server or our login failed, the sweep
+    stopped): this sweep's claims go, so a later one tries again — those that
+    failed before stay failed, with when they first did."""
     for key in keys:
-        session.execute(delete(Reminder).where(*key_clause(key), Reminder.state == "claimed", Reminder.token == token))
+        mine = (*key_clause(key), Reminder.state == "claimed", Reminder.token == token)
+        session.execute(delete(Reminder).where(*mine, Reminder.first_failed_at.is_(None)))
+        session.execute(update(Reminder).where(*mine, Reminder.first_failed_at.is_not(None)).values(state="failed"))
+
+
+def fail(session: Session, keys: list[ClaimKey], error: str, token: str, now: datetime) -> None:
+    """The recipient's server refused these for now (a full mailbox, a rate
+    limit): kept as failed, tried again by later sweeps, and counted by the
+    ladder from the first failure."""
+    for key in keys:
+        session.execute(
+            update(Reminder).where(*key_clause(key), Reminder.state == "claimed", Reminder.token == token)
+            .values(state="failed", last_error=error,
+                    first_failed_at=func.coalesce(Reminder.first_failed_at, now)))
 
 
 def key_clause(key: ClaimKey) -> tuple:

@@ -1,5 +1,7 @@
 """an owner away (a holiday): out of the rotation from away_since until
-away_until (none: until they are back)
+away_until (none: until they are back); a reminder whose recipient's server
+refused it for now is kept, failed, with when it first failed (the ladder
+climbs past a mailbox that stays full)
 
 Revision ID: 0013
 Revises: 0012
@@ -21,9 +23,13 @@ def upgrade() -> None:
     with op.batch_alter_table('owners') as batch:
         batch.add_column(sa.Column('away_since', UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('away_until', UTCDateTime(), nullable=True))
+    with op.batch_alter_table('reminders') as batch:
+        batch.add_column(sa.Column('first_failed_at', UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('reminders') as batch:
+        batch.drop_column('first_failed_at')
     with op.batch_alter_table('owners') as batch:
         batch.drop_column('away_until')
         batch.drop_column('away_since')
