@@ -83,7 +83,7 @@ def test_an_admin_move_records_the_history_creates_the_tasks_and_fields(leads):
     code, out, _ = leads.cli("leads", "set", "1", "--status", "Contacted", "--field", "budget=10k",
                              "--note", "called")
 
-    assert code == 0 and out.startswith("lead 1: set budget; New → Contacted")
+    assert code == 0 and out.startswith("lead 1: budget = 10k; New → Contacted")
     lead = show(leads, 1)
     assert (lead["status"], lead["fields"]["budget"]) == ("Contacted", "10k")
     assert [t["title"] for t in lead["tasks"]] == ["Send the brochure to ACME"]
