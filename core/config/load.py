@@ -42,7 +42,7 @@ from leadtap.core.config.oauth2 import TokenKeyConfig, parse_token_key
 from leadtap.core.config.deals import OpportunitiesConfig, parse_opportunities
 from leadtap.core.config.values import Section, check_unique, list_of_str, parse_seconds, parse_size
 from leadtap.core.errors import ConfigError
-from leadtap.core.rules.lifecycle import FIELD_TYPES, RESERVED, FieldSpec, Pipeline, won_deals_qualify
+from leadtap.core.rules.lifecycle import CONTACT_FIELDS, FIELD_TYPES, RESERVED, FieldSpec, Pipeline, won_deals_qualify
 
 DEFAULT_STATUSES = ("New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified")
 DEFAULT_CLOSED = ("Qualified", "Disqualified")
@@ -298,7 +298,7 @@ def parse_field_spec(s: "Section") -> FieldSpec:
     """``[[leads.fields]]``: a custom field's name and type (text, number, date, choice with its choices)."""
     values = s.take({"name": str, "type": str, "choices": list_of_str}, required=("name",))
     name, kind = values["name"].strip(), values.get("type", "text")
-    if name in (*RESERVED, "name", "email", "phone", "company"):
+    if name.casefold() in (*RESERVED, *CONTACT_FIELDS):
         s.fail("name", f"{name!r} is a lead's own field, not a custom one")
     if kind not in FIELD_TYPES:
         s.fail("type", f"{kind!r}: expected one of {list(FIELD_TYPES)}")

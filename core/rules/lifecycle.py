@@ -42,7 +42,8 @@ OUTCOMES = {
     "call": ("connected", "no-answer", "left-voicemail", "busy", "booked"),
     "meeting": ("booked", "completed", "no-show"),
 }
-CONNECTED = ("connected", "booked", "completed")  # a connection (HubSpot's Connected), as a reply is
+CONNECTED = ("connected", "booked", "completed")
+EARLIEST_CONTACT = timedelta(days=7)  # a call logged may have come before the lead was entered, not long before  # a connection (HubSpot's Connected), as a reply is
 TRIGGERS = ("outreach", "reply", "call", "meeting",
             *(f"{kind}:{outcome}" for kind, outcomes in OUTCOMES.items() for outcome in outcomes))
 # and "stage:<opportunity stage>"
@@ -72,6 +73,8 @@ class StatusOptions:
 
 FIELD_TYPES = ("text", "number", "date", "choice")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
+CONTACT_FIELDS = ("name", "email", "phone", "company")  # the lead's own, not custom
 RESERVED = ("source", "status", "owner")  # a lead's, set with their own options: never custom fields
 
 
@@ -98,10 +101,8 @@ class FieldSpec:
 
 
 def is_number(value: str) -> bool:
-    try:
-        return math.isfinite(float(value.replace(",", "")))
-    except ValueError:
-        return False
+    """``1200``, ``-3.5``, ``1,200.50``: digits, thousands in threes, one point."""
+    return NUMBER_RE.fullmatch(value) is not None and math.isfinite(float(value.replace(",", "")))
 
 
 def is_date(value: str) -> bool:
@@ -199,6 +200,7 @@ class LeadState:
     snoozed_until: datetime | None = None
     blocked: str | None = None  # why automation last could not move it
     source: str | None = None
+    came_in: datetime | None = None  # when its first message came (or it was entered)
 
 
 @dataclass(frozen=True)
@@ -403,12 +405,13 @@ def check_new(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: 
     check_source(source, sources)
     if status not in pipeline.statuses:
         raise Refused(f"unknown status {status!r}; expected one of {', '.join(pipeline.statuses)}")
-    allowed = pipeline.create_in or pipeline.open_statuses()
+    allowed = [s for s in (pipeline.create_in or pipeline.open_statuses()) if not pipeline.option(s).locked
+               or actor.is_automation]
+    if status not in allowed and pipeline.option(status).locked and not actor.is_automation:
+        raise Refused(f"{status} is set automatically (on {pipeline.option(status).set_on})")
     if status not in allowed or not pipeline.is_open(status):
         raise Refused(f"a lead is created in {' or '.join(allowed)}, not {status}")
     option = pipeline.option(status)
-    if option.locked and not actor.is_automation:
-        raise Refused(f"{status} is set automatically (on {option.set_on})")
     missing = [name for name in dict.fromkeys((*pipeline.required, *option.required)) if not fields.get(name)]
     if missing:
         raise Refused(f"a new lead needs {', '.join(missing)}")
@@ -419,11 +422,13 @@ def normalized(values: Mapping[str, str], pipeline: Pipeline, where: str = "") -
     status, owner), an email address, each declared field's type (a choice in
     its declared spelling). An empty value clears the field."""
     prefix = f"{where}: " if where else ""
+    canonical = {known.casefold(): known for known in (*CONTACT_FIELDS, *pipeline.fields)}
     checked = {}
-    for name, value in values.items():
+    for given, value in values.items():
         value = (value or "").strip()
-        if name in RESERVED:
-            raise Refused(f"{prefix}{name} is not a custom field: give it as --{name}")
+        if given.strip().casefold() in RESERVED:
+            raise Refused(f"{prefix}{given.strip()} is not a custom field: give it as --{given.strip().casefold()}")
+        name = canonical.get(given.strip().casefold(), given.strip())  # Email, SEATS: the field itself
         if name == "email" and value and not valid_email(value):
             raise Refused(f"{prefix}{value!r} is not an email address")
         spec = pipeline.fields.get(name)
@@ -453,6 +458,9 @@ def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources
     if cleared:
         raise Refused(f"{where}: {', '.join(cleared)} cannot be cleared: {lead.status} needs it")
     changed = {name: value for name, value in values.items() if value != (lead.fields.get(name) or "")}
+    after = {**lead.fields, **changed}
+    if changed and not any(after.get(name) for name in ("name", "email", "phone")):
+        raise Refused(f"{where}: a lead keeps a name, an email or a phone")
     events: list = [FieldsSet(changed)] if changed else []
     if source is not None:
         check_source(source, sources)
@@ -608,6 +616,9 @@ def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, n
     if at > now and not (kind == "meeting" and outcome == "booked"):
         raise Refused(f"{where}: a {kind}{' ' + outcome if outcome else ''} is logged once it happened, "
                       f"not for {at:%Y-%m-%d %H:%M} UTC")
+    if lead.came_in is not None and at < lead.came_in - EARLIEST_CONTACT:
+        raise Refused(f"{where}: a {kind} on {at:%Y-%m-%d} is long before the lead came in "
+                      f"({lead.came_in:%Y-%m-%d})")
     if not pipeline.is_open(lead.status):
         raise Refused(f"{where} is {lead.status}: a closed lead takes no calls or meetings")
     logged = ContactLogged(kind, outcome, at, note.strip() if note and note.strip() else None)

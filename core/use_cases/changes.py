@@ -77,7 +77,7 @@ def state_of(session: Session, lead: Lead) -> LeadState:
               **(lead.fields or {})}
     return LeadState(lead.id, lead.status, owner.email if owner else None, fields, has_opportunity,
                      bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until,
-                     lead.blocked, lead.source)
+                     lead.blocked, lead.source, min(lead.received_at, lead.created_at))
 
 
 def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
@@ -103,12 +103,28 @@ def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, ac
 
 def edit(session: Session, rules: LeadRules, lead_id: int, values: dict, source: str | None, actor: Actor,
          now: datetime) -> Change:
-    """A lead's fields or source, without a status move."""
+    """A lead's fields or source, without a status move. A new email is the
+    lead's contact, which mail is matched on: never another open lead's, never
+    an owner's (the rotation's lock first, as ingest and ``leads add`` take it)."""
+    lock_rotation(session, rules.role)
     lead = load_lead(session, lead_id)
     source = pick(source, rules.sources) if source else source
     change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, rules.pipeline, actor, now)
+    for event in change.of(lifecycle.FieldsSet):
+        if event.values.get("email"):
+            check_contact(session, rules, lead, event.values["email"])
     record(session, rules, lead, change)
     return change
+
+
+def check_contact(session: Session, rules: LeadRules, lead: Lead, email: str) -> None:
+    contact = email.strip().lower()
+    if session.scalar(select(Owner.id).where(Owner.email == contact)) is not None:
+        raise Refused(f"lead {lead.id}: {email} is an owner's address, not a contact's")
+    other = session.scalar(select(Lead.id).where(Lead.contact == contact, Lead.id != lead.id,
+                                                 Lead.status.not_in(rules.pipeline.closed)).limit(1))
+    if other is not None:
+        raise Refused(f"lead {lead.id}: {email} is already the contact of another open lead")
 
 
 def log_contact(session: Session, rules: LeadRules, lead_id: int, kind: str, outcome: str | None, at: datetime,
@@ -213,7 +229,8 @@ def next_owner(session: Session, role: str, exclude: str | None, now: datetime) 
     last = owners.get(rotation.last_owner_id) if rotation.last_owner_id else None
     chosen = next_in_turn(pool, last.position if last else None)
     if chosen is None:
-        raise Refused(f"no other active owner holds the role {role!r}")
+        other = "other " if exclude else ""
+        raise Refused(f"no {other}active owner holds the role {role!r} (or all are away)")
     rotation.last_owner_id, rotation.turns = chosen.id, rotation.turns + 1
     return owners[chosen.id]
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.rules import lifecycle
 from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Refused
+from leadtap.core.rules.model import present
 from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.store.db import Lead, Owner
 from leadtap.core.store.services import clip, clip_all, lock_rotation
@@ -51,7 +52,7 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     known = open_lead_of(session, rules, contact) if contact else None
     if known is not None:
         return join(session, rules, known, entry, actor, now) if attach else refuse_duplicate(session, known)
-    owner, assigned_by = owner_for(session, rules, entry.owner, actor, now)
+    owner, assigned_by = owner_for(session, rules, entry.owner, actor, contact, now)
     draft = LeadState(0, status, owner.email if owner else None, fields)
     change = lifecycle.create(draft, source, rules.sources, pipeline, actor, now, assigned_by, rules.auto_opportunity)
     lead = write(session, fields, entry.message, source, status, owner, contact, now)
@@ -82,22 +83,38 @@ def join(session: Session, rules: LeadRules, known: Lead, entry: Entry, actor: A
     return change
 
 
-def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Actor,
+def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Actor, contact: str | None,
               now: datetime) -> tuple[Owner | None, str]:
-    """``--owner``: an active owner, or ``next`` in the rotation; without it
-    the owner who enters the lead, else the rotation (when assignment is on)."""
-    if wanted == "next" or (wanted is None and not actor_is_owner(session, actor) and rules.assign):
+    """``--owner``: an active owner, or ``next`` in the rotation. Without it
+    the owner who enters the lead; else as for mail's leads: the contact's
+    earlier owner when present (no turn taken), else the rotation's next —
+    none present (all away), no owner."""
+    if wanted == "next":
         return next_owner(session, rules.role, None, now), "rotation"
     if wanted is not None:
         return active_owner(session, wanted), "hand"
-    if actor_is_owner(session, actor):
-        return active_owner(session, actor.who), "hand"
-    return None, "nobody"
+    entering = owner_row(session, actor.who)
+    if entering is not None and present(entering, now):
+        return entering, "hand"
+    if not rules.assign:
+        return None, "nobody"
+    earlier = earlier_owner(session, contact) if contact else None
+    if earlier is not None and present(earlier, now):
+        return earlier, "follows contact"
+    try:
+        return next_owner(session, rules.role, None, now), "rotation"
+    except Refused:
+        return None, "nobody"
 
 
-def actor_is_owner(session: Session, actor: Actor) -> bool:
-    owner = session.scalars(select(Owner).where(Owner.email == actor.who)).one_or_none()
-    return owner is not None and owner.active
+def owner_row(session: Session, email: str) -> Owner | None:
+    return session.scalars(select(Owner).where(Owner.email == email)).one_or_none()
+
+
+def earlier_owner(session: Session, contact: str) -> Owner | None:
+    """The owner of the contact's latest lead."""
+    owner_id = session.scalar(select(Lead.owner_id).where(Lead.contact == contact).order_by(Lead.id.desc()).limit(1))
+    return session.get(Owner, owner_id) if owner_id else None
 
 
 def write(session: Session, fields: dict[str, str], message: str | None, source: str, status: str,

@@ -225,12 +225,21 @@ def about_the_sender(session: Session, settings: ReplySettings, command: Command
             if command.name == "back":
                 words = owners.back(session, actor.who, actor, now)
             else:
-                when = command.args.removeprefix("until").strip() if command.args.startswith("until") else command.args
-                until = moment(when, now, settings.zone) if when else None
+                until = away_until(command.args, now, settings.zone)
                 words = owners.away(session, actor.who, until, actor, now)
     except (Refused, ValueError, OverflowError) as exc:
         return result(command.line, False, str(exc))
     return result(command.line, True, words)
+
+
+def away_until(args: str, now: datetime, zone: tzinfo) -> datetime | None:
+    """``until 2026-12-20``, ``2026-12-20``, ``2w``; nothing: until /back."""
+    words = args.split()
+    if words and words[0].lower() == "until":
+        if len(words) == 1:
+            raise Refused("/away until needs a day (2026-12-20) or a duration (2w)")
+        words = words[1:]
+    return moment(" ".join(words), now, zone) if words else None
 
 
 def result(line: str, applied: bool, words: str, lead_id: int | None = None) -> dict:

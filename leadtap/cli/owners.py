@@ -54,8 +54,15 @@ def cmd_owners_back(app, args) -> int:
 
 def act(app, args, apply) -> int:
     """One change in one transaction, said in words; a refusal changes nothing (exit 1)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from leadtap.core.errors import LeadtapError
+    from leadtap.core.store.engine import describe_db_error
     from leadtap.core.use_cases import changes
-    with app.ready_database().transaction() as session:
-        words = apply(session, changes.acting(session, args.by, app.config.pipeline))
+    try:
+        with app.ready_database().transaction() as session:
+            words = apply(session, changes.acting(session, args.by, app.config.pipeline))
+    except DBAPIError as exc:  # a lock conflict: said, not a traceback
+        raise LeadtapError(f"the database refused the change: {describe_db_error(exc)}") from None
     print(words)
     return EXIT_OK
