@@ -280,3 +280,18 @@ def test_a_meeting_booked_for_a_later_day_connects_the_lead_and_bad_logs_change_
     code, out, err = remind.cli("leads", "log", "1", "meeting", "--outcome", "booked", "--at", "2999-01-01")
     assert code == 0, err
     assert shown(remind, 1)["status"] == "Contacted"
+
+
+def test_a_note_with_a_contact_date_is_a_logged_contact_and_moves_the_lead_as_a_reply(remind, smtp):
+    """Hanna's note with a contact date: the contact was reached (at the stand, by chat)."""
+    remind.configure(CALLS)
+    assert remind.cli("leads", "add", *JO)[0] == 0
+
+    code, out, err = remind.cli("leads", "note", "1", "Met at the fair stand", "--contacted", "--by", "ana@example.com")
+
+    assert code == 0, err
+    assert out.startswith("lead 1: contact — Met at the fair stand (logged); New → Contacted; task due ")
+    (logged,) = [a for a in shown(remind, 1)["activities"] if a["kind"] == "contact"]
+    assert (logged["summary"], logged["details"]["by"]) == ("contact — Met at the fair stand", "ana@example.com")
+    code, _, err = remind.cli("leads", "log", "1", "contact", "--outcome", "connected")
+    assert code == 1 and "'connected' is not an outcome of a contact: it has none" in err

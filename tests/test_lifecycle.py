@@ -409,7 +409,7 @@ def test_the_most_specific_set_on_wins():
 
 
 @pytest.mark.parametrize("kind, outcome, at, words", [
-    ("visit", None, NOW, "log a call or a meeting, not 'visit'"),
+    ("visit", None, NOW, "log a call, a meeting or a contact, not 'visit'"),
     ("call", "booked a demo", NOW, "'booked a demo' is not an outcome of a call"),
     ("call", "connected", NOW + timedelta(hours=1), "a call connected is logged once it happened"),
     ("meeting", "completed", NOW + timedelta(days=1), "a meeting completed is logged once it happened"),

@@ -41,10 +41,11 @@ CLI = "cli"
 OUTCOMES = {
     "call": ("connected", "no-answer", "left-voicemail", "busy", "booked"),
     "meeting": ("booked", "completed", "no-show"),
+    "contact": (),  # Hanna's note with a contact date: the contact was reached
 }
 CONNECTED = ("connected", "booked", "completed")
 EARLIEST_CONTACT = timedelta(days=7)  # a call logged may have come before the lead was entered, not long before  # a connection (HubSpot's Connected), as a reply is
-TRIGGERS = ("outreach", "reply", "call", "meeting",
+TRIGGERS = ("outreach", "reply", "call", "meeting", "contact",
             *(f"{kind}:{outcome}" for kind, outcomes in OUTCOMES.items() for outcome in outcomes))
 # and "stage:<opportunity stage>"
 
@@ -610,9 +611,10 @@ def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, n
     change, then automation's (a move, or why it could not), if any."""
     where = f"lead {lead.id}"
     if kind not in OUTCOMES:
-        raise Refused(f"{where}: log a call or a meeting, not {kind!r}")
+        raise Refused(f"{where}: log a call, a meeting or a contact, not {kind!r}")
     if outcome is not None and outcome not in OUTCOMES[kind]:
-        raise Refused(f"{where}: {outcome!r} is not an outcome of a {kind}: one of {', '.join(OUTCOMES[kind])}")
+        raise Refused(f"{where}: {outcome!r} is not an outcome of a {kind}: "
+                      f"{'one of ' + ', '.join(OUTCOMES[kind]) if OUTCOMES[kind] else 'it has none'}")
     if at > now and not (kind == "meeting" and outcome == "booked"):
         raise Refused(f"{where}: a {kind}{' ' + outcome if outcome else ''} is logged once it happened, "
                       f"not for {at:%Y-%m-%d %H:%M} UTC")
@@ -620,7 +622,7 @@ def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, n
         raise Refused(f"{where}: a {kind} on {at:%Y-%m-%d} is long before the lead came in "
                       f"({lead.came_in:%Y-%m-%d})")
     if not pipeline.is_open(lead.status):
-        raise Refused(f"{where} is {lead.status}: a closed lead takes no calls or meetings")
+        raise Refused(f"{where} is {lead.status}: a closed lead takes no calls, meetings or contacts")
     logged = ContactLogged(kind, outcome, at, note.strip() if note and note.strip() else None)
     logged_change = Change(lead.id, actor, now, (logged,))
     contacted = replace(lead, had_outreach=True)  # a call or meeting is contact: a reply's move may follow
@@ -632,8 +634,8 @@ def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, n
 
 
 def contact_triggers(kind: str, outcome: str | None) -> list[str]:
-    """The triggers a call or meeting stands for, the most specific first."""
-    connection = kind == "meeting" or outcome in CONNECTED
+    """The triggers a call, meeting or contact stands for, the most specific first."""
+    connection = kind in ("meeting", "contact") or outcome in CONNECTED
     return [*([f"{kind}:{outcome}"] if outcome else []), kind, *(["reply"] if connection else []),
             *(["outreach"] if kind == "call" else [])]
 

@@ -58,7 +58,8 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 
     log = leads.add_parser("log", parents=[by], help="log a call or a meeting (automation may move the lead)")
     log.add_argument("id", type=record_id)
-    log.add_argument("kind", choices=["call", "meeting"])
+    log.add_argument("kind", choices=["call", "meeting", "contact"],
+                     help="contact: the contact was reached another way (Hanna's note with a contact date)")
     log.add_argument("--outcome", help="call: connected, no-answer, left-voicemail, busy, booked; "
                                        "meeting: booked, completed, no-show")
     log.add_argument("--at", help="when (2026-12-06 14:30, in [reminders] timezone; default now); "
@@ -82,6 +83,9 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     note = leads.add_parser("note", parents=[by], help="add a note to a lead")
     note.add_argument("id", type=record_id)
     note.add_argument("text")
+    note.add_argument("--contacted", nargs="?", const="now", metavar="WHEN",
+                      help="the note records a contact (now, or 2026-12-06 14:30): logged as one, "
+                           "and automation moves the lead as for a reply")
     note.set_defaults(handler=cmd_leads_note)
 
     snooze = leads.add_parser("snooze", parents=[by], help="no reminders for a lead until then")
@@ -174,6 +178,10 @@ def cmd_leads_assign(app, args) -> int:
 
 def cmd_leads_note(app, args) -> int:
     from leadtap.core.use_cases import changes
+    if args.contacted is not None:
+        args.kind, args.outcome, args.note = "contact", None, args.text
+        args.at = None if args.contacted == "now" else args.contacted
+        return cmd_leads_log(app, args)
     return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
 
 
