@@ -30,11 +30,11 @@ from leadtap.ingest.mime import parse_tree, walk
 from leadtap.ingest.parse import parse_message
 
 FORWARD_SUBJECT_RE = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|pd|i|vs|persiųsta)\s*:", re.IGNORECASE)
-MARKER_RE = re.compile(
-    r"^\s*(-{2,}\s*(forwarded message|original message|weitergeleitete nachricht|ursprüngliche nachricht"
+MARKER_RE = re.compile(  # [ \t], not \s: a run of blank lines must not be read again from each line
+    r"^[ \t]*(-{2,}[ \t]*(forwarded message|original message|weitergeleitete nachricht|ursprüngliche nachricht"
     r"|message transféré|message d'origine|mensaje reenviado|mensaje original|persiųstas laiškas"
-    r"|originalus laiškas)\s*-{2,}|begin forwarded message:|anfang der weitergeleiteten nachricht:"
-    r"|début du message réexpédié :?|_{10,})\s*$",
+    r"|originalus laiškas)[ \t]*-{2,}|begin forwarded message:|anfang der weitergeleiteten nachricht:"
+    r"|début du message réexpédié :?|_{10,})[ \t]*$",
     re.IGNORECASE | re.MULTILINE)
 FROM_NAMES = ("from", "von", "de", "nuo")
 DATE_NAMES = ("date", "sent", "datum", "gesendet", "envoyé", "enviado", "fecha", "data", "išsiųsta")
