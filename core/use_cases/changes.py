@@ -137,6 +137,31 @@ def log_contact(session: Session, rules: LeadRules, lead_id: int, kind: str, out
     return done
 
 
+def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor: Actor, now: datetime,
+                  dry_run: bool = False) -> int:
+    """A status renamed in the config: its leads (and the tasks it made) take
+    the new name. Not a move — each stay goes on — but said on each lead."""
+    pipeline = rules.pipeline
+    new = pick(new, pipeline.statuses)
+    if new not in pipeline.statuses:
+        raise Refused(f"unknown status {new!r}; expected one of {', '.join(pipeline.statuses)}")
+    if old in pipeline.statuses:
+        raise Refused(f"{old!r} is still a configured status: a rename moves the leads of a status no longer "
+                      f"in [leads] statuses (to move leads between statuses: leads set)")
+    leads = session.scalars(select(Lead).where(Lead.status == old).order_by(Lead.id).with_for_update()).all()
+    if not leads:
+        raise Refused(f"no lead is in {old!r}")
+    if dry_run:
+        return len(leads)
+    for lead in leads:
+        lead.status = new
+        add_activity(session, lead.id, "status", f"{old} → {new} (renamed)", actor, now,
+                     {"from": old, "to": new, "renamed": True})
+    session.execute(update(Task).where(Task.lead_id.in_([lead.id for lead in leads]), Task.status == old)
+                    .values(status=new))
+    return len(leads)
+
+
 def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:
     """``to``: an active owner's email, or ``next`` for the rotation's next owner (taking a turn)."""
     if to == "next":

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import func, or_, select, true, update
+from sqlalchemy import case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.rules.reply_grammar import help_text
@@ -109,16 +109,22 @@ def list_replies(session: Session, limit: int = 200) -> list[dict]:
             for entry, reply in entries]
 
 
+SORTS = ("id", "received", "status", "owner", "stale")
+
+
 def list_leads(session: Session, status: str | None = None, owner: str | None = None,
                snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
-               closed: tuple[str, ...] = ()) -> Iterator[dict]:
+               closed: tuple[str, ...] = (), sort: str = "id", desc: bool = False, limit: int | None = None,
+               statuses: tuple[str, ...] = ()) -> Iterator[dict]:
     """``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
-    open leads with no activity since then."""
+    open leads with no activity since then. ``sort``: one of ``SORTS`` —
+    ``status`` in the pipeline's order (``statuses``), ``stale`` the longest
+    quiet first — then by id; ``limit``: the first that many."""
     query = (
         select(Lead, Owner, Opportunity)
         .outerjoin(Owner, Owner.id == Lead.owner_id)
         .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
-        .order_by(Lead.id)
+        .order_by(*ordering(sort, desc, statuses))
     )
     if status:
         query = query.where(Lead.status == status)
@@ -129,8 +135,40 @@ def list_leads(session: Session, status: str | None = None, owner: str | None = 
     if quiet_since is not None:
         query = query.where(Lead.status.not_in(closed) if closed else true(),
                             func.coalesce(Lead.last_activity_at, Lead.created_at) < quiet_since)
+    if limit is not None:
+        query = query.limit(limit)
     for lead, lead_owner, opportunity in session.execute(query).yield_per(500):
         yield lead_dict(lead, lead_owner, opportunity)
+
+
+def ordering(sort: str, desc: bool, statuses: tuple[str, ...]) -> list:
+    """The ORDER BY of a listing: the key, then the id (the same way round)."""
+    keys = {
+        "id": [],
+        "received": [Lead.received_at],
+        "status": [case({name: index for index, name in enumerate(statuses)}, value=Lead.status,
+                        else_=len(statuses)), Lead.status] if statuses else [Lead.status],
+        "owner": [Owner.email.is_(None), Owner.email],
+        "stale": [func.coalesce(Lead.last_activity_at, Lead.created_at)],
+    }[sort]
+    return [key.desc() if desc else key for key in (*keys, Lead.id)]
+
+
+def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_status: int, sort: str,
+          desc: bool) -> list[dict]:
+    """The Kanban: per status (the pipeline's, then any no longer configured)
+    its count and its first ``per_status`` leads in the chosen order."""
+    counted = select(Lead.status, func.count()).outerjoin(Owner, Owner.id == Lead.owner_id).group_by(Lead.status)
+    if owner:
+        counted = counted.where(Owner.email == owner.lower())
+    counts = dict(session.execute(counted).all())
+    columns = [*statuses, *sorted(name for name in counts if name not in statuses)]
+    return [{"status": name, "configured": name in statuses, "count": counts.get(name, 0),
+             "leads": [{"id": lead["id"], "name": lead["name"] or lead["email"] or lead["phone"],
+                        "owner": lead["owner"], "company": lead["company"]}
+                       for lead in list_leads(session, name, owner, sort=sort, desc=desc, limit=per_status,
+                                              statuses=statuses)] if counts.get(name) else []}
+            for name in columns]
 
 
 def show_lead(session: Session, lead_id: int) -> dict | None:

@@ -25,6 +25,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 def cmd_check(app: App, args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
     checks.append(("database", lambda: check_database(app)))
+    checks.append(("statuses", lambda: check_statuses(app)))
     for box in app.config.mailboxes:
         if box.active:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
@@ -158,6 +159,27 @@ def check_metrics(app: App) -> str:
 def check_database(app: App) -> str:
     app.db.check_schema()
     return f"reachable, schema up to date ({app.db.engine.dialect.name})"
+
+
+def check_statuses(app: App) -> str:
+    """Leads in a status the config no longer names: moved by admins only,
+    left alone by automation and the reminders; the command that moves them."""
+    from sqlalchemy import func, select
+
+    from leadtap.core.store.db import Lead
+    configured = app.config.leads.statuses
+    try:
+        app.db.check_schema()
+    except LeadtapError:
+        return "not checked: the database is not ready (above)"
+    with app.db.transaction() as session:
+        stranded = session.execute(select(Lead.status, func.count()).where(Lead.status.not_in(configured))
+                                   .group_by(Lead.status).order_by(Lead.status)).all()
+    if stranded:
+        said = "; ".join(f"{count} in {status!r}" for status, count in stranded)
+        raise LeadtapError(f"leads in statuses no longer configured: {said}; move them with: leadtap leads "
+                           f"rename-status {stranded[0][0]!r} NEW (NEW one of {', '.join(configured)})")
+    return "every lead is in a configured status"
 
 
 def check_mailbox(app: App, box) -> str:

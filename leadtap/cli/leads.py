@@ -26,7 +26,18 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
     listing.add_argument("--snoozed", action="store_true", help="only leads snoozed now")
     listing.add_argument("--stale", metavar="DURATION", type=duration, help='only open leads quiet that long ("7d")')
+    add_order(listing, "the first N leads")
     listing.set_defaults(handler=cmd_leads_list)
+    kanban = leads.add_parser("board", help="the Kanban: each status's count and its first leads")
+    kanban.add_argument("--owner", help="the owner's email")
+    kanban.add_argument("--format", choices=["table", "json"], default="table")
+    add_order(kanban, "leads shown per status (default 5)", default=5)
+    kanban.set_defaults(handler=cmd_leads_board)
+    rename = leads.add_parser("rename-status", help="move the leads of a status no longer configured to its new name")
+    rename.add_argument("old", help="the status as the leads have it (no longer in [leads] statuses)")
+    rename.add_argument("new", help="a configured status")
+    rename.add_argument("--dry-run", action="store_true", help="say how many leads; change nothing")
+    rename.set_defaults(handler=cmd_leads_rename_status)
     show = leads.add_parser("show", help="one lead with its thread and activities")
     show.add_argument("id", type=record_id)
     show.set_defaults(handler=cmd_leads_show)
@@ -94,25 +105,102 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     snooze.set_defaults(handler=cmd_leads_snooze)
 
 
+def add_order(parser: argparse.ArgumentParser, limit_help: str, default: int | None = None) -> None:
+    parser.add_argument("--sort", choices=["id", "received", "status", "owner", "stale"], default="id",
+                        help="stale: the longest without activity first")
+    parser.add_argument("--desc", action="store_true", help="the other way round")
+    parser.add_argument("--limit", type=positive, default=default, metavar="N", help=limit_help)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: 1 to 1000000 is expected")
+    return value
+
+
+def known_status(app: App, session, given: str) -> str | None:
+    """A configured status (in any case), or one leads still have though the config no longer names it."""
+    from sqlalchemy import select
+
+    from leadtap.core.rules.reply_grammar import pick
+    from leadtap.core.store.db import Lead
+    statuses = app.config.leads.statuses
+    name = pick(given, statuses)
+    if name in statuses or session.scalar(select(Lead.id).where(Lead.status == given).limit(1)) is not None:
+        return name
+    print(f"leadtap: unknown status {given!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
+    return None
+
+
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.config.values import parse_seconds
-    from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads
     if refuse_unknown_owner(app, args.owner):
-        return EXIT_USAGE
-    statuses = app.config.leads.statuses
-    args.status = pick(args.status, statuses) if args.status is not None else None
-    if args.status is not None and args.status not in statuses:
-        print(f"leadtap: unknown status {args.status!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
         return EXIT_USAGE
     now = utcnow()
     quiet_since = now - timedelta(seconds=parse_seconds(args.stale)) if args.stale else None
     app.db.check_schema()
     with app.db.transaction() as session:
+        if args.status is not None:
+            args.status = known_status(app, session, args.status)
+            if args.status is None:
+                return EXIT_USAGE
         leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
-                           app.config.leads.closed_statuses)
+                           app.config.leads.closed_statuses, args.sort, args.desc, args.limit,
+                           app.config.leads.statuses)
         write_rows(leads, args.format, sys.stdout, LEAD_COLUMNS, "lead")
+    return EXIT_OK
+
+
+def cmd_leads_board(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.use_cases.views import board
+    if refuse_unknown_owner(app, args.owner):
+        return EXIT_USAGE
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        columns = board(session, app.config.leads.statuses, args.owner, args.limit, args.sort, args.desc)
+    if args.format == "json":
+        json.dump(columns, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print_board(columns, app.config.leads.closed_statuses)
+    return EXIT_OK
+
+
+def print_board(columns: list[dict], closed: tuple[str, ...], width: int = 24) -> None:
+    """A column per status: its name and count, then its first leads."""
+    header = [f"{c['status']}{'' if c['configured'] else ' (not configured)'} ({c['count']})" for c in columns]
+    cells = [[f"#{lead['id']} {lead['name'] or '-'}" for lead in c["leads"]] for c in columns]
+    cells = [column + (["…"] if c["count"] > len(c["leads"]) else []) for c, column in zip(columns, cells)]
+    print("  ".join(cut(h, width).ljust(width) for h in header).rstrip())
+    print("  ".join("-" * width for _ in header))
+    for row in range(max((len(column) for column in cells), default=0)):
+        print("  ".join(cut(column[row] if row < len(column) else "", width).ljust(width)
+                        for column in cells).rstrip())
+    print(f"({sum(c['count'] for c in columns)} leads, "
+          f"{sum(c['count'] for c in columns if c['status'] not in closed)} open)")
+
+
+def cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cmd_leads_rename_status(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases.changes import acting, rename_status
+    with app.ready_database().transaction() as session:
+        renamed = rename_status(session, app.lead_rules(), args.old, args.new, acting(session, None,
+                                app.config.pipeline), utcnow(), dry_run=args.dry_run)
+    from leadtap.core.rules.reply_grammar import pick
+    verb = "would move" if args.dry_run else "moved"
+    print(f"{verb} {renamed} lead{'s' if renamed != 1 else ''} from {args.old!r} (no longer configured) "
+          f"to {pick(args.new, app.config.leads.statuses)!r}; their stays go on")
     return EXIT_OK
 
 
