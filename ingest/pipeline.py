@@ -349,9 +349,10 @@ class MailboxIngest:
         batch = LeadBatch(session, self.settings, rotation, now)
         replies = []
         batch.load([i.message for i in items if i.message], {i.uid: known[i.uid] for i in items if i.uid in known})
-        # Contacts a message may be about: its own, and those an owner's mail is addressed to.
+        # Contacts a message may be about: its own, those an owner's mail is addressed to, a forward's.
         batch.load_contacts([i.draft.contact for i in items if i.draft and i.draft.contact]
-                            + [r for i in items if i.message and i.draft for r in i.message.recipients])
+                            + [r for i in items if i.message and i.draft for r in i.message.recipients]
+                            + [i.forwarded.draft.contact for i in items if i.forwarded and i.forwarded.draft.contact])
         for item in items:
             ref = MessageRef(self.box.name, uidvalidity, item.uid)
             if item.error:

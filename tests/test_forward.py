@@ -171,3 +171,17 @@ def test_the_contacts_next_mail_joins_the_forwarded_lead_and_a_forward_of_it_aga
     assert [a["kind"] for a in show(env, 1)["activities"]].count("email") == 2
     assert [(e.outcome, e.reason) for e in env.ledger()][1:] == [("attached", "repeat sender"),
                                                                   ("attached", "forwarded")]
+
+
+def test_a_forward_alone_of_a_contact_with_an_open_lead_joins_it(env, mailbox):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", sender="Jo Smith <jo@client.test>"))
+    env.configure(mailbox.section())
+    env.upgrade()
+    env.poll()
+    mailbox.append(plain_message(GMAIL.replace(FORM, "Could you send me the quote again?"),
+                                 sender="Ben <ben@example.com>", subject="Fwd: Quote for 40 seats"))
+
+    env.poll()  # no form in it: the contact is the original's sender, read from the forwarded block alone
+
+    assert len(env.leads()) == 1
+    assert [(e.outcome, e.reason) for e in env.ledger()][-1] == ("attached", "forwarded")
