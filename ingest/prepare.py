@@ -87,6 +87,8 @@ def prepare_message(uid: int, raw: bytes, templates: list[BoundTemplate], deadli
         draft = extract_lead(message, templates)
         deadline.check("extracting the lead")
         original = forwarded_original(raw, message, deadline)
+        if original is not None and not_a_lead(original):  # a forwarded bounce or out-of-office: no enquiry
+            original = None
         forwarded = Forwarded(original, extract_lead(original, templates)) if original is not None else None
         deadline.check("reading the forwarded message")
         return Prepared(uid, message, draft=draft, forwarded=forwarded)

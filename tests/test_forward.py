@@ -185,3 +185,13 @@ def test_a_forward_alone_of_a_contact_with_an_open_lead_joins_it(env, mailbox):
 
     assert len(env.leads()) == 1
     assert [(e.outcome, e.reason) for e in env.ledger()][-1] == ("attached", "forwarded")
+
+
+def test_a_forwarded_out_of_office_is_no_enquiry():
+    from leadtap.ingest.prepare import prepare_message
+
+    inner = plain_message("I am away until Monday.", sender="Jo Smith <jo@client.test>", subject="Out of office",
+                          headers={"Auto-Submitted": "auto-replied"})
+
+    assert prepare_message(1, attached_forward(inner), []).forwarded is None
+    assert prepare_message(1, attached_forward(plain_message(FORM, sender="Jo <jo@client.test>")), []).forwarded
