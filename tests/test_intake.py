@@ -21,6 +21,7 @@ class FakeKnown:
                                                             "cy@example.com": CY})
     inactive: set[int] = field(default_factory=set)
     last_position: int | None = None
+    companies: dict[str, int] = field(default_factory=dict)  # company domain -> its open lead's owner
 
     def seen(self, identity):
         return identity in self.identities, self.identities.get(identity)
@@ -42,6 +43,9 @@ class FakeKnown:
 
     def owner_id(self, email):
         return self.owners.get(email)
+
+    def company_owner(self, contact):
+        return self.companies.get(contact.rsplit("@", 1)[1])
 
     def rotation_pool(self):
         pool = [Candidate(i, i) for i in self.owners.values() if i not in self.inactive]
@@ -217,3 +221,21 @@ def test_a_contacts_own_message_with_a_forward_inside_is_their_mail():
                      forwarded=forwarded("someone@else.test"))
 
     assert isinstance(decided, Create) and decided.forwarded is None
+
+
+def test_a_new_contact_at_a_company_with_an_open_lead_goes_to_its_owner_without_a_turn():
+    known = FakeKnown(companies={"client.test": BEN})
+    assert decide(message(), draft(), known, sent_folder=False, assign=True) == Create(BEN, "follows company")
+    known.inactive.add(BEN)
+    assert decide(message(), draft(), known, sent_folder=False, assign=True).how == "round-robin"
+    earlier = FakeKnown(companies={"client.test": BEN}, earlier={"jo@client.test": CY})
+    assert decide(message(), draft(), earlier, sent_folder=False, assign=True) == Create(CY, "follows contact")
+
+
+def test_a_free_mail_domain_names_no_company():
+    from leadtap.core.rules.free_mail import company_domain
+
+    assert company_domain("jo@Client.Test") == "client.test"
+    assert company_domain("jo@gmail.com") is None and company_domain("jo@web.de") is None
+    assert company_domain("jo@client.test", frozenset({"client.test"})) is None
+    assert company_domain(None) is None and company_domain("no-at-sign") is None

@@ -49,7 +49,7 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
 
         before, after = upgrade_schema(engine)
 
-        assert (before, after) == ("0002", "0013")
+        assert (before, after) == ("0002", "0014")
         with engine.begin() as c:
             assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads "
                                   "ORDER BY id")).all() == [(1, False, None, None), (2, False, None, None)]
@@ -57,6 +57,8 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
             assert c.execute(text("SELECT lead_id, task_id FROM reminders")).all() == [(1, 0)]
             assert c.execute(text("SELECT assigned_at FROM leads")).all() == [(None,), (None,)]
             assert c.execute(text("SELECT blocked FROM leads")).all() == [(None,), (None,)]  # nothing said yet
+            assert c.execute(text("SELECT contact, contact_domain FROM leads ORDER BY id")).all()[1] == (
+                "al@client.test", "client.test")  # the domain of an existing contact, filled in
             deal = c.execute(text("SELECT stage, fields, closed_at FROM opportunities WHERE lead_id = 1")).one()
             fields = deal[1] if isinstance(deal[1], dict) else json.loads(deal[1])  # PostgreSQL reads JSON as a dict
             assert deal[0] == "Discovery" and fields == {} and deal[2] is None
@@ -89,4 +91,4 @@ def test_the_head_read_from_the_scripts_is_alembics_own():
 
     from leadtap.core.store.engine import MIGRATIONS, head_revision
 
-    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0013"
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0014"

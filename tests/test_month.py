@@ -82,7 +82,7 @@ class Month:
         for _ in range(count):
             self.contacts += 1
             n = self.contacts
-            self.mailbox.append(enquiry(name=f"Person {n}", email=f"p{n}@client{n % 7}.test", company=f"Co {n}",
+            self.mailbox.append(enquiry(name=f"Person {n}", email=f"p{n}@client{n % 25}.test", company=f"Co {n}",
                                         message_id=f"<enquiry-{n}@forms.example.com>"))
         self.poll(now)
 

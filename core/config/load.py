@@ -86,6 +86,8 @@ class LeadsConfig:
 class AssignmentConfig:
     enabled: bool = True
     role: str = "sales"
+    company_owner: bool = False  # a new contact at a company with an open lead goes to that lead's owner
+    free_mail: tuple[str, ...] = ()  # domains added to the shipped free-mail list
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,9 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     database = DatabaseConfig(sqlite_beside(root.table("database").take({"url": str}).get("url", DEFAULT_DATABASE),
                                             path))
     leads = parse_leads(root.table("leads"))
-    assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str}))
+    assignment = AssignmentConfig(**root.table("assignment").take({"enabled": bool, "role": str,
+                                                                   "company_owner": bool, "free_mail": list_of_str}))
+    assignment = replace(assignment, free_mail=tuple(domain.strip().lower() for domain in assignment.free_mail))
     ingest = parse_ingest(root.table("ingest"))
     owners = tuple(parse_owner(s) for s in root.array("owners"))
     opportunities = parse_opportunities(root.table("opportunities"), root.table("onboarding"),

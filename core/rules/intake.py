@@ -37,6 +37,7 @@ class Known(Protocol):
     def is_owner(self, email: str) -> bool: ...
     def is_active_owner(self, owner_id: int) -> bool: ...
     def owner_id(self, email: str) -> int | None: ...
+    def company_owner(self, contact: str) -> int | None: ...
     def rotation_pool(self) -> tuple[list[Candidate], int | None]: ...
 
 
@@ -61,7 +62,7 @@ class Attach:
 @dataclass(frozen=True)
 class Create:
     owner_id: int | None
-    how: str  # follows contact | round-robin | forwarded by its owner | no active owner … | assignment disabled
+    how: str  # follows contact | follows company | round-robin | forwarded by its owner | no active owner … | …
     forwarded: Forwarded | None = None  # the lead is this enquiry, an owner forwarded
 
     @property
@@ -123,10 +124,15 @@ def outreach(message: IncomingMessage, known: Known, nothing: str) -> Outreach:
 
 
 def choose_owner(contact: str | None, known: Known) -> Create:
-    """The contact's earlier owner when still active (no turn taken), else the next in turn."""
+    """The contact's earlier owner when still active (no turn taken), else
+    the owner of an open lead at the contact's company (``[assignment]
+    company_owner``: HubSpot's owner sync with the company), else the next in turn."""
     earlier = known.earlier_owner(contact) if contact else None
     if earlier is not None and known.is_active_owner(earlier):
         return Create(earlier, "follows contact")
+    colleague = known.company_owner(contact) if contact else None
+    if colleague is not None and known.is_active_owner(colleague):
+        return Create(colleague, "follows company")
     pool, last_position = known.rotation_pool()
     chosen = next_in_turn(pool, last_position)
     if chosen is None:

@@ -89,6 +89,7 @@ class Lead(Base):
     mailbox: Mapped[str] = mapped_column(String(200))
     # The lower-cased contact address: the extracted email, or the sender.
     contact: Mapped[str | None] = mapped_column(String(320), index=True)
+    contact_domain: Mapped[str | None] = mapped_column(String(255), index=True)  # the part after the @
     subject: Mapped[str | None] = mapped_column(String(998))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -167,6 +167,8 @@ class LeadSettings:
     opportunity_stage: str | None  # None: no opportunity is created
     sent_folder: bool = False  # the team's sent mail: outreach only, never a lead
     notify_owner: bool = False  # a new lead's owner is owed the new-lead email
+    company_owner: bool = False  # a new contact at a company with an open lead goes to its owner
+    free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -179,6 +181,8 @@ class LeadSettings:
             opportunity_stage=config.opportunities.stages[0] if config.opportunities.auto_create else None,
             sent_folder=mailbox.is_sent,
             notify_owner=config.notifications.enabled,
+            company_owner=config.assignment.company_owner,
+            free_mail=frozenset(config.assignment.free_mail),
         )
 
 

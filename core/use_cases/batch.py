@@ -36,6 +36,7 @@ from leadtap.core.store.db import (
     ThreadMessage,
 )
 from leadtap.core.rules import intake
+from leadtap.core.rules.free_mail import company_domain, domain_of
 from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, LeadDraft, Outcome, opportunity_title,
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
@@ -91,6 +92,7 @@ class LeadBatch:
     identities: dict[str, LeadRef | None] = field(default_factory=dict)
     threads: dict[str, LeadRef] = field(default_factory=dict)
     contacts: dict[str, ContactLeads] = field(default_factory=dict)
+    companies: dict[str, int | None] = field(default_factory=dict)  # company domain -> its latest open lead's owner
     owners: dict[int, Owner] = field(default_factory=dict)
     ledger: dict[int, tuple[int, int, str]] = field(default_factory=dict)  # uid -> (row id, attempts, outcome)
     activities: list[dict] = field(default_factory=list)
@@ -136,12 +138,32 @@ class LeadBatch:
         )
         for known_lead, contact, status, owner_id in rows:
             self.note_lead(contact, known_lead, status, owner_id)
+        if self.settings.company_owner:
+            self.load_companies(contacts)
+
+    def load_companies(self, contacts: list[str]) -> None:
+        """The owners of the open leads at the contacts' companies (the latest's)."""
+        domains = sorted({d for d in (self.company_of(c) for c in contacts) if d})
+        for start in range(0, len(domains), 500):
+            for domain, owner_id in self.session.execute(
+                select(Lead.contact_domain, Lead.owner_id)
+                .where(Lead.contact_domain.in_(domains[start : start + 500]),
+                       Lead.status.not_in(self.settings.open_statuses_exclude), Lead.owner_id.is_not(None))
+                .order_by(Lead.id)
+            ):
+                self.companies[domain] = owner_id
+
+    def company_of(self, contact: str | None) -> str | None:
+        return company_domain(contact, self.settings.free_mail)
 
     def note_lead(self, contact: str, lead: LeadRef, status: str, owner_id: int | None) -> None:
         entry = self.contacts.setdefault(contact, ContactLeads())
         entry.latest = (lead, status, owner_id)
         if status not in self.settings.open_statuses_exclude:
             entry.open = lead
+            company = self.company_of(contact) if self.settings.company_owner else None
+            if company and owner_id is not None:
+                self.companies[company] = owner_id
 
     # --- 2. decide ---------------------------------------------------------
 
@@ -206,6 +228,10 @@ class LeadBatch:
     def is_owner(self, email: str) -> bool:
         return email in self.owner_emails
 
+    def company_owner(self, contact: str) -> int | None:
+        company = self.company_of(contact) if self.settings.company_owner else None
+        return self.companies.get(company) if company else None
+
     def owner_id(self, email: str) -> int | None:
         return next((o.id for o in self.owners.values() if o.email.lower() == email), None)
 
@@ -249,6 +275,7 @@ class LeadBatch:
             "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
             "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
             "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
+            "contact_domain": domain_of(draft.contact),
             "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,
             "warnings": [clip(w, 500) for w in message.warnings],
         })

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.rules import deals, lifecycle
 from leadtap.core.rules.reply_grammar import pick
+from leadtap.core.rules.free_mail import domain_of
 from leadtap.core.rules.words import plural
 from leadtap.core.config.load import Config
 from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
@@ -48,6 +49,8 @@ class LeadRules:
     sources: tuple[str, ...] = ("Email",)  # a lead entered by hand names one; the first is the default
     assign: bool = True  # a lead entered by hand for no one goes to the rotation
     auto_opportunity: bool = True  # a lead entered by hand gets its deal, as mail's do
+    company_owner: bool = False  # a new contact at a company with an open lead goes to its owner
+    free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
@@ -56,7 +59,8 @@ class LeadRules:
         sources = (leads.default_source, *(s for s in leads.sources if s != leads.default_source))
         return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
                    config.notifications.enabled, config.smtp is not None, sources, config.assignment.enabled,
-                   config.opportunities.auto_create)
+                   config.opportunities.auto_create, config.assignment.company_owner,
+                   frozenset(config.assignment.free_mail))
 
     @property
     def first_stage(self) -> str:
@@ -328,6 +332,7 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
             setattr(lead, name, clip(value, LEAD_FIELDS[name]) or None)
             if name == "email":
                 lead.contact = lead.email.lower() if lead.email else None  # the address mail is matched on
+                lead.contact_domain = domain_of(lead.contact)
         elif value:
             custom[clip(name, 200)] = clip(value)
         else:  # an empty value clears the field
@@ -412,6 +417,7 @@ def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event:
     follow = Lead(name=lead.name, email=lead.email, phone=lead.phone, company=lead.company, message=lead.message,
                   fields=dict(lead.fields or {}), source=lead.source, status=rules.pipeline.default_status,
                   status_changed_at=change.at, owner_id=lead.owner_id, mailbox=lead.mailbox, contact=lead.contact,
+                  contact_domain=lead.contact_domain,
                   subject=lead.subject, received_at=change.at, created_at=change.at, warnings=[],
                   snoozed_until=event.snoozed_until, follow_up_of=lead.id, last_activity_at=change.at)
     session.add(follow)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from leadtap.core.rules import lifecycle
 from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Refused
+from leadtap.core.rules.free_mail import company_domain, domain_of
 from leadtap.core.rules.model import present
 from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.store.db import Lead, Owner
@@ -101,6 +102,9 @@ def owner_for(session: Session, rules: LeadRules, wanted: str | None, actor: Act
     earlier = earlier_owner(session, contact) if contact else None
     if earlier is not None and present(earlier, now):
         return earlier, "follows contact"
+    colleague = company_owner(session, rules, contact) if contact and rules.company_owner else None
+    if colleague is not None and present(colleague, now):
+        return colleague, "follows company"
     try:
         return next_owner(session, rules.role, None, now), "rotation"
     except Refused:
@@ -117,13 +121,25 @@ def earlier_owner(session: Session, contact: str) -> Owner | None:
     return session.get(Owner, owner_id) if owner_id else None
 
 
+def company_owner(session: Session, rules: LeadRules, contact: str) -> Owner | None:
+    """The owner of the latest open lead at the contact's company (not a free-mail domain)."""
+    company = company_domain(contact, rules.free_mail)
+    if company is None:
+        return None
+    owner_id = session.scalar(select(Lead.owner_id).where(Lead.contact_domain == company, Lead.owner_id.is_not(None),
+                                                          Lead.status.not_in(rules.pipeline.closed))
+                              .order_by(Lead.id.desc()).limit(1))
+    return session.get(Owner, owner_id) if owner_id else None
+
+
 def write(session: Session, fields: dict[str, str], message: str | None, source: str, status: str,
           owner: Owner | None, contact: str | None, now: datetime) -> Lead:
     columns = {name: clip(fields.get(name), length) for name, length in LEAD_FIELDS.items()}
     custom = clip_all({name: value for name, value in fields.items() if name not in LEAD_FIELDS})
     lead = Lead(**columns, message=clip(message), fields=custom, source=source, status=status,
                 status_changed_at=now, owner_id=owner.id if owner else None, mailbox=BY_HAND,
-                contact=clip(contact, 320), subject=None, received_at=now, created_at=now, warnings=[],
+                contact=clip(contact, 320), contact_domain=domain_of(contact), subject=None, received_at=now,
+                created_at=now, warnings=[],
                 last_activity_at=now)
     session.add(lead)
     session.flush()
