@@ -51,3 +51,16 @@ def test_without_company_owner_a_colleague_takes_the_rotations_turn(env, mailbox
 
     owner = owners(env)
     assert owner["kim@acme.test"] != owner["jo@acme.test"]
+
+
+def test_a_mail_lead_takes_the_default_type(env, mailbox):
+    mailbox.append(enquiry(name="Jo", email="jo@acme.test"))
+    env.configure(mailbox.section())
+    closed = 'closed_statuses = ["Qualified", "Disqualified"]\n'  # the [leads] table write_config makes
+    env.path.write_text(env.path.read_text().replace(
+        closed, closed + 'types = ["New business", "Upsell"]\ndefault_type = "Upsell"\n', 1))
+    env.upgrade()
+
+    env.poll()
+
+    assert [lead["type"] for lead in env.leads()] == ["Upsell"]

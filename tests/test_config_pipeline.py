@@ -127,3 +127,16 @@ def test_each_custom_field_mistake_is_refused_naming_its_key(tmp_path, change, k
     assert old in FIELDS
 
     assert_names(refused(tmp_path, config(extra=FIELDS.replace(old, new))), key, *words)
+
+
+def test_lead_types_load_and_a_follow_ups_type_must_be_one_of_them(tmp_path):
+    typed = {"types": ["New business", "Re-attempting"]}
+    follow_up = ('[pipeline]\ndisqualified = "Disqualified"\ndisqualify_reasons = ["Bad timing"]\n'
+                 'follow_up = { reasons = ["Bad timing"], after = "90d", type = "Re-attempting" }\n')
+    loaded = load(tmp_path, config(leads=typed, extra=follow_up))
+
+    assert (loaded.leads.types, loaded.leads.default_type) == (("New business", "Re-attempting"), "New business")
+    assert loaded.pipeline.follow_up.type == "Re-attempting"
+    assert_names(refused(tmp_path, config(leads={**typed, "default_type": "Upsell"})), "leads.default_type",
+                 "unknown type 'Upsell'")
+    assert_names(refused(tmp_path, config(extra=follow_up)), "pipeline.follow_up.type", "unknown type 'Re-attempting'")

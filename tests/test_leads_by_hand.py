@@ -295,3 +295,32 @@ def test_a_note_with_a_contact_date_is_a_logged_contact_and_moves_the_lead_as_a_
     assert (logged["summary"], logged["details"]["by"]) == ("contact — Met at the fair stand", "ana@example.com")
     code, _, err = remind.cli("leads", "log", "1", "contact", "--outcome", "connected")
     assert code == 1 and "'connected' is not an outcome of a contact: it has none" in err
+
+
+# --- lead types (HubSpot's) -------------------------------------------------------------------
+
+TYPES = PHONE.replace('required = ["phone"]\n', 'required = ["phone"]\ntypes = ["New business", "Upsell", '
+                                                  '"Re-attempting"]\n') + '''
+[pipeline]
+disqualified = "Disqualified"
+disqualify_reasons = ["Bad timing", "No budget"]
+follow_up = { reasons = ["Bad timing"], after = "90d", type = "Re-attempting" }
+'''
+
+
+def test_a_lead_has_a_type_its_follow_up_is_re_attempting_and_an_edit_changes_it(remind, smtp):
+    remind.configure(TYPES)
+
+    assert remind.cli("leads", "add", *JO)[0] == 0
+    assert remind.cli("leads", "add", "--name", "Al", "--phone", "2", "--type", "upsell")[0] == 0
+    assert (shown(remind, 1)["type"], shown(remind, 2)["type"]) == ("New business", "Upsell")
+    code, out, err = remind.cli("leads", "set", "1", "--status", "Disqualified", "--reason", "Bad timing")
+    assert code == 0 and "follow-up lead (Re-attempting)" in out, err
+    assert shown(remind, 3)["type"] == "Re-attempting" and shown(remind, 3)["follow_up_of"] == 1
+
+    code, out, err = remind.cli("leads", "edit", "2", "--type", "new business")
+    assert code == 0 and out.strip() == "lead 2: type Upsell → New business", err
+    code, _, err = remind.cli("leads", "edit", "2", "--type", "Renewal")
+    assert code == 1 and "unknown type 'Renewal'; expected one of New business, Upsell, Re-attempting" in err
+    code, _, err = remind.cli("leads", "add", "--name", "Kim", "--phone", "3", "--type", "Renewal")
+    assert code == 1 and "unknown type 'Renewal'" in err and lead_count(remind) == 3

@@ -79,6 +79,8 @@ class LeadsConfig:
     sources: tuple[str, ...] = DEFAULT_SOURCES
     default_source: str = "Email"
     required: tuple[str, ...] = ()  # fields a lead entered or edited by hand must have
+    types: tuple[str, ...] = ()  # HubSpot's lead types, e.g. New business, Upsell, Re-attempting (none: untyped)
+    default_type: str | None = None  # a new lead's (default: the first type)
     fields: tuple[FieldSpec, ...] = ()  # declared custom fields ([[leads.fields]])
 
 
@@ -224,7 +226,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     reminders = parse_reminders(root.table("reminders"), leads.statuses, leads.closed_statuses,
                                 {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
-                              leads.default_status, {o.email.lower() for o in owners}, opportunities.stages)
+                              leads.default_status, {o.email.lower() for o in owners}, opportunities.stages,
+                              leads.types)
     pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required,
                        fields={spec.name: spec for spec in leads.fields})
     notifications = parse_notifications(root.table("notifications"))
@@ -281,9 +284,15 @@ def parse_leads(s: "Section") -> LeadsConfig:
             "sources": list_of_str,
             "default_source": str,
             "required": list_of_str,
+            "types": list_of_str,
+            "default_type": str,
         }
     )
     leads = LeadsConfig(**values, fields=fields)
+    if leads.default_type is not None and leads.default_type not in leads.types:
+        s.fail("default_type", f"unknown type {leads.default_type!r}; expected one of {list(leads.types)}")
+    if leads.types and leads.default_type is None:
+        leads = replace(leads, default_type=leads.types[0])
     if not leads.statuses:
         s.fail("statuses", "at least one status is expected")
     for status in leads.closed_statuses:

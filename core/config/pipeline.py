@@ -15,7 +15,8 @@ TASKS_ON_LEAVE = ("cancel", "keep")
 
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],
-                   default_status: str, owners: set[str], stages: tuple[str, ...] = ()) -> Pipeline:
+                   default_status: str, owners: set[str], stages: tuple[str, ...] = (),
+                   types: tuple[str, ...] = ()) -> Pipeline:
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
@@ -40,7 +41,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     admins = frozenset(a.strip().lower() for a in values.get("admins", ()))
     for admin in sorted(admins - owners):
         s.fail("admins", f"{admin!r} is not an owner; admins are owners' emails")
-    follow_up = parse_follow_up(s, values["follow_up"], reasons) if "follow_up" in values else None
+    follow_up = parse_follow_up(s, values["follow_up"], reasons, types) if "follow_up" in values else None
     options = {}
     for section in statuses_array:
         option = parse_status(section, statuses, stages)
@@ -57,13 +58,15 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     )
 
 
-def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...]) -> FollowUp:
+def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...], types: tuple[str, ...]) -> FollowUp:
     table = Section(raw, s.path, s.where("follow_up"))
-    values = table.take({"reasons": list_of_str, "after": parse_seconds}, required=("reasons", "after"))
+    values = table.take({"reasons": list_of_str, "after": parse_seconds, "type": str}, required=("reasons", "after"))
+    if "type" in values and values["type"] not in types:
+        table.fail("type", f"unknown type {values['type']!r}; expected one of {list(types)} ([leads] types)")
     for reason in values["reasons"]:
         if reason not in reasons:
             table.fail("reasons", f"{reason!r} is not one of disqualify_reasons {list(reasons)}")
-    return FollowUp(values["reasons"], timedelta(seconds=values["after"]))
+    return FollowUp(values["reasons"], timedelta(seconds=values["after"]), values.get("type"))
 
 
 def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...]) -> StatusOptions:

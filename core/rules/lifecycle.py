@@ -117,6 +117,7 @@ def is_date(value: str) -> bool:
 class FollowUp:
     reasons: tuple[str, ...]
     after: timedelta
+    type: str | None = None  # the follow-up lead's type (HubSpot's Re-attempting), else the lead's
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class LeadState:
     blocked: str | None = None  # why automation last could not move it
     source: str | None = None
     came_in: datetime | None = None  # when its first message came (or it was entered)
+    type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,12 @@ class SourceChanged:
 
 
 @dataclass(frozen=True)
+class TypeChanged:
+    old: str | None
+    new: str
+
+
+@dataclass(frozen=True)
 class TaskDue:
     title: str  # a template the adapter renders with the lead, unless ``literal``
     due_at: datetime
@@ -333,6 +341,7 @@ class OpportunityNeeded:
 @dataclass(frozen=True)
 class FollowUpLead:
     snoozed_until: datetime
+    type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -440,13 +449,21 @@ def normalized(values: Mapping[str, str], pipeline: Pipeline, where: str = "") -
     return checked
 
 
+def check_type(lead_type: str, types: tuple[str, ...]) -> None:
+    if not types:
+        raise Refused("leads have no types: [leads] types names them")
+    if lead_type not in types:
+        raise Refused(f"unknown type {lead_type!r}; expected one of {', '.join(types)}")
+
+
 def check_source(source: str, sources: tuple[str, ...]) -> None:
     if source not in sources:
         raise Refused(f"unknown source {source!r}; expected one of {', '.join(sources)}")
 
 
 def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources: tuple[str, ...],
-         pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
+         pipeline: Pipeline, actor: Actor, now: datetime, lead_type: str | None = None,
+         types: tuple[str, ...] = ()) -> Change:
     """Fields (and the source) changed without a status move, by the same
     rights as a move: a converted lead is an admin's when locked; a field the
     pipeline or the lead's status requires is never cleared."""
@@ -467,6 +484,10 @@ def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources
         check_source(source, sources)
         if source != lead.source:
             events.append(SourceChanged(lead.source, source))
+    if lead_type is not None:
+        check_type(lead_type, types)
+        if lead_type != lead.type:
+            events.append(TypeChanged(lead.type, lead_type))
     if not events:
         raise Refused(f"{where}: nothing changes (the lead already has these values)")
     return Change(lead.id, actor, now, tuple(events))
@@ -556,7 +577,7 @@ def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason:
         events.append(DealLost(reason, note))
     follow_up = pipeline.follow_up
     if to == pipeline.disqualified and follow_up and reason in follow_up.reasons:
-        events.append(FollowUpLead(now + follow_up.after))
+        events.append(FollowUpLead(now + follow_up.after, follow_up.type))
     return events
 
 

@@ -19,12 +19,14 @@ WORDS = {
     "FieldsSet": lambda e: ", ".join(f"{k} = {v}" if v else f"{k} cleared" for k, v in sorted(e.values.items())),
     "ContactLogged": lambda e: f"{e.summary} (logged)",
     "SourceChanged": lambda e: f"source {e.old or 'none'} → {e.new}",
+    "TypeChanged": lambda e: f"type {e.old or 'none'} → {e.new}",
     "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
     "OpenTasksCancelled": lambda e: "open tasks cancelled",
     "StatusTasksCancelled": lambda e: f"open tasks of {e.status} cancelled",
     "AutomationBlocked": lambda e: e.summary,
     "OpportunityNeeded": lambda e: "opportunity created",
-    "FollowUpLead": lambda e: f"follow-up lead, snoozed until {e.snoozed_until.isoformat()}",
+    "FollowUpLead": lambda e: f"follow-up lead{f' ({e.type})' if e.type else ''}, snoozed until "
+                              f"{e.snoozed_until.isoformat()}",
     "DealLost": lambda e: "its open deal, if any, closed lost",
 }
 

@@ -83,6 +83,7 @@ class Lead(Base):
     message: Mapped[str | None] = mapped_column(Text)
     fields: Mapped[dict] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str | None] = mapped_column(String(100))  # HubSpot's lead type ([leads] types), if any
     status: Mapped[str] = mapped_column(String(100))
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)

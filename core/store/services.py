@@ -169,6 +169,7 @@ class LeadSettings:
     notify_owner: bool = False  # a new lead's owner is owed the new-lead email
     company_owner: bool = False  # a new contact at a company with an open lead goes to its owner
     free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
+    lead_type: str | None = None  # [leads] default_type
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -183,6 +184,7 @@ class LeadSettings:
             notify_owner=config.notifications.enabled,
             company_owner=config.assignment.company_owner,
             free_mail=frozenset(config.assignment.free_mail),
+            lead_type=config.leads.default_type,
         )
 
 

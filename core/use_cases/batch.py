@@ -273,7 +273,8 @@ class LeadBatch:
         lead = NewLead({
             "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
             "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
-            "source": self.settings.source, "status": self.settings.status, "status_changed_at": self.now,
+            "source": self.settings.source, "type": self.settings.lead_type, "status": self.settings.status,
+            "status_changed_at": self.now,
             "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
             "contact_domain": domain_of(draft.contact),
             "subject": clip(message.subject, 998), "received_at": message.date or self.now, "created_at": self.now,

@@ -51,6 +51,8 @@ class LeadRules:
     auto_opportunity: bool = True  # a lead entered by hand gets its deal, as mail's do
     company_owner: bool = False  # a new contact at a company with an open lead goes to its owner
     free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
+    types: tuple[str, ...] = ()  # [leads] types; a new lead's is default_type
+    default_type: str | None = None
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
@@ -60,7 +62,7 @@ class LeadRules:
         return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
                    config.notifications.enabled, config.smtp is not None, sources, config.assignment.enabled,
                    config.opportunities.auto_create, config.assignment.company_owner,
-                   frozenset(config.assignment.free_mail))
+                   frozenset(config.assignment.free_mail), leads.types, leads.default_type)
 
     @property
     def first_stage(self) -> str:
@@ -81,7 +83,7 @@ def state_of(session: Session, lead: Lead) -> LeadState:
               **(lead.fields or {})}
     return LeadState(lead.id, lead.status, owner.email if owner else None, fields, has_opportunity,
                      bool(lead.automation_stopped), lead.last_outreach_at is not None, lead.snoozed_until,
-                     lead.blocked, lead.source, min(lead.received_at, lead.created_at))
+                     lead.blocked, lead.source, min(lead.received_at, lead.created_at), lead.type)
 
 
 def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
@@ -106,14 +108,16 @@ def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, ac
 
 
 def edit(session: Session, rules: LeadRules, lead_id: int, values: dict, source: str | None, actor: Actor,
-         now: datetime) -> Change:
+         now: datetime, lead_type: str | None = None) -> Change:
     """A lead's fields or source, without a status move. A new email is the
     lead's contact, which mail is matched on: never another open lead's, never
     an owner's (the rotation's lock first, as ingest and ``leads add`` take it)."""
     lock_rotation(session, rules.role)
     lead = load_lead(session, lead_id)
     source = pick(source, rules.sources) if source else source
-    change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, rules.pipeline, actor, now)
+    lead_type = pick(lead_type, rules.types) if lead_type else lead_type
+    change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, rules.pipeline, actor, now,
+                            lead_type, rules.types)
     for event in change.of(lifecycle.FieldsSet):
         if event.values.get("email"):
             check_contact(session, rules, lead, event.values["email"])
@@ -356,6 +360,12 @@ def contact_logged(session, rules, lead: Lead, change: Change, event: lifecycle.
                  {k: v for k, v in details.items() if v is not None})
 
 
+def type_changed(session, rules, lead: Lead, change: Change, event: lifecycle.TypeChanged) -> None:
+    lead.type = event.new
+    add_activity(session, lead.id, "type", f"{event.old or 'none'} → {event.new}", change.actor, change.at,
+                 {"from": event.old, "to": event.new})
+
+
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
     title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
@@ -415,7 +425,8 @@ def deal_lost(session, rules: LeadRules, lead: Lead, change: Change, event: life
 
 def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.FollowUpLead) -> None:
     follow = Lead(name=lead.name, email=lead.email, phone=lead.phone, company=lead.company, message=lead.message,
-                  fields=dict(lead.fields or {}), source=lead.source, status=rules.pipeline.default_status,
+                  fields=dict(lead.fields or {}), source=lead.source, type=event.type or lead.type,
+                  status=rules.pipeline.default_status,
                   status_changed_at=change.at, owner_id=lead.owner_id, mailbox=lead.mailbox, contact=lead.contact,
                   contact_domain=lead.contact_domain,
                   subject=lead.subject, received_at=change.at, created_at=change.at, warnings=[],
@@ -455,6 +466,7 @@ RECORDERS = {
     lifecycle.StatusChanged: status_changed,
     lifecycle.FieldsSet: fields_set,
     lifecycle.SourceChanged: source_changed,
+    lifecycle.TypeChanged: type_changed,
     lifecycle.ContactLogged: contact_logged,
     lifecycle.TaskDue: task_due,
     lifecycle.OpenTasksCancelled: tasks_cancelled,

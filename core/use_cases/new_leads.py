@@ -38,6 +38,7 @@ class Entry:
     status: str | None = None
     owner: str | None = None
     message: str | None = None
+    type: str | None = None  # one of [leads] types (default: default_type)
 
 
 def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now: datetime,
@@ -46,6 +47,9 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     pipeline = rules.pipeline
     status = pick(entry.status, pipeline.statuses) if entry.status else pipeline.default_status
     source = pick(entry.source, rules.sources) if entry.source else rules.sources[0]
+    lead_type = pick(entry.type, rules.types) if entry.type else rules.default_type
+    if entry.type:
+        lifecycle.check_type(lead_type, rules.types)
     fields = {name: value for name, value in lifecycle.normalized(entry.fields, pipeline).items() if value}
     contact = fields["email"].lower() if fields.get("email") else None
     lifecycle.check_new(LeadState(0, status, None, fields), source, rules.sources, pipeline, actor)
@@ -56,7 +60,7 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     owner, assigned_by = owner_for(session, rules, entry.owner, actor, contact, now)
     draft = LeadState(0, status, owner.email if owner else None, fields)
     change = lifecycle.create(draft, source, rules.sources, pipeline, actor, now, assigned_by, rules.auto_opportunity)
-    lead = write(session, fields, entry.message, source, status, owner, contact, now)
+    lead = write(session, fields, entry.message, source, status, owner, contact, now, lead_type)
     record(session, rules, lead, replace(change, lead_id=lead.id))
     return replace(change, lead_id=lead.id)
 
@@ -133,10 +137,10 @@ def company_owner(session: Session, rules: LeadRules, contact: str) -> Owner | N
 
 
 def write(session: Session, fields: dict[str, str], message: str | None, source: str, status: str,
-          owner: Owner | None, contact: str | None, now: datetime) -> Lead:
+          owner: Owner | None, contact: str | None, now: datetime, lead_type: str | None) -> Lead:
     columns = {name: clip(fields.get(name), length) for name, length in LEAD_FIELDS.items()}
     custom = clip_all({name: value for name, value in fields.items() if name not in LEAD_FIELDS})
-    lead = Lead(**columns, message=clip(message), fields=custom, source=source, status=status,
+    lead = Lead(**columns, message=clip(message), fields=custom, source=source, type=lead_type, status=status,
                 status_changed_at=now, owner_id=owner.id if owner else None, mailbox=BY_HAND,
                 contact=clip(contact, 320), contact_domain=domain_of(contact), subject=None, received_at=now,
                 created_at=now, warnings=[],

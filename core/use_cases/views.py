@@ -30,6 +30,7 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "message": lead.message,
         "fields": lead.fields or {},
         "source": lead.source,
+        "type": lead.type,
         "status": lead.status,
         "status_changed_at": iso(lead.status_changed_at),
         "owner": owner.email if owner else None,

@@ -53,6 +53,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     add.add_argument("--status", help="an open status (default: default_status; [pipeline] create_in limits it)")
     add.add_argument("--owner", help="an active owner's email, or next: the rotation's (default: --by, else next)")
     add.add_argument("--message", help="what the contact asked for")
+    add.add_argument("--type", help="one of [leads] types (default: default_type)")
     add.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="a custom field")
     add.add_argument("--attach", action="store_true",
                      help="the contact has an open lead: add this to it as a note instead of refusing")
@@ -63,6 +64,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     for name in ("name", "email", "phone", "company"):
         edit.add_argument(f"--{name}", help="an empty value clears it" if name != "name" else None)
     edit.add_argument("--source", help="one of [leads] sources")
+    edit.add_argument("--type", help="one of [leads] types")
     edit.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
                       help="a custom field (NAME= clears it)")
     edit.set_defaults(handler=cmd_leads_edit)
@@ -218,7 +220,7 @@ def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
 
 def cmd_leads_add(app, args) -> int:
     from leadtap.core.use_cases.new_leads import Entry, add_lead
-    entry = Entry(given_fields(args), args.source, args.status, args.owner, args.message)
+    entry = Entry(given_fields(args), args.source, args.status, args.owner, args.message, args.type)
     return change(app, args, lambda s, rules, actor, now: add_lead(s, rules, entry, actor, now, args.attach))
 
 
@@ -226,7 +228,7 @@ def cmd_leads_edit(app, args) -> int:
     from leadtap.core.use_cases import changes
     values = given_fields(args)
     return change(app, args, lambda s, rules, actor, now: changes.edit(s, rules, args.id, values, args.source,
-                                                                       actor, now))
+                                                                       actor, now, args.type))
 
 
 def cmd_leads_log(app, args) -> int:

@@ -1,5 +1,6 @@
 """the contact's domain, indexed: a new contact at a company with an open
-lead goes to that lead's owner ([assignment] company_owner)
+lead goes to that lead's owner ([assignment] company_owner); a lead's type
+(HubSpot's lead type: [leads] types)
 
 Revision ID: 0014
 Revises: 0013
@@ -19,6 +20,7 @@ def upgrade() -> None:
     with op.batch_alter_table('leads') as batch:
         batch.add_column(sa.Column('contact_domain', sa.String(length=255), nullable=True))
         batch.create_index('ix_leads_contact_domain', ['contact_domain'])
+        batch.add_column(sa.Column('type', sa.String(length=100), nullable=True))
     leads = sa.table('leads', sa.column('id', sa.Integer), sa.column('contact', sa.String),
                      sa.column('contact_domain', sa.String))
     connection = op.get_bind()
@@ -32,5 +34,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('leads') as batch:
+        batch.drop_column('type')
         batch.drop_index('ix_leads_contact_domain')
         batch.drop_column('contact_domain')
