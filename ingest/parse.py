@@ -29,8 +29,8 @@ from leadtap.core.rules.model import MESSAGE_ID_RE, Address, IncomingMessage
 from leadtap.ingest.charset import decode_text
 from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.html import html_to_text
-from leadtap.ingest.mime import (Tree, body_bytes, field_text, holds_8bit, own_text, parse_tree, repaired_text,
-                                 repeated_fields, unreadable_as_sent)
+from leadtap.ingest.mime import (Tree, body_bytes, field_text, holds_8bit, is_attachment, own_text, parse_tree,
+                                 repaired_text, repeated_fields, unreadable_as_sent, walk)
 
 # mail-parser logs every content type it does not handle and every header it
 # cannot decode; leadtap says what it repaired in the message's warnings.
@@ -48,6 +48,7 @@ CLASSIFY_HEADERS = (
     "x-auto-response-suppress",
 )
 MAX_AUTH_RESULTS = 20
+MAX_ATTACHMENTS = 50
 RUN_OF_SPACES_RE = re.compile(rb"[ \t]+")
 LINE_END_RE = re.compile(rb"\r?\n")
 ENCODED_WORD_RE = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?]*)\?=")  # RFC 2047; no "?" inside: linear
@@ -101,6 +102,7 @@ def read_message(raw: bytes, deadline: Deadline) -> IncomingMessage:
         recipients=read(warnings, "To", lambda: recipients(mime, warnings), ()),
         auth_results=read(warnings, "Authentication-Results", lambda: authentication_results(mime, warnings), ()),
         reply_text=read(warnings, "the reply's text", lambda: reply_text(mime, warnings, deadline) if answers else None),
+        attachments=read(warnings, "attachments", lambda: attachment_names(mime, warnings), ()),
         from_count=read(warnings, "From", lambda: len(getaddresses([str(v) for v in mime.get_all("From") or []])), 0),
         # What only a reply to leadtap's email is checked for: the rest of the mail is spared the work.
         repeated=repeated_fields(raw) if answers else (),
@@ -137,6 +139,18 @@ def recipients(mime: Message, warnings: list[str]) -> tuple[str, ...]:
     values = [field_text(v, warnings, name) for name in ("To", "Cc", "Bcc") for v in (mime.get_all(name) or [])]
     found = dict.fromkeys(email.strip().lower() for _, email in getaddresses(values) if "@" in email)
     return tuple(found)[:MAX_THREAD_IDS]
+
+
+def attachment_names(mime: Message, warnings: list[str]) -> tuple[str, ...]:
+    """The attachments' file names, as sent (RFC 2231 and encoded words read); the first fifty."""
+    names = []
+    for part, _depth in walk(mime):
+        if len(names) >= MAX_ATTACHMENTS:
+            break
+        if part is not mime and is_attachment(part):
+            name = field_text(part.get_filename() or "", warnings, "attachment name").strip()
+            names.append(name[:200])
+    return tuple(name for name in names if name)
 
 
 def names_a_token(mime: Message) -> bool:

@@ -37,8 +37,9 @@ from leadtap.core.store.engine import Database, describe_db_error, utcnow
 from leadtap.core.errors import ConfigError, DatabaseUnavailable, ImapError, ImapLoginError
 from leadtap.core.rules.model import Outcome
 from leadtap.core.use_cases.batch import LeadBatch
-from leadtap.core.use_cases.changes import LeadRules, record_mail
-from leadtap.core.rules.lifecycle import AutomationBlocked, StatusChanged
+from leadtap.core.use_cases.changes import LeadRules
+from leadtap.core.use_cases.mail_changes import record_mail
+from leadtap.core.rules.lifecycle import AutomationBlocked, StageChanged, StatusChanged
 from leadtap.core.use_cases.reply_changes import ReplySettings, is_reply
 from leadtap.core.use_cases.reply_changes import handle as handle_reply
 from leadtap.core.store.services import (
@@ -373,12 +374,17 @@ class MailboxIngest:
         for reply in replies:  # after every decision (a command may take a turn), before the write
             self.run_reply(session, reply, now)
         decided = batch.write()
-        for change in record_mail(session, self.rules, batch.touched(), now):
+        touched = batch.touched()
+        if touched and self.rules.deals.onboarding and self.rules.deals.won in {m.to for m in self.rules.deals.moves}:
+            lock_rotation(session, self.rules.deals.onboarding.role)  # a deal won by mail: the turn before the lead
+        for change in record_mail(session, self.rules, touched, now):
             for blocked in change.of(AutomationBlocked):
                 self.log.info("lead_not_moved", lead_id=change.lead_id, to=blocked.to, needs=list(blocked.missing))
             if change.of(StatusChanged):
                 self.log.info("lead_moved", lead_id=change.lead_id, by="automation",
                               to=[e.new for e in change.of(StatusChanged)])
+            for stage in change.of(StageChanged):
+                self.log.info("deal_moved", lead_id=change.lead_id, by="automation", to=stage.new)
         return {d.ref.uid: d.result() for d in decided}
 
     def run_reply(self, session, reply, now) -> None:

@@ -99,3 +99,31 @@ def test_a_staleness_policy_needs_smtp_to_warn_and_a_lost_stage_to_close(tmp_pat
         'lost_reasons = ["Price", "Went with a competitor", "No decision", "Stale", "Other"]\nother_reason = "Other"\n', "")
     assert_names(refused(tmp_path, deal_config(no_lost)), "opportunities.staleness.max_open",
                  "needs a lost stage")
+
+
+MOVES = '''
+[[opportunities.moves]]
+on = "outreach"
+attachment = "*proposal*|*quote*|*offer*"
+to = "Proposal"
+
+[[opportunities.moves]]
+on = "mail"
+sender = "*@docusign.net"
+subject = "Completed*"
+to = "Won"
+'''
+
+
+def test_moves_on_mail_load_and_each_mistake_is_refused_naming_its_key(tmp_path):
+    from leadtap.core.rules.deals import MailMove
+
+    deals = load(tmp_path, deal_config(DEALS + MOVES)).opportunities.deals
+
+    assert deals.moves == (MailMove("outreach", "Proposal", attachment="*proposal*|*quote*|*offer*"),
+                           MailMove("mail", "Won", "*@docusign.net", "Completed*"))
+    for old, new, key, words in [('on = "outreach"', 'on = "call"', "opportunities.moves[0].on", "'call'"),
+                                 ('to = "Proposal"', 'to = "Pitch"', "opportunities.moves[0].to", "not a stage"),
+                                 ('to = "Proposal"', 'to = "Lost"', "opportunities.moves[0].to", "does not say why"),
+                                 ('sender = "*@docusign.net"\n', '', "opportunities.moves[1].sender", "its sender")]:
+        assert_names(refused(tmp_path, deal_config(DEALS + MOVES.replace(old, new, 1))), key, words)

@@ -178,3 +178,28 @@ def test_a_deal_in_a_stage_no_longer_configured_is_left_to_a_person():
     renamed = replace(RULES, stages=("Discovery", "Proposal", "Negotiation", "Closed won", "Lost"), won="Closed won")
     assert stale_step(deal("Won", age=400 * DAY, in_stage=300 * DAY, idle=300 * DAY), renamed, NOW) is None
     assert renamed.open_stages == ("Discovery", "Proposal", "Negotiation")
+
+
+# --- deals move on mail ---------------------------------------------------------------------
+
+
+def test_a_deal_moves_forward_on_the_first_matching_mail_move_and_says_what_it_lacks():
+    from leadtap.core.rules.deals import MailFacts, MailMove, on_mail
+    from leadtap.core.rules.lifecycle import AutomationBlocked
+
+    rules = replace(RULES, moves=(MailMove("outreach", "Proposal", attachment="*proposal*|*quote*"),
+                                  MailMove("mail", "Won", "*@docusign.net", "Completed*")))
+    proposal = MailFacts("ana@example.com", "Your quote", ("ACME Quote 2026.PDF",))
+    signed = MailFacts("dse@docusign.net", "Completed: Please DocuSign: Proposal.pdf")
+
+    moved = on_mail(deal("Discovery", fields={"amount": "900"}), "outreach", proposal, rules, NOW)
+    assert moved.actor == AUTOMATED and moved.of(StageChanged) == [StageChanged("Discovery", "Proposal")]
+    assert on_mail(deal("Discovery", fields={"amount": "900"}), "outreach", MailFacts("ana@example.com", "Hi", ()), rules,
+                   NOW) is None  # no attachment named so
+    assert on_mail(deal("Negotiation", fields={"amount": "900"}), "outreach", proposal, rules, NOW) is None  # never back
+    (blocked,) = on_mail(deal("Discovery"), "outreach", proposal, rules, NOW).events
+    assert blocked == AutomationBlocked("outreach", "Proposal", ("amount",), deal=True)
+    assert blocked.summary == "outreach sent; deal not moved to Proposal: needs amount"
+    won = on_mail(deal("Proposal", fields={"amount": "900", "close_date": "2026-12-31"}), "mail", signed, rules, NOW)
+    assert won.of(StageChanged)[0].new == "Won"
+    assert on_mail(deal("Won", fields={"amount": "900"}), "mail", signed, rules, NOW) is None  # a closed deal stays

@@ -22,6 +22,7 @@ class FakeKnown:
     inactive: set[int] = field(default_factory=set)
     last_position: int | None = None
     companies: dict[str, int] = field(default_factory=dict)  # company domain -> its open lead's owner
+    services: set[str] = field(default_factory=set)  # senders whose mail is about contacts (e-signature)
 
     def seen(self, identity):
         return identity in self.identities, self.identities.get(identity)
@@ -46,6 +47,9 @@ class FakeKnown:
 
     def company_owner(self, contact):
         return self.companies.get(contact.rsplit("@", 1)[1])
+
+    def is_service_mail(self, message):
+        return message.sender.email in self.services
 
     def rotation_pool(self):
         pool = [Candidate(i, i) for i in self.owners.values() if i not in self.inactive]
@@ -239,3 +243,17 @@ def test_a_free_mail_domain_names_no_company():
     assert company_domain("jo@gmail.com") is None and company_domain("jo@web.de") is None
     assert company_domain("jo@client.test", frozenset({"client.test"})) is None
     assert company_domain(None) is None and company_domain("no-at-sign") is None
+
+
+def test_a_services_mail_to_open_leads_contacts_is_about_them_never_a_lead():
+    from leadtap.core.rules.intake import AboutContacts
+
+    known = FakeKnown(open_leads={"jo@client.test": 4}, services={"dse@docusign.net"})
+    signed = message("dse@docusign.net", recipients=("jo@client.test", "sales@example.com"))
+    elsewhere = message("dse@docusign.net", recipients=("someone@else.test",))
+
+    assert decide(signed, draft("dse@docusign.net"), known, sent_folder=False, assign=True) == AboutContacts(
+        (4,), "a service's mail about no open lead")
+    assert decide(elsewhere, draft("dse@docusign.net"), known, sent_folder=False, assign=True).leads == ()
+    assert isinstance(decide(signed, draft("dse@docusign.net"), FakeKnown(open_leads={"jo@client.test": 4}),
+                             sent_folder=False, assign=True), Create)  # not a service: its mail is a lead

@@ -11,7 +11,7 @@ from typing import Any
 from leadtap.core.config.pipeline import parse_task
 from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
-from leadtap.core.rules.deals import STALE, DealRules, Onboarding, Staleness
+from leadtap.core.rules.deals import MOVE_EVENTS, STALE, DealRules, MailMove, Onboarding, Staleness
 
 DEFAULT_STAGES = ("Discovery", "Proposal", "Negotiation", "Won", "Lost")
 DEFAULT_WARN_BEFORE = timedelta(days=3)
@@ -29,6 +29,7 @@ MAX_REASON = 200  # the opportunities.lost_reason column
 
 
 def parse_opportunities(s: Section, onboarding: Section, roles: set[str], sales_role: str) -> OpportunitiesConfig:
+    move_sections = s.array("moves")  # taken first: take() refuses keys it does not know
     values = s.take({"auto_create": bool, "stages": list_of_str, "won": str, "lost": str, "lost_reasons": list_of_str,
                      "other_reason": str, "required": inline_table, "staleness": inline_table})
     stages = values.get("stages", DEFAULT_STAGES)
@@ -54,10 +55,26 @@ def parse_opportunities(s: Section, onboarding: Section, roles: set[str], sales_
     open_stages = tuple(stage for stage in stages if stage not in (won, lost))
     staleness = (parse_staleness(Section(values["staleness"], s.path, s.where("staleness")), open_stages, lost, reasons)
                  if "staleness" in values else Staleness())
+    moves = tuple(parse_move(section, stages, lost) for section in move_sections)
     deals = DealRules(stages, won, lost, reasons, values.get("other_reason"),
                       parse_required(s, values.get("required", {}), stages), staleness,
-                      parse_onboarding(onboarding, won, roles, sales_role) if onboarding.data else None)
+                      parse_onboarding(onboarding, won, roles, sales_role) if onboarding.data else None, moves)
     return OpportunitiesConfig(values.get("auto_create", True), stages, deals)
+
+
+def parse_move(s: Section, stages: tuple[str, ...], lost: str | None) -> MailMove:
+    """``[[opportunities.moves]]``: ``on`` an event, the patterns it must
+    match, ``to`` the stage (never the lost one: mail does not say why)."""
+    values = s.take({"on": str, "to": str, "sender": str, "subject": str, "attachment": str}, required=("on", "to"))
+    if values["on"] not in MOVE_EVENTS:
+        s.fail("on", f"{values['on']!r}: expected one of {list(MOVE_EVENTS)}")
+    if values["to"] not in stages:
+        s.fail("to", f"{values['to']!r} is not a stage; expected one of {list(stages)}")
+    if values["to"] == lost:
+        s.fail("to", f"mail does not say why a deal is lost: {lost!r} is a person's (or the staleness policy's)")
+    if values["on"] == "mail" and "sender" not in values:
+        s.fail("sender", "a third party's mail is known by its sender: e.g. sender = \"*@docusign.net\"")
+    return MailMove(values["on"], values["to"], values.get("sender"), values.get("subject"), values.get("attachment"))
 
 
 def closing_stage(s: Section, values: dict, key: str, default: str, stages: tuple[str, ...]) -> str | None:

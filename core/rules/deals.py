@@ -25,9 +25,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Mapping
 
-from leadtap.core.rules.lifecycle import AUTOMATED, Actor, Change, Refused, StageChanged, TaskTemplate, check_reason
+from leadtap.core.rules.lifecycle import (AUTOMATED, Actor, AutomationBlocked, Change, Refused, StageChanged,
+                                          TaskTemplate, check_reason)
 
 NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
 STALE = "Stale"
@@ -60,6 +62,41 @@ class Onboarding:
     template: str = "onboarding_assigned"
 
 
+MOVE_EVENTS = ("outreach", "reply", "mail")  # mail: a third party's (an e-signature service) about the contact
+
+
+@dataclass(frozen=True)
+class MailFacts:
+    """What a move on mail matches: the sender's address, the subject, the attachments' file names."""
+
+    sender: str
+    subject: str
+    attachments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MailMove:
+    """``[[opportunities.moves]]``: on this mail event, when it matches, the
+    lead's open deal moves to ``to`` (forward only, by automation). A pattern
+    is a glob, ignoring case, with ``|`` between alternatives."""
+
+    on: str
+    to: str
+    sender: str | None = None
+    subject: str | None = None
+    attachment: str | None = None
+
+    def matches(self, on: str, facts: MailFacts) -> bool:
+        return (on == self.on and glob(self.sender, facts.sender) and glob(self.subject, facts.subject)
+                and (self.attachment is None or any(glob(self.attachment, name) for name in facts.attachments)))
+
+
+def glob(pattern: str | None, value: str) -> bool:
+    if pattern is None:
+        return True
+    return any(fnmatchcase(value.lower(), alternative.strip().lower()) for alternative in pattern.split("|"))
+
+
 @dataclass(frozen=True)
 class DealRules:
     stages: tuple[str, ...]
@@ -70,6 +107,7 @@ class DealRules:
     required: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     staleness: Staleness = Staleness()
     onboarding: Onboarding | None = None
+    moves: tuple[MailMove, ...] = ()
 
     @property
     def closed(self) -> tuple[str, ...]:
@@ -159,6 +197,25 @@ def move(deal: Deal, to: str, rules: DealRules, actor: Actor, now: datetime, rea
     if to == rules.won and rules.onboarding and not deal.has_onboarding:
         events.append(OnboardingNeeded())
     return Change(deal.lead_id, actor, now, tuple(events))
+
+
+def on_mail(deal: Deal, event: str, facts: MailFacts, rules: DealRules, now: datetime) -> Change | None:
+    """The move the first matching ``[[opportunities.moves]]`` makes on a
+    mail event: forward of the deal's stage only, an open deal in a
+    configured stage only; a field the stage requires missing, the change
+    says so (``AutomationBlocked``) and the deal stays."""
+    if not rules.is_open(deal.stage) or deal.stage not in rules.stages:
+        return None
+    for mail_move in rules.moves:
+        if not mail_move.matches(event, facts):
+            continue
+        if rules.stages.index(mail_move.to) <= rules.stages.index(deal.stage):
+            return None  # the first that matches decides: never back, never a later rule's stage instead
+        missing = tuple(name for name in rules.required.get(mail_move.to, ()) if not deal.fields.get(name))
+        if missing:
+            return Change(deal.lead_id, AUTOMATED, now, (AutomationBlocked(event, mail_move.to, missing, deal=True),))
+        return move(deal, mail_move.to, rules, AUTOMATED, now)
+    return None
 
 
 def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, note: str | None,

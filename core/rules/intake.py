@@ -38,6 +38,7 @@ class Known(Protocol):
     def is_active_owner(self, owner_id: int) -> bool: ...
     def owner_id(self, email: str) -> int | None: ...
     def company_owner(self, contact: str) -> int | None: ...
+    def is_service_mail(self, message: IncomingMessage) -> bool: ...
     def rotation_pool(self) -> tuple[list[Candidate], int | None]: ...
 
 
@@ -70,7 +71,16 @@ class Create:
         return self.how == "round-robin"
 
 
-Decision = Duplicate | Outreach | Attach | Create
+@dataclass(frozen=True)
+class AboutContacts:
+    """A third party's mail (an e-signature service: ``[[opportunities.moves]]``
+    on ``mail``) to open leads' contacts: an activity on each, never a lead."""
+
+    leads: tuple[LeadKey, ...]  # empty: not a lead, for ``reason``
+    reason: str
+
+
+Decision = Duplicate | Outreach | Attach | Create | AboutContacts
 
 
 def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder: bool, assign: bool,
@@ -90,6 +100,10 @@ def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder
     lead = known.open_lead(draft.contact) if draft.contact else None
     if lead is not None:
         return Attach(lead, "repeat sender")
+    if known.is_service_mail(message):
+        leads = [known.open_lead(r) for r in message.recipients]
+        return AboutContacts(tuple(dict.fromkeys(lead for lead in leads if lead is not None)),
+                             "a service's mail about no open lead")
     return choose_owner(draft.contact, known) if assign else Create(None, "assignment disabled")
 
 

@@ -314,10 +314,11 @@ class AutomationBlocked:
     trigger: str
     to: str
     missing: tuple[str, ...]
+    deal: bool = False  # the lead's deal, to that stage
 
     @property
     def why(self) -> str:
-        return f"not moved to {self.to}: needs {', '.join(self.missing)}"
+        return f"{'deal ' if self.deal else ''}not moved to {self.to}: needs {', '.join(self.missing)}"
 
     @property
     def summary(self) -> str:
@@ -330,7 +331,7 @@ def trigger_words(trigger: str) -> str:
     kind, _, outcome = trigger.partition(":")
     if kind in OUTCOMES:
         return f"{kind} ({outcome}) logged" if outcome else f"{kind} logged"
-    return {"outreach": "outreach sent", "reply": "reply received"}.get(trigger, trigger)
+    return {"outreach": "outreach sent", "reply": "reply received", "mail": "mail received"}.get(trigger, trigger)
 
 
 @dataclass(frozen=True)

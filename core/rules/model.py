@@ -69,6 +69,7 @@ class IncomingMessage:
     repeated: tuple[str, ...] = ()  # fields a message has once that it has more than once (lower case)
     body_digest: str = ""  # the raw body as DKIM's relaxed canonicalisation reads it, hashed
     reply_text: str | None = None  # an answer to leadtap's email: the sender's own text (its commands)
+    attachments: tuple[str, ...] = ()  # the attachments' file names (the first fifty): deals move on them
 
     @property
     def correspondent(self) -> Address | None:

@@ -170,6 +170,7 @@ class LeadSettings:
     company_owner: bool = False  # a new contact at a company with an open lead goes to its owner
     free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
     lead_type: str | None = None  # [leads] default_type
+    service_senders: tuple[str, ...] = ()  # [[opportunities.moves]] on mail: their sender patterns
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -185,6 +186,7 @@ class LeadSettings:
             company_owner=config.assignment.company_owner,
             free_mail=frozenset(config.assignment.free_mail),
             lead_type=config.leads.default_type,
+            service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
         )
 
 

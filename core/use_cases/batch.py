@@ -36,6 +36,7 @@ from leadtap.core.store.db import (
     ThreadMessage,
 )
 from leadtap.core.rules import intake
+from leadtap.core.rules.deals import MailFacts, glob
 from leadtap.core.rules.free_mail import company_domain, domain_of
 from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, LeadDraft, Outcome, opportunity_title,
                                       present, rotation_pool)
@@ -100,8 +101,8 @@ class LeadBatch:
     new_leads: list[NewLead] = field(default_factory=list)
     turns_taken: int = 0
     owner_emails: set[str] = field(default_factory=set)
-    # Mail on leads, in order: (lead, outreach | reply); a new lead's id is known once written.
-    touches: list[tuple[LeadRef, str]] = field(default_factory=list)
+    # Mail on leads, in order: (lead, outreach | reply | mail, what it was); a new lead's id is known once written.
+    touches: list[tuple[LeadRef, str, MailFacts]] = field(default_factory=list)
 
     # --- 1. load -----------------------------------------------------------
 
@@ -183,9 +184,11 @@ class LeadBatch:
                 return self.keep(Decided(ref, Outcome.DUPLICATE, lead, "already handled", message=message))
             case intake.Outreach() as outreach:
                 return self.keep(self.outreach(ref, message, outreach))
+            case intake.AboutContacts() as about:
+                return self.keep(self.about_contacts(ref, message, about))
             case intake.Attach(lead, reason, original):
                 self.attach(lead, ref, original.message if original else message)
-                self.touch(lead, "reply")
+                self.touch(lead, "reply", original.message if original else message)
                 decided = Decided(ref, Outcome.ATTACHED, lead, reason, message=message)
             case intake.Create(forwarded=original) as create:
                 made = (self.create(ref, original.message, original.draft, create, forwarded_by=message.sender.email)
@@ -197,15 +200,23 @@ class LeadBatch:
     def outreach(self, ref: MessageRef, message: IncomingMessage, outreach: intake.Outreach) -> Decided:
         """An activity on each open lead the mail is addressed to (its reply
         joins the thread), or not a lead."""
-        if not outreach.leads:
-            return Decided(ref, Outcome.NOT_LEAD, None, outreach.reason, message=message)
-        for lead in outreach.leads:
+        return self.on_leads(ref, message, outreach.leads, outreach.reason, "outreach", "outreach")
+
+    def about_contacts(self, ref: MessageRef, message: IncomingMessage, about: intake.AboutContacts) -> Decided:
+        """A service's mail about open leads' contacts: an activity on each (its deal may move), or not a lead."""
+        return self.on_leads(ref, message, about.leads, about.reason, "mail", "a service's mail")
+
+    def on_leads(self, ref: MessageRef, message: IncomingMessage, leads: tuple, nothing: str, trigger: str,
+                 reason: str) -> Decided:
+        if not leads:
+            return Decided(ref, Outcome.NOT_LEAD, None, nothing, message=message)
+        for lead in leads:
             self.add_thread_id(lead, message.message_id)
-            self.activities.append({"lead": lead, "kind": "outreach", "summary": clip(message.subject),
+            self.activities.append({"lead": lead, "kind": trigger, "summary": clip(message.subject),
                                     "details": message_details(ref, message)})
-            self.touch(lead, "outreach")
-        self.identities[message.identity] = outreach.leads[0]
-        return Decided(ref, Outcome.ATTACHED, outreach.leads[0], "outreach", message=message)
+            self.touch(lead, trigger, message)
+        self.identities[message.identity] = leads[0]
+        return Decided(ref, Outcome.ATTACHED, leads[0], reason, message=message)
 
     # --- what is known (``core.rules.intake.Known``) ----------------------------------
 
@@ -244,14 +255,20 @@ class LeadBatch:
         last = self.owners.get(self.rotation.last_owner_id) if self.rotation.last_owner_id else None
         return pool, last.position if last else None
 
-    def touch(self, lead: LeadRef, trigger: str) -> None:
-        self.touches.append((lead, trigger))
+    def is_service_mail(self, message: IncomingMessage) -> bool:
+        sender = message.sender.email.lower() if message.sender else ""
+        return bool(sender) and any(glob(pattern, sender) for pattern in self.settings.service_senders)
 
-    def touched(self) -> dict[int, list[str]]:
-        """After ``write``: lead id -> the triggers of its mail, in order."""
-        found: dict[int, list[str]] = {}
-        for lead, trigger in self.touches:
-            found.setdefault(lead_id(lead), []).append(trigger)
+    def touch(self, lead: LeadRef, trigger: str, message: IncomingMessage) -> None:
+        facts = MailFacts(message.sender.email.lower() if message.sender else "", message.subject or "",
+                          message.attachments)
+        self.touches.append((lead, trigger, facts))
+
+    def touched(self) -> dict[int, list[tuple[str, MailFacts]]]:
+        """After ``write``: lead id -> its mail's triggers and what each was, in order."""
+        found: dict[int, list[tuple[str, MailFacts]]] = {}
+        for lead, trigger, facts in self.touches:
+            found.setdefault(lead_id(lead), []).append((trigger, facts))
         return found
 
     def keep(self, decided: Decided) -> Decided:

@@ -268,24 +268,6 @@ def next_owner(session: Session, role: str, exclude: str | None, now: datetime) 
     return owners[chosen.id]
 
 
-def record_mail(session: Session, rules: LeadRules, touched: dict[int, list[str]], now: datetime) -> list[Change]:
-    """Mail on existing leads (outreach, replies): the activity times, the
-    end of a snooze, and the moves automation makes (``core.rules.lifecycle``)."""
-    moves = []
-    for lead_id in sorted(touched):
-        lead = load_lead(session, lead_id)
-        lead.last_activity_at, lead.snoozed_until = now, None
-        for trigger in touched[lead_id]:
-            if trigger == "outreach":
-                lead.last_outreach_at = now
-            change = lifecycle.on_activity(state_of(session, lead), trigger, rules.pipeline, now)
-            if change is not None:
-                record(session, rules, lead, change)
-                moves.append(change)
-    session.flush()
-    return moves
-
-
 # --- recording what happened -------------------------------------------------
 
 
