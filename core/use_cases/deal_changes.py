@@ -149,6 +149,8 @@ def stage_changed(session, rules: LeadRules, lead: Lead, change: Change, event: 
     opportunity.closed_at = None if rules.deals.is_open(event.new) else change.at
     opportunity.lost_reason = event.reason if event.new == rules.deals.lost else None
     opportunity.warned_for = opportunity.warned_at = None  # a new stage: any warning is moot
+    if lead.blocked and " deal not moved to " in lead.blocked:
+        lead.blocked = None  # the deal moved since: what automation waited for is moot
     details = {"from": event.old, "to": event.new, "reason": event.reason, "note": event.note,
                "opportunity": opportunity.id}
     add_activity(session, lead.id, "stage", f"{event.old} → {event.new}", change.actor, change.at,
