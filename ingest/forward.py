@@ -40,7 +40,10 @@ FROM_NAMES = ("from", "von", "de", "nuo")
 DATE_NAMES = ("date", "sent", "datum", "gesendet", "envoyé", "enviado", "fecha", "data", "išsiųsta")
 SUBJECT_NAMES = ("subject", "betreff", "objet", "asunto", "tema")
 FIELD_RE = re.compile(r"^\s*\*?([^\s:*][^:*]{0,30}?)\*?\s*:\s*(.*)$")
-MAILTO_RE = re.compile(r"^(.*?)\s*\[mailto:([^\]]+)\]\s*$", re.IGNORECASE)
+MAILTO_RE = re.compile(r"\[mailto:([^\]]+)\][ \t]*$", re.IGNORECASE)  # searched: no lazy prefix to backtrack over
+MAX_VALUE = 998  # a header field's line, as RFC 5322 bounds it: a longer value is cut before it is read
+MAX_DEPTH = 5  # forwards of forwards, read down to the enquiry
+MAX_MARKERS = 20  # marker-like lines tried before the forward is given up
 ATTACHED_RE = re.compile(rb"message/rfc822", re.IGNORECASE)
 MAX_FIELDS = 12  # a header block is short: past this, the lines are the body
 
@@ -87,21 +90,37 @@ def attached_bytes(part) -> bytes:
 
 
 def inline_original(message: IncomingMessage) -> IncomingMessage | None:
-    """The original under the first marker line of the forward's text."""
-    marker = MARKER_RE.search(message.text)
-    if marker is None:
-        return None
-    lines = message.text[marker.end():].lstrip("\r\n").splitlines()
-    fields, body_at = header_block(lines)
-    sender = address_of(fields.get("from", ""))
-    if sender is None:
-        return None
-    body = "\n".join(line[1:].lstrip() if line.startswith(">") else line for line in lines[body_at:]).strip()
-    return replace(
-        message, identity=f"{message.identity}/forwarded", message_id=None, sender=sender, reply_to=None,
-        subject=fields.get("subject", "").strip(), date=date_of(fields.get("date", "")), text=body,
-        in_reply_to=(), references=(), recipients=(), reply_text=None,
-    )
+    """The original under the forward's first marker line that is followed
+    by a readable From (a rule of underscores in a signature is passed by);
+    a forward of a forward (its own subject a forward's: Ana forwarded it to
+    Ben, who forwards it here) is read on down to the enquiry."""
+    text, original = message.text, None
+    for _ in range(MAX_DEPTH):
+        found = block_under_marker(message, text)
+        if found is None:
+            return original
+        original, text = found, found.text
+        if not looks_forwarded(found):
+            return original
+    return original
+
+
+def block_under_marker(message: IncomingMessage, text: str) -> IncomingMessage | None:
+    for count, marker in enumerate(MARKER_RE.finditer(text)):
+        if count >= MAX_MARKERS:
+            return None
+        lines = text[marker.end():].lstrip("\r\n").splitlines()
+        fields, body_at = header_block(lines)
+        sender = address_of(fields.get("from", ""))
+        if sender is None:
+            continue
+        body = "\n".join(line[1:].lstrip() if line.startswith(">") else line for line in lines[body_at:]).strip()
+        return replace(
+            message, identity=f"{message.identity}/forwarded", message_id=None, sender=sender, reply_to=None,
+            subject=fields.get("subject", "").strip(), date=date_of(fields.get("date", "")), text=body,
+            in_reply_to=(), references=(), recipients=(), reply_text=None, attachments=(),
+        )
+    return None
 
 
 def header_block(lines: list[str]) -> tuple[dict[str, str], int]:
@@ -110,7 +129,7 @@ def header_block(lines: list[str]) -> tuple[dict[str, str], int]:
     fields: dict[str, str] = {}
     index = 0
     while index < len(lines) and index < MAX_FIELDS:
-        line = lines[index].lstrip("> ").rstrip()
+        line = lines[index][:MAX_VALUE * 2].lstrip("> ").rstrip()
         if not line:
             if fields:
                 return fields, index + 1
@@ -119,7 +138,7 @@ def header_block(lines: list[str]) -> tuple[dict[str, str], int]:
         found = FIELD_RE.match(line)
         if found is None:
             break
-        name, value = found.group(1).strip().lower(), found.group(2).strip()
+        name, value = found.group(1).strip().lower(), found.group(2).strip()[:MAX_VALUE]
         for key, names in (("from", FROM_NAMES), ("date", DATE_NAMES), ("subject", SUBJECT_NAMES)):
             if name in names:
                 fields.setdefault(key, value)
@@ -129,8 +148,9 @@ def header_block(lines: list[str]) -> tuple[dict[str, str], int]:
 
 def address_of(value: str) -> Address | None:
     """``Jo Smith <jo@client.test>``, ``Jo Smith [mailto:jo@client.test]``, ``jo@client.test``."""
-    mailto = MAILTO_RE.match(value)
-    name, email = (mailto.group(1), mailto.group(2)) if mailto else parseaddr(value)
+    value = value[:MAX_VALUE]
+    mailto = MAILTO_RE.search(value)
+    name, email = (value[:mailto.start()], mailto.group(1)) if mailto else parseaddr(value)
     if not valid_email(email):
         return None
     return Address(name.strip().strip('"').strip(), email.strip())

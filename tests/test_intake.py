@@ -23,6 +23,7 @@ class FakeKnown:
     last_position: int | None = None
     companies: dict[str, int] = field(default_factory=dict)  # company domain -> its open lead's owner
     services: set[str] = field(default_factory=set)  # senders whose mail is about contacts (e-signature)
+    forged: set[str] = field(default_factory=set)  # senders the receiving server did not pass
 
     def seen(self, identity):
         return identity in self.identities, self.identities.get(identity)
@@ -50,6 +51,9 @@ class FakeKnown:
 
     def is_service_mail(self, message):
         return message.sender.email in self.services
+
+    def vouched_for(self, message):
+        return message.sender.email not in self.forged
 
     def rotation_pool(self):
         pool = [Candidate(i, i) for i in self.owners.values() if i not in self.inactive]
@@ -257,3 +261,22 @@ def test_a_services_mail_to_open_leads_contacts_is_about_them_never_a_lead():
     assert decide(elsewhere, draft("dse@docusign.net"), known, sent_folder=False, assign=True).leads == ()
     assert isinstance(decide(signed, draft("dse@docusign.net"), FakeKnown(open_leads={"jo@client.test": 4}),
                              sent_folder=False, assign=True), Create)  # not a service: its mail is a lead
+
+
+def test_a_forged_forward_or_service_mail_is_ordinary_mail():
+    from leadtap.core.rules.intake import AboutContacts
+
+    forged = FakeKnown(forged={"ben@example.com", "dse@docusign.net"}, services={"dse@docusign.net"},
+                       open_leads={"jo@client.test": 4})
+    assert decide(forward(), draft("ben@example.com"), forged, sent_folder=False, assign=True,
+                  forwarded=forwarded()) == Outreach((), "from an owner")
+    signed = message("dse@docusign.net", recipients=("jo@client.test",))
+    assert not isinstance(decide(signed, draft("dse@docusign.net"), forged, sent_folder=False, assign=True),
+                          AboutContacts)
+
+
+def test_an_owners_mail_to_a_contact_carrying_someone_elses_message_is_outreach():
+    to_jo = forward(recipients=("jo@client.test", "sales@example.com"))
+
+    assert decide(to_jo, draft("ben@example.com"), FakeKnown(open_leads={"jo@client.test": 4}), sent_folder=False,
+                  assign=True, forwarded=forwarded("orders@vendor.test")) == Outreach((4,), "from an owner")

@@ -39,6 +39,7 @@ class Known(Protocol):
     def owner_id(self, email: str) -> int | None: ...
     def company_owner(self, contact: str) -> int | None: ...
     def is_service_mail(self, message: IncomingMessage) -> bool: ...
+    def vouched_for(self, message: IncomingMessage) -> bool: ...
     def rotation_pool(self) -> tuple[list[Candidate], int | None]: ...
 
 
@@ -91,16 +92,18 @@ def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder
     if sent_folder:
         return outreach(message, known, "sent to no open lead")
     if message.sender and known.is_owner(message.sender.email.lower()):
-        if forwarded is not None and is_forwarded_enquiry(message, forwarded, known):
+        sent_to = outreach(message, known, "from an owner")
+        if (not sent_to.leads and forwarded is not None and is_forwarded_enquiry(message, forwarded, known)
+                and known.vouched_for(message)):
             return forwarded_enquiry(message.sender.email.lower(), forwarded, known, assign)
-        return outreach(message, known, "from an owner")
+        return sent_to
     lead = known.lead_of_thread(message.thread_ids)
     if lead is not None:
         return Attach(lead, "reply")
     lead = known.open_lead(draft.contact) if draft.contact else None
     if lead is not None:
         return Attach(lead, "repeat sender")
-    if known.is_service_mail(message):
+    if known.is_service_mail(message) and known.vouched_for(message):
         leads = [known.open_lead(r) for r in message.recipients]
         return AboutContacts(tuple(dict.fromkeys(lead for lead in leads if lead is not None)),
                              "a service's mail about no open lead")
@@ -109,7 +112,10 @@ def decide(message: IncomingMessage, draft: LeadDraft, known: Known, sent_folder
 
 def is_forwarded_enquiry(message: IncomingMessage, forwarded: Forwarded, known: Known) -> bool:
     """An owner's forward of someone else's message to the watched mailbox —
-    not a reply to that person (it would be addressed to them: outreach)."""
+    not a reply to that person (it would be addressed to them: outreach), not
+    mail to an open lead's contact carrying another's message (outreach too:
+    the caller asks that first), and only when the receiving server vouches
+    for the owner's From (``vouched_for``: a forged forward picks no owner)."""
     original = forwarded.message.sender.email.lower() if forwarded.message.sender else None
     return original is not None and not known.is_owner(original) and original not in message.recipients
 

@@ -171,6 +171,7 @@ class LeadSettings:
     free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
     lead_type: str | None = None  # [leads] default_type
     service_senders: tuple[str, ...] = ()  # [[opportunities.moves]] on mail: their sender patterns
+    authserv_id: str | None = None  # [commands] authserv_id: whose Authentication-Results vouch for a From
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -187,6 +188,7 @@ class LeadSettings:
             free_mail=frozenset(config.assignment.free_mail),
             lead_type=config.leads.default_type,
             service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
+            authserv_id=config.commands.authserv_id,
         )
 
 

@@ -38,6 +38,7 @@ from leadtap.core.store.db import (
 from leadtap.core.rules import intake
 from leadtap.core.rules.deals import MailFacts, glob
 from leadtap.core.rules.free_mail import company_domain, domain_of
+from leadtap.core.rules.reply_rules import NotAuthorised, check_authentication
 from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, LeadDraft, Outcome, opportunity_title,
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
@@ -258,6 +259,19 @@ class LeadBatch:
     def is_service_mail(self, message: IncomingMessage) -> bool:
         sender = message.sender.email.lower() if message.sender else ""
         return bool(sender) and any(glob(pattern, sender) for pattern in self.settings.service_senders)
+
+    def vouched_for(self, message: IncomingMessage) -> bool:
+        """With ``[commands] authserv_id``, our receiving server must pass the
+        From (DMARC or DKIM) before a service's mail moves a deal or an
+        owner's forward picks an owner; without it, the From is taken as is."""
+        if self.settings.authserv_id is None:
+            return True
+        try:
+            check_authentication(self.settings.authserv_id, message.auth_results,
+                                 message.sender.email.lower() if message.sender else "")
+        except NotAuthorised:
+            return False
+        return True
 
     def touch(self, lead: LeadRef, trigger: str, message: IncomingMessage) -> None:
         facts = MailFacts(message.sender.email.lower() if message.sender else "", message.subject or "",

@@ -156,6 +156,9 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
     if old in pipeline.statuses:
         raise Refused(f"{old!r} is still a configured status: a rename moves the leads of a status no longer "
                       f"in [leads] statuses (to move leads between statuses: leads set)")
+    if not pipeline.is_open(new):
+        raise Refused(f"{new!r} is closed: a rename would close the leads without what closing does (a reason, "
+                      f"their tasks, their deals); move them with leads set")
     leads = session.scalars(select(Lead).where(Lead.status == old).order_by(Lead.id).with_for_update()).all()
     if not leads:
         raise Refused(f"no lead is in {old!r}")

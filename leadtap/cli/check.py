@@ -26,6 +26,7 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[], str]]] = [("config", lambda: str(app.config.path))]
     checks.append(("database", lambda: check_database(app)))
     checks.append(("statuses", lambda: check_statuses(app)))
+    checks.append(("senders", lambda: check_senders(app.config)))
     for box in app.config.mailboxes:
         if box.active:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
@@ -159,6 +160,18 @@ def check_metrics(app: App) -> str:
 def check_database(app: App) -> str:
     app.db.check_schema()
     return f"reachable, schema up to date ({app.db.engine.dialect.name})"
+
+
+def check_senders(config) -> str:
+    """What a From address decides — an owner's forward picks the lead's
+    owner, a service's mail moves a deal — is vouched for by the receiving
+    server only with ``[commands] authserv_id``."""
+    if config.commands.authserv_id:
+        return f"forwards and services' mail count only when {config.commands.authserv_id} passed their From"
+    services = [m.sender for m in config.opportunities.deals.moves if m.on == "mail"]
+    said = f"; a mail From {', '.join(services)} moves deals" if services else ""
+    return ("warning: a From address is taken as it comes (no [commands] authserv_id): a forged owner's forward "
+            f"picks a lead's owner{said}")
 
 
 def check_statuses(app: App) -> str:
