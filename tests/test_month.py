@@ -1,9 +1,10 @@
 """A month of a sales team's life, with the shipped example config, on
 Dovecot, a real SMTP server and SQLite or PostgreSQL — the clock injected
-(every step names its time), the stream seeded: enquiries each weekday,
-outreach BCC'd to the mailbox, contacts' answers, calls logged, leads
-qualified and disqualified, deals moved, won and lost, an owner away for a
-week, the reminder sweep and the outbox every two hours.
+(every step names its time), the stream seeded: enquiries each weekday (one
+forwarded by an owner from her own inbox), outreach BCC'd to the mailbox
+(proposals attached), contacts' answers, calls logged, leads qualified and
+disqualified, deals moved, won and lost, an e-signature service's mail, an
+owner away for a week, the reminder sweep and the outbox every two hours.
 
 What must hold, checked as it happens and at the end: no reminder,
 escalation, deal warning or reassignment about a closed lead or a closed
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -37,6 +41,15 @@ DAYS = 30
 SECRET = "month-simulation-secret-0123456789abcdef"
 CLOSED = ("Qualified", "Disqualified")
 AWAY = (START + timedelta(days=9), START + timedelta(days=16))  # ben's holiday
+
+
+def forward(form: bytes, owner: str) -> bytes:
+    """An owner's forward of a notification that reached their own inbox (Gmail's layout)."""
+    original = message_from_bytes(form, policy=default)
+    body = original.get_body(("plain",)).get_content()
+    return plain_message(f"For us.\n\n---------- Forwarded message ---------\nFrom: {original['From']}\n"
+                         f"Date: {original['Date']}\nSubject: {original['Subject']}\nTo: {owner}\n\n{body}",
+                         sender=owner, subject=f"Fwd: {original['Subject']}")
 
 
 def example_config(tmp_path: Path, database_url: str, mailbox, smtp_port: int) -> Path:
@@ -79,11 +92,13 @@ class Month:
     # --- the world ------------------------------------------------------------------------
 
     def enquiries(self, now: datetime, count: int) -> None:
-        for _ in range(count):
+        """The web form's notifications; each day's first reached Ana's own inbox, and she forwards it."""
+        for index in range(count):
             self.contacts += 1
             n = self.contacts
-            self.mailbox.append(enquiry(name=f"Person {n}", email=f"p{n}@client{n % 25}.test", company=f"Co {n}",
-                                        message_id=f"<enquiry-{n}@forms.example.com>"))
+            form = enquiry(name=f"Person {n}", email=f"p{n}@client{n % 25}.test", company=f"Co {n}",
+                           message_id=f"<enquiry-{n}@forms.example.com>")
+            self.mailbox.append(forward(form, "Ana <ana@example.com>") if index == 0 else form)
         self.poll(now)
 
     def poll(self, now: datetime) -> None:
@@ -105,6 +120,9 @@ class Month:
             elif status == "Attempting" and roll < 0.35:
                 self.answer(lead_id, now)
                 mail = True
+            elif status in ("Attempting", "Contacted") and roll > 0.9:
+                self.send_proposal(lead_id, owner)
+                mail = True
             elif status == "Attempting" and roll < 0.5:
                 self.act(lambda s, actor: changes.log_contact(s, self.rules, lead_id, "call", "connected", now,
                                                               "spoke", actor, now), owner)
@@ -117,6 +135,9 @@ class Month:
             roll = self.random.random()
             if stage == "Discovery" and roll < 0.2:
                 self.deal(deal_id, "Proposal", owner, now, values={"amount": "1200"})
+            elif stage == "Proposal" and roll > 0.9:
+                self.signature_completed(deal_id)
+                mail = True
             elif stage == "Proposal" and roll < 0.15:
                 self.deal(deal_id, "Won", owner, now, values={"close_date": "2026-12-31"})
             elif stage in ("Discovery", "Proposal") and roll > 0.96:
@@ -130,6 +151,25 @@ class Month:
         self.outreach_ids[lead_id] = message_id
         self.mailbox.append(plain_message("When can we talk?", sender=owner, to=contact, subject="Your enquiry",
                                           message_id=message_id))
+
+    def send_proposal(self, lead_id: int, owner: str) -> None:
+        """Outreach with the proposal attached: the example config's move to Proposal (it needs an amount)."""
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = owner, self.contact_of(lead_id), "Our proposal"
+        message["Message-ID"] = f"<proposal-{lead_id}-{self.steps}@example.com>"
+        message.set_content("Please find our proposal attached.")
+        message.add_attachment(b"%PDF-1.4", maintype="application", subtype="pdf", filename="Proposal.pdf")
+        self.mailbox.append(bytes(message))
+
+    def signature_completed(self, deal_id: int) -> None:
+        """The e-signature service's mail about the contact: the example config's move to Won."""
+        with self.app.db.transaction() as session:
+            contact = session.scalar(select(Lead.email).join(Opportunity, Opportunity.lead_id == Lead.id)
+                                     .where(Opportunity.id == deal_id))
+        self.mailbox.append(plain_message("All parties have completed the envelope.",
+                                          sender="DocuSign <dse@docusign.net>",
+                                          subject="Completed: Please DocuSign: Proposal.pdf", to=contact,
+                                          headers={"Cc": "sales@example.com"}))
 
     def answer(self, lead_id: int, now: datetime) -> None:
         thread = self.outreach_ids.get(lead_id)
@@ -225,6 +265,15 @@ class Month:
                                    .where(Task.state == "open", Task.onboarding_id.is_(None),
                                           Lead.status.in_(CLOSED))).all()
 
+    def created_by(self, how: str) -> list[str]:
+        with self.app.db.transaction() as session:
+            return [details.get("owner") for details in session.scalars(
+                select(Activity.details).where(Activity.kind == "created")) if details.get("assigned_by") == how]
+
+    def blocked(self) -> list[str]:
+        with self.app.db.transaction() as session:
+            return list(session.scalars(select(Activity.summary).where(Activity.kind == "blocked")))
+
     def reassigned(self) -> int:
         with self.app.db.transaction() as session:
             return sum(1 for details in session.scalars(select(Activity.details).where(Activity.kind == "owner"))
@@ -253,6 +302,7 @@ def test_a_month_with_the_example_config_keeps_every_lead_and_deal_one_story(tmp
                 now += STEP
             pairs, stray_tasks = month.pairs(), month.open_tasks_of_closed_leads()
             month_reassigned = month.reassigned()
+            forwarded, blocked = month.created_by("forwarded by its owner"), month.blocked()
         finally:
             month.close()
 
@@ -271,3 +321,5 @@ def test_a_month_with_the_example_config_keeps_every_lead_and_deal_one_story(tmp
     reminded = [m for m in smtp.messages if m["X-Leadtap"] == "reminder"]
     assert reminded and any("[Escalation]" in str(m["Subject"]) for m in reminded)
     assert month_reassigned, "the ladder never reassigned a lead: the stream does not exercise it"
+    assert len(forwarded) == 22 and set(forwarded) <= {"ana@example.com"}  # Ana's forwards are hers
+    assert any("deal not moved to" in said for said in blocked)  # the proposal mailed, its amount not yet set
