@@ -29,7 +29,10 @@ from leadtap.ingest.deadline import UNLIMITED, Deadline
 from leadtap.ingest.mime import parse_tree, walk
 from leadtap.ingest.parse import parse_message
 
-FORWARD_SUBJECT_RE = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|pd|i|vs|persiųsta)\s*:", re.IGNORECASE)
+# Fwd/FW (English), WG (German), TR (French), RV/ENC (Spanish, Portuguese), PD/I (Italian), VB (Swedish),
+# Doorst (Dutch), VS (Norwegian, Danish; in Finnish a reply: the recipients check tells them apart), Persiųsta.
+FORWARD_SUBJECT_RE = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|enc|pd|i|vb|doorst|vs|persiųsta)\s*(\[\d+\])?\s*:",
+                                re.IGNORECASE)
 MARKER_RE = re.compile(  # [ \t], not \s: a run of blank lines must not be read again from each line
     r"^[ \t]*(-{2,}[ \t]*(forwarded message|original message|weitergeleitete nachricht|ursprüngliche nachricht"
     r"|message transféré|message d'origine|mensaje reenviado|mensaje original|persiųstas laiškas"

@@ -195,3 +195,11 @@ def test_a_forwarded_out_of_office_is_no_enquiry():
 
     assert prepare_message(1, attached_forward(inner), []).forwarded is None
     assert prepare_message(1, attached_forward(plain_message(FORM, sender="Jo <jo@client.test>")), []).forwarded
+
+
+@pytest.mark.parametrize("subject", ["VB: Quote for 40 seats", "ENC: Quote for 40 seats", "Doorst: Quote for 40 seats",
+                                     "Fwd[2]: Quote for 40 seats", "Persiųsta: Quote for 40 seats"])
+def test_a_forwards_subject_in_other_languages_is_known(subject):
+    raw = plain_message(GMAIL, sender="Ben <ben@example.com>", subject=subject)
+
+    assert forwarded_original(raw, parse_message(raw)).sender.email == "jo@client.test"
