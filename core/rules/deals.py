@@ -29,7 +29,7 @@ from fnmatch import fnmatchcase
 from typing import Mapping
 
 from leadtap.core.rules.lifecycle import (AUTOMATED, Actor, AutomationBlocked, Change, Refused, StageChanged,
-                                          TaskTemplate, check_reason)
+                                          TaskTemplate, carried_reason, check_reason)
 
 NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
 STALE = "Stale"
@@ -228,12 +228,9 @@ def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, n
     already, or there is no lost stage."""
     if rules.lost is None or not rules.is_open(deal.stage):
         return None
-    said = f"the lead was disqualified: {disqualified_for}" if disqualified_for else "the lead was disqualified"
-    if note and note.strip():
-        said = f"{said} ({note.strip()})"
-    reason = next((r for r in rules.lost_reasons if disqualified_for and r.lower() == disqualified_for.lower()), None)
-    return Change(deal.lead_id, AUTOMATED, now, (StageChanged(deal.stage, rules.lost, reason or rules.other_reason,
-                                                              said),))
+    reason, said = carried_reason("the lead was disqualified", disqualified_for, note, rules.lost_reasons,
+                                  rules.other_reason)
+    return Change(deal.lead_id, AUTOMATED, now, (StageChanged(deal.stage, rules.lost, reason, said),))
 
 
 def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str | None, note: str | None,

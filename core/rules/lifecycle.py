@@ -43,8 +43,8 @@ OUTCOMES = {
     "meeting": ("booked", "completed", "no-show"),
     "contact": (),  # Hanna's note with a contact date: the contact was reached
 }
-CONNECTED = ("connected", "booked", "completed")
-EARLIEST_CONTACT = timedelta(days=7)  # a call logged may have come before the lead was entered, not long before  # a connection (HubSpot's Connected), as a reply is
+CONNECTED = ("connected", "booked", "completed")  # a connection (HubSpot's Connected), as a reply is
+EARLIEST_CONTACT = timedelta(days=7)  # a call logged may have come before the lead was entered, not long before
 TRIGGERS = ("outreach", "reply", "call", "meeting", "contact",
             *(f"{kind}:{outcome}" for kind, outcomes in OUTCOMES.items() for outcome in outcomes))
 # and "stage:<opportunity stage>"
@@ -76,6 +76,7 @@ FIELD_TYPES = ("text", "number", "date", "choice")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 NUMBER_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 CONTACT_FIELDS = ("name", "email", "phone", "company")  # the lead's own, not custom
+REACHABLE = ("name", "email", "phone")  # a lead has one of them at least
 RESERVED = ("source", "status", "owner")  # a lead's, set with their own options: never custom fields
 
 
@@ -275,13 +276,10 @@ class FieldsSet:
 
 
 @dataclass(frozen=True)
-class SourceChanged:
-    old: str | None
-    new: str
+class ColumnChanged:
+    """One of the lead's own values set with its own option: its source, its type."""
 
-
-@dataclass(frozen=True)
-class TypeChanged:
+    column: str  # source | type
     old: str | None
     new: str
 
@@ -411,18 +409,18 @@ def create(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pip
 
 def check_new(lead: LeadState, source: str, sources: tuple[str, ...], pipeline: Pipeline, actor: Actor) -> None:
     fields, status = normalized(lead.fields, pipeline), lead.status
-    if not any(fields.get(name) for name in ("name", "email", "phone")):
+    if not any(fields.get(name) for name in REACHABLE):
         raise Refused("a lead needs a name, an email or a phone")
     check_source(source, sources)
     if status not in pipeline.statuses:
         raise Refused(f"unknown status {status!r}; expected one of {', '.join(pipeline.statuses)}")
-    allowed = [s for s in (pipeline.create_in or pipeline.open_statuses()) if not pipeline.option(s).locked
-               or actor.is_automation]
-    if status not in allowed and pipeline.option(status).locked and not actor.is_automation:
-        raise Refused(f"{status} is set automatically (on {pipeline.option(status).set_on})")
+    option = pipeline.option(status)
+    if option.locked and not actor.is_automation:
+        raise Refused(f"{status} is set automatically (on {option.set_on})")
+    allowed = [name for name in (pipeline.create_in or pipeline.open_statuses())
+               if actor.is_automation or not pipeline.option(name).locked]
     if status not in allowed or not pipeline.is_open(status):
         raise Refused(f"a lead is created in {' or '.join(allowed)}, not {status}")
-    option = pipeline.option(status)
     missing = [name for name in dict.fromkeys((*pipeline.required, *option.required)) if not fields.get(name)]
     if missing:
         raise Refused(f"a new lead needs {', '.join(missing)}")
@@ -453,13 +451,16 @@ def normalized(values: Mapping[str, str], pipeline: Pipeline, where: str = "") -
 def check_type(lead_type: str, types: tuple[str, ...]) -> None:
     if not types:
         raise Refused("leads have no types: [leads] types names them")
-    if lead_type not in types:
-        raise Refused(f"unknown type {lead_type!r}; expected one of {', '.join(types)}")
+    check_one_of("type", lead_type, types)
 
 
 def check_source(source: str, sources: tuple[str, ...]) -> None:
-    if source not in sources:
-        raise Refused(f"unknown source {source!r}; expected one of {', '.join(sources)}")
+    check_one_of("source", source, sources)
+
+
+def check_one_of(what: str, value: str, names: tuple[str, ...]) -> None:
+    if value not in names:
+        raise Refused(f"unknown {what} {value!r}; expected one of {', '.join(names)}")
 
 
 def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources: tuple[str, ...],
@@ -469,8 +470,7 @@ def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources
     rights as a move: a converted lead is an admin's when locked; a field the
     pipeline or the lead's status requires is never cleared."""
     where = f"lead {lead.id}"
-    if not actor.admin and not actor.is_automation and pipeline.lock_converted and lead.status == pipeline.qualified:
-        raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    check_converted(lead, pipeline, actor, where)
     values = normalized(values, pipeline, where)
     required = (*pipeline.required, *pipeline.option(lead.status).required)
     cleared = [name for name in dict.fromkeys(required) if name in values and not values[name]]
@@ -478,17 +478,15 @@ def edit(lead: LeadState, values: Mapping[str, str], source: str | None, sources
         raise Refused(f"{where}: {', '.join(cleared)} cannot be cleared: {lead.status} needs it")
     changed = {name: value for name, value in values.items() if value != (lead.fields.get(name) or "")}
     after = {**lead.fields, **changed}
-    if changed and not any(after.get(name) for name in ("name", "email", "phone")):
+    if changed and not any(after.get(name) for name in REACHABLE):
         raise Refused(f"{where}: a lead keeps a name, an email or a phone")
     events: list = [FieldsSet(changed)] if changed else []
     if source is not None:
         check_source(source, sources)
-        if source != lead.source:
-            events.append(SourceChanged(lead.source, source))
     if lead_type is not None:
         check_type(lead_type, types)
-        if lead_type != lead.type:
-            events.append(TypeChanged(lead.type, lead_type))
+    events += [ColumnChanged(column, old, new) for column, old, new in
+               (("source", lead.source, source), ("type", lead.type, lead_type)) if new is not None and new != old]
     if not events:
         raise Refused(f"{where}: nothing changes (the lead already has these values)")
     return Change(lead.id, actor, now, tuple(events))
@@ -523,7 +521,7 @@ def check_move(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, reaso
     if option.locked and not actor.is_automation:
         raise Refused(f"{where}: {to} is set automatically (on {option.set_on})")
     if not actor.admin and not actor.is_automation:
-        check_person_rules(lead, to, pipeline, where)
+        check_person_rules(lead, to, pipeline, actor, where)
     missing = missing_fields(lead, to, pipeline, values)
     if missing:
         raise Refused(f"{where}: {to} needs {', '.join(missing)}")
@@ -536,9 +534,14 @@ def missing_fields(lead: LeadState, to: str, pipeline: Pipeline, values: Mapping
     return [name for name in pipeline.option(to).required if not (values.get(name) or lead.fields.get(name))]
 
 
-def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, where: str) -> None:
-    if pipeline.lock_converted and lead.status == pipeline.qualified:
+def check_converted(lead: LeadState, pipeline: Pipeline, actor: Actor, where: str) -> None:
+    """A lead in ``qualified`` is changed by admins only when ``lock_converted``."""
+    if not actor.admin and pipeline.lock_converted and lead.status == pipeline.qualified:
         raise Refused(f"{where} is {lead.status}: only an admin can change it")
+
+
+def check_person_rules(lead: LeadState, to: str, pipeline: Pipeline, actor: Actor, where: str) -> None:
+    check_converted(lead, pipeline, actor, where)
     if pipeline.position(lead.status) is None:
         raise Refused(f"{where} is {lead.status}, no longer a configured status: only an admin can move it")
     order = pipeline.statuses
@@ -613,14 +616,23 @@ def on_activity(lead: LeadState, trigger: str, pipeline: Pipeline, now: datetime
         return None
 
 
-def disqualify_reason(pipeline: Pipeline, lost_for: str | None, note: str | None) -> tuple[str | None, str | None]:
+def disqualify_reason(pipeline: Pipeline, lost_for: str | None, note: str | None) -> tuple[str | None, str]:
     """A deal lost closes its lead: the lead's reason is the deal's when it is
     a disqualify reason too, else the "other" reason, with a note saying the
     deal's; None when neither is there."""
-    said = f"the deal was lost: {lost_for}" if lost_for else "the deal was lost"
+    return carried_reason("the deal was lost", lost_for, note, pipeline.disqualify_reasons, pipeline.other_reason)
+
+
+def carried_reason(what: str, given: str | None, note: str | None, reasons: tuple[str, ...],
+                   other: str | None) -> tuple[str | None, str]:
+    """A reason carried between a lead and its deal, each with its own list:
+    the same one when the other list has it too (in any case), else its
+    "other" reason; and the note saying ``what`` happened, why, and the
+    person's note."""
+    said = f"{what}: {given}" if given else what
     said = f"{said} ({note.strip()})" if note and note.strip() else said
-    same = next((r for r in pipeline.disqualify_reasons if lost_for and r.lower() == lost_for.lower()), None)
-    return (same or pipeline.other_reason), said
+    same = next((r for r in reasons if given and r.lower() == given.lower()), None)
+    return (same or other), said
 
 
 def log_contact(lead: LeadState, kind: str, outcome: str | None, at: datetime, note: str | None,
@@ -665,8 +677,7 @@ def contact_triggers(kind: str, outcome: str | None) -> list[str]:
 def assign(lead: LeadState, owner: str, pipeline: Pipeline, actor: Actor, now: datetime) -> Change:
     """A new owner (an active owner's email, chosen by the caller)."""
     where = f"lead {lead.id}"
-    if not actor.admin and pipeline.lock_converted and lead.status == pipeline.qualified:
-        raise Refused(f"{where} is {lead.status}: only an admin can change it")
+    check_converted(lead, pipeline, actor, where)
     if owner == lead.owner:
         raise Refused(f"{where} is already {owner}'s")
     return Change(lead.id, actor, now, (OwnerChanged(lead.owner, owner),))

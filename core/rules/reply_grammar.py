@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from leadtap.core.rules.durations import parse_seconds
-from leadtap.core.rules.lifecycle import OUTCOMES
+from leadtap.core.rules.lifecycle import DATE_RE, OUTCOMES
 
 MAX_COMMANDS = 20
 MAX_NOTE = 5000  # a note, a /note, a reason's text: clipped like free text
@@ -64,7 +64,6 @@ In a digest, name the lead first: /status 12 {status}"""
 COMMAND_RE = re.compile(r"/([A-Za-z]+)(?:\s+(.*))?")
 LEAD_RE = re.compile(r"#?(\d{1,18})(?:\s+(.*))?")
 FIELD_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
-DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_ -]{0,63}")
 # Where the quoted email starts: "> ...", "On ... wrote:" (and its translations),
 # the Outlook and forwarding separators, an Outlook header block.

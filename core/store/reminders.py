@@ -46,8 +46,8 @@ NOBODY = "(nobody)"
 def due_number(stay_started_at: datetime, now: datetime, rule: ReminderRule,
                sent: Mapping[int, datetime] | None = None) -> int | None:
     """The stay's current rung (0, 1, …), or None before ``after``: the first
-    once ``after`` into the stay; the last one sent (``sent``: rung → when it
-    was last sent) until ``repeat_every`` has passed since, and then the next.
+    once ``after`` into the stay; the last one gone out (``sent``: rung → when
+    it first went out) until ``repeat_every`` has passed since, and then the next.
     A current rung is sent to whoever of its recipients does not have it yet."""
     if stay_started_at + rule.after > now:
         return None
@@ -78,6 +78,10 @@ class Due:
     @property
     def key(self) -> tuple[int, str, datetime, int, int]:
         return (self.lead.id, self.rule.name, self.stay, self.number, self.task.id if self.task else 0)
+
+    @property
+    def stay_key(self) -> "StayKey":
+        return (self.lead.id, self.rule.name, self.stay, self.task.id if self.task else 0)
 
     def for_recipient(self, email: str) -> "ClaimKey":
         return (*self.key, email)
@@ -116,7 +120,7 @@ def find_due(session: Session, rules: tuple[ReminderRule, ...], closed: tuple[st
     sent, taken = ladder_history(session, sorted({d.lead.id for d in stays}), now)
     found = []
     for d in stays:
-        number = due_number(d.stay, now, d.rule, sent.get(d.key[:3] + d.key[4:]))
+        number = due_number(d.stay, now, d.rule, sent.get(d.stay_key))
         if number is not None:
             d.number = number
             found.append(d)

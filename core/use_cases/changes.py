@@ -129,10 +129,16 @@ def check_contact(session: Session, rules: LeadRules, lead: Lead, email: str) ->
     contact = email.strip().lower()
     if session.scalar(select(Owner.id).where(Owner.email == contact)) is not None:
         raise Refused(f"lead {lead.id}: {email} is an owner's address, not a contact's")
-    other = session.scalar(select(Lead.id).where(Lead.contact == contact, Lead.id != lead.id,
-                                                 Lead.status.not_in(rules.pipeline.closed)).limit(1))
-    if other is not None:
+    if open_lead_of(session, rules, contact, besides=lead.id) is not None:
         raise Refused(f"lead {lead.id}: {email} is already the contact of another open lead")
+
+
+def open_lead_of(session: Session, rules: LeadRules, contact: str, besides: int | None = None) -> Lead | None:
+    """The contact's latest open lead (other than ``besides``)."""
+    query = select(Lead).where(Lead.contact == contact, Lead.status.not_in(rules.pipeline.closed))
+    if besides is not None:
+        query = query.where(Lead.id != besides)
+    return session.scalars(query.order_by(Lead.id.desc()).limit(1)).first()
 
 
 def log_contact(session: Session, rules: LeadRules, lead_id: int, kind: str, outcome: str | None, at: datetime,
@@ -331,9 +337,9 @@ def fields_set(session, rules, lead: Lead, change: Change, event: lifecycle.Fiel
                  {"values": dict(event.values)})
 
 
-def source_changed(session, rules, lead: Lead, change: Change, event: lifecycle.SourceChanged) -> None:
-    lead.source = event.new
-    add_activity(session, lead.id, "source", f"{event.old or 'none'} → {event.new}", change.actor, change.at,
+def column_changed(session, rules, lead: Lead, change: Change, event: lifecycle.ColumnChanged) -> None:
+    setattr(lead, event.column, event.new)
+    add_activity(session, lead.id, event.column, f"{event.old or 'none'} → {event.new}", change.actor, change.at,
                  {"from": event.old, "to": event.new})
 
 
@@ -345,12 +351,6 @@ def contact_logged(session, rules, lead: Lead, change: Change, event: lifecycle.
                  {k: v for k, v in details.items() if v is not None})
 
 
-def type_changed(session, rules, lead: Lead, change: Change, event: lifecycle.TypeChanged) -> None:
-    lead.type = event.new
-    add_activity(session, lead.id, "type", f"{event.old or 'none'} → {event.new}", change.actor, change.at,
-                 {"from": event.old, "to": event.new})
-
-
 def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.TaskDue) -> None:
     title = event.title if event.literal else rules.render_title(event.title, lead_fields(lead))
     session.add(Task(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), due_at=event.due_at,
@@ -359,16 +359,19 @@ def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifec
 
 
 def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
-    session.execute(update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None))
-                    .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who))
+    cancel_open_tasks(session, lead, change)
+
+
+def cancel_open_tasks(session, lead: Lead, change: Change, *where) -> int:
+    """The lead's open tasks (``where`` they match), an onboarding's left to it; how many."""
+    return session.execute(
+        update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.onboarding_id.is_(None), *where)
+        .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who)).rowcount
 
 
 def status_tasks_cancelled(session, rules, lead: Lead, change: Change,
                            event: lifecycle.StatusTasksCancelled) -> None:
-    cancelled = session.execute(
-        update(Task).where(Task.lead_id == lead.id, Task.state == "open", Task.status == event.status,
-                           Task.onboarding_id.is_(None))
-        .values(state="cancelled", closed_at=change.at, closed_by=change.actor.who)).rowcount
+    cancelled = cancel_open_tasks(session, lead, change, Task.status == event.status)
     if cancelled:
         add_activity(session, lead.id, "task", f"{plural(cancelled, 'open task')} of {event.status} cancelled",
                      change.actor, change.at, {"cancelled": cancelled, "status": event.status})
@@ -450,8 +453,7 @@ RECORDERS = {
     lifecycle.Created: created,
     lifecycle.StatusChanged: status_changed,
     lifecycle.FieldsSet: fields_set,
-    lifecycle.SourceChanged: source_changed,
-    lifecycle.TypeChanged: type_changed,
+    lifecycle.ColumnChanged: column_changed,
     lifecycle.ContactLogged: contact_logged,
     lifecycle.TaskDue: task_due,
     lifecycle.OpenTasksCancelled: tasks_cancelled,

@@ -22,8 +22,8 @@ from leadtap.core.rules.model import present
 from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.store.db import Lead, Owner
 from leadtap.core.store.services import clip, clip_all, lock_rotation
-from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner, load_lead, next_owner, record,
-                                            state_of)
+from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner, load_lead, next_owner,
+                                            open_lead_of, record, state_of)
 
 BY_HAND = "(by hand)"  # the mailbox of a lead no mailbox brought
 
@@ -63,11 +63,6 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     lead = write(session, fields, entry.message, source, status, owner, contact, now, lead_type)
     record(session, rules, lead, replace(change, lead_id=lead.id))
     return replace(change, lead_id=lead.id)
-
-
-def open_lead_of(session: Session, rules: LeadRules, contact: str) -> Lead | None:
-    return session.scalars(select(Lead).where(Lead.contact == contact, Lead.status.not_in(rules.pipeline.closed))
-                           .order_by(Lead.id.desc()).limit(1)).first()
 
 
 def refuse_duplicate(session: Session, lead: Lead) -> Change:

@@ -232,18 +232,23 @@ def cmd_leads_edit(app, args) -> int:
 
 
 def cmd_leads_log(app, args) -> int:
+    outcome = args.outcome.strip().lower() if args.outcome else None
+    return log_contact(app, args, args.kind, outcome, args.at, args.note)
+
+
+def log_contact(app, args, kind: str, outcome: str | None, at_text: str | None, note: str | None) -> int:
+    """A call, meeting or contact logged at ``at_text`` (in [reminders] timezone; None: now)."""
     from leadtap.core.errors import LeadtapError
     from leadtap.core.rules.reply_grammar import when
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases import changes
     now = utcnow()
     try:
-        at = when(args.at, app.config.reminders.zone) if args.at else now
+        at = when(at_text, app.config.reminders.zone) if at_text else now
     except ValueError as exc:
         raise LeadtapError(f"--at {exc}") from None
-    outcome = args.outcome.strip().lower() if args.outcome else None
     return change(app, args, lambda s, rules, actor, moment: changes.log_contact(
-        s, rules, args.id, args.kind, outcome, at, args.note, actor, moment), now)
+        s, rules, args.id, kind, outcome, at, note, actor, moment), now)
 
 
 def given_fields(args) -> dict[str, str]:
@@ -269,9 +274,7 @@ def cmd_leads_assign(app, args) -> int:
 def cmd_leads_note(app, args) -> int:
     from leadtap.core.use_cases import changes
     if args.contacted is not None:
-        args.kind, args.outcome, args.note = "contact", None, args.text
-        args.at = None if args.contacted == "now" else args.contacted
-        return cmd_leads_log(app, args)
+        return log_contact(app, args, "contact", None, None if args.contacted == "now" else args.contacted, args.text)
     return change(app, args, lambda s, rules, actor, now: changes.note(s, rules, args.id, args.text, actor, now))
 
 
