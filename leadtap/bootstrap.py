@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from leadtap.scheduler.notifications import NotificationSender, SendReport
     from leadtap.scheduler.reminders import ReminderSweep
     from leadtap.scheduler.render import Renderer, ReplyHeaders
+    from leadtap.scheduler.workflows import StepRunner
 
 DEFAULT_CONFIG = "leadtap.toml"
 
@@ -218,13 +219,21 @@ class App:
         return NotificationSender(self.config, self.ready_database(), self.renderer(), self.mailer,
                                   reply_headers=self.reply_headers(), **kwargs)
 
+    def step_runner(self, **kwargs) -> StepRunner:
+        from leadtap.scheduler.workflows import StepRunner
+
+        return StepRunner(self.config, self.ready_database(), self.renderer(), self.mailer, self.lead_rules(),
+                          reply_headers=self.reply_headers(), **kwargs)
+
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
-        """The mailer port: send what owners are owed (nothing without an [smtp] table)."""
+        """The outbox: the workflows' steps due, then what owners are owed
+        (no email without an [smtp] table)."""
         from leadtap.scheduler.notifications import SendReport
 
-        if self.config.smtp is None:
-            return SendReport()
-        return self.notification_sender(should_stop=should_stop).run()
+        steps = self.step_runner(should_stop=should_stop).run() if self.config.workflows else None
+        report = SendReport() if self.config.smtp is None else self.notification_sender(should_stop=should_stop).run()
+        report.steps = steps
+        return report
 
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""

@@ -39,6 +39,8 @@ class Metrics:
                                   registry=r)
         self.deals = Counter("leadtap_deals_stale", "Deals the staleness policy warned of or closed, by action",
                              ["action"], registry=r)
+        self.steps = Counter("leadtap_workflow_steps", "Workflow steps, by result (done, sent, refused, retried, "
+                             "dropped)", ["result"], registry=r)
         self.notifications = Counter("leadtap_notifications", "Owner emails, by result (sent, refused, retried, "
                                      "dropped)", ["result"], registry=r)
         self.idle = Gauge("leadtap_idle_connected", "1 while the mailbox's IDLE connection is up", ["mailbox"],
@@ -86,6 +88,11 @@ class Metrics:
         for result, n in (("sent", report.sent), ("refused", report.failed), ("retried", report.retry),
                           ("dropped", report.dropped)):
             self.notifications.labels(result).inc(n)
+        steps = report.steps
+        if steps is not None:
+            for result, n in (("done", steps.done), ("sent", steps.sent), ("refused", steps.failed),
+                              ("retried", steps.retry), ("dropped", steps.dropped)):
+                self.steps.labels(result).inc(n)
 
     def troubles(self, counts: Iterable[tuple[str, int, int]]) -> None:
         """(mailbox, failed, set aside) as the ledger says now."""

@@ -20,7 +20,6 @@ table: the reminder ladder's notice must not depend on ``new_lead``).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,17 +28,16 @@ from typing import Callable
 from leadtap.core.config.load import Config
 from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.errors import MailSendError
-from leadtap.core.store.outbox import remember_digest, send_until
+from leadtap.core.store.outbox import remember_digest
 from leadtap.core.store.notifications import (
     CONFIRMATION,
     DEAL_CLOSED,
     DEAL_STALE,
     NEW_LEAD,
     ONBOARDING,
+    OUTBOX,
     REASSIGNED,
     Owed,
-    claim,
-    due_ids,
     finish,
     load_owed,
     release,
@@ -51,9 +49,10 @@ from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
 from leadtap.core.logs import get_logger
 from leadtap.scheduler.mailer import SmtpMailer
-from leadtap.scheduler.outbox import send_one
+from leadtap.scheduler.outbox import claim_due, send_each, send_one
 from leadtap.scheduler.reminders import MailerFactory
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose
+from leadtap.scheduler.workflows import StepReport
 
 BATCH = 200
 
@@ -64,14 +63,16 @@ class SendReport:
     retry: int = 0
     failed: int = 0
     dropped: int = 0
+    steps: StepReport | None = None  # the workflows' steps run in the same call
 
     def summary(self) -> str:
-        return (f"notifications: {self.sent} sent, {self.retry} to retry, {self.failed} refused, "
+        said = (f"notifications: {self.sent} sent, {self.retry} to retry, {self.failed} refused, "
                 f"{self.dropped} no longer owed")
+        return f"{self.steps.summary()}; {said}" if self.steps is not None else said
 
     @property
     def anything(self) -> bool:
-        return bool(self.sent or self.retry or self.failed or self.dropped)
+        return bool(self.sent or self.retry or self.failed or self.dropped) or bool(self.steps and self.steps.anything)
 
 
 class NotificationSender:
@@ -92,26 +93,11 @@ class NotificationSender:
             return report
         now = self.clock()
         token = uuid.uuid4().hex
-        with self.db.transaction() as session:
-            ids = due_ids(session, now, BATCH)
-        if not ids:
-            return report
-        with self.db.transaction() as session:  # in id order: two senders never deadlock here
-            mine = [i for i in ids if claim(session, i, token, now)]
+        mine = claim_due(self.db, OUTBOX, now, token, BATCH)
         if mine:
-            self.deliver(mine, token, now, report)
+            send_each(self.mailer, mine, lambda mailer, row_id: self.settle(mailer, row_id, token, now, report),
+                      self.should_stop, lambda left: self.release(left, token))
         return report
-
-    def deliver(self, mine: list[int], token: str, now: datetime, report: SendReport) -> None:
-        left = list(mine)
-        deadline = send_until()
-        try:
-            with self.mailer() as mailer:
-                while left and not self.should_stop() and time.monotonic() <= deadline:
-                    if not self.settle(mailer, left.pop(0), token, now, report):
-                        break  # the server or our login: the rest waits, no attempt counted
-        finally:
-            self.release(left, token)
 
     def settle(self, mailer: SmtpMailer, notification_id: int, token: str, now: datetime, report: SendReport) -> bool:
         """Read it again (a reassignment meanwhile drops it), send it, record

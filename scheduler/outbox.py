@@ -7,10 +7,13 @@ broken since ``check``, or a bug: with its traceback, tried again later)."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from email.message import Message
-from typing import Callable
+from typing import Callable, Sequence
 
 from leadtap.core.errors import MailSendError
+from leadtap.core.store.outbox import Outbox, send_until
 from leadtap.scheduler.mailer import SmtpMailer
 
 
@@ -27,3 +30,29 @@ def send_one(mailer: SmtpMailer, log, event: str, make_email: Callable[[], Messa
         return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
     log.info(f"{event}_sent", **about)
     return None
+
+
+def claim_due(db, outbox: Outbox, now: datetime, token: str, limit: int) -> list[int]:
+    """The rows due now that this sender (``token``) won, in id order (two senders never deadlock)."""
+    with db.transaction() as session:
+        ids = outbox.due_ids(session, now, limit)
+    if not ids:
+        return []
+    with db.transaction() as session:
+        return [row_id for row_id in ids if outbox.claim(session, row_id, token, now)]
+
+
+def send_each(mailer_factory, items: Sequence, send: Callable[[SmtpMailer, object], bool],
+              should_stop: Callable[[], bool], release: Callable[[list], None]) -> None:
+    """``send`` each item over one connection, in order, while the claims'
+    lease allows (``send_until``); it answers False when the rest should wait
+    (the server or our login). What was not tried is released."""
+    left = list(items)
+    deadline = send_until()
+    try:
+        with mailer_factory() as mailer:
+            while left and not should_stop() and time.monotonic() <= deadline:
+                if not send(mailer, left.pop(0)):
+                    break
+    finally:
+        release(left)

@@ -92,6 +92,16 @@ def sample_notification(kind: str = "new_lead", commands: bool = False) -> dict:
             "reply": SAMPLE_REPLY if kind == "confirmation" else None, "commands": commands}
 
 
+def sample_step(to_contact: bool = False, commands: bool = False) -> dict:
+    """A workflow email's context, as ``scheduler.workflows`` builds it."""
+    return {"lead": dict(SAMPLE_LEAD), "owner": {"email": "owner@example.com", "name": "Owner"},
+            "deal": dict(SAMPLE_DEAL), "lead_url": "https://crm.example.com/leads/1", "reply_subject": "Re: Sample",
+            "tasks": [{"number": 1, "id": 11, "title": "Call Jane", "due_at": "2026-11-25T09:00:00+00:00"}],
+            "recipient": ({"email": "sample@client.example", "name": "Sample Lead"} if to_contact
+                          else {"email": "owner@example.com", "name": "Owner"}),
+            "commands": commands and not to_contact}
+
+
 class RenderError(Exception):
     """A template is missing or fails to render; names the template."""
 

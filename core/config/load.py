@@ -156,10 +156,15 @@ class Config:
         return bool(self.reminders.rules) or self.opportunities.deals.staleness.enabled
 
     @property
+    def workflows(self) -> bool:
+        """A status has a workflow: its steps are run from the outbox."""
+        return any(option.steps for option in self.pipeline.options.values())
+
+    @property
     def owes_mail(self) -> bool:
-        """Owners may be owed emails (the outbox is sent on a schedule)."""
+        """Owners may be owed emails, or workflows' steps (the outbox is run on a schedule)."""
         deals = self.opportunities.deals
-        return (self.notifications.enabled or self.commands.enabled
+        return (self.notifications.enabled or self.commands.enabled or self.workflows
                 or any(r.reassign_after for r in self.reminders.rules)
                 or (self.smtp is not None and (deals.staleness.enabled or deals.onboarding is not None)))
 
@@ -227,7 +232,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                                 {role for owner in owners for role in owner.roles})
     pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
                               leads.default_status, {o.email.lower() for o in owners}, opportunities.stages,
-                              leads.types)
+                              leads.types, frozenset(role for owner in owners for role in owner.roles))
     pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required,
                        fields={spec.name: spec for spec in leads.fields})
     notifications = parse_notifications(root.table("notifications"))
@@ -246,6 +251,9 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     if opportunities.deals.staleness.enabled and smtp is None:
         raise ConfigError(path, "smtp", "[opportunities.staleness] warns owners before it closes a deal, "
                                         "so an [smtp] table is required")
+    sends = [f"statuses.{o.name}" for o in pipeline.options.values() if any(step.sends for step in o.steps)]
+    if sends and smtp is None:
+        raise ConfigError(path, "smtp", f"the workflow of {sends[0]} sends email, so an [smtp] table is required")
     if notifications.enabled and smtp is None:
         raise ConfigError(path, "smtp", "[notifications] new_lead is set, so an [smtp] table is required")
     root.finish()

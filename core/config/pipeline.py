@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
-from leadtap.core.rules.lifecycle import TRIGGERS, FollowUp, Pipeline, StatusOptions, TaskTemplate
+from leadtap.core.rules.lifecycle import TRIGGERS, FollowUp, Pipeline, Refused, StatusOptions, TaskTemplate, normalized
+from leadtap.core.rules.model import valid_email
+from leadtap.core.rules.workflows import CONTACT, OWNER, ROLE, SENDERS, STEP_KINDS, Step
 
 # A status's open tasks when the lead leaves it for another open status: cancelled, or kept open.
 TASKS_ON_LEAVE = ("cancel", "keep")
@@ -16,7 +19,7 @@ TASKS_ON_LEAVE = ("cancel", "keep")
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],
                    default_status: str, owners: set[str], stages: tuple[str, ...] = (),
-                   types: tuple[str, ...] = ()) -> Pipeline:
+                   types: tuple[str, ...] = (), roles: frozenset[str] = frozenset()) -> Pipeline:
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
@@ -44,7 +47,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     follow_up = parse_follow_up(s, values["follow_up"], reasons, types) if "follow_up" in values else None
     options = {}
     for section in statuses_array:
-        option = parse_status(section, statuses, stages)
+        option = parse_status(section, statuses, stages, roles)
         if option.name in options:
             section.fail("name", f"{option.name!r} is configured twice")
         options[option.name] = option
@@ -69,9 +72,10 @@ def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...], types: tupl
     return FollowUp(values["reasons"], timedelta(seconds=values["after"]), values.get("type"))
 
 
-def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...]) -> StatusOptions:
-    values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": list},
-                    required=("name",))
+def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...],
+                 roles: frozenset[str] = frozenset()) -> StatusOptions:
+    values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": list,
+                     "steps": list}, required=("name",))
     check_status(s, "name", values["name"], statuses)
     set_on = values.get("set_on")
     if set_on is not None and set_on.startswith("stage:"):
@@ -84,13 +88,85 @@ def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...])
     if values.get("locked") and set_on is None:
         s.fail("locked", "a locked status is set by automation only, so it needs set_on")
     tasks = tuple(parse_task(s, i, raw) for i, raw in enumerate(values.get("tasks", ())))
-    return StatusOptions(values["name"], set_on, values.get("locked", False), values.get("required", ()), tasks)
+    steps = tuple(parse_step(s, i, raw, roles) for i, raw in enumerate(values.get("steps", ())))
+    return StatusOptions(values["name"], set_on, values.get("locked", False), values.get("required", ()), tasks,
+                         steps)
 
 
 def parse_task(s: Section, index: int, raw: Any) -> TaskTemplate:
     table = Section(raw, s.path, s.where(f"tasks[{index}]"))
     values = table.take({"title": str, "due": parse_seconds}, required=("title", "due"))
     return TaskTemplate(values["title"], timedelta(seconds=values["due"]))
+
+
+def parse_step(s: Section, index: int, raw: Any, roles: frozenset[str]) -> Step:
+    """One step of a workflow: ``{ task = "Call {{ lead.name }}", due = "1d" }``,
+    ``{ email = "contact", template = "acknowledgement" }``, ``{ assign = "seniors",
+    after = "3d" }``, ``{ set = { priority = "high" } }``; each may wait ``after``."""
+    table = Section(raw, s.path, s.where(f"steps[{index}]"))
+    if not isinstance(raw, dict):
+        table.fail("", "a step is a table, e.g. { task = \"Call {{ lead.name }}\", due = \"1d\" }")
+    kinds = [kind for kind in STEP_KINDS if kind in raw]
+    if len(kinds) != 1:
+        table.fail("", f"a step does one thing: one of {', '.join(STEP_KINDS)} "
+                       f"({'none' if not kinds else ' and '.join(kinds)} given)")
+    kind = kinds[0]
+    schema = {"after": parse_seconds, **STEP_SCHEMAS[kind]}
+    values = table.take(schema, required=STEP_REQUIRED[kind])
+    after = timedelta(seconds=values.pop("after", 0))
+    return STEP_PARSERS[kind](table, values, after, roles)
+
+
+def task_step(table: Section, values: dict, after: timedelta, roles) -> Step:
+    return Step("task", after, title=values["task"], due=timedelta(seconds=values["due"]))
+
+
+def email_step(table: Section, values: dict, after: timedelta, roles: frozenset[str]) -> Step:
+    to = values["email"].strip()
+    if to.startswith(ROLE) and to.removeprefix(ROLE) not in roles:
+        table.fail("email", f"no owner holds the role {to.removeprefix(ROLE)!r}; roles: {sorted(roles)}")
+    elif to not in (OWNER, CONTACT) and not to.startswith(ROLE) and not valid_email(to):
+        table.fail("email", f"{to!r}: expected owner, contact, role:NAME or an email address")
+    if not TEMPLATE_NAME_RE.fullmatch(values["template"]):
+        table.fail("template", "a template name (letters, digits, _ and -) is expected")
+    for key in ("once_per", "from", "reply_to"):
+        if key in values and to != CONTACT:
+            table.fail(key, "only an email to the contact takes it")
+    if values.get("from", "smtp") not in SENDERS:
+        table.fail("from", f"{values['from']!r}: expected one of {list(SENDERS)}")
+    reply_to = values.get("reply_to")
+    if reply_to is not None and reply_to != OWNER and not valid_email(reply_to):
+        table.fail("reply_to", f"{reply_to!r}: expected owner or an email address")
+    once_per = timedelta(seconds=values["once_per"]) if "once_per" in values else Step("email").once_per
+    return Step("email", after, to=to.lower() if valid_email(to) else to, template=values["template"],
+                once_per=once_per, sender=values.get("from", "smtp"), reply_to=reply_to)
+
+
+def assign_step(table: Section, values: dict, after: timedelta, roles: frozenset[str]) -> Step:
+    if values["assign"] not in roles:
+        table.fail("assign", f"no owner holds the role {values['assign']!r}; roles: {sorted(roles)}")
+    return Step("assign", after, role=values["assign"])
+
+
+def set_step(table: Section, values: dict, after: timedelta, roles) -> Step:
+    given = values["set"]
+    if not given or not all(isinstance(v, str) for v in given.values()):
+        table.fail("set", "fields and their text values are expected, e.g. { priority = \"high\" }")
+    try:
+        checked = normalized(given, Pipeline(statuses=()))  # declared types are checked again when it runs
+    except Refused as exc:
+        table.fail("set", str(exc))
+    return Step("set", after, values=checked)
+
+
+STEP_SCHEMAS = {
+    "task": {"task": str, "due": parse_seconds},
+    "email": {"email": str, "template": str, "once_per": parse_seconds, "from": str, "reply_to": str},
+    "assign": {"assign": str},
+    "set": {"set": dict},
+}
+STEP_REQUIRED = {"task": ("task", "due"), "email": ("email", "template"), "assign": ("assign",), "set": ("set",)}
+STEP_PARSERS = {"task": task_step, "email": email_step, "assign": assign_step, "set": set_step}
 
 
 def check_status(s: Section, key: str, status: str, statuses: tuple[str, ...]) -> None:

@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Mapping
 
+from leadtap.core.rules.durations import span
 from leadtap.core.rules.lifecycle import (AUTOMATED, Actor, AutomationBlocked, Change, Refused, StageChanged,
                                           TaskTemplate, carried_reason, check_reason)
 
@@ -309,15 +310,6 @@ def closing_time(deal: Deal, limit: Limit, staleness: Staleness) -> datetime:
     if deal.warned_for == limit.at and deal.warned_at is not None:
         return max(limit.at, deal.warned_at + staleness.warn_before)
     return limit.at
-
-
-def span(duration: timedelta) -> str:
-    """``14d``, ``36h``, ``90m``: a limit as the config would write it."""
-    seconds = int(duration.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def amount(text: str | None) -> float | None:

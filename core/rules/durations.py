@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import timedelta
 from typing import Any
 
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
@@ -31,3 +32,12 @@ def checked_seconds(seconds: float) -> float:
     if seconds > MAX_DURATION:
         raise ValueError("a duration of at most 10 years is expected")
     return seconds
+
+
+def span(duration: timedelta) -> str:
+    """``14d``, ``36h``, ``90m``: a duration as the config would write it."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

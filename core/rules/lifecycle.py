@@ -33,6 +33,7 @@ from typing import Mapping
 
 from leadtap.core.errors import LeadtapError
 from leadtap.core.rules.model import valid_email
+from leadtap.core.rules.workflows import Step
 
 AUTOMATION = "automation"
 CLI = "cli"
@@ -70,6 +71,7 @@ class StatusOptions:
     locked: bool = False  # only automation sets it
     required: tuple[str, ...] = ()  # lead fields (or custom fields) that must be filled to enter
     tasks: tuple[TaskTemplate, ...] = ()
+    steps: tuple[Step, ...] = ()  # its workflow (core.rules.workflows): run through the outbox
 
 
 FIELD_TYPES = ("text", "number", "date", "choice")
@@ -290,6 +292,13 @@ class TaskDue:
     due_at: datetime
     literal: bool = False
     status: str | None = None  # the status whose template made it (None: by hand)
+
+
+@dataclass(frozen=True)
+class StepsOwed:
+    """The lead entered ``status``: its workflow's steps are owed, each at its ``after``."""
+
+    status: str
 
 
 @dataclass(frozen=True)
@@ -569,10 +578,11 @@ def check_reason(to: str, reasons: tuple[str, ...], other: str | None, reason: s
 
 def entered(lead: LeadState, to: str, pipeline: Pipeline, now: datetime, reason: str | None,
             note: str | None = None) -> list:
-    """What entering ``to`` brings: its tasks, an opportunity when qualified,
+    """What entering ``to`` brings: its tasks and workflow, an opportunity when qualified,
     a follow-up lead when disqualified for a follow-up reason, and the open
     tasks cancelled when the lead closes."""
     events: list = [TaskDue(task.title, now + task.due, status=to) for task in pipeline.option(to).tasks]
+    events += [StepsOwed(to)] if pipeline.option(to).steps else []
     if to == pipeline.qualified and not lead.has_opportunity:
         events.append(OpportunityNeeded())
     if not pipeline.is_open(to):

@@ -310,7 +310,20 @@ class OAuthToken(Base):
     signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class Notification(Base):
+class OutboxRow:
+    """The columns of a row owed through the outbox (``core.store.outbox.Outbox``)."""
+
+    state: Mapped[str] = mapped_column(String(20))  # pending | claimed | sent | done | failed | dropped
+    token: Mapped[str | None] = mapped_column(String(32))  # the claiming sender's
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # sent (or, a workflow's task, done)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(OutboxRow, Base):
     """An email owed to an owner about a lead (``new_lead``): written in the
     transaction that made the lead theirs, sent after it commits — claimed
     first, once per (lead, recipient, kind, reply)."""
@@ -321,19 +334,45 @@ class Notification(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(50))
     reply_id: Mapped[int] = mapped_column(Integer, default=0)  # a confirmation's reply; 0 for the others
-    state: Mapped[str] = mapped_column(String(20))  # pending | claimed | sent | failed | dropped
-    token: Mapped[str | None] = mapped_column(String(32))  # the claiming sender's
-    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("lead_id", "recipient", "kind", "reply_id", name="uq_notifications_once"),
         Index("ix_notifications_state_next", "state", "next_attempt_at"),
     )
+
+
+class WorkflowStep(OutboxRow, Base):
+    """A step of a status's workflow (``core.rules.workflows``), owed in the
+    transaction that moved the lead in, run at ``next_attempt_at`` through the
+    outbox protocol (claimed once, retried) — if the lead is still in that
+    stay: (``status``, ``entered_at``). ``sent_at``: when it ran."""
+
+    __tablename__ = "workflow_steps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    status: Mapped[str] = mapped_column(String(200))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    step: Mapped[int] = mapped_column(Integer)  # its place in the status's steps
+    kind: Mapped[str] = mapped_column(String(20))  # task | email | assign | set
+    recipient: Mapped[str | None] = mapped_column(String(320))  # an email's, once sent
+    message_id: Mapped[str | None] = mapped_column(String(998))  # an email to the contact's: its answer joins the lead
+
+    __table_args__ = (
+        UniqueConstraint("lead_id", "status", "entered_at", "step", name="uq_workflow_steps_once"),
+        Index("ix_workflow_steps_state_next", "state", "next_attempt_at"),
+    )
+
+
+class ContactEmail(Base):
+    """The last email of a template a contact was sent by a workflow: at most
+    one in the step's ``once_per``. The row is the claim: two workers never
+    both send (its key), and a step that is not sent gives it back."""
+
+    __tablename__ = "contact_emails"
+    contact: Mapped[str] = mapped_column(String(320), primary_key=True)
+    template: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step_id: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class MailboxLease(Base):

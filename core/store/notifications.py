@@ -17,13 +17,13 @@ runs out: delivery is at-least-once, as for reminders.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from leadtap.core.store.db import CommandReply, Lead, Notification, OnboardingRecord, Opportunity, Owner
-from leadtap.core.store.outbox import CLAIM_LEASE
+from leadtap.core.store.outbox import Outbox
 
 NEW_LEAD = "new_lead"
 REASSIGNED = "reassigned"
@@ -31,8 +31,6 @@ ONBOARDING = "onboarding"  # a won deal handed to you (core.use_cases.deal_chang
 CONFIRMATION = "confirmation"  # what your reply's commands did (core.use_cases.reply_changes)
 DEAL_STALE = "deal_stale"  # your deal closes soon by the staleness policy
 DEAL_CLOSED = "deal_closed_stale"  # your deal was closed by it
-FIRST_RETRY = timedelta(minutes=1)
-LAST_RETRY = timedelta(hours=1)
 
 
 def owe(session: Session, lead_id: int, recipient: str, kind: str, now: datetime) -> bool:
@@ -62,22 +60,8 @@ def new_rows(leads: list[tuple[int, str]], kind: str, now: datetime) -> list[dic
     return [pending_row(lead_id, recipient, kind, now) for lead_id, recipient in leads]
 
 
-def claimable(now: datetime):
-    return or_(
-        and_(Notification.state == "pending", Notification.next_attempt_at <= now),
-        and_(Notification.state == "claimed", Notification.claimed_at <= now - CLAIM_LEASE),
-    )
-
-
-def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
-    return list(session.scalars(select(Notification.id).where(claimable(now)).order_by(Notification.id).limit(limit)))
-
-
-def claim(session: Session, notification_id: int, token: str, now: datetime) -> bool:
-    """True when this sender (``token``) won the row and may send it."""
-    won = session.execute(update(Notification).where(Notification.id == notification_id, claimable(now))
-                          .values(state="claimed", token=token, claimed_at=now))
-    return won.rowcount == 1
+OUTBOX = Outbox(Notification)
+claimable, due_ids, claim = OUTBOX.claimable, OUTBOX.due_ids, OUTBOX.claim
 
 
 @dataclass(frozen=True)
@@ -122,42 +106,7 @@ def load_owed(session: Session, notification_ids: list[int]) -> list[Owed]:
             for n, lead, deal, onboarding, reply in rows]
 
 
-def finish(session: Session, notification_id: int, token: str, now: datetime, state: str,
-           error: str | None = None) -> bool:
-    """sent, failed (refused for good) or dropped (no longer owed) — if this sender still holds it."""
-    done = session.execute(update(Notification).where(Notification.id == notification_id,
-                                                      Notification.token == token, Notification.state == "claimed")
-                           .values(state=state, sent_at=now if state == "sent" else None, last_error=error))
-    return done.rowcount == 1
-
-
-def retry_later(session: Session, notification_id: int, token: str, now: datetime, error: str,
-                max_attempts: int) -> str:
-    """A failure that may pass: pending again after a backoff (1 min, doubling,
-    at most an hour), or failed once ``max_attempts`` is reached. Returns the state."""
-    row = session.scalar(select(Notification).where(Notification.id == notification_id,
-                                                    Notification.token == token, Notification.state == "claimed"))
-    if row is None:
-        return "taken over"
-    row.attempts += 1
-    row.last_error = error
-    if row.attempts >= max_attempts:
-        row.state, row.last_error = "failed", f"gave up after {row.attempts} attempts: {error}"
-    else:
-        row.state, row.token, row.claimed_at = "pending", None, None
-        row.next_attempt_at = now + backoff(row.attempts)
-    return row.state
-
-
-def backoff(attempts: int) -> timedelta:
-    return min(FIRST_RETRY * 2 ** (attempts - 1), LAST_RETRY)
-
-
-def release(session: Session, notification_id: int, token: str) -> None:
-    """Not tried (the sender stopped, or the server is down for all): pending again, no attempt counted."""
-    session.execute(update(Notification).where(Notification.id == notification_id, Notification.token == token,
-                                               Notification.state == "claimed")
-                    .values(state="pending", token=None, claimed_at=None))
+finish, retry_later, release = OUTBOX.finish, OUTBOX.retry_later, OUTBOX.release
 
 
 def listed(session: Session, limit: int = 200) -> list[dict]:

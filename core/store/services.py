@@ -172,6 +172,7 @@ class LeadSettings:
     lead_type: str | None = None  # [leads] default_type
     service_senders: tuple[str, ...] = ()  # [[opportunities.moves]] on mail: their sender patterns
     authserv_id: str | None = None  # [commands] authserv_id: whose Authentication-Results vouch for a From
+    steps: tuple = ()  # the workflow of ``status`` (core.rules.workflows.Step): owed for each new lead
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -189,6 +190,7 @@ class LeadSettings:
             lead_type=config.leads.default_type,
             service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
             authserv_id=config.commands.authserv_id,
+            steps=config.pipeline.option(config.leads.default_status).steps,
         )
 
 

@@ -34,6 +34,7 @@ from leadtap.core.store.db import (
     Rotation,
     SeenMessage,
     ThreadMessage,
+    WorkflowStep,
 )
 from leadtap.core.rules import intake
 from leadtap.core.rules.deals import MailFacts, glob
@@ -43,6 +44,7 @@ from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, Lea
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+from leadtap.core.use_cases.workflows import step_rows
 
 
 class NewLead:
@@ -334,6 +336,7 @@ class LeadBatch:
         session = self.session
         self.write_leads()
         self.write_notifications()
+        self.write_steps()
         if self.settings.opportunity_stage is not None and self.new_leads:
             session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
         rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
@@ -367,6 +370,13 @@ class LeadBatch:
         owed = [(lead.id, self.owners[lead.row["owner_id"]].email) for lead in self.new_leads if lead.row["owner_id"]]
         if owed:
             self.session.execute(insert(Notification), new_rows(owed, NEW_LEAD, self.now))
+
+    def write_steps(self) -> None:
+        """Each new lead entered the default status: its workflow's steps are owed, run after this commits."""
+        rows = [row for lead in self.new_leads
+                for row in step_rows(lead.id, self.settings.status, self.settings.steps, self.now, self.now)]
+        if rows:
+            self.session.execute(insert(WorkflowStep), rows)
 
     def opportunity_row(self, lead: NewLead) -> dict:
         row = lead.row

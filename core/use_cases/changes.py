@@ -29,6 +29,7 @@ from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_p
 from leadtap.core.store import notifications
 from leadtap.core.store.reminders import stay_start
 from leadtap.core.store.services import clip, lock_rotation
+from leadtap.core.use_cases.workflows import owe_steps
 
 LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
 # Renders a task title template with the lead (Jinja2, in the adapter).
@@ -358,6 +359,10 @@ def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifec
     add_activity(session, lead.id, "task", title, change.actor, change.at, {"due_at": event.due_at.isoformat()})
 
 
+def steps_owed(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.StepsOwed) -> None:
+    owe_steps(session, lead, event.status, rules.pipeline.option(event.status).steps, change.at)
+
+
 def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
     cancel_open_tasks(session, lead, change)
 
@@ -456,6 +461,7 @@ RECORDERS = {
     lifecycle.ColumnChanged: column_changed,
     lifecycle.ContactLogged: contact_logged,
     lifecycle.TaskDue: task_due,
+    lifecycle.StepsOwed: steps_owed,
     lifecycle.OpenTasksCancelled: tasks_cancelled,
     lifecycle.StatusTasksCancelled: status_tasks_cancelled,
     lifecycle.AutomationBlocked: automation_blocked,

@@ -35,6 +35,9 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
     for status, option in app.config.pipeline.options.items():
         for number, task in enumerate(option.tasks, start=1):
             checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
+        for number, step in enumerate(option.steps, start=1):
+            if step.kind == "task":
+                checks.append((f"step {number} of {status}", lambda step=step: check_task_title(app, step.title)))
     onboarding = app.config.opportunities.deals.onboarding
     for number, task in enumerate(onboarding.tasks if onboarding else (), start=1):
         checks.append((f"onboarding task {number}", lambda task=task: check_task_title(app, task.title)))
@@ -59,7 +62,7 @@ def template_contexts(config) -> dict[str, list[dict]]:
     """Each template in use, with every context it is rendered with: a status
     rule's reminder (an escalation too, a reassignment when the rule
     reassigns), a task rule's, a digest of both, a notification."""
-    from leadtap.scheduler.render import sample_context, sample_item, sample_notification
+    from leadtap.scheduler.render import sample_context, sample_item, sample_notification, sample_step
     found: dict[str, list[dict]] = {}
     commands = config.commands.enabled
     rules = [rule for rule in config.reminders.rules if rule.enabled]
@@ -82,6 +85,10 @@ def template_contexts(config) -> dict[str, list[dict]]:
         found[deals.onboarding.template] = [sample_notification("onboarding", commands)]
     if commands:
         found["command_confirmation"] = [sample_notification("confirmation", commands)]
+    for option in config.pipeline.options.values():
+        for step in option.steps:
+            if step.sends:
+                found.setdefault(step.template, []).append(sample_step(step.to_contact, commands))
     return found
 
 

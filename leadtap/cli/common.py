@@ -61,9 +61,11 @@ def change(app, args, apply, now: datetime | None = None) -> int:
 
 
 def owes_mail(app, done: list) -> bool:
-    """A new owner (of a lead, or of an onboarding) is told at once."""
+    """A new owner (of a lead, or of an onboarding) is told at once; a workflow's first steps run."""
     from leadtap.core.rules import deals, lifecycle
 
+    if any(change.of(lifecycle.StepsOwed) for change in done):
+        return True
     if any(change.of(lifecycle.OwnerChanged) or change.of(lifecycle.Created) for change in done):
         return app.config.notifications.enabled
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
