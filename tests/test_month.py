@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
+from email.utils import parsedate_to_datetime
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -198,6 +199,7 @@ class Month:
 
     def sweep(self, now: datetime) -> None:
         self.app.reminder_sweep(clock=lambda: now).run()
+        self.app.step_runner(clock=lambda: now).run()  # the statuses' workflows, then the owners' emails
         self.app.notification_sender(clock=lambda: now).run()
         self.check_what_was_said(now)
 
@@ -232,6 +234,8 @@ class Month:
             for row in moved:
                 if row.details.get("by") == "automation":
                     assert row.status not in CLOSED, (now, row)
+                    if AWAY[0] <= now < AWAY[1]:
+                        assert row.details.get("to") != "ben@example.com", (now, row)
             last = session.scalar(select(func.max(Activity.id)))
             self.seen["activity"] = last or 0
 
@@ -318,6 +322,15 @@ def test_a_month_with_the_example_config_keeps_every_lead_and_deal_one_story(tmp
         if status == "Disqualified":
             assert stage in ("Won", "Lost", None), (lead_id, status, stage)
     assert stray_tasks == []
+    acknowledged: dict[str, list[datetime]] = {}
+    for message in smtp.messages:
+        if message["X-Leadtap"] == "workflow" and message["Auto-Submitted"] == "auto-replied":
+            acknowledged.setdefault(message["To"], []).append(parsedate_to_datetime(message["Date"]))
+    owners_of_example = {"ana@example.com", "ben@example.com", "sue@example.com", "olga@example.com"}
+    assert len(acknowledged) >= 40 and not set(acknowledged) & owners_of_example  # the enquirers, never an owner
+    for contact, sent in acknowledged.items():  # once per contact in 30 days
+        assert all(b - a >= timedelta(days=30) for a, b in zip(sent, sent[1:])), (contact, sent)
+    assert any(m["X-Leadtap"] == "workflow" and m["To"] in owners_of_example for m in smtp.messages)  # a New lead's nudge
     reminded = [m for m in smtp.messages if m["X-Leadtap"] == "reminder"]
     assert reminded and any("[Escalation]" in str(m["Subject"]) for m in reminded)
     assert month_reassigned, "the ladder never reassigned a lead: the stream does not exercise it"

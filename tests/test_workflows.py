@@ -9,6 +9,9 @@ PostgreSQL that never acknowledge one contact twice."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -20,13 +23,14 @@ from leadtap.core.errors import ConfigError
 from leadtap.core.rules import lifecycle
 from leadtap.core.rules.lifecycle import AUTOMATED, CLI, Actor, LeadState, Pipeline, StatusOptions
 from leadtap.core.rules.workflows import Step, Stay, contact_refused, moved_on, reply_subject
-from leadtap.core.store.db import ContactEmail, Task, WorkflowStep
+from leadtap.core.store.db import ContactEmail, Lead, Task, WorkflowStep
 from leadtap.core.store.engine import Database, upgrade_schema
 from leadtap.core.use_cases.workflows import reserve_contact
-from tests.helpers import OWNERS, enquiry, plain_message
+from tests.helpers import OWNERS, ROOT, enquiry, plain_message, run_leadtap, write_config
 from tests.test_config import config, load, refused
 from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
 from tests.test_notifications import smtp  # noqa: F401  (the fixture)
+from tests.test_workers import run_at_once
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
 SMTP = '[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "plain"\ntimeout = "5s"\nfrom = "Sales <crm@example.com>"\n'
@@ -167,13 +171,7 @@ def run_steps(env: Env, at: datetime):
 
 
 def step_rows(env: Env) -> list[tuple]:
-    app = build_app(str(env.path))
-    try:
-        with app.db.transaction() as session:
-            return [(s.lead_id, s.status, s.step, s.kind, s.state, s.last_error)
-                    for s in session.scalars(select(WorkflowStep).order_by(WorkflowStep.id))]
-    finally:
-        app.close()
+    return step_rows_at(env.path)
 
 
 def later(days: float) -> datetime:
@@ -299,3 +297,52 @@ def test_two_workers_racing_for_one_contact_take_its_period_once(postgres_url):
         assert [(r.contact, r.step_id) for r in session.scalars(select(ContactEmail))] == [("jo@acme.test", 1)]
     db_a.dispose()
     db_b.dispose()
+
+
+def test_two_workers_acknowledge_each_contact_once(tmp_path, postgres_url, smtp):
+    """Forty leads owe an acknowledgement, two for each of twenty contacts (the
+    first of each closed meanwhile, say); two `leadtap notify` at once. (Each
+    claims what is due in one statement, so one of them may take all: the
+    race for one contact's key itself is the test above.)"""
+    config = write_config(tmp_path / "leadtap.toml", postgres_url, extra=SMTP.format(port=smtp.port) + (
+        '[[statuses]]\nname = "New"\nsteps = [{ email = "contact", template = "acknowledgement" }]\n'))
+    assert run_leadtap("db", "upgrade", config=config).returncode == 0
+    entered = datetime.now(timezone.utc) - timedelta(minutes=5)
+    db = Database(postgres_url)
+    with db.transaction() as session:
+        for n in range(40):
+            contact = f"p{n % 20}@client.test"
+            lead = Lead(name=f"Person {n}", email=contact, contact=contact, status="New", status_changed_at=entered,
+                        source="Email", mailbox="sales", received_at=entered, created_at=entered, fields={})
+            session.add(lead)
+            session.flush()
+            session.add(WorkflowStep(lead_id=lead.id, status="New", entered_at=entered, step=0, kind="email",
+                                     state="pending", attempts=0, next_attempt_at=entered, created_at=entered))
+    db.dispose()
+    smtp.handler.delay = 0.005
+
+    results = run_at_once(start(config, "notify"), start(config, "notify"))
+
+    assert [code for code, _, _ in results] == [0, 0], results
+    told = sorted(m["To"] for m in smtp.messages)
+    assert told == sorted(f"p{n}@client.test" for n in range(20))  # each contact once
+    rows = [row[4:] for row in step_rows_at(config)]
+    assert rows.count(("sent", None)) == 20
+    assert set(rows) - {("sent", None)} == {
+        ("dropped", f"p{n}@client.test already had acknowledgement within 30d") for n in range(20)}
+
+
+def start(config, *args: str):
+    return subprocess.Popen([sys.executable, "-m", "leadtap", "--config", str(config), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+
+
+def step_rows_at(config) -> list[tuple]:
+    app = build_app(str(config))
+    try:
+        with app.db.transaction() as session:
+            return [(s.lead_id, s.status, s.step, s.kind, s.state, s.last_error)
+                    for s in session.scalars(select(WorkflowStep).order_by(WorkflowStep.id))]
+    finally:
+        app.close()
