@@ -93,14 +93,14 @@ class StepRunner:
 
     def settle(self, row_id: int, token: str, now: datetime, report: StepReport) -> Letter | None:
         """Run a step that needs no mail; for an email, the letter to send."""
-        pipeline, letter = self.rules.pipeline, None
+        rules, letter = self.rules, None
         with self.db.transaction() as session:
             row = session.get(workflows.WorkflowStep, row_id)
-            step = workflows.step_of(row, pipeline)
+            step = workflows.step_of(row, rules)
             if step is not None and step.kind == "assign":
                 lock_rotation(session, step.role)  # the rotation's lock before the lead's, as every assignment
             lead = workflows.locked_lead(session, row.lead_id)
-            why = workflows.why_not(row, lead, pipeline)
+            why = workflows.why_not(session, row, lead, rules)
             if why is None:
                 try:
                     with session.begin_nested():  # a refused step leaves nothing behind

@@ -91,6 +91,12 @@ def test_a_bad_step_is_refused_naming_its_key(tmp_path, step, key, words):
     assert f"statuses[0].{key}" in str(error) and words in str(error)
 
 
+def test_a_closed_status_takes_no_task_or_assign_step(tmp_path):
+    error = refused(tmp_path, config(extra='[[statuses]]\nname = "Qualified"\nsteps = [{ task = "x", due = "1d" }]\n'))
+
+    assert "statuses[0].steps: 'Qualified' is closed: a closed lead takes no tasks" in str(error)
+
+
 def test_a_workflow_that_sends_email_needs_an_smtp_table(tmp_path):
     with pytest.raises(ConfigError, match=r"statuses\.New sends email, so an \[smtp\] table is required"):
         steps_of(tmp_path, '[[statuses]]\nname = "New"\nsteps = [{ email = "owner", template = "status_nudge" }]\n',
@@ -116,10 +122,12 @@ def test_entering_a_status_with_steps_owes_them_and_other_statuses_do_not():
 def test_a_step_runs_only_in_the_stay_it_was_owed_for():
     at = NOW - timedelta(days=1)
 
-    assert moved_on("New", at, Stay("New", at, True)) is None
-    assert moved_on("New", at, Stay("Attempting", NOW, True)) == "the lead moved on to Attempting"
-    assert "came back" in moved_on("New", at, Stay("New", NOW, True))
-    assert moved_on("New", at, None) == "the lead is gone"
+    assert moved_on("New", at, Stay("New", at)) is None
+    assert moved_on("Lost", at, Stay("Lost", at)) is None  # a closed status runs its steps while the lead is in it
+    assert moved_on("New", at, Stay("Attempting", NOW)) == "the lead moved on to Attempting"
+    assert "came back" in moved_on("New", at, Stay("New", NOW))
+    assert moved_on("Proposal", at, Stay("Won", NOW, deal=True)) == "the deal moved on to Won"
+    assert moved_on("New", at, None) == "the lead (or its deal) is gone"
 
 
 @pytest.mark.parametrize("address, why", [
@@ -346,3 +354,78 @@ def step_rows_at(config) -> list[tuple]:
                     for s in session.scalars(select(WorkflowStep).order_by(WorkflowStep.id))]
     finally:
         app.close()
+
+
+# --- a deal stage's workflow ------------------------------------------------------
+
+DEAL_STEPS = """
+[opportunities.steps]
+Discovery = [ { task = "Discovery call with {{ lead.name }}", due = "2d" } ]
+Proposal = [
+  { task = "Chase the proposal to {{ lead.company or lead.name }}", due = "1d", after = "3d" },
+  { email = "owner", template = "status_nudge", after = "5d" },
+]
+"""
+
+
+@pytest.fixture
+def dealing(env, mailbox, smtp):
+    mailbox.append(enquiry(name="Jo Smith", email="jo@acme.test", company="ACME"))
+    env.configure(mailbox.section(), extra=DEAL_STEPS + SMTP.format(port=smtp.port))
+    env.upgrade()
+    env.poll()
+    return env
+
+
+def task_titles(env: Env) -> list[str]:
+    app = build_app(str(env.path))
+    try:
+        with app.db.transaction() as session:
+            return list(session.scalars(select(Task.title).order_by(Task.id)))
+    finally:
+        app.close()
+
+
+def test_a_deal_stage_runs_its_steps_while_the_deal_is_there(dealing, smtp):
+    assert task_titles(dealing) == ["Discovery call with Jo Smith"]  # the new deal's first stage, at once
+    code, out, _ = dealing.cli("opportunities", "set", "1", "--stage", "Proposal")
+    assert code == 0 and "deal stage Proposal's workflow started" in out
+
+    assert run_steps(dealing, later(3)).done == 1
+    assert run_steps(dealing, later(5)).sent == 1
+    assert task_titles(dealing)[-1] == "Chase the proposal to ACME"
+    assert smtp.messages[-1]["To"] == "ana@example.com"
+    assert [(row[1], row[4]) for row in step_rows(dealing)] == [("Discovery", "done"), ("Proposal", "done"),
+                                                                ("Proposal", "sent")]
+
+
+def test_a_deal_stage_task_is_dropped_once_the_lead_closed(dealing, smtp):
+    dealing.cli("opportunities", "set", "1", "--stage", "Proposal")
+    assert dealing.cli("leads", "set", "1", "--status", "Qualified")[0] == 0  # the deal stays in Proposal
+
+    report = run_steps(dealing, later(3))
+
+    assert (report.done, report.dropped) == (0, 1)
+    assert step_rows(dealing)[1][4:] == (
+        "dropped", "the lead is Qualified: a closed lead takes no new tasks and is not reassigned")
+
+
+def test_a_deal_stage_step_is_dropped_once_the_deal_moves_on(dealing, smtp):
+    dealing.cli("opportunities", "set", "1", "--stage", "Proposal")
+    dealing.cli("opportunities", "set", "1", "--stage", "Negotiation")
+
+    report = run_steps(dealing, later(5))
+
+    assert (report.done, report.sent, report.dropped) == (0, 0, 2)
+    assert {row[5] for row in step_rows(dealing)[1:]} == {"the deal moved on to Negotiation"}
+
+
+@pytest.mark.parametrize("steps, words", [
+    ('{ Closing = [{ task = "x", due = "1d" }] }', "'Closing' is not a stage"),
+    ('{ Open = [{ set = { priority = "high" } }] }', "opportunities.steps.Open[0].set: a deal stage's steps are task, email, assign"),
+    ('{ Open = { task = "x" } }', "opportunities.steps.Open: a list of steps is expected"),
+])
+def test_a_bad_deal_stage_step_is_refused(tmp_path, steps, words):
+    text = config().replace('stages = ["Open", "Won", "Lost"]', f'stages = ["Open", "Won", "Lost"]\nsteps = {steps}')
+
+    assert words in str(refused(tmp_path, text))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from leadtap.core.config.pipeline import parse_task
+from leadtap.core.config.pipeline import parse_step, parse_task
 from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
 from leadtap.core.rules.deals import MOVE_EVENTS, STALE, DealRules, MailMove, Onboarding, Staleness
@@ -31,7 +31,7 @@ MAX_REASON = 200  # the opportunities.lost_reason column
 def parse_opportunities(s: Section, onboarding: Section, roles: set[str], sales_role: str) -> OpportunitiesConfig:
     move_sections = s.array("moves")  # taken first: take() refuses keys it does not know
     values = s.take({"auto_create": bool, "stages": list_of_str, "won": str, "lost": str, "lost_reasons": list_of_str,
-                     "other_reason": str, "required": inline_table, "staleness": inline_table})
+                     "other_reason": str, "required": inline_table, "staleness": inline_table, "steps": inline_table})
     stages = values.get("stages", DEFAULT_STAGES)
     if not stages:
         s.fail("stages", "at least one stage is expected")
@@ -58,7 +58,8 @@ def parse_opportunities(s: Section, onboarding: Section, roles: set[str], sales_
     moves = tuple(parse_move(section, stages, lost) for section in move_sections)
     deals = DealRules(stages, won, lost, reasons, values.get("other_reason"),
                       parse_required(s, values.get("required", {}), stages), staleness,
-                      parse_onboarding(onboarding, won, roles, sales_role) if onboarding.data else None, moves)
+                      parse_onboarding(onboarding, won, roles, sales_role) if onboarding.data else None, moves,
+                      parse_stage_steps(s, values.get("steps", {}), stages, frozenset(roles)))
     return OpportunitiesConfig(values.get("auto_create", True), stages, deals)
 
 
@@ -86,6 +87,22 @@ def closing_stage(s: Section, values: dict, key: str, default: str, stages: tupl
     if values[key] == stages[0]:
         s.fail(key, f"{values[key]!r} is the first stage, where every deal starts")
     return values[key]
+
+
+DEAL_STEP_KINDS = ("task", "email", "assign")  # a `set` would set the lead's fields, not the deal's: not offered
+
+
+def parse_stage_steps(s: Section, raw: dict, stages: tuple[str, ...], roles: frozenset[str]) -> dict:
+    """``{ Proposal = [{ email = "owner", template = "proposal_chase", after = "5d" }] }``: a stage's workflow."""
+    steps = {}
+    for stage, listed in raw.items():
+        if stage not in stages:
+            s.fail("steps", f"{stage!r} is not a stage; expected one of {list(stages)}")
+        if not isinstance(listed, list):
+            s.fail(f"steps.{stage}", "a list of steps is expected, e.g. [{ email = \"owner\", template = \"x\" }]")
+        steps[stage] = tuple(parse_step(s, i, step, roles, f"steps.{stage}", DEAL_STEP_KINDS)
+                             for i, step in enumerate(listed))
+    return steps
 
 
 def parse_required(s: Section, raw: Any, stages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

@@ -157,8 +157,9 @@ class Config:
 
     @property
     def workflows(self) -> bool:
-        """A status has a workflow: its steps are run from the outbox."""
-        return any(option.steps for option in self.pipeline.options.values())
+        """A status (or a deal stage) has a workflow: its steps are run from the outbox."""
+        return (any(option.steps for option in self.pipeline.options.values())
+                or any(self.opportunities.deals.steps.values()))
 
     @property
     def owes_mail(self) -> bool:
@@ -252,6 +253,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         raise ConfigError(path, "smtp", "[opportunities.staleness] warns owners before it closes a deal, "
                                         "so an [smtp] table is required")
     sends = [f"statuses.{o.name}" for o in pipeline.options.values() if any(step.sends for step in o.steps)]
+    sends += [f"opportunities.steps.{stage}" for stage, steps in opportunities.deals.steps.items()
+              if any(step.sends for step in steps)]
     if sends and smtp is None:
         raise ConfigError(path, "smtp", f"the workflow of {sends[0]} sends email, so an [smtp] table is required")
     if notifications.enabled and smtp is None:

@@ -50,6 +50,9 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
         option = parse_status(section, statuses, stages, roles)
         if option.name in options:
             section.fail("name", f"{option.name!r} is configured twice")
+        if option.name in closed and any(step.kind in ("task", "assign") for step in option.steps):
+            section.fail("steps", f"{option.name!r} is closed: a closed lead takes no tasks and is not reassigned "
+                                  f"(its steps may email and set fields)")
         options[option.name] = option
     return Pipeline(
         statuses=statuses, closed=closed, default_status=default_status,
@@ -99,18 +102,21 @@ def parse_task(s: Section, index: int, raw: Any) -> TaskTemplate:
     return TaskTemplate(values["title"], timedelta(seconds=values["due"]))
 
 
-def parse_step(s: Section, index: int, raw: Any, roles: frozenset[str]) -> Step:
+def parse_step(s: Section, index: int, raw: Any, roles: frozenset[str], key: str = "steps",
+               kinds: tuple[str, ...] = STEP_KINDS) -> Step:
     """One step of a workflow: ``{ task = "Call {{ lead.name }}", due = "1d" }``,
     ``{ email = "contact", template = "acknowledgement" }``, ``{ assign = "seniors",
     after = "3d" }``, ``{ set = { priority = "high" } }``; each may wait ``after``."""
-    table = Section(raw, s.path, s.where(f"steps[{index}]"))
+    where = f"{key}[{index}]"
     if not isinstance(raw, dict):
-        table.fail("", "a step is a table, e.g. { task = \"Call {{ lead.name }}\", due = \"1d\" }")
-    kinds = [kind for kind in STEP_KINDS if kind in raw]
-    if len(kinds) != 1:
-        table.fail("", f"a step does one thing: one of {', '.join(STEP_KINDS)} "
-                       f"({'none' if not kinds else ' and '.join(kinds)} given)")
-    kind = kinds[0]
+        s.fail(where, "a step is a table, e.g. { task = \"Call {{ lead.name }}\", due = \"1d\" }")
+    given = [kind for kind in STEP_KINDS if kind in raw]
+    if len(given) != 1:
+        s.fail(where, f"a step does one thing: one of {', '.join(STEP_KINDS)} "
+                      f"({'none' if not given else ' and '.join(given)} given)")
+    kind, table = given[0], Section(raw, s.path, s.where(where))
+    if kind not in kinds:
+        table.fail(kind, f"a deal stage's steps are {', '.join(kinds)}")
     schema = {"after": parse_seconds, **STEP_SCHEMAS[kind]}
     values = table.take(schema, required=STEP_REQUIRED[kind])
     after = timedelta(seconds=values.pop("after", 0))

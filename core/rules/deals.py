@@ -30,7 +30,8 @@ from typing import Mapping
 
 from leadtap.core.rules.durations import span
 from leadtap.core.rules.lifecycle import (AUTOMATED, Actor, AutomationBlocked, Change, Refused, StageChanged,
-                                          TaskTemplate, carried_reason, check_reason)
+                                          StepsOwed, TaskTemplate, carried_reason, check_reason)
+from leadtap.core.rules.workflows import Step
 
 NUMBER_RE = re.compile(r"-?\d+(?:[.,]\d+)?")
 STALE = "Stale"
@@ -109,6 +110,7 @@ class DealRules:
     staleness: Staleness = Staleness()
     onboarding: Onboarding | None = None
     moves: tuple[MailMove, ...] = ()
+    steps: Mapping[str, tuple[Step, ...]] = field(default_factory=dict)  # a stage's workflow
 
     @property
     def closed(self) -> tuple[str, ...]:
@@ -197,7 +199,13 @@ def move(deal: Deal, to: str, rules: DealRules, actor: Actor, now: datetime, rea
     events.append(StageChanged(deal.stage, to, kept_reason, note.strip() if note and note.strip() else None))
     if to == rules.won and rules.onboarding and not deal.has_onboarding:
         events.append(OnboardingNeeded())
+    events += entered_stage(to, rules)
     return Change(deal.lead_id, actor, now, tuple(events))
+
+
+def entered_stage(to: str, rules: DealRules) -> list:
+    """What entering a stage owes besides the move: its workflow's steps."""
+    return [StepsOwed(to, deal=True)] if rules.steps.get(to) else []
 
 
 def on_mail(deal: Deal, event: str, facts: MailFacts, rules: DealRules, now: datetime) -> Change | None:
@@ -231,7 +239,8 @@ def lost_with_lead(deal: Deal, rules: DealRules, disqualified_for: str | None, n
         return None
     reason, said = carried_reason("the lead was disqualified", disqualified_for, note, rules.lost_reasons,
                                   rules.other_reason)
-    return Change(deal.lead_id, AUTOMATED, now, (StageChanged(deal.stage, rules.lost, reason, said),))
+    return Change(deal.lead_id, AUTOMATED, now,
+                  (StageChanged(deal.stage, rules.lost, reason, said), *entered_stage(rules.lost, rules)))
 
 
 def check_move(deal: Deal, to: str, rules: DealRules, actor: Actor, reason: str | None, note: str | None,
@@ -301,7 +310,7 @@ def stale_step(deal: Deal, rules: DealRules, now: datetime) -> Change | None:
     return Change(deal.lead_id, AUTOMATED, now,
                   (StageChanged(deal.stage, rules.lost, staleness.reason,
                                 f"closed by the staleness policy: {limit.words}"),
-                   ClosedStale(limit)))
+                   ClosedStale(limit), *entered_stage(rules.lost, rules)))
 
 
 def closing_time(deal: Deal, limit: Limit, staleness: Staleness) -> datetime:

@@ -296,9 +296,11 @@ class TaskDue:
 
 @dataclass(frozen=True)
 class StepsOwed:
-    """The lead entered ``status``: its workflow's steps are owed, each at its ``after``."""
+    """The lead entered ``status`` (its deal, with ``deal``, the stage): the
+    workflow's steps are owed, each at its ``after``."""
 
     status: str
+    deal: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ WORDS = {
     "ContactLogged": lambda e: f"{e.summary} (logged)",
     "ColumnChanged": lambda e: f"{e.column} {e.old or 'none'} → {e.new}",
     "TaskDue": lambda e: "task due " + e.due_at.isoformat(),
-    "StepsOwed": lambda e: f"{e.status}'s workflow started",
+    "StepsOwed": lambda e: f"{'deal stage ' if e.deal else ''}{e.status}'s workflow started",
     "OpenTasksCancelled": lambda e: "open tasks cancelled",
     "StatusTasksCancelled": lambda e: f"open tasks of {e.status} cancelled",
     "AutomationBlocked": lambda e: e.summary,

@@ -1,11 +1,13 @@
-"""Stage workflows: the steps a status runs when a lead enters it (HubSpot's
-stage workflows, Hanna's task templates grown up).
+"""Stage workflows: the steps a status runs when a lead enters it, and a deal
+stage when the lead's deal does (HubSpot's stage workflows, Hanna's task
+templates grown up).
 
-Plain code: no SQL, no clock, no I/O. A status's ``steps`` are owed, one row
-each, in the transaction that moves the lead in; each runs at ``after`` past
-the entry, through the outbox, after that transaction commits — and only if
-the lead is still in that stay (the same status, entered at the same time):
-a step whose lead has moved on is dropped, with the reason, never run.
+Plain code: no SQL, no clock, no I/O. The ``steps`` are owed, one row each,
+in the transaction that moves the lead (the deal) in; each runs at ``after``
+past the entry, through the outbox, after that transaction commits — and
+only if the lead (the deal) is still in that stay (the same status, entered
+at the same time): a step whose lead has moved on is dropped, with the
+reason, never run.
 
 - ``task``: a task for the lead's owner (its title a template);
 - ``email``: a template to the owner, the owners of a role, a fixed address,
@@ -74,23 +76,24 @@ class Step:
 
 @dataclass(frozen=True)
 class Stay:
-    """Where the lead is now, as a step's row is checked against it."""
+    """Where the lead (or its deal) is now, as a step's row is checked against it."""
 
-    status: str
+    status: str  # the lead's status, or the deal's stage
     entered_at: datetime
-    open: bool
+    deal: bool = False
 
 
 def moved_on(step_status: str, step_stay: datetime, lead: Stay | None) -> str | None:
-    """Why a step owed on entering ``step_status`` at ``step_stay`` no longer runs, or None."""
+    """Why a step owed on entering ``step_status`` at ``step_stay`` no longer
+    runs, or None. A closed status (or stage) runs its steps as an open one:
+    as long as the lead (the deal) is still in it."""
+    what = "the deal" if lead is not None and lead.deal else "the lead"
     if lead is None:
-        return "the lead is gone"
+        return "the lead (or its deal) is gone"
     if lead.status != step_status:
-        return f"the lead moved on to {lead.status}"
+        return f"{what} moved on to {lead.status}"
     if lead.entered_at != step_stay:
-        return f"the lead left {step_status} and came back: the new stay has its own steps"
-    if not lead.open:
-        return f"the lead is {lead.status}"
+        return f"{what} left {step_status} and came back: the new stay has its own steps"
     return None
 
 

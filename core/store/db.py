@@ -342,15 +342,17 @@ class Notification(OutboxRow, Base):
 
 
 class WorkflowStep(OutboxRow, Base):
-    """A step of a status's workflow (``core.rules.workflows``), owed in the
-    transaction that moved the lead in, run at ``next_attempt_at`` through the
-    outbox protocol (claimed once, retried) — if the lead is still in that
-    stay: (``status``, ``entered_at``). ``sent_at``: when it ran."""
+    """A step of a status's workflow (``core.rules.workflows``) — or of a deal
+    stage's — owed in the transaction that moved the lead (the deal) in, run
+    at ``next_attempt_at`` through the outbox protocol (claimed once,
+    retried) if it is still in that stay: (``status``, ``entered_at``).
+    ``sent_at``: when it ran."""
 
     __tablename__ = "workflow_steps"
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
-    status: Mapped[str] = mapped_column(String(200))
+    deal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # a deal stage's step
+    status: Mapped[str] = mapped_column(String(200))  # the lead's status, or the deal's stage
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     step: Mapped[int] = mapped_column(Integer)  # its place in the status's steps
     kind: Mapped[str] = mapped_column(String(20))  # task | email | assign | set
@@ -358,7 +360,7 @@ class WorkflowStep(OutboxRow, Base):
     message_id: Mapped[str | None] = mapped_column(String(998))  # an email to the contact's: its answer joins the lead
 
     __table_args__ = (
-        UniqueConstraint("lead_id", "status", "entered_at", "step", name="uq_workflow_steps_once"),
+        UniqueConstraint("lead_id", "deal", "status", "entered_at", "step", name="uq_workflow_steps_once"),
         Index("ix_workflow_steps_state_next", "state", "next_attempt_at"),
     )
 

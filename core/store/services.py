@@ -173,6 +173,7 @@ class LeadSettings:
     service_senders: tuple[str, ...] = ()  # [[opportunities.moves]] on mail: their sender patterns
     authserv_id: str | None = None  # [commands] authserv_id: whose Authentication-Results vouch for a From
     steps: tuple = ()  # the workflow of ``status`` (core.rules.workflows.Step): owed for each new lead
+    stage_steps: tuple = ()  # the workflow of ``opportunity_stage``: owed for each new deal
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -191,6 +192,7 @@ class LeadSettings:
             service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
             authserv_id=config.commands.authserv_id,
             steps=config.pipeline.option(config.leads.default_status).steps,
+            stage_steps=config.opportunities.deals.steps.get(config.opportunities.stages[0], ()),
         )
 
 

@@ -372,9 +372,14 @@ class LeadBatch:
             self.session.execute(insert(Notification), new_rows(owed, NEW_LEAD, self.now))
 
     def write_steps(self) -> None:
-        """Each new lead entered the default status: its workflow's steps are owed, run after this commits."""
+        """Each new lead entered the default status, and its deal the first
+        stage: their workflows' steps are owed, run after this commits."""
+        settings, now = self.settings, self.now
         rows = [row for lead in self.new_leads
-                for row in step_rows(lead.id, self.settings.status, self.settings.steps, self.now, self.now)]
+                for row in step_rows(lead.id, settings.status, settings.steps, now, now)]
+        if settings.opportunity_stage is not None:
+            rows += [row for lead in self.new_leads
+                     for row in step_rows(lead.id, settings.opportunity_stage, settings.stage_steps, now, now, True)]
         if rows:
             self.session.execute(insert(WorkflowStep), rows)
 

@@ -360,7 +360,7 @@ def task_due(session, rules: LeadRules, lead: Lead, change: Change, event: lifec
 
 
 def steps_owed(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.StepsOwed) -> None:
-    owe_steps(session, lead, event.status, rules.pipeline.option(event.status).steps, change.at)
+    owe_steps(session, rules, lead, event, change.at)
 
 
 def tasks_cancelled(session, rules, lead: Lead, change: Change, event: lifecycle.OpenTasksCancelled) -> None:
@@ -400,6 +400,8 @@ def opportunity_needed(session, rules: LeadRules, lead: Lead, change: Change, ev
     session.add(Opportunity(lead_id=lead.id, owner_id=lead.owner_id, title=clip(title, 500), stage=rules.first_stage,
                             created_at=change.at, stage_changed_at=change.at, fields={}))
     add_activity(session, lead.id, "opportunity", "opportunity created", change.actor, change.at, {})
+    session.flush()  # its first stage's workflow reads when it was entered
+    owe_steps(session, rules, lead, lifecycle.StepsOwed(rules.first_stage, deal=True), change.at)
 
 
 def deal_lost(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.DealLost) -> None:

@@ -224,6 +224,7 @@ def tell_owner(session: Session, rules: LeadRules, lead: Lead, kind: str, at: da
 
 RECORDERS = {
     lifecycle.StageChanged: stage_changed,
+    lifecycle.StepsOwed: changes.steps_owed,
     deals.DealFieldsSet: deal_fields_set,
     deals.OnboardingNeeded: onboarding_needed,
     deals.DealWarned: deal_warned,

@@ -27,34 +27,48 @@ from leadtap.core.store.services import clip
 OUTBOX = Outbox(WorkflowStep)
 
 
-def step_rows(lead_id: int, status: str, steps: tuple[Step, ...], entered_at: datetime, now: datetime) -> list[dict]:
-    """The rows owed for a lead that entered ``status`` at ``entered_at``: one per step, due at its ``after``."""
-    return [{"lead_id": lead_id, "status": status, "entered_at": entered_at, "step": index, "kind": step.kind,
-             "state": "pending", "attempts": 0, "next_attempt_at": entered_at + step.after, "created_at": now}
+def step_rows(lead_id: int, status: str, steps: tuple[Step, ...], entered_at: datetime, now: datetime,
+              deal: bool = False) -> list[dict]:
+    """The rows owed for a lead (``deal``: its deal) that entered ``status``
+    (the stage) at ``entered_at``: one per step, due at its ``after``."""
+    return [{"lead_id": lead_id, "deal": deal, "status": status, "entered_at": entered_at, "step": index,
+             "kind": step.kind, "state": "pending", "attempts": 0, "next_attempt_at": entered_at + step.after,
+             "created_at": now}
             for index, step in enumerate(steps)]
 
 
-def owe_steps(session: Session, lead: Lead, status: str, steps: tuple[Step, ...], now: datetime) -> None:
-    """The lead (its row locked by the caller) entered ``status``: its steps are owed for this stay."""
+def owe_steps(session: Session, rules, lead: Lead, event: lifecycle.StepsOwed, now: datetime) -> None:
+    """The lead (its row locked by the caller), or its deal, entered a status
+    (a stage): its steps are owed for this stay."""
+    if event.deal:
+        entered = session.scalar(select(Opportunity.stage_changed_at).where(Opportunity.lead_id == lead.id))
+        steps = rules.deals.steps.get(event.status, ())
+    else:
+        entered, steps = lead.status_changed_at, rules.pipeline.option(event.status).steps
     if steps:
-        session.execute(insert(WorkflowStep), step_rows(lead.id, status, steps, lead.status_changed_at, now))
+        session.execute(insert(WorkflowStep), step_rows(lead.id, event.status, steps, entered, now, event.deal))
 
 
-def step_of(row: WorkflowStep, pipeline: lifecycle.Pipeline) -> Step | None:
+def step_of(row: WorkflowStep, rules) -> Step | None:
     """The configured step a row was owed for; None when the config changed under it."""
-    steps = pipeline.option(row.status).steps
+    steps = rules.deals.steps.get(row.status, ()) if row.deal else rules.pipeline.option(row.status).steps
     step = steps[row.step] if row.step < len(steps) else None
     return step if step is not None and step.kind == row.kind else None
 
 
-def why_not(row: WorkflowStep, lead: Lead | None, pipeline: lifecycle.Pipeline) -> str | None:
-    """Why the step no longer runs (its lead moved on; its config changed), or None."""
-    stay = Stay(lead.status, lead.status_changed_at, pipeline.is_open(lead.status)) if lead else None
+def why_not(session: Session, row: WorkflowStep, lead: Lead | None, rules) -> str | None:
+    """Why the step no longer runs (its lead, or deal, moved on; its config changed), or None."""
+    if row.deal:
+        deal = session.scalar(select(Opportunity).where(Opportunity.lead_id == row.lead_id)) if lead else None
+        stay = Stay(deal.stage, deal.stage_changed_at, deal=True) if deal else None
+    else:
+        stay = Stay(lead.status, lead.status_changed_at) if lead else None
     moved = workflows.moved_on(row.status, row.entered_at, stay)
     if moved:
         return moved
-    if step_of(row, pipeline) is None:
-        return f"{row.status}'s workflow no longer has this step (the config changed)"
+    if step_of(row, rules) is None:
+        where = "the deal stage" if row.deal else "status"
+        return f"{where} {row.status}'s workflow no longer has this step (the config changed)"
     return None
 
 
@@ -68,8 +82,10 @@ def run_in_database(session: Session, rules, row: WorkflowStep, step: Step, lead
     from leadtap.core.use_cases import changes
 
     state = changes.state_of(session, lead)
+    if step.kind in ("task", "assign") and not rules.pipeline.is_open(lead.status):
+        raise Refused(f"the lead is {lead.status}: a closed lead takes no new tasks and is not reassigned")
     if step.kind == "task":
-        event = lifecycle.TaskDue(step.title, now + step.due, status=row.status)
+        event = lifecycle.TaskDue(step.title, now + step.due, status=None if row.deal else row.status)
         change = Change(lead.id, AUTOMATED, now, (event,))
     elif step.kind == "assign":
         owner = changes.next_owner(session, step.role, state.owner, now)

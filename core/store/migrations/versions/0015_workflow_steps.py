@@ -1,4 +1,5 @@
-"""stage workflows: each step owed to a lead's stay in a status, run through
+"""stage workflows: each step owed to a lead's stay in a status (or its deal's
+in a stage), run through
 the outbox; the contacts' emails a workflow sent, at most one of a template
 per contact in its period
 
@@ -23,6 +24,7 @@ def upgrade() -> None:
         'workflow_steps',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('lead_id', sa.Integer(), nullable=False),
+        sa.Column('deal', sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column('status', sa.String(length=200), nullable=False),
         sa.Column('entered_at', UTCDateTime(), nullable=False),
         sa.Column('step', sa.Integer(), nullable=False),
@@ -39,7 +41,7 @@ def upgrade() -> None:
         sa.Column('last_error', sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(['lead_id'], ['leads.id']),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('lead_id', 'status', 'entered_at', 'step', name='uq_workflow_steps_once'),
+        sa.UniqueConstraint('lead_id', 'deal', 'status', 'entered_at', 'step', name='uq_workflow_steps_once'),
     )
     op.create_index('ix_workflow_steps_lead_id', 'workflow_steps', ['lead_id'])
     op.create_index('ix_workflow_steps_state_next', 'workflow_steps', ['state', 'next_attempt_at'])
