@@ -72,6 +72,14 @@ templates = ["contact-form"]
 {template}"""
 
 
+# A workflow on New whose steps come due later (nothing runs during the pass: what owing them costs).
+WORKFLOW = """
+[[statuses]]
+name = "New"
+steps = [ { task = "Call {{ lead.name }}", due = "4h", after = "1d" }, { assign = "sales", after = "5d" } ]
+"""
+
+
 # The notifications' extraction template, for every benchmark that polls them (put into a config by format()).
 TEMPLATE = """
 [[extraction_templates]]
@@ -262,6 +270,8 @@ def main() -> None:
     parser.add_argument("--workers", help="e.g. 1,2: that many `leadtap run` processes, each in turn")
     parser.add_argument("--database", help="a PostgreSQL URL, with --workers")
     parser.add_argument("--mailboxes", type=int, default=4, help="with --workers (default 4)")
+    parser.add_argument("--workflow", action="store_true",
+                        help="New has a workflow: each lead owes two steps (what owing them costs ingest)")
     args = parser.parse_args()
     if args.workers:
         if not args.database:
@@ -272,7 +282,8 @@ def main() -> None:
         fill_mailbox(server, args.n)
         config = work / "leadtap.toml"
         config.write_text(CONFIG.format(template=TEMPLATE, db=work / "bench.db", port=server.port,
-                                        password=server.password, batch=args.batch, parallel="false" if args.sequential else "true"))
+                                        password=server.password, batch=args.batch, parallel="false" if args.sequential else "true")
+                          + (WORKFLOW if args.workflow else ""))
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "error",
                         "db", "upgrade"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         print("running one ingest pass ...", file=sys.stderr)
@@ -280,7 +291,8 @@ def main() -> None:
     print("parsing the same messages with mail-parser alone ...", file=sys.stderr)
     parse_rate = parse_only_rate(args.n)
     rate = args.n / seconds
-    print(f"messages:              {args.n}{' (parallel_parsing = false)' if args.sequential else ''}")
+    print(f"messages:              {args.n}{' (parallel_parsing = false)' if args.sequential else ''}"
+          f"{' (New has a workflow of two steps)' if args.workflow else ''}")
     print(f"poll result:           {summary}")
     print(f"ingest pass:           {seconds:.1f} s, {rate:.0f} messages/s")
     print(f"peak memory, all:      {tree_mb:.0f} MB  (poll and its parsing process together, sampled every 50 ms)")

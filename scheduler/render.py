@@ -122,6 +122,7 @@ class Renderer:
             autoescape=lambda name: bool(name and name.endswith(".html.j2")),
             keep_trailing_newline=False,
         )
+        self.titles: dict = {}  # task title templates, compiled
 
     def render(self, kind: str, context: dict) -> Rendered:
         subject = self.render_one(f"{kind}.subject.j2", context)
@@ -135,7 +136,10 @@ class Renderer:
     def render_title(self, source: str, lead: dict) -> str:
         """A task title from its template (``Call {{ lead.name }}``), on one line."""
         try:
-            return one_line(self.env.from_string(source).render({"lead": lead}))
+            template = self.titles.get(source)
+            if template is None:  # compiled once: a sweep of workflow tasks renders the same title thousands of times
+                template = self.titles[source] = self.env.from_string(source)
+            return one_line(template.render({"lead": lead}))
         except TemplateError as exc:
             raise RenderError(f"task title {source!r}: {exc.message or exc}") from None
         except Exception as exc:  # a title's expression fails on this lead (None + "text")

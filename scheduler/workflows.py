@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, make_msgid, parseaddr
 from typing import Callable
 
 from sqlalchemy import select
@@ -63,6 +63,15 @@ class StepReport:
         return bool(self.done or self.sent or self.retry or self.failed or self.dropped)
 
 
+@dataclass
+class Outgoing:
+    """A step's email, ready: its letter, the template's context, its Message-ID (made before the send for the contact's)."""
+
+    letter: Letter
+    context: dict
+    message_id: str | None = None
+
+
 class StepRunner:
     def __init__(self, config: Config, db: Database, renderer: Renderer, mailer, rules,
                  clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False,
@@ -79,21 +88,21 @@ class StepRunner:
         now = self.clock()
         token = uuid.uuid4().hex
         mine = claim_due(self.db, OUTBOX, now, token, BATCH)
-        letters: list[Letter] = []
+        outgoing: list[Outgoing] = []
         for row_id in mine:
             if self.should_stop():
                 self.release([row_id], token)
                 continue
-            letter = self.settle(row_id, token, now, report)
-            if letter is not None:
-                letters.append(letter)
-        if letters:
-            self.deliver(letters, token, now, report)
+            ready = self.settle(row_id, token, now, report)
+            if ready is not None:
+                outgoing.append(ready)
+        if outgoing:
+            self.deliver(outgoing, token, now, report)
         return report
 
-    def settle(self, row_id: int, token: str, now: datetime, report: StepReport) -> Letter | None:
-        """Run a step that needs no mail; for an email, the letter to send."""
-        rules, letter = self.rules, None
+    def settle(self, row_id: int, token: str, now: datetime, report: StepReport) -> Outgoing | None:
+        """Run a step that needs no mail; for an email, what to send (read in the same transaction)."""
+        rules, letter, outgoing = self.rules, None, None
         with self.db.transaction() as session:
             row = session.get(workflows.WorkflowStep, row_id)
             step = workflows.step_of(row, rules)
@@ -106,6 +115,7 @@ class StepRunner:
                     with session.begin_nested():  # a refused step leaves nothing behind
                         if step.sends:
                             letter = workflows.letter(session, row, step, lead, now, self.own)
+                            outgoing = self.prepare(session, letter)
                         else:
                             workflows.run_in_database(session, self.rules, row, step, lead, now)
                 except Refused as exc:
@@ -121,26 +131,50 @@ class StepRunner:
         elif letter is None:
             report.done += 1
             self.log.info("workflow_step_done", **about)
-        return letter
+        return outgoing
 
-    def deliver(self, letters: list[Letter], token: str, now: datetime, report: StepReport) -> None:
+    def prepare(self, session, letter: Letter) -> Outgoing:
+        """The email's context; for the contact's, its Message-ID made and made
+        the lead's now — before the send, so an answer, however quick, joins the lead."""
+        lead, owner, deal = letter.lead, letter.owner, letter.deal
+        first = letter.recipients[0]
+        name = lead.name if letter.step.to_contact else session.scalar(select(Owner.name).where(Owner.email == first))
+        context = {
+            "lead": lead_dict(lead, owner, deal),
+            "owner": {"email": owner.email, "name": owner.name} if owner else None,
+            "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
+            "tasks": open_task_list(session, lead.id),
+            "lead_url": self.config.reminders.link(lead.id),
+            "reply_subject": reply_subject(lead.subject),
+            "recipient": {"email": first, "name": name},
+            "commands": self.reply_headers is not None and not letter.step.to_contact,
+        }
+        message_id = None
+        if letter.step.to_contact:
+            domain = parseaddr(self.config.smtp.sender)[1].rpartition("@")[2] if self.config.smtp else ""
+            message_id = make_msgid(idstring="leadtap", domain=domain or "leadtap.invalid")
+            workflows.remember_sent(session, letter.row_id, lead.id, message_id, letter.recipients, True)
+        return Outgoing(letter, context, message_id)
+
+    def deliver(self, letters: list[Outgoing], token: str, now: datetime, report: StepReport) -> None:
         if self.config.smtp is None:  # `check` refuses a sending workflow without [smtp]; the config changed
             for letter in letters:
                 self.record(letter, token, now, "dropped", "no [smtp] table in the config")
                 report.dropped += 1
             return
-        send_each(self.mailer, letters, lambda mailer, letter: self.send(mailer, letter, token, now, report),
-                  self.should_stop, lambda left: self.release([letter.row_id for letter in left], token))
+        send_each(self.mailer, letters, lambda mailer, outgoing: self.send(mailer, outgoing, token, now, report),
+                  self.should_stop, lambda left: self.release([o.letter.row_id for o in left], token))
 
-    def send(self, mailer, letter: Letter, token: str, now: datetime, report: StepReport) -> bool:
+    def send(self, mailer, outgoing: Outgoing, token: str, now: datetime, report: StepReport) -> bool:
         """Send one step's email and record the answer; False when the rest should wait."""
-        error = send_one(mailer, self.log, "workflow_email", lambda: self.email(letter, now), lead_id=letter.lead.id,
+        letter = outgoing.letter
+        error = send_one(mailer, self.log, "workflow_email", lambda: self.email(outgoing, now), lead_id=letter.lead.id,
                          recipient=", ".join(letter.recipients), template=letter.step.template)
         if error is None:
-            self.record(letter, token, now, "sent")
+            self.record(outgoing, token, now, "sent")
             report.sent += 1
         elif error.permanent:
-            self.record(letter, token, now, "failed", str(error))
+            self.record(outgoing, token, now, "failed", str(error))
             report.failed += 1
         elif error.sweep_wide and not error.timed_out:
             self.release([letter.row_id], token)
@@ -156,13 +190,14 @@ class StepRunner:
             return not error.sweep_wide
         return True
 
-    def email(self, letter: Letter, now: datetime) -> Message:
+    def email(self, outgoing: Outgoing, now: datetime) -> Message:
+        letter = outgoing.letter
         step, lead, owner = letter.step, letter.lead, letter.owner
-        rendered = self.renderer.render(step.template, self.context(letter))
-        smtp = self.config.smtp
-        sender = formataddr((owner.name, owner.email)) if step.sender == OWNER and owner else smtp.sender
+        rendered = self.renderer.render(step.template, outgoing.context)
+        sender = formataddr((owner.name, owner.email)) if step.sender == OWNER and owner else self.config.smtp.sender
         email = compose(rendered, sender, list(letter.recipients), now, "workflow")
         if step.to_contact:
+            email.replace_header("Message-ID", outgoing.message_id)
             email.replace_header("Auto-Submitted", "auto-replied")
             reply_to = (owner.email if owner else None) if step.reply_to == OWNER else step.reply_to
             if reply_to:
@@ -172,37 +207,15 @@ class StepRunner:
                 email["References"] = " ".join(letter.thread[:10])
         elif self.reply_headers is not None and "@" not in step.to and len(letter.recipients) == 1:
             self.reply_headers.apply(email, letter.recipients[0], now, lead.id)  # the owner may act by replying
-        with self.db.transaction() as session:  # before the send: an answer, however quick, joins the lead
-            workflows.remember_sent(session, letter.row_id, lead.id, email["Message-ID"], letter.recipients,
-                                    step.to_contact)
+        outgoing.message_id = email["Message-ID"]
         return email
 
-    def context(self, letter: Letter) -> dict:
-        lead, owner, deal = letter.lead, letter.owner, letter.deal
+    def record(self, outgoing: Outgoing, token: str, now: datetime, state: str, error: str | None = None) -> None:
+        letter = outgoing.letter
         with self.db.transaction() as session:
-            tasks = open_task_list(session, lead.id)
-        return {
-            "lead": lead_dict(lead, owner, deal),
-            "owner": {"email": owner.email, "name": owner.name} if owner else None,
-            "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
-            "tasks": tasks,
-            "lead_url": self.config.reminders.link(lead.id),
-            "reply_subject": reply_subject(lead.subject),
-            "recipient": self.recipient(letter),
-            "commands": self.reply_headers is not None and not letter.step.to_contact,
-        }
-
-    def recipient(self, letter: Letter) -> dict:
-        """The first recipient, with a name: the contact's, an owner's, or none for a fixed address."""
-        first = letter.recipients[0]
-        if letter.step.to_contact:
-            return {"email": first, "name": letter.lead.name}
-        with self.db.transaction() as session:
-            name = session.scalar(select(Owner.name).where(Owner.email == first))
-        return {"email": first, "name": name}
-
-    def record(self, letter: Letter, token: str, now: datetime, state: str, error: str | None = None) -> None:
-        with self.db.transaction() as session:
+            if state == "sent" and not letter.step.to_contact:
+                workflows.remember_sent(session, letter.row_id, letter.lead.id, outgoing.message_id,
+                                        letter.recipients, False)
             OUTBOX.finish(session, letter.row_id, token, now, state, error)
             if state != "sent":
                 workflows.give_back(session, letter.row_id)

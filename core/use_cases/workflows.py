@@ -189,7 +189,8 @@ def letter(session: Session, row: WorkflowStep, step: Step, lead: Lead, now: dat
 
 def remember_sent(session: Session, row_id: int, lead_id: int, message_id: str, recipients: tuple[str, ...],
                   to_contact: bool) -> None:
-    """Before the send: the email's Message-ID is the lead's, so the contact's answer joins it."""
+    """The email's Message-ID and recipients on its row; the contact's (made
+    and recorded before the send) is the lead's too, so the answer joins it."""
     row = session.get(WorkflowStep, row_id)
     row.message_id, row.recipient = clip(message_id, 998), clip(", ".join(recipients), 320)
     if to_contact:
