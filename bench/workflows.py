@@ -53,7 +53,7 @@ steps = [
 """
 
 
-def fill(db_file: Path, leads: int) -> None:
+def fill(db_file: Path, leads: int, steps) -> None:
     """Leads that entered New at NOW, each with its two steps owed (as ingest writes them)."""
     connection = sqlite3.connect(db_file)
     at = NOW.replace(tzinfo=None).isoformat(sep=" ")
@@ -67,9 +67,10 @@ def fill(db_file: Path, leads: int) -> None:
         "insert into lead_messages (lead_id, message_id) values (?, ?)",
         [(i, f"<enquiry-{i}@forms.example.com>") for i in range(1, leads + 1)])
     connection.executemany(
-        "insert into workflow_steps (lead_id, deal, status, entered_at, step, kind, state, attempts, next_attempt_at,"
-        " created_at) values (?, 0, 'New', ?, ?, ?, 'pending', 0, ?, ?)",
-        [row for i in range(1, leads + 1) for row in ((i, at, 0, "email", at, at), (i, at, 1, "task", due, at))])
+        "insert into workflow_steps (lead_id, deal, status, entered_at, step, kind, fingerprint, state, attempts,"
+        " next_attempt_at, created_at) values (?, 0, 'New', ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        [row for i in range(1, leads + 1) for row in ((i, at, 0, "email", steps[0].fingerprint, at, at),
+                                                      (i, at, 1, "task", steps[1].fingerprint, due, at))])
     connection.commit()
     connection.close()
 
@@ -98,7 +99,7 @@ def main() -> None:
     upgrade_schema(db.engine)
     app = build_app(str(config), os.environ)
     app.ready_database()
-    fill(work / "bench.db", args.leads)
+    fill(work / "bench.db", args.leads, app.config.pipeline.option("New").steps)
     sink = start_smtp_sink(port)
     try:
         sending, sent, _ = run_until_done(app, NOW + timedelta(minutes=1))

@@ -43,12 +43,13 @@ def claim_due(db, outbox: Outbox, now: datetime, token: str, limit: int) -> list
 
 
 def send_each(mailer_factory, items: Sequence, send: Callable[[SmtpMailer, object], bool],
-              should_stop: Callable[[], bool], release: Callable[[list], None]) -> None:
+              should_stop: Callable[[], bool], release: Callable[[list], None], deadline: float | None = None) -> None:
     """``send`` each item over one connection, in order, while the claims'
     lease allows (``send_until``); it answers False when the rest should wait
-    (the server or our login). What was not tried is released."""
+    (the server or our login). What was not tried is released. ``deadline``:
+    the claims' (from when they were taken), else from now."""
     left = list(items)
-    deadline = send_until()
+    deadline = send_until() if deadline is None else deadline
     try:
         with mailer_factory() as mailer:
             while left and not should_stop() and time.monotonic() <= deadline:

@@ -92,13 +92,16 @@ def sample_notification(kind: str = "new_lead", commands: bool = False) -> dict:
             "reply": SAMPLE_REPLY if kind == "confirmation" else None, "commands": commands}
 
 
-def sample_step(to_contact: bool = False, commands: bool = False) -> dict:
-    """A workflow email's context, as ``scheduler.workflows`` builds it."""
-    return {"lead": dict(SAMPLE_LEAD), "owner": {"email": "owner@example.com", "name": "Owner"},
-            "deal": dict(SAMPLE_DEAL), "lead_url": "https://crm.example.com/leads/1", "reply_subject": "Re: Sample",
-            "tasks": [{"number": 1, "id": 11, "title": "Call Jane", "due_at": "2026-11-25T09:00:00+00:00"}],
-            "recipient": ({"email": "sample@client.example", "name": "Sample Lead"} if to_contact
-                          else {"email": "owner@example.com", "name": "Owner"}),
+def sample_step(to_contact: bool = False, commands: bool = False, bare: bool = False) -> dict:
+    """A workflow email's context, as ``scheduler.workflows`` builds it;
+    ``bare``: a lead with no name, company, owner, deal or task, entered by hand."""
+    lead = {**SAMPLE_LEAD, "name": None, "company": None, "owner": None, "owner_name": None} if bare else SAMPLE_LEAD
+    return {"lead": dict(lead), "owner": None if bare else {"email": "owner@example.com", "name": "Owner"},
+            "deal": None if bare else dict(SAMPLE_DEAL), "lead_url": None if bare else "https://crm.example.com/leads/1",
+            "reply_subject": "" if bare else "Re: Sample", "by_mail": not bare,
+            "tasks": [] if bare else [{"number": 1, "id": 11, "title": "Call Jane", "due_at": "2026-11-25T09:00:00+00:00"}],
+            "recipient": ({"email": "sample@client.example", "name": lead["name"]} if to_contact
+                          else {"email": "owner@example.com", "name": None if bare else "Owner"}),
             "commands": commands and not to_contact}
 
 

@@ -34,6 +34,7 @@ from leadtap.core.logs import get_logger
 from leadtap.core.rules.lifecycle import Refused
 from leadtap.core.rules.workflows import OWNER, reply_subject
 from leadtap.core.store.engine import Database, utcnow
+from leadtap.core.store.outbox import send_until
 from leadtap.core.store.services import lock_rotation
 from leadtap.core.store.db import Owner
 from leadtap.core.use_cases import workflows
@@ -88,17 +89,33 @@ class StepRunner:
         now = self.clock()
         token = uuid.uuid4().hex
         mine = claim_due(self.db, OUTBOX, now, token, BATCH)
+        deadline = send_until()  # from the claim: a slow settling never sends past the claims' lease
         outgoing: list[Outgoing] = []
         for row_id in mine:
             if self.should_stop():
                 self.release([row_id], token)
                 continue
-            ready = self.settle(row_id, token, now, report)
+            ready = self.settle_one(row_id, token, now, report)
             if ready is not None:
                 outgoing.append(ready)
         if outgoing:
-            self.deliver(outgoing, token, now, report)
+            self.deliver(outgoing, token, now, report, deadline)
         return report
+
+    def settle_one(self, row_id: int, token: str, now: datetime, report: StepReport) -> Outgoing | None:
+        """``settle``; a step that fails on a bug (or its data) is retried later, alone: the rest go on."""
+        try:
+            return self.settle(row_id, token, now, report)
+        except Exception as exc:
+            self.log.exception("workflow_step_failed", row=row_id)
+            with self.db.transaction() as session:
+                state = OUTBOX.retry_later(session, row_id, token, now, f"{type(exc).__name__}: {exc}",
+                                           self.config.notifications.max_attempts)
+                if state == "failed":
+                    workflows.give_back(session, row_id)
+            report.retry += state == "pending"
+            report.failed += state == "failed"
+            return None
 
     def settle(self, row_id: int, token: str, now: datetime, report: StepReport) -> Outgoing | None:
         """Run a step that needs no mail; for an email, what to send (read in the same transaction)."""
@@ -109,7 +126,7 @@ class StepRunner:
             if step is not None and step.kind == "assign":
                 lock_rotation(session, step.role)  # the rotation's lock before the lead's, as every assignment
             lead = workflows.locked_lead(session, row.lead_id)
-            why = workflows.why_not(session, row, lead, rules)
+            why, keep_claim = workflows.why_not(session, row, lead, rules, now), False
             if why is None:
                 try:
                     with session.begin_nested():  # a refused step leaves nothing behind
@@ -119,9 +136,11 @@ class StepRunner:
                         else:
                             workflows.run_in_database(session, self.rules, row, step, lead, now)
                 except Refused as exc:
-                    why = str(exc)
+                    why, keep_claim = str(exc), isinstance(exc, workflows.MaybeSent)
             if why is not None:
                 OUTBOX.finish(session, row_id, token, now, "dropped", why)
+                if not keep_claim:  # never sent: the contact's period is free again
+                    workflows.give_back(session, row_id)
             elif letter is None:
                 OUTBOX.finish(session, row_id, token, now, "done")
         about = {"lead_id": row.lead_id, "status": row.status, "step": row.step + 1, "kind": row.kind}
@@ -145,7 +164,8 @@ class StepRunner:
             "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "tasks": open_task_list(session, lead.id),
             "lead_url": self.config.reminders.link(lead.id),
-            "reply_subject": reply_subject(lead.subject),
+            "reply_subject": reply_subject(lead.subject) if letter.answers else "",  # what the contact wrote, answered
+            "by_mail": letter.by_mail,  # else entered by hand (a call, a card)
             "recipient": {"email": first, "name": name},
             "commands": self.reply_headers is not None and not letter.step.to_contact,
         }
@@ -156,14 +176,15 @@ class StepRunner:
             workflows.remember_sent(session, letter.row_id, lead.id, message_id, letter.recipients, True)
         return Outgoing(letter, context, message_id)
 
-    def deliver(self, letters: list[Outgoing], token: str, now: datetime, report: StepReport) -> None:
+    def deliver(self, letters: list[Outgoing], token: str, now: datetime, report: StepReport,
+                deadline: float) -> None:
         if self.config.smtp is None:  # `check` refuses a sending workflow without [smtp]; the config changed
             for letter in letters:
                 self.record(letter, token, now, "dropped", "no [smtp] table in the config")
                 report.dropped += 1
             return
         send_each(self.mailer, letters, lambda mailer, outgoing: self.send(mailer, outgoing, token, now, report),
-                  self.should_stop, lambda left: self.release([o.letter.row_id for o in left], token))
+                  self.should_stop, lambda left: self.release([o.letter.row_id for o in left], token), deadline)
 
     def send(self, mailer, outgoing: Outgoing, token: str, now: datetime, report: StepReport) -> bool:
         """Send one step's email and record the answer; False when the rest should wait."""
@@ -173,8 +194,10 @@ class StepRunner:
         if error is None:
             self.record(outgoing, token, now, "sent")
             report.sent += 1
-        elif error.permanent:
-            self.record(outgoing, token, now, "failed", str(error))
+        elif error.permanent or (error.timed_out and letter.step.to_contact):
+            # a contact's email cut off mid-send may have gone out: never sent twice
+            said = f"{error}; it may have gone out, so it is not sent again" if not error.permanent else str(error)
+            self.record(outgoing, token, now, "failed", said, keep_claim=not error.permanent)
             report.failed += 1
         elif error.sweep_wide and not error.timed_out:
             self.release([letter.row_id], token)
@@ -202,22 +225,22 @@ class StepRunner:
             reply_to = (owner.email if owner else None) if step.reply_to == OWNER else step.reply_to
             if reply_to:
                 email["Reply-To"] = reply_to
-            if letter.thread:
-                email["In-Reply-To"] = letter.thread[0]
-                email["References"] = " ".join(letter.thread[:10])
+            if letter.answers:
+                email["In-Reply-To"] = email["References"] = letter.answers
         elif self.reply_headers is not None and "@" not in step.to and len(letter.recipients) == 1:
             self.reply_headers.apply(email, letter.recipients[0], now, lead.id)  # the owner may act by replying
         outgoing.message_id = email["Message-ID"]
         return email
 
-    def record(self, outgoing: Outgoing, token: str, now: datetime, state: str, error: str | None = None) -> None:
+    def record(self, outgoing: Outgoing, token: str, now: datetime, state: str, error: str | None = None,
+               keep_claim: bool = False) -> None:
         letter = outgoing.letter
         with self.db.transaction() as session:
             if state == "sent" and not letter.step.to_contact:
                 workflows.remember_sent(session, letter.row_id, letter.lead.id, outgoing.message_id,
                                         letter.recipients, False)
             OUTBOX.finish(session, letter.row_id, token, now, state, error)
-            if state != "sent":
+            if state != "sent" and not keep_claim:
                 workflows.give_back(session, letter.row_id)
 
     def release(self, ids: list[int], token: str) -> None:
@@ -225,4 +248,5 @@ class StepRunner:
             with self.db.transaction() as session:
                 for row_id in ids:
                     OUTBOX.release(session, row_id, token)
+                    workflows.not_tried(session, row_id)
 

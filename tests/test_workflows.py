@@ -80,8 +80,11 @@ def test_each_kind_of_step_reads_from_the_config(tmp_path):
     ('{ email = "contact", template = "x", from = "boss" }', "steps[0].from", "expected one of ['smtp', 'owner']"),
     ('{ email = "contact", template = "x", once_per = "0s" }', "steps[0].once_per", "a positive duration"),
     ('{ assign = "marketing" }', "steps[0].assign", "no owner holds the role 'marketing'"),
-    ('{ set = { source = "Web" } }', "steps[0].set", "source is not a custom field"),
-    ('{ set = { seats = 3 } }', "steps[0].set", "text values"),
+    ('{ set = { source = "Web" } }', "steps[0].set", "source is not a field a workflow sets"),
+    ('{ set = { Email = "x@y.test" } }', "steps[0].set", "Email is not a field a workflow sets"),
+    ('{ set = { seats = 3 } }', "steps[0].set", "text, not empty"),
+    ('{ set = { seats = "" } }', "steps[0].set", "text, not empty"),
+    ('{ email = "owner", template = "' + "t" * 101 + '" }', "steps[0].template", "at most 100"),
     ('{ task = "Call", due = "1d", when = "later" }', "steps[0]", "when"),
 ])
 def test_a_bad_step_is_refused_naming_its_key(tmp_path, step, key, words):
@@ -89,6 +92,15 @@ def test_a_bad_step_is_refused_naming_its_key(tmp_path, step, key, words):
                                      + SMTP.format(port=2525)))
 
     assert f"statuses[0].{key}" in str(error) and words in str(error)
+
+
+def test_steps_not_in_a_list_and_set_values_of_a_declared_field_are_refused(tmp_path):
+    error = refused(tmp_path, config(extra='[[statuses]]\nname = "New"\nsteps = "call them"\n'))
+    assert "statuses[0].steps: a list is expected" in str(error)
+
+    fields = '[[leads.fields]]\nname = "priority"\ntype = "choice"\nchoices = ["high", "low"]\n'
+    error = refused(tmp_path, config(extra=fields + '[[statuses]]\nname = "New"\nsteps = [{ set = { priority = "urgent" } }]\n'))
+    assert "statuses[0].steps[0].set: 'urgent' is not a choice of priority" in str(error)
 
 
 def test_a_closed_status_takes_no_task_or_assign_step(tmp_path):
@@ -193,8 +205,8 @@ def test_the_contact_is_acknowledged_once_under_the_enquiry_and_the_answer_joins
     (ack,) = smtp.messages
     assert ack["To"] == "jo@acme.test"  # the enquirer, not the form's no-reply sender
     assert ack["From"] == "Sales <crm@example.com>" and ack["Reply-To"] == "ana@example.com"
-    assert ack["Subject"] == "Re: Quote please"
-    assert ack["In-Reply-To"] == "<enquiry-1@forms.example.com>"
+    # a web form's robot wrote the enquiry, not Jo: nothing of it to answer under
+    assert ack["Subject"] == "Thank you for your enquiry" and ack["In-Reply-To"] is None
     assert ack["Auto-Submitted"] == "auto-replied" and ack["X-Leadtap"] == "workflow"
     assert "Ana will get back to you" in ack.get_body(("plain",)).get_content()
     flowing.cli("notify")
@@ -206,6 +218,31 @@ def test_the_contact_is_acknowledged_once_under_the_enquiry_and_the_answer_joins
     mailbox.append(answer)
     code, out, _ = flowing.cli("poll")
     assert "1 added to a lead" in out and len(flowing.leads()) == 1
+
+
+def test_an_enquiry_the_contact_wrote_is_answered_under_itself(env, mailbox, smtp):
+    mailbox.append(plain_message("Could you send a quote for 20 seats?", sender="Jo Smith <jo@acme.test>",
+                                 subject="Quote please", message_id="<jo-1@acme.test>"))
+    env.configure(mailbox.section(templates=[]), extra=ACKNOWLEDGE + SMTP.format(port=smtp.port),
+                  owners=OWNERS_AND_SENIOR)
+    env.upgrade()
+
+    assert env.poll() == 0
+
+    (ack,) = smtp.messages
+    assert ack["To"] == "jo@acme.test" and ack["Subject"] == "Re: Quote please"
+    assert ack["In-Reply-To"] == ack["References"] == "<jo-1@acme.test>"
+    assert "thank you for your message" in ack.get_body(("plain",)).get_content()
+
+
+def test_a_lead_entered_by_hand_is_thanked_for_getting_in_touch(flowing, smtp):
+    code, out, _ = flowing.cli("leads", "add", "--name", "Kim Lee", "--email", "kim@lee.test", "--owner",
+                               "ben@example.com")
+
+    assert code == 0 and "1 emails sent" in out
+    (ack,) = smtp.messages
+    assert ack["To"] == "kim@lee.test" and ack["Subject"] == "Thank you for your enquiry"
+    assert "thank you for getting in touch, and Ben will get back" in ack.get_body(("plain",)).get_content()
 
 
 def test_the_later_steps_run_when_due_and_the_lead_still_there(flowing, smtp):
@@ -325,7 +362,8 @@ def test_two_workers_acknowledge_each_contact_once(tmp_path, postgres_url, smtp)
             session.add(lead)
             session.flush()
             session.add(WorkflowStep(lead_id=lead.id, status="New", entered_at=entered, step=0, kind="email",
-                                     state="pending", attempts=0, next_attempt_at=entered, created_at=entered))
+                                     fingerprint=ACK.fingerprint, state="pending", attempts=0,
+                                     next_attempt_at=entered, created_at=entered))
     db.dispose()
     smtp.handler.delay = 0.005
 
@@ -338,6 +376,9 @@ def test_two_workers_acknowledge_each_contact_once(tmp_path, postgres_url, smtp)
     assert rows.count(("sent", None)) == 20
     assert set(rows) - {("sent", None)} == {
         ("dropped", f"p{n}@client.test already had acknowledgement within 30d") for n in range(20)}
+
+
+ACK = Step("email", to="contact", template="acknowledgement")  # as the config above reads it
 
 
 def start(config, *args: str):
@@ -429,3 +470,122 @@ def test_a_bad_deal_stage_step_is_refused(tmp_path, steps, words):
     text = config().replace('stages = ["Open", "Won", "Lost"]', f'stages = ["Open", "Won", "Lost"]\nsteps = {steps}')
 
     assert words in str(refused(tmp_path, text))
+
+
+# --- what a review found ------------------------------------------------------------------
+
+
+def contact_claims(env: Env) -> list[tuple[str, int]]:
+    app = build_app(str(env.path))
+    try:
+        with app.db.transaction() as session:
+            return [(c.contact, c.step_id) for c in session.scalars(select(ContactEmail))]
+    finally:
+        app.close()
+
+
+def test_an_acknowledgement_never_sent_frees_the_contacts_period(flowing, smtp, mailbox):
+    smtp.handler.refuse["jo@acme.test"] = "450 4.2.1 mailbox full"
+    flowing.poll()  # refused for now: retried later
+    (_, _, _, _, state, error) = step_rows(flowing)[0]
+    assert state == "pending" and "450 4.2.1 mailbox full" in error
+    assert flowing.cli("leads", "set", "1", "--status", "Disqualified")[0] == 0
+    run_steps(flowing, later(0.1))  # the lead moved on: dropped, and the period given back
+    assert contact_claims(flowing) == []
+
+    del smtp.handler.refuse["jo@acme.test"]
+    mailbox.append(enquiry(name="Jo Smith", email="jo@acme.test", subject="Still interested"))
+    flowing.poll()
+    assert [m["To"] for m in smtp.messages] == ["jo@acme.test"]  # lead 2's acknowledgement, the first one sent
+
+
+def test_an_acknowledgement_cut_off_mid_send_is_not_sent_twice(flowing, smtp):
+    from leadtap.core.store.db import WorkflowStep as Row
+
+    flowing.configure(*flowing.sections, extra=ACKNOWLEDGE + SMTP.format(port=1), owners=OWNERS_AND_SENIOR)
+    flowing.poll()  # our SMTP server is down: released, no attempt
+    assert step_rows(flowing)[0][4:] == ("pending", None)
+    app = build_app(str(flowing.path))
+    with app.db.transaction() as session:  # as a sender leaves it when it dies between DATA and recording
+        row = session.get(Row, 1)
+        row.state, row.token, row.message_id = "claimed", "dead", "<leadtap.1@example.com>"
+        row.claimed_at = datetime.now(timezone.utc) - timedelta(hours=1)
+    app.close()
+    flowing.configure(*flowing.sections, extra=ACKNOWLEDGE + SMTP.format(port=smtp.port), owners=OWNERS_AND_SENIOR)
+
+    report = run_steps(flowing, later(0))
+
+    assert (report.sent, report.dropped) == (0, 1) and smtp.messages == []
+    assert "cut off mid-send" in step_rows(flowing)[0][5]
+    assert [c for c, _ in contact_claims(flowing)] == ["jo@acme.test"]  # it may have gone out: the period holds
+
+
+def test_a_reply_that_moves_a_lead_out_and_back_in_one_moment_owes_the_steps_once(flowing):
+    from leadtap.core.use_cases import changes
+
+    flowing.poll()
+    app = build_app(str(flowing.path))
+    rules, now = app.lead_rules(), datetime.now(timezone.utc)
+    with app.db.transaction() as session:
+        for status in ("Attempting", "New", "Attempting", "New"):
+            changes.set_status(session, rules, 1, status, lifecycle.actor_for(None, rules.pipeline), now)
+    app.close()
+
+    assert [row[1] for row in step_rows(flowing)].count("New") == 5 + 5  # the enquiry's stay, and this one
+
+
+def test_a_step_that_fails_on_a_bug_is_retried_alone(flowing, smtp, mailbox, monkeypatch):
+    from leadtap.core.use_cases import workflows
+
+    mailbox.append(enquiry(name="Kim Lee", email="kim@lee.test"))
+    flowing.poll()
+    real = workflows.run_in_database
+
+    def broken(session, rules, row, step, lead, now):
+        if lead.id == 1:
+            raise RuntimeError("a bug")
+        return real(session, rules, row, step, lead, now)
+
+    monkeypatch.setattr(workflows, "run_in_database", broken)
+    report = run_steps(flowing, later(1))
+
+    assert (report.done, report.retry) == (1, 1)
+    assert [row[4:] for row in step_rows(flowing) if row[2] == 1] == [("pending", "RuntimeError: a bug"),
+                                                                      ("done", None)]
+
+
+def test_an_assign_step_leaves_a_lead_already_with_that_role(flowing):
+    flowing.poll()
+    assert flowing.cli("leads", "assign", "1", "sam@example.com")[0] == 0
+
+    report = run_steps(flowing, later(3))
+
+    assert flowing.leads()[0]["owner"] == "sam@example.com" and report.dropped == 1
+    assert step_rows(flowing)[4][4:] == ("dropped", "the lead is already with sam@example.com, of the seniors role")
+
+
+def test_a_renamed_status_keeps_its_steps(flowing, smtp):
+    flowing.poll()
+    renamed = ACKNOWLEDGE.replace('name = "New"', 'name = "Fresh"')
+    statuses = ('[leads]\nstatuses = ["Fresh", "Attempting", "Contacted", "Qualified", "Disqualified"]\n'
+                'closed_statuses = ["Qualified", "Disqualified"]\ndefault_status = "Fresh"\n')
+    text = flowing.path.read_text().replace(
+        '[leads]\nstatuses = ["New", "Attempting", "Contacted", "Offer submitted", "Qualified", "Disqualified"]\n'
+        'closed_statuses = ["Qualified", "Disqualified"]\n', statuses).replace(ACKNOWLEDGE, renamed)
+    flowing.path.write_text(text)
+    assert flowing.cli("leads", "rename-status", "New", "Fresh")[0] == 0
+
+    assert run_steps(flowing, later(1)).done == 1  # the task step, in the renamed status
+
+
+def test_a_step_changed_in_the_config_or_days_late_is_not_run(flowing, smtp):
+    flowing.poll()
+    flowing.configure(*flowing.sections, extra=ACKNOWLEDGE.replace("due = \"4h\"", "due = \"8h\"")
+                      + SMTP.format(port=smtp.port), owners=OWNERS_AND_SENIOR)
+
+    report = run_steps(flowing, later(10))
+
+    assert report.dropped == 4 and report.done == report.sent == 0
+    whys = [row[5] for row in step_rows(flowing)[1:]]
+    assert whys[0] == "status New's workflow no longer has this step (the config changed)"
+    assert all("too late to run" in why for why in whys[1:])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from leadtap.core.config.pipeline import parse_pipeline
+from leadtap.core.config.pipeline import check_set_steps, parse_pipeline
 from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
     NotificationsConfig,
@@ -236,6 +236,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
                               leads.types, frozenset(role for owner in owners for role in owner.roles))
     pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required,
                        fields={spec.name: spec for spec in leads.fields})
+    check_set_steps(Section({}, path, ""), pipeline)
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,

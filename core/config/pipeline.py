@@ -9,7 +9,8 @@ from typing import Any
 
 from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
-from leadtap.core.rules.lifecycle import TRIGGERS, FollowUp, Pipeline, Refused, StatusOptions, TaskTemplate, normalized
+from leadtap.core.rules.lifecycle import (RESERVED, TRIGGERS, FollowUp, Pipeline, Refused, StatusOptions, TaskTemplate,
+                                          normalized)
 from leadtap.core.rules.model import valid_email
 from leadtap.core.rules.workflows import CONTACT, OWNER, ROLE, SENDERS, STEP_KINDS, Step
 
@@ -77,8 +78,8 @@ def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...], types: tupl
 
 def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...],
                  roles: frozenset[str] = frozenset()) -> StatusOptions:
-    values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": list,
-                     "steps": list}, required=("name",))
+    values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": array,
+                     "steps": array}, required=("name",))
     check_status(s, "name", values["name"], statuses)
     set_on = values.get("set_on")
     if set_on is not None and set_on.startswith("stage:"):
@@ -133,8 +134,8 @@ def email_step(table: Section, values: dict, after: timedelta, roles: frozenset[
         table.fail("email", f"no owner holds the role {to.removeprefix(ROLE)!r}; roles: {sorted(roles)}")
     elif to not in (OWNER, CONTACT) and not to.startswith(ROLE) and not valid_email(to):
         table.fail("email", f"{to!r}: expected owner, contact, role:NAME or an email address")
-    if not TEMPLATE_NAME_RE.fullmatch(values["template"]):
-        table.fail("template", "a template name (letters, digits, _ and -) is expected")
+    if not TEMPLATE_NAME_RE.fullmatch(values["template"]) or len(values["template"]) > 100:
+        table.fail("template", "a template name (letters, digits, _ and -, at most 100) is expected")
     for key in ("once_per", "from", "reply_to"):
         if key in values and to != CONTACT:
             table.fail(key, "only an email to the contact takes it")
@@ -155,14 +156,27 @@ def assign_step(table: Section, values: dict, after: timedelta, roles: frozenset
 
 
 def set_step(table: Section, values: dict, after: timedelta, roles) -> Step:
+    """Fields automation sets: never the contact's address (mail is matched on
+    it), nor what has its own option; declared types are checked once the
+    pipeline's fields are known (``check_set_steps``)."""
     given = values["set"]
-    if not given or not all(isinstance(v, str) for v in given.values()):
-        table.fail("set", "fields and their text values are expected, e.g. { priority = \"high\" }")
-    try:
-        checked = normalized(given, Pipeline(statuses=()))  # declared types are checked again when it runs
-    except Refused as exc:
-        table.fail("set", str(exc))
-    return Step("set", after, values=checked)
+    if not given or not all(isinstance(v, str) and v.strip() for v in given.values()):
+        table.fail("set", "fields and their values (text, not empty) are expected, e.g. { priority = \"high\" }")
+    for name in given:
+        if name.strip().casefold() in (*RESERVED, "email"):
+            table.fail("set", f"{name.strip()} is not a field a workflow sets")
+    return Step("set", after, values={name.strip(): value.strip() for name, value in given.items()})
+
+
+def check_set_steps(s: Section, pipeline: Pipeline) -> None:
+    """Each ``set`` step's values, by the pipeline's declared fields (a choice, a number, a date)."""
+    for number, option in enumerate(pipeline.options.values()):  # in [[statuses]] order
+        for index, step in enumerate(option.steps):
+            if step.kind == "set":
+                try:
+                    normalized(step.values, pipeline)
+                except Refused as exc:
+                    s.fail(f"statuses[{number}].steps[{index}].set", str(exc))
 
 
 STEP_SCHEMAS = {
@@ -173,6 +187,12 @@ STEP_SCHEMAS = {
 }
 STEP_REQUIRED = {"task": ("task", "due"), "email": ("email", "template"), "assign": ("assign",), "set": ("set",)}
 STEP_PARSERS = {"task": task_step, "email": email_step, "assign": assign_step, "set": set_step}
+
+
+def array(value: Any) -> list:
+    if not isinstance(value, list):
+        raise ValueError("a list is expected, e.g. [{ task = \"Call {{ lead.name }}\", due = \"1d\" }]")
+    return value
 
 
 def check_status(s: Section, key: str, status: str, statuses: tuple[str, ...]) -> None:

@@ -22,6 +22,7 @@ reason, never run.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ STEP_KINDS = ("task", "email", "assign", "set")
 OWNER, CONTACT, ROLE = "owner", "contact", "role:"
 SENDERS = ("smtp", "owner")  # whose address a contact's email comes from
 ONCE_PER = timedelta(days=30)  # a contact gets one email of a template in this long, by default
+TOO_LATE = timedelta(days=3)  # a step not run this long after it was due (leadtap stopped, the workflow off) is dropped
 # Local parts nobody reads, and no one may be written to automatically (RFC 3834 §2: never to a robot).
 NO_REPLY_RE = re.compile(
     r"(?:^|[._+-])(?:no[._-]?reply|do[._-]?not[._-]?reply|bounces?|mailer[._-]?daemon|postmaster|"
@@ -54,6 +56,11 @@ class Step:
     reply_to: str | None = None  # email to the contact: "owner" or an address
     role: str | None = None  # assign: the role whose rotation takes the lead
     values: Mapping[str, str] = field(default_factory=dict)  # set: field = value
+
+    @property
+    def fingerprint(self) -> str:
+        """What the step is, in 16 hex digits: a row owed for a step the config has since changed is not run."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
 
     @property
     def to_contact(self) -> bool:
@@ -81,6 +88,13 @@ class Stay:
     status: str  # the lead's status, or the deal's stage
     entered_at: datetime
     deal: bool = False
+
+
+def too_late(due_at: datetime, now: datetime) -> str | None:
+    """A step that could not run for days (leadtap stopped, the workflow turned off) is not run late."""
+    if now - due_at > TOO_LATE:
+        return f"due {due_at:%Y-%m-%d %H:%M} UTC, more than {span(TOO_LATE)} ago: too late to run"
+    return None
 
 
 def moved_on(step_status: str, step_stay: datetime, lead: Stay | None) -> str | None:

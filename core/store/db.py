@@ -356,6 +356,7 @@ class WorkflowStep(OutboxRow, Base):
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     step: Mapped[int] = mapped_column(Integer)  # its place in the status's steps
     kind: Mapped[str] = mapped_column(String(20))  # task | email | assign | set
+    fingerprint: Mapped[str] = mapped_column(String(16))  # what the step was: changed in the config, not run
     recipient: Mapped[str | None] = mapped_column(String(320))  # an email's, once sent
     message_id: Mapped[str | None] = mapped_column(String(998))  # an email to the contact's: its answer joins the lead
 

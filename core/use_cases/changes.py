@@ -22,7 +22,7 @@ from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.rules.free_mail import domain_of
 from leadtap.core.rules.words import plural
 from leadtap.core.config.load import Config
-from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task
+from leadtap.core.store.db import Activity, Lead, OnboardingRecord, Opportunity, Owner, Rotation, Task, WorkflowStep
 from leadtap.core.rules.deals import DealRules
 from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Pipeline, Refused
 from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_pool
@@ -175,8 +175,11 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
         lead.status = new
         add_activity(session, lead.id, "status", f"{old} → {new} (renamed)", actor, now,
                      {"from": old, "to": new, "renamed": True})
-    session.execute(update(Task).where(Task.lead_id.in_([lead.id for lead in leads]), Task.status == old)
-                    .values(status=new))
+    ids = [lead.id for lead in leads]
+    session.execute(update(Task).where(Task.lead_id.in_(ids), Task.status == old).values(status=new))
+    # the stay goes on: so do its workflow's steps owed (they run if the new status has the same ones)
+    session.execute(update(WorkflowStep).where(WorkflowStep.lead_id.in_(ids), WorkflowStep.deal.is_(False),
+                                               WorkflowStep.status == old).values(status=new))
     return len(leads)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,8 @@ from leadtap.core.rules import lifecycle, workflows
 from leadtap.core.rules.durations import span
 from leadtap.core.rules.lifecycle import AUTOMATED, Change, Refused
 from leadtap.core.rules.workflows import CONTACT, OWNER, ROLE, Step, Stay
-from leadtap.core.store.db import ContactEmail, Lead, Opportunity, Owner, ThreadMessage, WorkflowStep
+from leadtap.core.rules.model import Outcome, safe_message_id
+from leadtap.core.store.db import ContactEmail, Lead, LedgerEntry, Opportunity, Owner, ThreadMessage, WorkflowStep
 from leadtap.core.store.outbox import Outbox
 from leadtap.core.store.services import clip
 
@@ -32,32 +33,38 @@ def step_rows(lead_id: int, status: str, steps: tuple[Step, ...], entered_at: da
     """The rows owed for a lead (``deal``: its deal) that entered ``status``
     (the stage) at ``entered_at``: one per step, due at its ``after``."""
     return [{"lead_id": lead_id, "deal": deal, "status": status, "entered_at": entered_at, "step": index,
-             "kind": step.kind, "state": "pending", "attempts": 0, "next_attempt_at": entered_at + step.after,
-             "created_at": now}
+             "kind": step.kind, "fingerprint": step.fingerprint, "state": "pending", "attempts": 0,
+             "next_attempt_at": entered_at + step.after, "created_at": now}
             for index, step in enumerate(steps)]
 
 
 def owe_steps(session: Session, rules, lead: Lead, event: lifecycle.StepsOwed, now: datetime) -> None:
     """The lead (its row locked by the caller), or its deal, entered a status
-    (a stage): its steps are owed for this stay."""
+    (a stage): its steps are owed for this stay — once: a reply that moves a
+    lead out and back within one moment re-enters the same stay."""
     if event.deal:
         entered = session.scalar(select(Opportunity.stage_changed_at).where(Opportunity.lead_id == lead.id))
         steps = rules.deals.steps.get(event.status, ())
     else:
         entered, steps = lead.status_changed_at, rules.pipeline.option(event.status).steps
-    if steps:
+    owed = session.scalar(select(WorkflowStep.id).where(
+        WorkflowStep.lead_id == lead.id, WorkflowStep.deal.is_(event.deal), WorkflowStep.status == event.status,
+        WorkflowStep.entered_at == entered).limit(1))
+    if steps and owed is None:
         session.execute(insert(WorkflowStep), step_rows(lead.id, event.status, steps, entered, now, event.deal))
 
 
 def step_of(row: WorkflowStep, rules) -> Step | None:
-    """The configured step a row was owed for; None when the config changed under it."""
+    """The configured step a row was owed for; None when the config changed
+    under it (the step at its place is not the same step)."""
     steps = rules.deals.steps.get(row.status, ()) if row.deal else rules.pipeline.option(row.status).steps
     step = steps[row.step] if row.step < len(steps) else None
-    return step if step is not None and step.kind == row.kind else None
+    return step if step is not None and step.fingerprint == row.fingerprint else None
 
 
-def why_not(session: Session, row: WorkflowStep, lead: Lead | None, rules) -> str | None:
-    """Why the step no longer runs (its lead, or deal, moved on; its config changed), or None."""
+def why_not(session: Session, row: WorkflowStep, lead: Lead | None, rules, now: datetime) -> str | None:
+    """Why the step no longer runs (its lead, or deal, moved on; its config
+    changed; it is days late), or None."""
     if row.deal:
         deal = session.scalar(select(Opportunity).where(Opportunity.lead_id == row.lead_id)) if lead else None
         stay = Stay(deal.stage, deal.stage_changed_at, deal=True) if deal else None
@@ -69,7 +76,7 @@ def why_not(session: Session, row: WorkflowStep, lead: Lead | None, rules) -> st
     if step_of(row, rules) is None:
         where = "the deal stage" if row.deal else "status"
         return f"{where} {row.status}'s workflow no longer has this step (the config changed)"
-    return None
+    return workflows.too_late(row.next_attempt_at, now)
 
 
 def locked_lead(session: Session, lead_id: int) -> Lead | None:
@@ -88,6 +95,9 @@ def run_in_database(session: Session, rules, row: WorkflowStep, step: Step, lead
         event = lifecycle.TaskDue(step.title, now + step.due, status=None if row.deal else row.status)
         change = Change(lead.id, AUTOMATED, now, (event,))
     elif step.kind == "assign":
+        current = session.get(Owner, lead.owner_id) if lead.owner_id else None
+        if current is not None and current.active and step.role in (current.roles or []):
+            raise Refused(f"the lead is already with {current.email}, of the {step.role} role")
         owner = changes.next_owner(session, step.role, state.owner, now)
         change = lifecycle.assign(state, owner.email, rules.pipeline, AUTOMATED, now)
     else:
@@ -113,7 +123,13 @@ class Letter:
     owner: Owner | None
     deal: Opportunity | None
     recipients: tuple[str, ...]
-    thread: tuple[str, ...] = ()  # the enquiry's Message-ID first: an email to the contact answers it
+    answers: str | None = None  # the contact's own enquiry's Message-ID: the email answers it
+    by_mail: bool = False  # the lead came by mail (not entered by hand)
+
+
+class MaybeSent(Refused):
+    """An earlier attempt at the contact's email was cut off mid-send (its
+    sender died): it may have gone out, so it is not sent again."""
 
 
 def recipients(session: Session, step: Step, lead: Lead, owner: Owner | None, own: set[str]) -> tuple[str, ...]:
@@ -139,10 +155,17 @@ def recipients(session: Session, step: Step, lead: Lead, owner: Owner | None, ow
     return (step.to,)
 
 
-def enquiry_thread(session: Session, lead_id: int) -> tuple[str, ...]:
-    """The Message-IDs of the lead's mail, the first (its enquiry) first."""
-    return tuple(session.scalars(select(ThreadMessage.message_id).where(ThreadMessage.lead_id == lead_id)
-                                 .order_by(ThreadMessage.id).limit(20)))
+def enquiry(session: Session, lead: Lead, contact: str) -> tuple[str | None, bool]:
+    """The Message-ID an email to the contact answers — the enquiry that made
+    the lead, when the contact wrote it (not a web form's robot, not an
+    owner's forward: the contact never saw those) — and whether mail made it."""
+    made = session.execute(select(LedgerEntry.message_id, LedgerEntry.sender).where(
+        LedgerEntry.lead_id == lead.id, LedgerEntry.outcome == Outcome.LEAD.value).order_by(LedgerEntry.id).limit(1)
+    ).first()
+    if made is None:
+        return None, False
+    wrote_it = (made.sender or "").lower() == contact
+    return (safe_message_id(made.message_id) if wrote_it else None), True
 
 
 def reserve_contact(session: Session, contact: str, template: str, row_id: int, now: datetime,
@@ -172,19 +195,27 @@ def give_back(session: Session, row_id: int) -> None:
     session.execute(delete(ContactEmail).where(ContactEmail.step_id == row_id))
 
 
+def not_tried(session: Session, row_id: int) -> None:
+    """Released untried (our server down, the sender stopping): no attempt is in flight."""
+    session.execute(update(WorkflowStep).where(WorkflowStep.id == row_id).values(message_id=None))
+
+
 def letter(session: Session, row: WorkflowStep, step: Step, lead: Lead, now: datetime,
            own: set[str]) -> Letter:
     """The email a claimed step sends, or ``Refused``: nobody to write to, or
     the contact already had this template within its period."""
     owner = session.get(Owner, lead.owner_id) if lead.owner_id else None
     to = recipients(session, step, lead, owner, own)
-    thread: tuple[str, ...] = ()
+    answers, by_mail = None, False
     if step.to_contact:
+        if row.message_id is not None and row.last_error is None:
+            raise MaybeSent(f"an earlier attempt to {to[0]} was cut off mid-send ({row.message_id}): "
+                            f"it may have gone out, so it is not sent twice")
         if not reserve_contact(session, to[0], step.template, row.id, now, step.once_per):
             raise Refused(f"{to[0]} already had {step.template} within {span(step.once_per)}")
-        thread = enquiry_thread(session, lead.id)
+        answers, by_mail = enquiry(session, lead, to[0])
     deal = session.scalar(select(Opportunity).where(Opportunity.lead_id == lead.id))
-    return Letter(row.id, step, lead, owner, deal, to, thread)
+    return Letter(row.id, step, lead, owner, deal, to, answers, by_mail)
 
 
 def remember_sent(session: Session, row_id: int, lead_id: int, message_id: str, recipients: tuple[str, ...],

@@ -38,6 +38,11 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
         for number, step in enumerate(option.steps, start=1):
             if step.kind == "task":
                 checks.append((f"step {number} of {status}", lambda step=step: check_task_title(app, step.title)))
+    for stage, steps in app.config.opportunities.deals.steps.items():
+        for number, step in enumerate(steps, start=1):
+            if step.kind == "task":
+                checks.append((f"step {number} of deal stage {stage}",
+                               lambda step=step: check_task_title(app, step.title)))
     onboarding = app.config.opportunities.deals.onboarding
     for number, task in enumerate(onboarding.tasks if onboarding else (), start=1):
         checks.append((f"onboarding task {number}", lambda task=task: check_task_title(app, task.title)))
@@ -85,11 +90,17 @@ def template_contexts(config) -> dict[str, list[dict]]:
         found[deals.onboarding.template] = [sample_notification("onboarding", commands)]
     if commands:
         found["command_confirmation"] = [sample_notification("confirmation", commands)]
-    for option in config.pipeline.options.values():
-        for step in option.steps:
-            if step.sends:
-                found.setdefault(step.template, []).append(sample_step(step.to_contact, commands))
+    for step in all_steps(config):
+        if step.sends:  # a lead as full as can be, and one with nothing but an address
+            found.setdefault(step.template, []).extend(
+                sample_step(step.to_contact, commands, bare) for bare in (False, True))
     return found
+
+
+def all_steps(config) -> list:
+    """Every workflow step: the statuses', then the deal stages'."""
+    return ([step for option in config.pipeline.options.values() for step in option.steps]
+            + [step for steps in config.opportunities.deals.steps.values() for step in steps])
 
 
 def check_template(app: App, kind: str, contexts: list[dict]) -> str:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column('entered_at', UTCDateTime(), nullable=False),
         sa.Column('step', sa.Integer(), nullable=False),
         sa.Column('kind', sa.String(length=20), nullable=False),
+        sa.Column('fingerprint', sa.String(length=16), nullable=False),
         sa.Column('recipient', sa.String(length=320), nullable=True),
         sa.Column('message_id', sa.String(length=998), nullable=True),
         sa.Column('state', sa.String(length=20), nullable=False),
