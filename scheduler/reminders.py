@@ -153,7 +153,7 @@ class ReminderSweep:
         report.deals = DealSweep(self.db, self.rules, self.should_stop, dry_run).run(now)
         report.plan += report.deals.done
         with self.db.transaction() as session:
-            found = find_due(session, settings.rules, self.config.leads.closed_statuses, now)
+            found = find_due(session, settings.rules, self.config.closed, now)
             due, taken = self.while_away(found.due, now), found.taken
             supervisors = {r.escalate_to_role: owners_with_role(session, r.escalate_to_role, now)
                            for r in settings.rules if r.escalate_to_role}

@@ -122,10 +122,11 @@ class StepRunner:
         rules, letter, outgoing = self.rules, None, None
         with self.db.transaction() as session:
             row = session.get(workflows.WorkflowStep, row_id)
-            step = workflows.step_of(row, rules)
+            step = workflows.step_of(row, rules, session.get(workflows.Lead, row.lead_id))  # read: a lead keeps its pipeline
             if step is not None and step.kind == "assign":
                 lock_rotation(session, step.role)  # the rotation's lock before the lead's, as every assignment
             lead = workflows.locked_lead(session, row.lead_id)
+            step = workflows.step_of(row, rules, lead) if lead is not None else step
             why, keep_claim = workflows.why_not(session, row, lead, rules, now), False
             if why is None:
                 try:

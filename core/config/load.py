@@ -11,11 +11,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from leadtap.core.config.pipeline import check_set_steps, parse_pipeline
+from leadtap.core.config.pipeline import check_set_steps, parse_pipeline, parse_pipelines, statuses_by_pipeline
 from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
     NotificationsConfig,
@@ -147,8 +147,31 @@ class Config:
     commands: CommandsConfig = CommandsConfig()
     metrics: MetricsConfig = MetricsConfig()
     oauth2: TokenKeyConfig = TokenKeyConfig()
-    pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")
+    pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")  # the default one
+    pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # every one by name, the default first
     warnings: tuple[str, ...] = ()
+
+    @property
+    def every_pipeline(self) -> tuple[Pipeline, ...]:
+        return tuple(self.pipelines.values()) or (self.pipeline,)
+
+    def pipeline_called(self, name: str) -> Pipeline | None:
+        """The pipeline named so, in any case; None when there is none."""
+        return next((p for p in self.every_pipeline if p.name.lower() == name.strip().lower()), None)
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Every pipeline's statuses, the default one's first."""
+        return tuple(dict.fromkeys(s for p in self.every_pipeline for s in p.statuses))
+
+    @property
+    def closed(self) -> tuple[str, ...]:
+        """Every pipeline's closed statuses (a status is closed in all of them or in none)."""
+        return tuple(dict.fromkeys(s for p in self.every_pipeline for s in p.closed))
+
+    def pipeline_of(self, key: str | None) -> Pipeline:
+        """A lead's pipeline by its ``pipeline`` column (None: the default one)."""
+        return self.pipelines.get(key, self.pipeline) if key is not None else self.pipeline
 
     @property
     def sweeps(self) -> bool:
@@ -158,7 +181,7 @@ class Config:
     @property
     def workflows(self) -> bool:
         """A status (or a deal stage) has a workflow: its steps are run from the outbox."""
-        return (any(option.steps for option in self.pipeline.options.values())
+        return (any(option.steps for each in self.every_pipeline for option in each.options.values())
                 or any(self.opportunities.deals.steps.values()))
 
     @property
@@ -229,14 +252,24 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         for s in root.array("mailboxes")
     )
     smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
-    reminders = parse_reminders(root.table("reminders"), leads.statuses, leads.closed_statuses,
-                                {role for owner in owners for role in owner.roles})
-    pipeline = parse_pipeline(root.table("pipeline"), root.array("statuses"), leads.statuses, leads.closed_statuses,
-                              leads.default_status, {o.email.lower() for o in owners}, opportunities.stages,
-                              leads.types, frozenset(role for owner in owners for role in owner.roles))
-    pipeline = replace(won_deals_qualify(pipeline, opportunities.deals.won), required=leads.required,
-                       fields={spec.name: spec for spec in leads.fields})
-    check_set_steps(Section({}, path, ""), pipeline)
+    options = statuses_by_pipeline(root.array("statuses"))
+    owner_emails, roles = {o.email.lower() for o in owners}, frozenset(role for owner in owners for role in owner.roles)
+    pipeline = parse_pipeline(root.table("pipeline"), options.pop(None, []), leads.statuses, leads.closed_statuses,
+                              leads.default_status, owner_emails, opportunities.stages, leads.types, roles)
+    pipelines = parse_pipelines(root.array("pipelines"), options, pipeline, owner_emails, opportunities.stages,
+                                leads.types, roles)
+    pipelines = {name: replace(won_deals_qualify(each, opportunities.deals.won), required=leads.required,
+                               fields={spec.name: spec for spec in leads.fields}) for name, each in pipelines.items()}
+    pipeline = pipelines[pipeline.name]
+    for each in pipelines.values():
+        check_set_steps(Section({}, path, ""), each)
+    every_status = tuple(dict.fromkeys(status for each in pipelines.values() for status in each.statuses))
+    every_closed = tuple(dict.fromkeys(status for each in pipelines.values() for status in each.closed))
+    reminders = parse_reminders(root.table("reminders"), every_status, every_closed, set(roles), pipelines)
+    for index, box in enumerate(mailboxes):
+        if box.pipeline is not None and box.pipeline not in pipelines:
+            raise ConfigError(path, f"mailboxes[{index}].pipeline",
+                              f"unknown pipeline {box.pipeline!r}; expected one of {list(pipelines)}")
     notifications = parse_notifications(root.table("notifications"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,
@@ -253,7 +286,8 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     if opportunities.deals.staleness.enabled and smtp is None:
         raise ConfigError(path, "smtp", "[opportunities.staleness] warns owners before it closes a deal, "
                                         "so an [smtp] table is required")
-    sends = [f"statuses.{o.name}" for o in pipeline.options.values() if any(step.sends for step in o.steps)]
+    sends = [f"statuses.{o.name}" for each in pipelines.values() for o in each.options.values()
+             if any(step.sends for step in o.steps)]
     sends += [f"opportunities.steps.{stage}" for stage, steps in opportunities.deals.steps.items()
               if any(step.sends for step in steps)]
     if sends and smtp is None:
@@ -281,6 +315,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         metrics=metrics,
         oauth2=token_key,
         pipeline=pipeline,
+        pipelines=pipelines,
         warnings=tuple(warnings),
     )
 

@@ -4,13 +4,14 @@ statuses and owners of the rest of the configuration."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
-from leadtap.core.rules.lifecycle import (RESERVED, TRIGGERS, FollowUp, Pipeline, Refused, StatusOptions, TaskTemplate,
-                                          normalized)
+from leadtap.core.rules.lifecycle import (DEFAULT_PIPELINE, RESERVED, TRIGGERS, FollowUp, Pipeline, Refused,
+                                          StatusOptions, TaskTemplate, normalized)
 from leadtap.core.rules.model import valid_email
 from leadtap.core.rules.workflows import CONTACT, OWNER, ROLE, SENDERS, STEP_KINDS, Step
 
@@ -24,7 +25,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
-        "tasks_on_leave": str, "create_in": list_of_str,
+        "tasks_on_leave": str, "create_in": list_of_str, "name": str,
     })
     for status in values.get("create_in", ()):
         check_status(s, "create_in", status, statuses)
@@ -62,7 +63,55 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
         disqualify_reasons=reasons, other_reason=values.get("other_reason"),
         lock_converted=values.get("lock_converted", False), follow_up=follow_up, options=options,
         tasks_on_leave=values.get("tasks_on_leave", "cancel"), create_in=values.get("create_in", ()),
+        name=values.get("name", DEFAULT_PIPELINE),
     )
+
+
+def statuses_by_pipeline(sections: list[Section]) -> dict[str | None, list[Section]]:
+    """``[[statuses]]`` grouped by their ``pipeline`` key (None: the default pipeline's)."""
+    grouped: dict[str | None, list[Section]] = {}
+    for section in sections:
+        name = section.take({"pipeline": str}, finish=False).get("pipeline")
+        grouped.setdefault(name, []).append(section)
+    return grouped
+
+
+def parse_pipelines(sections: list[Section], options: dict[str | None, list[Section]], default: Pipeline,
+                    owners: set[str], stages: tuple[str, ...], types: tuple[str, ...],
+                    roles: frozenset[str]) -> dict[str, Pipeline]:
+    """``[[pipelines]]``: each its statuses (a status closed in one is closed
+    in all), its rules as ``[pipeline]`` has them, its ``[[statuses]]``
+    (``pipeline = "NAME"``). The default pipeline comes first."""
+    pipelines = {default.name: default}
+    closed_anywhere = dict.fromkeys(default.closed, default.name)
+    open_anywhere = dict.fromkeys(default.open_statuses(), default.name)
+    for s in sections:
+        values = s.take({"name": str, "statuses": list_of_str, "closed_statuses": list_of_str,
+                         "default_status": str}, required=("name", "statuses"), finish=False)
+        name, statuses = values["name"], values["statuses"]
+        if name in pipelines:
+            s.fail("name", f"{name!r} is already a pipeline (the default one is {default.name!r}: [pipeline] name)")
+        closed = values.get("closed_statuses", ())
+        for status in closed:
+            check_status(s, "closed_statuses", status, statuses)
+        first_open = next((status for status in statuses if status not in closed), None)
+        default_status = values.get("default_status", first_open)
+        check_status(s, "default_status", default_status, statuses)
+        if default_status in closed:
+            s.fail("default_status", "a new lead must start in an open status, not a closed one")
+        for status in statuses:
+            other = (open_anywhere if status in closed else closed_anywhere).get(status)
+            if other is not None:
+                s.fail("closed_statuses", f"{status!r} is {'open' if status in closed else 'closed'} in the "
+                                          f"{other} pipeline: a status is closed in every pipeline or in none")
+        pipeline = parse_pipeline(s, options.pop(name, []), tuple(statuses), tuple(closed), default_status, owners,
+                                  stages, types, roles)
+        pipelines[name] = replace(pipeline, name=name, default=False)
+        closed_anywhere.update(dict.fromkeys(closed, name))
+        open_anywhere.update(dict.fromkeys(pipeline.open_statuses(), name))
+    for name, unknown in options.items():
+        unknown[0].fail("pipeline", f"unknown pipeline {name!r}; expected one of {list(pipelines)}")
+    return pipelines
 
 
 def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...], types: tuple[str, ...]) -> FollowUp:

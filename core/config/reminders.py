@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadtap.core.config.values import Section, check_unique, parse_seconds
@@ -65,6 +65,8 @@ class ReminderRule:
     escalate_after: int | None = None
     escalate_to_role: str | None = None
     reassign_after: int | None = None  # at this reminder of a stay the lead goes to the rotation's next owner
+    pipeline: str | None = None  # only leads of this pipeline (None: of every pipeline with ``status``)
+    pipeline_key: str | None = None  # its leads' pipeline column (None: the default pipeline's)
 
     @property
     def for_tasks(self) -> bool:
@@ -114,8 +116,9 @@ def parse_notifications(s: "Section") -> NotificationsConfig:
 
 
 def parse_reminders(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...],
-                    roles: set[str]) -> RemindersConfig:
-    """``statuses``, ``closed``: the leads' statuses; ``roles``: those the owners hold."""
+                    roles: set[str], pipelines: Mapping | None = None) -> RemindersConfig:
+    """``statuses``, ``closed``: the leads' statuses (every pipeline's);
+    ``roles``: those the owners hold; ``pipelines``: by name, for a rule's ``pipeline``."""
     rules_sections = s.array("rules")  # taken first: take() refuses keys it does not know
     values = s.take(
         {
@@ -140,15 +143,17 @@ def parse_reminders(s: "Section", statuses: tuple[str, ...], closed: tuple[str, 
         s.fail("timezone", f"unknown time zone {values['timezone']!r}; expected e.g. \"Europe/Vilnius\"")
     if "lead_url" in values and "{id}" not in values["lead_url"]:
         s.fail("lead_url", "a URL with {id} where the lead's id goes is expected")
-    rules = tuple(parse_rule(r, statuses, closed, roles) for r in rules_sections)
+    rules = tuple(parse_rule(r, statuses, closed, roles, pipelines or {}) for r in rules_sections)
     check_unique(s.path, "reminders.rules", "name", [r.name for r in rules])
     return RemindersConfig(rules=rules, **values)
 
 
-def parse_rule(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...], roles: set[str]) -> ReminderRule:
+def parse_rule(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...], roles: set[str],
+               pipelines: Mapping) -> ReminderRule:
     values = s.take(
         {
             "name": str,
+            "pipeline": str,
             "status": str,
             "after": parse_seconds,
             "template": str,
@@ -164,6 +169,11 @@ def parse_rule(s: "Section", statuses: tuple[str, ...], closed: tuple[str, ...],
     kind = values.setdefault("kind", "status")
     if kind not in RULE_KINDS:
         s.fail("kind", f"{kind!r} is not one of {list(RULE_KINDS)}")
+    if "pipeline" in values:
+        pipeline = pipelines.get(values["pipeline"])
+        if pipeline is None:
+            s.fail("pipeline", f"unknown pipeline {values['pipeline']!r}; expected one of {list(pipelines)}")
+        statuses, values["pipeline_key"] = pipeline.statuses, pipeline.key
     check_rule_kind(s, values, statuses, closed)
     for key in ("after", "repeat_every"):
         if key in values:

@@ -35,6 +35,7 @@ class MailboxConfig:
     ca_file: str | None = None
     kind: str = "inbox"  # inbox: mail becomes leads; sent: the team's sent mail, outreach only
     idle: bool | None = None  # push (IMAP IDLE): None uses it when the server announces it
+    pipeline: str | None = None  # the [[pipelines]] its new leads go to (None: the default pipeline)
     auth: str = "password"
     oauth2: OAuth2Config | None = None
 
@@ -83,10 +84,13 @@ def parse_mailbox(
             "poll_interval": parse_seconds,
             "kind": str,
             "idle": bool,
+            "pipeline": str,
         },
         required=("name",),
     )
     check_kind(s, values)
+    if values.get("kind") == "sent" and "pipeline" in values:
+        s.fail("pipeline", "a sent folder makes no leads: its pipeline is its leads' own")
     values["oauth2"] = parse_auth(s, oauth2, values, "imap", environ, warnings)
     for key in ("host", "username"):
         if key not in values:

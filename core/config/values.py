@@ -62,8 +62,10 @@ class Section:
             self.fail(key, f"an array of tables is expected ([[{key}]])")
         return [Section(item, self.path, f"{self.where(key)}[{i}]") for i, item in enumerate(items)]
 
-    def take(self, schema: dict[str, Callable[[Any], Any]], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Convert the keys in ``schema``; refuse missing required and unknown keys."""
+    def take(self, schema: dict[str, Callable[[Any], Any]], required: tuple[str, ...] = (),
+             finish: bool = True) -> dict[str, Any]:
+        """Convert the keys in ``schema``; refuse missing required and (unless
+        another ``take`` reads the rest: ``finish = False``) unknown keys."""
         values: dict[str, Any] = {}
         self.known |= set(schema)
         for key, convert in schema.items():
@@ -72,7 +74,8 @@ class Section:
                     self.fail(key, "this key is required")
                 continue
             values[key] = self.convert(key, self.data.pop(key), convert)
-        self.finish()
+        if finish:
+            self.finish()
         return values
 
     def convert(self, key: str, value: Any, convert: Callable[[Any], Any]) -> Any:

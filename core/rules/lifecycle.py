@@ -123,6 +123,9 @@ class FollowUp:
     type: str | None = None  # the follow-up lead's type (HubSpot's Re-attempting), else the lead's
 
 
+DEFAULT_PIPELINE = "default"  # the name of the pipeline [leads] and [pipeline] describe, unless [pipeline] name
+
+
 @dataclass(frozen=True)
 class Pipeline:
     statuses: tuple[str, ...]
@@ -142,6 +145,13 @@ class Pipeline:
     create_in: tuple[str, ...] = ()  # the statuses a lead is created in by hand (none given: any open one)
     required: tuple[str, ...] = ()  # fields a lead made or edited by hand must have (Hanna's mandatory fields)
     fields: Mapping[str, FieldSpec] = field(default_factory=dict)  # declared custom fields
+    name: str = DEFAULT_PIPELINE
+    default: bool = True  # the default pipeline (its leads' pipeline column is empty); else a [[pipelines]] one
+
+    @property
+    def key(self) -> str | None:
+        """What a lead of this pipeline holds in its ``pipeline`` column: nothing for the default one."""
+        return None if self.default else self.name
 
     def option(self, status: str) -> StatusOptions:
         return self.options.get(status) or StatusOptions(status)

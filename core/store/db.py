@@ -86,6 +86,7 @@ class Lead(Base):
     type: Mapped[str | None] = mapped_column(String(100))  # HubSpot's lead type ([leads] types), if any
     status: Mapped[str] = mapped_column(String(100))
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pipeline: Mapped[str | None] = mapped_column(String(100))  # a [[pipelines]] name; None: the default pipeline
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"), index=True)
     mailbox: Mapped[str] = mapped_column(String(200))
     # The lower-cased contact address: the extracted email, or the sender.

@@ -138,10 +138,17 @@ def stale_leads(session: Session, rule: ReminderRule, now: datetime) -> list[Due
         select(Lead, Owner)
         .outerjoin(Owner, Owner.id == Lead.owner_id)
         .where(Lead.status == rule.status, Lead.status_changed_at <= since)
-        .where(or_(Lead.assigned_at.is_(None), Lead.assigned_at <= since), awake(now))
+        .where(or_(Lead.assigned_at.is_(None), Lead.assigned_at <= since), awake(now), *of_rules_pipeline(rule))
         .order_by(Lead.id)
     ).all()
     return [Due(lead, owner, rule, 0, now - stay_start(lead), stay_start(lead)) for lead, owner in rows]
+
+
+def of_rules_pipeline(rule: ReminderRule) -> list:
+    """A rule with a ``pipeline``: its leads only."""
+    if rule.pipeline is None:
+        return []
+    return [Lead.pipeline.is_(None) if rule.pipeline_key is None else Lead.pipeline == rule.pipeline_key]
 
 
 def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...], now: datetime) -> list[Due]:

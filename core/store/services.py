@@ -173,16 +173,19 @@ class LeadSettings:
     service_senders: tuple[str, ...] = ()  # [[opportunities.moves]] on mail: their sender patterns
     authserv_id: str | None = None  # [commands] authserv_id: whose Authentication-Results vouch for a From
     steps: tuple = ()  # the workflow of ``status`` (core.rules.workflows.Step): owed for each new lead
+    pipeline: str | None = None  # the mailbox's [[pipelines]] name (None: the default pipeline)
     stage_steps: tuple = ()  # the workflow of ``opportunity_stage``: owed for each new deal
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
+        pipeline = config.pipeline_of(mailbox.pipeline)
         return cls(
-            status=config.leads.default_status,
+            status=pipeline.default_status,
+            pipeline=pipeline.key,
             source=mailbox.source,
             role=config.assignment.role,
             assign=config.assignment.enabled,
-            open_statuses_exclude=config.leads.closed_statuses,
+            open_statuses_exclude=config.closed,
             opportunity_stage=config.opportunities.stages[0] if config.opportunities.auto_create else None,
             sent_folder=mailbox.is_sent,
             notify_owner=config.notifications.enabled,
@@ -191,7 +194,7 @@ class LeadSettings:
             lead_type=config.leads.default_type,
             service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
             authserv_id=config.commands.authserv_id,
-            steps=config.pipeline.option(config.leads.default_status).steps,
+            steps=pipeline.option(pipeline.default_status).steps,
             stage_steps=config.opportunities.deals.steps.get(config.opportunities.stages[0], ()),
         )
 

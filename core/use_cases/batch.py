@@ -307,6 +307,7 @@ class LeadBatch:
             "name": clip(draft.name, 300), "email": clip(draft.email, 320), "phone": clip(draft.phone, 100),
             "company": clip(draft.company, 300), "message": clip(draft.message), "fields": clip_all(draft.fields),
             "source": self.settings.source, "type": self.settings.lead_type, "status": self.settings.status,
+            "pipeline": self.settings.pipeline,
             "status_changed_at": self.now,
             "owner_id": owner_id, "mailbox": ref.mailbox, "contact": clip(draft.contact, 320),
             "contact_domain": domain_of(draft.contact),

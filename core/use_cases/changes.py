@@ -10,9 +10,9 @@ follow-up lead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Mapping
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -54,6 +54,28 @@ class LeadRules:
     free_mail: frozenset[str] = frozenset()  # added to core.rules.free_mail's list
     types: tuple[str, ...] = ()  # [leads] types; a new lead's is default_type
     default_type: str | None = None
+    pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # every pipeline by name (``pipeline``: the default)
+    config: Config | None = None  # what the pipelines came from (their names, in any case)
+
+    def pipeline_of(self, lead) -> Pipeline:
+        """A lead's pipeline (its rules and statuses): its ``pipeline`` column's, else the default one."""
+        key = lead.pipeline if lead is not None else None
+        return self.pipelines.get(key, self.pipeline) if key is not None else self.pipeline
+
+    @property
+    def closed(self) -> tuple[str, ...]:
+        """The closed statuses of every pipeline (a status is closed in all of them or in none)."""
+        return self.config.closed if self.config else self.pipeline.closed
+
+    def pipeline_named(self, name: str | None) -> Pipeline:
+        """``--pipeline NAME`` (any case), or the default one; Refused with the names."""
+        if name is None:
+            return self.pipeline
+        found = self.config.pipeline_called(name) if self.config else None
+        if found is None:
+            names = list(self.pipelines or [self.pipeline.name])
+            raise Refused(f"unknown pipeline {name!r}; expected one of {', '.join(names)}")
+        return found
 
     @classmethod
     def for_config(cls, config: Config, render_title: RenderTitle = lambda title, _lead: title) -> "LeadRules":
@@ -63,7 +85,7 @@ class LeadRules:
         return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
                    config.notifications.enabled, config.smtp is not None, sources, config.assignment.enabled,
                    config.opportunities.auto_create, config.assignment.company_owner,
-                   frozenset(config.assignment.free_mail), leads.types, leads.default_type)
+                   frozenset(config.assignment.free_mail), leads.types, leads.default_type, config.pipelines, config)
 
     @property
     def first_stage(self) -> str:
@@ -87,6 +109,13 @@ def state_of(session: Session, lead: Lead) -> LeadState:
                      lead.blocked, lead.source, min(lead.received_at, lead.created_at), lead.type)
 
 
+def in_pipeline(actor: Actor, pipeline: Pipeline) -> Actor:
+    """An owner acting on a lead of ``pipeline``: an admin there if its ``admins`` name them."""
+    if actor.who in (lifecycle.CLI, lifecycle.AUTOMATION):
+        return actor
+    return replace(actor, admin=actor.who in pipeline.admins)
+
+
 def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cli") -> Actor:
     """``--by``: an owner's email (known, active or not), else the command line."""
     actor = lifecycle.actor_for(who, pipeline, how)
@@ -101,9 +130,11 @@ def acting(session: Session, who: str | None, pipeline: Pipeline, how: str = "cl
 def set_status(session: Session, rules: LeadRules, lead_id: int, status: str, actor: Actor, now: datetime,
                reason: str | None = None, note: str | None = None, values: dict | None = None) -> Change:
     lead = load_lead(session, lead_id)
-    status = pick(status, rules.pipeline.statuses)  # the same by email and on the command line
-    reason = pick(reason, rules.pipeline.disqualify_reasons) if reason else reason
-    change = lifecycle.move(state_of(session, lead), status, rules.pipeline, actor, now, reason, note, values)
+    pipeline = rules.pipeline_of(lead)
+    status = pick(status, pipeline.statuses)  # the same by email and on the command line
+    reason = pick(reason, pipeline.disqualify_reasons) if reason else reason
+    change = lifecycle.move(state_of(session, lead), status, pipeline, in_pipeline(actor, pipeline), now, reason,
+                            note, values)
     record(session, rules, lead, change)
     return change
 
@@ -117,8 +148,9 @@ def edit(session: Session, rules: LeadRules, lead_id: int, values: dict, source:
     lead = load_lead(session, lead_id)
     source = pick(source, rules.sources) if source else source
     lead_type = pick(lead_type, rules.types) if lead_type else lead_type
-    change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, rules.pipeline, actor, now,
-                            lead_type, rules.types)
+    pipeline = rules.pipeline_of(lead)
+    change = lifecycle.edit(state_of(session, lead), values, source, rules.sources, pipeline,
+                            in_pipeline(actor, pipeline), now, lead_type, rules.types)
     for event in change.of(lifecycle.FieldsSet):
         if event.values.get("email"):
             check_contact(session, rules, lead, event.values["email"])
@@ -136,7 +168,7 @@ def check_contact(session: Session, rules: LeadRules, lead: Lead, email: str) ->
 
 def open_lead_of(session: Session, rules: LeadRules, contact: str, besides: int | None = None) -> Lead | None:
     """The contact's latest open lead (other than ``besides``)."""
-    query = select(Lead).where(Lead.contact == contact, Lead.status.not_in(rules.pipeline.closed))
+    query = select(Lead).where(Lead.contact == contact, Lead.status.not_in(rules.closed))
     if besides is not None:
         query = query.where(Lead.id != besides)
     return session.scalars(query.order_by(Lead.id.desc()).limit(1)).first()
@@ -146,17 +178,20 @@ def log_contact(session: Session, rules: LeadRules, lead_id: int, kind: str, out
                 note: str | None, actor: Actor, now: datetime) -> list[Change]:
     """A call or meeting on the lead, and the move automation makes on it."""
     lead = load_lead(session, lead_id)
-    done = lifecycle.log_contact(state_of(session, lead), kind, outcome, at, note, rules.pipeline, actor, now)
+    pipeline = rules.pipeline_of(lead)
+    done = lifecycle.log_contact(state_of(session, lead), kind, outcome, at, note, pipeline,
+                                 in_pipeline(actor, pipeline), now)
     for change in done:
         record(session, rules, lead, change)
     return done
 
 
 def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor: Actor, now: datetime,
-                  dry_run: bool = False) -> int:
+                  dry_run: bool = False, pipeline: Pipeline | None = None) -> int:
     """A status renamed in the config: its leads (and the tasks it made) take
-    the new name. Not a move — each stay goes on — but said on each lead."""
-    pipeline = rules.pipeline
+    the new name. Not a move — each stay goes on — but said on each lead.
+    ``pipeline``: whose leads (default: the default pipeline's)."""
+    pipeline = pipeline or rules.pipeline
     new = pick(new, pipeline.statuses)
     if new not in pipeline.statuses:
         raise Refused(f"unknown status {new!r}; expected one of {', '.join(pipeline.statuses)}")
@@ -166,7 +201,8 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
     if not pipeline.is_open(new):
         raise Refused(f"{new!r} is closed: a rename would close the leads without what closing does (a reason, "
                       f"their tasks, their deals); move them with leads set")
-    leads = session.scalars(select(Lead).where(Lead.status == old).order_by(Lead.id).with_for_update()).all()
+    leads = session.scalars(select(Lead).where(Lead.status == old, of_pipeline(pipeline)).order_by(Lead.id)
+                            .with_for_update()).all()
     if not leads:
         raise Refused(f"no lead is in {old!r}")
     if dry_run:
@@ -181,6 +217,13 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
     session.execute(update(WorkflowStep).where(WorkflowStep.lead_id.in_(ids), WorkflowStep.deal.is_(False),
                                                WorkflowStep.status == old).values(status=new))
     return len(leads)
+
+
+def of_pipeline(pipeline: Pipeline):
+    """The condition on leads for ``pipeline``'s."""
+    from leadtap.core.use_cases.views import in_pipeline
+
+    return in_pipeline(pipeline.key)
 
 
 def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:
@@ -208,7 +251,8 @@ def reassign_stale(session: Session, rules: LeadRules, lead_id: int, status: str
 def give(session: Session, rules: LeadRules, lead: Lead, to: str, actor: Actor, now: datetime) -> Change:
     state = state_of(session, lead)
     owner = next_owner(session, rules.role, state.owner, now) if to == "next" else active_owner(session, to)
-    change = lifecycle.assign(state, owner.email, rules.pipeline, actor, now)
+    pipeline = rules.pipeline_of(lead)
+    change = lifecycle.assign(state, owner.email, pipeline, in_pipeline(actor, pipeline), now)
     record(session, rules, lead, change)
     return change
 
@@ -222,7 +266,7 @@ def note(session: Session, rules: LeadRules, lead_id: int, text: str, actor: Act
 
 def snooze(session: Session, rules: LeadRules, lead_id: int, until: datetime, actor: Actor, now: datetime) -> Change:
     lead = load_lead(session, lead_id)
-    change = lifecycle.snooze(state_of(session, lead), until, rules.pipeline, actor, now)
+    change = lifecycle.snooze(state_of(session, lead), until, rules.pipeline_of(lead), actor, now)
     record(session, rules, lead, change)
     return change
 
@@ -230,7 +274,7 @@ def snooze(session: Session, rules: LeadRules, lead_id: int, until: datetime, ac
 def add_task(session: Session, rules: LeadRules, lead_id: int, title: str, due_at: datetime, actor: Actor,
              now: datetime) -> Change:
     lead = load_lead(session, lead_id)
-    change = lifecycle.add_task(state_of(session, lead), title, due_at, rules.pipeline, actor, now)
+    change = lifecycle.add_task(state_of(session, lead), title, due_at, rules.pipeline_of(lead), actor, now)
     record(session, rules, lead, change)
     return change
 
@@ -424,7 +468,7 @@ def deal_lost(session, rules: LeadRules, lead: Lead, change: Change, event: life
 def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event: lifecycle.FollowUpLead) -> None:
     follow = Lead(name=lead.name, email=lead.email, phone=lead.phone, company=lead.company, message=lead.message,
                   fields=dict(lead.fields or {}), source=lead.source, type=event.type or lead.type,
-                  status=rules.pipeline.default_status,
+                  status=rules.pipeline_of(lead).default_status, pipeline=lead.pipeline,
                   status_changed_at=change.at, owner_id=lead.owner_id, mailbox=lead.mailbox, contact=lead.contact,
                   contact_domain=lead.contact_domain,
                   subject=lead.subject, received_at=change.at, created_at=change.at, warnings=[],

@@ -74,7 +74,7 @@ def follow_stage(session: Session, rules: LeadRules, lead: Lead, change: Change,
     (entered,) = change.of(deals.StageChanged)[-1:] or (None,)
     if entered is None:
         return []
-    moved = lifecycle.on_activity(changes.state_of(session, lead), f"stage:{entered.new}", rules.pipeline, now,
+    moved = lifecycle.on_activity(changes.state_of(session, lead), f"stage:{entered.new}", rules.pipeline_of(lead), now,
                                   entered.reason, entered.note)
     if moved is None:
         return []

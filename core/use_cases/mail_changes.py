@@ -29,7 +29,7 @@ def record_mail(session: Session, rules: LeadRules, touched: dict[int, list[tupl
         for trigger, facts in touched[lead_id]:
             if trigger == "outreach":
                 lead.last_outreach_at = now
-            change = lifecycle.on_activity(state_of(session, lead), trigger, rules.pipeline, now)
+            change = lifecycle.on_activity(state_of(session, lead), trigger, rules.pipeline_of(lead), now)
             if change is not None:
                 record(session, rules, lead, change)
                 moves.append(change)

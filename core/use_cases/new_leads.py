@@ -22,8 +22,8 @@ from leadtap.core.rules.model import present
 from leadtap.core.rules.reply_grammar import pick
 from leadtap.core.store.db import Lead, Owner
 from leadtap.core.store.services import clip, clip_all, lock_rotation
-from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner, load_lead, next_owner,
-                                            open_lead_of, record, state_of)
+from leadtap.core.use_cases.changes import (LEAD_FIELDS, LeadRules, active_owner, in_pipeline, load_lead,
+                                            next_owner, open_lead_of, record, state_of)
 
 BY_HAND = "(by hand)"  # the mailbox of a lead no mailbox brought
 
@@ -39,12 +39,13 @@ class Entry:
     owner: str | None = None
     message: str | None = None
     type: str | None = None  # one of [leads] types (default: default_type)
+    pipeline: str | None = None  # a pipeline's name (default: the default pipeline)
 
 
 def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now: datetime,
              attach: bool = False) -> Change:
     """A new lead, or with ``attach`` a note on the contact's open lead."""
-    pipeline = rules.pipeline
+    pipeline = rules.pipeline_named(entry.pipeline)
     status = pick(entry.status, pipeline.statuses) if entry.status else pipeline.default_status
     source = pick(entry.source, rules.sources) if entry.source else rules.sources[0]
     lead_type = pick(entry.type, rules.types) if entry.type else rules.default_type
@@ -52,7 +53,8 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
         lifecycle.check_type(lead_type, rules.types)
     fields = {name: value for name, value in lifecycle.normalized(entry.fields, pipeline).items() if value}
     contact = fields["email"].lower() if fields.get("email") else None
-    lifecycle.check_new(LeadState(0, status, None, fields), source, rules.sources, pipeline, actor)
+    lifecycle.check_new(LeadState(0, status, None, fields), source, rules.sources, pipeline,
+                        in_pipeline(actor, pipeline))
     lock_rotation(session, rules.role)  # ingest's lock: a contact's mail and entry never both make a lead
     known = open_lead_of(session, rules, contact) if contact else None
     if known is not None:
@@ -60,7 +62,7 @@ def add_lead(session: Session, rules: LeadRules, entry: Entry, actor: Actor, now
     owner, assigned_by = owner_for(session, rules, entry.owner, actor, contact, now)
     draft = LeadState(0, status, owner.email if owner else None, fields)
     change = lifecycle.create(draft, source, rules.sources, pipeline, actor, now, assigned_by, rules.auto_opportunity)
-    lead = write(session, fields, entry.message, source, status, owner, contact, now, lead_type)
+    lead = write(session, fields, entry.message, source, status, owner, contact, now, lead_type, pipeline.key)
     record(session, rules, lead, replace(change, lead_id=lead.id))
     return replace(change, lead_id=lead.id)
 
@@ -126,16 +128,18 @@ def company_owner(session: Session, rules: LeadRules, contact: str) -> Owner | N
     if company is None:
         return None
     owner_id = session.scalar(select(Lead.owner_id).where(Lead.contact_domain == company, Lead.owner_id.is_not(None),
-                                                          Lead.status.not_in(rules.pipeline.closed))
+                                                          Lead.status.not_in(rules.closed))
                               .order_by(Lead.id.desc()).limit(1))
     return session.get(Owner, owner_id) if owner_id else None
 
 
 def write(session: Session, fields: dict[str, str], message: str | None, source: str, status: str,
-          owner: Owner | None, contact: str | None, now: datetime, lead_type: str | None) -> Lead:
+          owner: Owner | None, contact: str | None, now: datetime, lead_type: str | None,
+          pipeline: str | None = None) -> Lead:
     columns = {name: clip(fields.get(name), length) for name, length in LEAD_FIELDS.items()}
     custom = clip_all({name: value for name, value in fields.items() if name not in LEAD_FIELDS})
     lead = Lead(**columns, message=clip(message), fields=custom, source=source, type=lead_type, status=status,
+                pipeline=pipeline,
                 status_changed_at=now, owner_id=owner.id if owner else None, mailbox=BY_HAND,
                 contact=clip(contact, 320), contact_domain=domain_of(contact), subject=None, received_at=now,
                 created_at=now, warnings=[],

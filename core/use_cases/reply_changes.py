@@ -267,22 +267,27 @@ def record(session: Session, message: IncomingMessage, key: str, mailbox: str, s
 
 
 def status(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
-    return changes.set_status(session, rules, lead_id, pick(args, rules.pipeline.statuses), actor, now)
+    return changes.set_status(session, rules, lead_id, args, actor, now)  # picked among the lead's pipeline's
 
 
 def qualify(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
-    if rules.pipeline.qualified is None:
-        raise Refused("no qualified status is configured ([pipeline] qualified)")
-    return changes.set_status(session, rules, lead_id, rules.pipeline.qualified, actor, now, note=args or None)
+    pipeline = pipeline_of(session, rules, lead_id)
+    if pipeline.qualified is None:
+        raise Refused(f"no qualified status is configured (the {pipeline.name} pipeline's qualified)")
+    return changes.set_status(session, rules, lead_id, pipeline.qualified, actor, now, note=args or None)
 
 
 def disqualify(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):
-    pipeline = rules.pipeline
+    pipeline = pipeline_of(session, rules, lead_id)
     if pipeline.disqualified is None:
-        raise Refused("no disqualified status is configured ([pipeline] disqualified)")
+        raise Refused(f"no disqualified status is configured (the {pipeline.name} pipeline's disqualified)")
     reason, note = reason_and_note(args)
     return changes.set_status(session, rules, lead_id, pipeline.disqualified, actor, now,
                               pick(reason, pipeline.disqualify_reasons), note)
+
+
+def pipeline_of(session, rules: LeadRules, lead_id: int):
+    return rules.pipeline_of(changes.load_lead(session, lead_id))
 
 
 def assign(session, rules: LeadRules, settings, lead_id: int, args: str, actor: Actor, now: datetime):

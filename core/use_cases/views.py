@@ -32,6 +32,7 @@ def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) 
         "source": lead.source,
         "type": lead.type,
         "status": lead.status,
+        "pipeline": lead.pipeline,  # None: the default pipeline
         "status_changed_at": iso(lead.status_changed_at),
         "owner": owner.email if owner else None,
         "owner_name": owner.name if owner else None,
@@ -116,9 +117,10 @@ SORTS = ("id", "received", "status", "owner", "stale")
 def list_leads(session: Session, status: str | None = None, owner: str | None = None,
                snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
                closed: tuple[str, ...] = (), sort: str = "id", desc: bool = False, limit: int | None = None,
-               statuses: tuple[str, ...] = ()) -> Iterator[dict]:
+               statuses: tuple[str, ...] = (), pipeline: tuple[str | None] | None = None) -> Iterator[dict]:
     """``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
-    open leads with no activity since then. ``sort``: one of ``SORTS`` —
+    open leads with no activity since then; ``pipeline``: (its key,) — its
+    leads only. ``sort``: one of ``SORTS`` —
     ``status`` in the pipeline's order (``statuses``), ``stale`` the longest
     quiet first — then by id; ``limit``: the first that many."""
     query = (
@@ -131,6 +133,8 @@ def list_leads(session: Session, status: str | None = None, owner: str | None = 
         query = query.where(Lead.status == status)
     if owner:
         query = query.where(Owner.email == owner.lower())
+    if pipeline is not None:
+        query = query.where(in_pipeline(pipeline[0]))
     if snoozed_at is not None:
         query = query.where(Lead.snoozed_until > snoozed_at)
     if quiet_since is not None:
@@ -155,11 +159,19 @@ def ordering(sort: str, desc: bool, statuses: tuple[str, ...]) -> list:
     return [key.desc() if desc else key for key in (*keys, Lead.id)]
 
 
+def in_pipeline(key: str | None):
+    """Leads of the pipeline whose column value is ``key`` (None: the default pipeline)."""
+    return Lead.pipeline.is_(None) if key is None else Lead.pipeline == key
+
+
 def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_status: int, sort: str,
-          desc: bool) -> list[dict]:
+          desc: bool, pipeline: tuple[str | None] | None = None) -> list[dict]:
     """The Kanban: per status (the pipeline's, then any no longer configured)
-    its count and its first ``per_status`` leads in the chosen order."""
+    its count and its first ``per_status`` leads in the chosen order;
+    ``pipeline``: (its key,) — its leads only."""
     counted = select(Lead.status, func.count()).outerjoin(Owner, Owner.id == Lead.owner_id).group_by(Lead.status)
+    if pipeline is not None:
+        counted = counted.where(in_pipeline(pipeline[0]))
     if owner:
         counted = counted.where(Owner.email == owner.lower())
     counts = dict(session.execute(counted).all())
@@ -168,7 +180,7 @@ def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_st
              "leads": [{"id": lead["id"], "name": lead["name"] or lead["email"] or lead["phone"],
                         "owner": lead["owner"], "company": lead["company"]}
                        for lead in list_leads(session, name, owner, sort=sort, desc=desc, limit=per_status,
-                                              statuses=statuses)] if counts.get(name) else []}
+                                              statuses=statuses, pipeline=pipeline)] if counts.get(name) else []}
             for name in columns]
 
 

@@ -46,7 +46,7 @@ def owe_steps(session: Session, rules, lead: Lead, event: lifecycle.StepsOwed, n
         entered = session.scalar(select(Opportunity.stage_changed_at).where(Opportunity.lead_id == lead.id))
         steps = rules.deals.steps.get(event.status, ())
     else:
-        entered, steps = lead.status_changed_at, rules.pipeline.option(event.status).steps
+        entered, steps = lead.status_changed_at, rules.pipeline_of(lead).option(event.status).steps
     owed = session.scalar(select(WorkflowStep.id).where(
         WorkflowStep.lead_id == lead.id, WorkflowStep.deal.is_(event.deal), WorkflowStep.status == event.status,
         WorkflowStep.entered_at == entered).limit(1))
@@ -54,10 +54,10 @@ def owe_steps(session: Session, rules, lead: Lead, event: lifecycle.StepsOwed, n
         session.execute(insert(WorkflowStep), step_rows(lead.id, event.status, steps, entered, now, event.deal))
 
 
-def step_of(row: WorkflowStep, rules) -> Step | None:
+def step_of(row: WorkflowStep, rules, lead: Lead | None) -> Step | None:
     """The configured step a row was owed for; None when the config changed
     under it (the step at its place is not the same step)."""
-    steps = rules.deals.steps.get(row.status, ()) if row.deal else rules.pipeline.option(row.status).steps
+    steps = rules.deals.steps.get(row.status, ()) if row.deal else rules.pipeline_of(lead).option(row.status).steps
     step = steps[row.step] if row.step < len(steps) else None
     return step if step is not None and step.fingerprint == row.fingerprint else None
 
@@ -73,14 +73,16 @@ def why_not(session: Session, row: WorkflowStep, lead: Lead | None, rules, now: 
     moved = workflows.moved_on(row.status, row.entered_at, stay)
     if moved:
         return moved
-    if step_of(row, rules) is None:
+    if step_of(row, rules, lead) is None:
         where = "the deal stage" if row.deal else "status"
         return f"{where} {row.status}'s workflow no longer has this step (the config changed)"
     return workflows.too_late(row.next_attempt_at, now)
 
 
 def locked_lead(session: Session, lead_id: int) -> Lead | None:
-    return session.scalars(select(Lead).where(Lead.id == lead_id).with_for_update()).one_or_none()
+    """The lead under its row lock, read afresh (a copy read before the lock is refreshed)."""
+    return session.scalars(select(Lead).where(Lead.id == lead_id).with_for_update()
+                           .execution_options(populate_existing=True)).one_or_none()
 
 
 def run_in_database(session: Session, rules, row: WorkflowStep, step: Step, lead: Lead, now: datetime) -> str:
@@ -89,7 +91,8 @@ def run_in_database(session: Session, rules, row: WorkflowStep, step: Step, lead
     from leadtap.core.use_cases import changes
 
     state = changes.state_of(session, lead)
-    if step.kind in ("task", "assign") and not rules.pipeline.is_open(lead.status):
+    pipeline = rules.pipeline_of(lead)
+    if step.kind in ("task", "assign") and not pipeline.is_open(lead.status):
         raise Refused(f"the lead is {lead.status}: a closed lead takes no new tasks and is not reassigned")
     if step.kind == "task":
         event = lifecycle.TaskDue(step.title, now + step.due, status=None if row.deal else row.status)
@@ -99,9 +102,9 @@ def run_in_database(session: Session, rules, row: WorkflowStep, step: Step, lead
         if current is not None and current.active and step.role in (current.roles or []):
             raise Refused(f"the lead is already with {current.email}, of the {step.role} role")
         owner = changes.next_owner(session, step.role, state.owner, now)
-        change = lifecycle.assign(state, owner.email, rules.pipeline, AUTOMATED, now)
+        change = lifecycle.assign(state, owner.email, pipeline, AUTOMATED, now)
     else:
-        values = lifecycle.normalized(step.values, rules.pipeline, f"lead {lead.id}")
+        values = lifecycle.normalized(step.values, pipeline, f"lead {lead.id}")
         changed = {k: v for k, v in values.items() if v != (state.fields.get(k) or "")}
         if not changed:
             return "nothing to set: the lead has these values"

@@ -5,12 +5,13 @@ holding their handlers; ``common`` and ``output`` are what they share."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
 from leadtap.cli import (auth, check, db, examples, extract, failed, leads, notifications, onboarding, opportunities,
                          owners, poll, reminders, replies, tasks, worker)
-from leadtap.cli.common import EXIT_FAILED, EXIT_USAGE
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from leadtap.core.errors import ConfigError, LeadtapError
 
 
@@ -35,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeadtapError as exc:
         print(f"leadtap: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `leadtap leads list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_OK
     finally:
         app.close()
 

@@ -32,12 +32,15 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
             checks.append((f"mailbox {box.name}", lambda box=box: check_mailbox(app, box)))
     for kind, contexts in template_contexts(app.config).items():
         checks.append((f"template {kind}", lambda kind=kind, contexts=contexts: check_template(app, kind, contexts)))
-    for status, option in app.config.pipeline.options.items():
-        for number, task in enumerate(option.tasks, start=1):
-            checks.append((f"task {number} of {status}", lambda task=task: check_task_title(app, task.title)))
-        for number, step in enumerate(option.steps, start=1):
-            if step.kind == "task":
-                checks.append((f"step {number} of {status}", lambda step=step: check_task_title(app, step.title)))
+    for pipeline in app.config.every_pipeline:
+        of = f" ({pipeline.name})" if not pipeline.default else ""
+        for status, option in pipeline.options.items():
+            for number, task in enumerate(option.tasks, start=1):
+                checks.append((f"task {number} of {status}{of}", lambda task=task: check_task_title(app, task.title)))
+            for number, step in enumerate(option.steps, start=1):
+                if step.kind == "task":
+                    checks.append((f"step {number} of {status}{of}",
+                                   lambda step=step: check_task_title(app, step.title)))
     for stage, steps in app.config.opportunities.deals.steps.items():
         for number, step in enumerate(steps, start=1):
             if step.kind == "task":
@@ -99,7 +102,8 @@ def template_contexts(config) -> dict[str, list[dict]]:
 
 def all_steps(config) -> list:
     """Every workflow step: the statuses', then the deal stages'."""
-    return ([step for option in config.pipeline.options.values() for step in option.steps]
+    return ([step for pipeline in config.every_pipeline for option in pipeline.options.values()
+             for step in option.steps]
             + [step for steps in config.opportunities.deals.steps.values() for step in steps])
 
 
@@ -198,19 +202,32 @@ def check_statuses(app: App) -> str:
     from sqlalchemy import func, select
 
     from leadtap.core.store.db import Lead
-    configured = app.config.leads.statuses
+    from leadtap.core.use_cases.views import in_pipeline
+    pipelines = app.config.every_pipeline
     try:
         app.db.check_schema()
     except LeadtapError:
         return "not checked: the database is not ready (above)"
     with app.db.transaction() as session:
-        stranded = session.execute(select(Lead.status, func.count()).where(Lead.status.not_in(configured))
-                                   .group_by(Lead.status).order_by(Lead.status)).all()
+        lost = session.execute(select(Lead.pipeline, func.count()).where(
+            Lead.pipeline.is_not(None), Lead.pipeline.not_in([p.key for p in pipelines if p.key is not None]))
+            .group_by(Lead.pipeline).order_by(Lead.pipeline)).all()
+        stranded = [(pipeline, status, count) for pipeline in pipelines for status, count in session.execute(
+            select(Lead.status, func.count()).where(in_pipeline(pipeline.key), Lead.status.not_in(pipeline.statuses))
+            .group_by(Lead.status).order_by(Lead.status))]
+    if lost:
+        said = "; ".join(f"{count} in {name!r}" for name, count in lost)
+        raise LeadtapError(f"leads in pipelines no longer configured: {said} ([[pipelines]] names "
+                           f"{', '.join(p.name for p in pipelines)})")
     if stranded:
-        said = "; ".join(f"{count} in {status!r}" for status, count in stranded)
+        pipeline = stranded[0][0]
+        said = "; ".join(f"{count} in {status!r}" + (f" ({p.name})" if len(pipelines) > 1 else "")
+                         for p, status, count in stranded)
+        where = f" --pipeline {pipeline.name!r}" if not pipeline.default else ""
         raise LeadtapError(f"leads in statuses no longer configured: {said}; move them with: leadtap leads "
-                           f"rename-status {stranded[0][0]!r} NEW (NEW one of {', '.join(configured)})")
-    return "every lead is in a configured status"
+                           f"rename-status {stranded[0][1]!r} NEW{where} (NEW one of {', '.join(pipeline.statuses)})")
+    return "every lead is in a configured status" + (f" of its pipeline ({len(pipelines)})" if len(pipelines) > 1
+                                                      else "")
 
 
 def check_mailbox(app: App, box) -> str:

@@ -22,6 +22,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     leads = subcommands.add_parser("leads", help="list, show and change leads").add_subparsers(dest="leads_command", required=True)
     listing = leads.add_parser("list", help="list leads")
     listing.add_argument("--status")
+    listing.add_argument("--pipeline", help="only this pipeline's leads ([[pipelines]] name, or the default one's)")
     listing.add_argument("--owner", help="the owner's email")
     listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
     listing.add_argument("--snoozed", action="store_true", help="only leads snoozed now")
@@ -30,6 +31,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     listing.set_defaults(handler=cmd_leads_list)
     kanban = leads.add_parser("board", help="the Kanban: each status's count and its first leads")
     kanban.add_argument("--owner", help="the owner's email")
+    kanban.add_argument("--pipeline", help="this pipeline's statuses and leads (default: the default pipeline)")
     kanban.add_argument("--format", choices=["table", "json"], default="table")
     add_order(kanban, "leads shown per status (default 5)", default=5)
     kanban.set_defaults(handler=cmd_leads_board)
@@ -37,6 +39,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     rename.add_argument("old", help="the status as the leads have it (no longer in [leads] statuses)")
     rename.add_argument("new", help="a configured status")
     rename.add_argument("--dry-run", action="store_true", help="say how many leads; change nothing")
+    rename.add_argument("--pipeline", help="the leads of this pipeline (default: the default pipeline)")
     rename.set_defaults(handler=cmd_leads_rename_status)
     show = leads.add_parser("show", help="one lead with its thread and activities")
     show.add_argument("id", type=record_id)
@@ -54,6 +57,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     add.add_argument("--owner", help="an active owner's email, or next: the rotation's (default: --by, else next)")
     add.add_argument("--message", help="what the contact asked for")
     add.add_argument("--type", help="one of [leads] types (default: default_type)")
+    add.add_argument("--pipeline", help="a [[pipelines]] name (default: the default pipeline)")
     add.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="a custom field")
     add.add_argument("--attach", action="store_true",
                      help="the contact has an open lead: add this to it as a note instead of refusing")
@@ -124,18 +128,29 @@ def positive(text: str) -> int:
     return value
 
 
-def known_status(app: App, session, given: str) -> str | None:
+def known_status(app: App, session, given: str, statuses: tuple[str, ...]) -> str | None:
     """A configured status (in any case), or one leads still have though the config no longer names it."""
     from sqlalchemy import select
 
     from leadtap.core.rules.reply_grammar import pick
     from leadtap.core.store.db import Lead
-    statuses = app.config.leads.statuses
     name = pick(given, statuses)
     if name in statuses or session.scalar(select(Lead.id).where(Lead.status == given).limit(1)) is not None:
         return name
     print(f"leadtap: unknown status {given!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
     return None
+
+
+def chosen_pipeline(app: App, name: str | None):
+    """``--pipeline NAME``: the pipeline (any case); None without it; False, said, when unknown."""
+    if name is None:
+        return None
+    found = app.config.pipeline_called(name)
+    if found is None:
+        names = ", ".join(p.name for p in app.config.every_pipeline)
+        print(f"leadtap: unknown pipeline {name!r}; expected one of {names}", file=sys.stderr)
+        return False
+    return found
 
 
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
@@ -146,16 +161,22 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     now = utcnow()
     quiet_since = now - timedelta(seconds=parse_seconds(args.stale)) if args.stale else None
+    pipeline = chosen_pipeline(app, args.pipeline)
+    if pipeline is False:
+        return EXIT_USAGE
+    statuses = pipeline.statuses if pipeline else app.config.statuses
     app.db.check_schema()
     with app.db.transaction() as session:
         if args.status is not None:
-            args.status = known_status(app, session, args.status)
+            args.status = known_status(app, session, args.status, statuses)
             if args.status is None:
                 return EXIT_USAGE
         leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
-                           app.config.leads.closed_statuses, args.sort, args.desc, args.limit,
-                           app.config.leads.statuses)
-        write_rows(leads, args.format, sys.stdout, LEAD_COLUMNS, "lead")
+                           app.config.closed, args.sort, args.desc, args.limit, statuses,
+                           (pipeline.key,) if pipeline else None)
+        columns = LEAD_COLUMNS if len(app.config.every_pipeline) == 1 else (
+            *LEAD_COLUMNS[:LEAD_COLUMNS.index("status")], "pipeline", *LEAD_COLUMNS[LEAD_COLUMNS.index("status"):])
+        write_rows(leads, args.format, sys.stdout, columns, "lead")
     return EXIT_OK
 
 
@@ -163,14 +184,19 @@ def cmd_leads_board(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.use_cases.views import board
     if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
+    pipeline = chosen_pipeline(app, args.pipeline) if args.pipeline else app.config.pipeline
+    if pipeline is False:
+        return EXIT_USAGE
     app.db.check_schema()
     with app.db.transaction() as session:
-        columns = board(session, app.config.leads.statuses, args.owner, args.limit, args.sort, args.desc)
+        columns = board(session, pipeline.statuses, args.owner, args.limit, args.sort, args.desc, (pipeline.key,))
+    if len(app.config.every_pipeline) > 1 and args.format != "json":
+        print(f"pipeline {pipeline.name}")
     if args.format == "json":
         json.dump(columns, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        print_board(columns, app.config.leads.closed_statuses)
+        print_board(columns, pipeline.closed)
     return EXIT_OK
 
 
@@ -196,13 +222,16 @@ def cut(text: str, width: int) -> str:
 def cmd_leads_rename_status(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.store.engine import utcnow
     from leadtap.core.use_cases.changes import acting, rename_status
+    pipeline = chosen_pipeline(app, args.pipeline) if args.pipeline else app.config.pipeline
+    if pipeline is False:
+        return EXIT_USAGE
     with app.ready_database().transaction() as session:
         renamed = rename_status(session, app.lead_rules(), args.old, args.new, acting(session, None,
-                                app.config.pipeline), utcnow(), dry_run=args.dry_run)
+                                app.config.pipeline), utcnow(), dry_run=args.dry_run, pipeline=pipeline)
     from leadtap.core.rules.reply_grammar import pick
     verb = "would move" if args.dry_run else "moved"
     print(f"{verb} {renamed} lead{'s' if renamed != 1 else ''} from {args.old!r} (no longer configured) "
-          f"to {pick(args.new, app.config.leads.statuses)!r}; their stays go on")
+          f"to {pick(args.new, pipeline.statuses)!r}; their stays go on")
     return EXIT_OK
 
 
@@ -220,7 +249,7 @@ def cmd_leads_show(app: App, args: argparse.Namespace) -> int:
 
 def cmd_leads_add(app, args) -> int:
     from leadtap.core.use_cases.new_leads import Entry, add_lead
-    entry = Entry(given_fields(args), args.source, args.status, args.owner, args.message, args.type)
+    entry = Entry(given_fields(args), args.source, args.status, args.owner, args.message, args.type, args.pipeline)
     return change(app, args, lambda s, rules, actor, now: add_lead(s, rules, entry, actor, now, args.attach))
 
 

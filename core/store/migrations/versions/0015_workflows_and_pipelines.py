@@ -1,7 +1,8 @@
 """stage workflows: each step owed to a lead's stay in a status (or its deal's
 in a stage), run through
 the outbox; the contacts' emails a workflow sent, at most one of a template
-per contact in its period
+per contact in its period; several pipelines: a lead's pipeline (empty: the
+default one — every lead so far)
 
 Revision ID: 0015
 Revises: 0014
@@ -20,6 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('leads') as batch:
+        batch.add_column(sa.Column('pipeline', sa.String(length=100), nullable=True))
     op.create_table(
         'workflow_steps',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -57,6 +60,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('leads') as batch:
+        batch.drop_column('pipeline')
     op.drop_table('contact_emails')
     op.drop_index('ix_workflow_steps_state_next', table_name='workflow_steps')
     op.drop_index('ix_workflow_steps_lead_id', table_name='workflow_steps')
