@@ -24,7 +24,7 @@ SHIPPED = TEMPLATES
 SAMPLE_LEAD = {
     "id": 1, "name": "Sample Lead", "email": "sample@client.example", "phone": "+1 555 0100",
     "company": "Sample Co", "message": "A sample enquiry.", "fields": {}, "source": "Email", "type": None,
-    "status": "New",
+    "status": "New", "pipeline": None,
     "status_changed_at": "2026-01-01T09:00:00+00:00", "owner": "owner@example.com", "owner_name": "Owner",
     "opportunity": None, "mailbox": "sales", "subject": "Sample", "received_at": "2026-01-01T09:00:00+00:00",
     "created_at": "2026-01-01T09:00:00+00:00", "warnings": [], "last_activity_at": None, "snoozed_until": None,

@@ -170,3 +170,4 @@ def test_a_reminder_rule_with_a_pipeline_reminds_of_its_leads_only(tmp_path, dat
     assert code == 0 and "1 sent" in out
     (message,) = smtp.messages
     assert message["To"] == "ben@example.com" and jo != kim
+    assert 'in the status "New" of the Partners pipeline' in message.get_body(("plain",)).get_content()
