@@ -193,7 +193,8 @@ class App:
             return None
         policy = ReplyPolicy(commands.secret_bytes(), commands.token_max_age, commands.authserv_id,
                              self.config.pipeline.admins, commands.require_dkim_identity,
-                             commands.digest_token_max_age)
+                             commands.digest_token_max_age,
+                             {p.key: p.admins for p in self.config.every_pipeline if p.key is not None})
         addresses = {commands.address, parseaddr(self.config.smtp.sender)[1]}
         return ReplySettings(policy, self.config.reminders.zone, frozenset(a.lower() for a in addresses if a),
                              commands.confirmations_per_hour)

@@ -83,8 +83,10 @@ class NotificationSender:
         self.reply_headers = reply_headers
         self.clock, self.should_stop = clock, should_stop
         self.settings = config.notifications
-        pipeline, deals = config.pipeline, config.opportunities.deals
-        self.help = help_text(pipeline.statuses, pipeline.disqualify_reasons, deals.stages, deals.lost_reasons)
+        deals = config.opportunities.deals
+        # a confirmation's /help, with examples from its lead's pipeline
+        self.help = {p.key: help_text(p.statuses, p.disqualify_reasons, deals.stages, deals.lost_reasons)
+                     for p in config.every_pipeline}
         self.log = get_logger("leadtap.notifications")
 
     def run(self) -> SendReport:
@@ -182,7 +184,8 @@ class NotificationSender:
             "lead_url": self.config.reminders.link(lead.id) if lead else None,
             "deal": deal_row(deal, lead, owner, self.config.opportunities.deals) if deal else None,
             "onboarding": onboarding_view(session, item.onboarding) if item.onboarding else None,
-            "reply": reply_view(item.reply, self.help) if item.reply else None,
+            "reply": reply_view(item.reply, self.help.get(lead.pipeline if lead else None, self.help[None]))
+            if item.reply else None,
             "commands": self.reply_headers is not None,  # a reply can act: the email says how
         }
 

@@ -171,3 +171,110 @@ def test_a_reminder_rule_with_a_pipeline_reminds_of_its_leads_only(tmp_path, dat
     (message,) = smtp.messages
     assert message["To"] == "ben@example.com" and jo != kim
     assert 'in the status "New" of the Partners pipeline' in message.get_body(("plain",)).get_content()
+
+
+# --- what a review found ------------------------------------------------------------------
+
+
+def test_by_reply_a_lead_is_its_pipelines_admins(env, mailbox):
+    import pytest
+
+    from leadtap.core.rules.reply_rules import NotAuthorised, ReplyPolicy
+    from leadtap.core.use_cases.reply_changes import check_lead
+
+    env.configure(mailbox.section(), extra='[pipeline]\nadmins = ["cy@example.com"]\n'
+                  + PARTNERS.replace("no_skipping = true", 'admins = ["ben@example.com"]'))
+    env.upgrade()
+    env.cli("leads", "add", "--name", "Kim Lee", "--phone", "1", "--pipeline", "Partners", "--owner", "ana@example.com")
+    app = build_app(str(env.path))
+    config = app.config
+    policy = ReplyPolicy(b"s" * 32, config.commands.token_max_age, admins=config.pipeline.admins,
+                         pipeline_admins={"Partners": config.pipelines["Partners"].admins})
+    with app.db.transaction() as session:
+        check_lead(session, policy, "ben@example.com", 1)  # the Partners admin may
+        with pytest.raises(NotAuthorised, match="not yours"):
+            check_lead(session, policy, "cy@example.com", 1)  # the default pipeline's may not
+    app.close()
+
+
+def test_pipeline_names_and_statuses_are_checked(tmp_path):
+    cases = [
+        (PARTNERS.replace('name = "Partners"\nstatuses', 'name = "partners "\nstatuses'), "pipelines[0].name",
+         "no space around it"),
+        (PARTNERS.replace('name = "Partners"\nstatuses', f'name = "{"P" * 101}"\nstatuses'), "pipelines[0].name",
+         "1 to 100 characters"),
+        (PARTNERS.replace('name = "Partners"\nstatuses', 'name = "DEFAULT"\nstatuses'), "pipelines[0].name",
+         "'DEFAULT' is already a pipeline ('default'"),
+        (PARTNERS.replace('["Applied", "Vetting", "Signed", "Rejected"]', '["Applied", "Applied", "Signed", "Rejected"]'),
+         "pipelines[0].statuses", "each status must be named once"),
+        (PARTNERS.replace('["Applied", "Vetting", "Signed", "Rejected"]', '["Signed", "Rejected"]')
+         .replace("disqualified", "# disqualified").replace("disqualify_reasons", "# d").replace("other_reason", "# o")
+         .replace('name = "Vetting"', 'name = "Signed"').replace("tasks =", "# tasks ="),
+         "pipelines[0].statuses", "at least one open status"),
+    ]
+    for text, key, words in cases:
+        error = str(refused(tmp_path, config(extra=text)))
+        assert key in error and words in error, error
+
+
+def test_statuses_may_name_the_default_pipeline_and_a_set_steps_error_names_its_entry(tmp_path):
+    loaded = load(tmp_path, config(extra='[pipeline]\nname = "Sales"\n[[statuses]]\npipeline = "Sales"\n'
+                                         'name = "Attempting"\nset_on = "outreach"\n'))
+    assert loaded.pipeline.option("Attempting").set_on == "outreach"
+
+    fields = '[[leads.fields]]\nname = "tier"\ntype = "choice"\nchoices = ["gold", "silver"]\n'
+    text = config(extra=fields + '[[statuses]]\nname = "New"\n' + PARTNERS
+                  + '[[statuses]]\npipeline = "Partners"\nname = "Applied"\nsteps = [{ set = { tier = "bronze" } }]\n')
+    assert "statuses[2].steps[0].set: 'bronze' is not a choice of tier" in str(refused(tmp_path, text))
+
+
+def test_a_task_rule_with_a_pipeline_reminds_of_its_tasks_only(tmp_path, database_url, smtp, capsys):
+    from datetime import timedelta
+
+    from leadtap.core.store.db import Task
+    from tests.test_reminders import NOW
+
+    remind = Remind(tmp_path, database_url, smtp.port, capsys)
+    remind.configure(PARTNERS + '[[reminders.rules]]\nname = "partner-tasks"\nkind = "task"\npipeline = "Partners"\n'
+                                'after = "1h"\n')
+    ids = [remind.add_lead("Jo Smith", "ana@example.com"), remind.add_lead("Kim Lee", "ben@example.com")]
+    app = build_app(str(remind.path))
+    with app.db.transaction() as session:
+        session.execute(update(Lead).where(Lead.id == ids[1]).values(pipeline="Partners"))
+        for lead_id in ids:
+            session.add(Task(lead_id=lead_id, owner_id=lead_id, title="Call", due_at=NOW - timedelta(days=1),
+                             state="open", created_at=NOW - timedelta(days=2)))
+    app.close()
+
+    assert remind.cli("remind")[0] == 0
+
+    assert [m["To"] for m in smtp.messages] == ["ben@example.com"]
+
+
+def test_a_removed_pipelines_leads_are_named_by_check_and_renamed_into_a_configured_one(env, mailbox):
+    env.configure(mailbox.section(), extra='[pipeline]\nname = "Sales"\n' + PARTNERS)
+    env.upgrade()
+    env.cli("leads", "add", "--name", "Kim Lee", "--phone", "1", "--pipeline", "Partners", "--status", "Vetting")
+    env.configure(mailbox.section(), extra='[pipeline]\nname = "Sales"\n')  # Partners removed
+
+    code, out, _ = env.cli("check")
+    assert ("FAIL  statuses: leads in pipelines no longer configured: 1 in 'Partners'; move them with: leadtap "
+            "leads rename-pipeline 'Partners' NEW (NEW one of Sales)") in out
+    code, out, _ = env.cli("leads", "rename-pipeline", "Partners", "sales")
+    assert code == 0 and "moved 1 lead from the pipeline 'Partners' (no longer configured) to 'Sales'" in out
+    code, out, _ = env.cli("check")
+    assert "leads in statuses no longer configured: 1 in 'Vetting'; move them with: leadtap leads rename-status" in out
+    code, out, _ = env.cli("leads", "list", "--pipeline", "Sales", "--format", "csv")
+    assert "Kim Lee" in out
+
+
+def test_a_task_title_and_check_see_the_leads_pipeline(env, mailbox):
+    env.configure(mailbox.section(), extra=PARTNERS.replace(
+        "{{ lead.company or lead.name }}'s references", "{{ lead.name }} ({{ lead.pipeline }})"))
+    env.upgrade()
+    env.cli("leads", "add", "--name", "Kim", "--phone", "1", "--pipeline", "Partners", "--status", "Vetting")
+
+    code, out, _ = env.cli("leads", "show", "1")
+    assert '"title": "Check Kim (Partners)"' in out  # rendered, not left as written
+    code, out, _ = env.cli("check")
+    assert "ok    task 1 of Vetting (Partners): renders" in out

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-from leadtap.core.config.pipeline import check_set_steps, parse_pipeline, parse_pipelines, statuses_by_pipeline
+from leadtap.core.config.pipeline import default_name, parse_pipeline, parse_pipelines, statuses_by_pipeline
 from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
     NotificationsConfig,
@@ -252,17 +252,17 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         for s in root.array("mailboxes")
     )
     smtp = parse_smtp(root.table("smtp"), environ, warnings) if "smtp" in root.data else None
-    options = statuses_by_pipeline(root.array("statuses"))
+    pipeline_table = root.table("pipeline")
+    options = statuses_by_pipeline(root.array("statuses"), default_name(pipeline_table))
     owner_emails, roles = {o.email.lower() for o in owners}, frozenset(role for owner in owners for role in owner.roles)
-    pipeline = parse_pipeline(root.table("pipeline"), options.pop(None, []), leads.statuses, leads.closed_statuses,
-                              leads.default_status, owner_emails, opportunities.stages, leads.types, roles)
+    fields = {spec.name: spec for spec in leads.fields}
+    pipeline = parse_pipeline(pipeline_table, options.pop(None, []), leads.statuses, leads.closed_statuses,
+                              leads.default_status, owner_emails, opportunities.stages, leads.types, roles, fields)
     pipelines = parse_pipelines(root.array("pipelines"), options, pipeline, owner_emails, opportunities.stages,
-                                leads.types, roles)
+                                leads.types, roles, fields)
     pipelines = {name: replace(won_deals_qualify(each, opportunities.deals.won), required=leads.required,
-                               fields={spec.name: spec for spec in leads.fields}) for name, each in pipelines.items()}
+                               fields=fields) for name, each in pipelines.items()}
     pipeline = pipelines[pipeline.name]
-    for each in pipelines.values():
-        check_set_steps(Section({}, path, ""), each)
     every_status = tuple(dict.fromkeys(status for each in pipelines.values() for status in each.statuses))
     every_closed = tuple(dict.fromkeys(status for each in pipelines.values() for status in each.closed))
     reminders = parse_reminders(root.table("reminders"), every_status, every_closed, set(roles), pipelines)

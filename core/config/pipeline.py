@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Mapping
 
 from leadtap.core.config.reminders import TEMPLATE_NAME_RE
 from leadtap.core.config.values import Section, list_of_str, parse_seconds
-from leadtap.core.rules.lifecycle import (DEFAULT_PIPELINE, RESERVED, TRIGGERS, FollowUp, Pipeline, Refused,
-                                          StatusOptions, TaskTemplate, normalized)
+from leadtap.core.rules.lifecycle import (DEFAULT_PIPELINE, RESERVED, TRIGGERS, FieldSpec, FollowUp, Pipeline,
+                                          Refused, StatusOptions, TaskTemplate, normalized)
 from leadtap.core.rules.model import valid_email
 from leadtap.core.rules.workflows import CONTACT, OWNER, ROLE, SENDERS, STEP_KINDS, Step
 
@@ -21,7 +21,8 @@ TASKS_ON_LEAVE = ("cancel", "keep")
 
 def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[str, ...], closed: tuple[str, ...],
                    default_status: str, owners: set[str], stages: tuple[str, ...] = (),
-                   types: tuple[str, ...] = (), roles: frozenset[str] = frozenset()) -> Pipeline:
+                   types: tuple[str, ...] = (), roles: frozenset[str] = frozenset(),
+                   fields: Mapping[str, FieldSpec] | None = None) -> Pipeline:
     values = s.take({
         "no_skipping": bool, "no_going_back": bool, "admins": list_of_str, "qualified": str, "disqualified": str,
         "disqualify_reasons": list_of_str, "other_reason": str, "lock_converted": bool, "follow_up": dict,
@@ -49,7 +50,7 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     follow_up = parse_follow_up(s, values["follow_up"], reasons, types) if "follow_up" in values else None
     options = {}
     for section in statuses_array:
-        option = parse_status(section, statuses, stages, roles)
+        option = parse_status(section, statuses, stages, roles, fields or {})
         if option.name in options:
             section.fail("name", f"{option.name!r} is configured twice")
         if option.name in closed and any(step.kind in ("task", "assign") for step in option.steps):
@@ -67,18 +68,39 @@ def parse_pipeline(s: Section, statuses_array: list[Section], statuses: tuple[st
     )
 
 
-def statuses_by_pipeline(sections: list[Section]) -> dict[str | None, list[Section]]:
-    """``[[statuses]]`` grouped by their ``pipeline`` key (None: the default pipeline's)."""
+def default_name(s: Section) -> str:
+    """``[pipeline] name``, read first: ``[[statuses]]`` name the default pipeline by it."""
+    name = s.data.get("name", DEFAULT_PIPELINE)
+    if isinstance(name, str):
+        check_pipeline_name(s, name, [])
+    return name if isinstance(name, str) else DEFAULT_PIPELINE
+
+
+def statuses_by_pipeline(sections: list[Section], default: str) -> dict[str | None, list[Section]]:
+    """``[[statuses]]`` grouped by their ``pipeline`` key (None: the default
+    pipeline's, named or not)."""
     grouped: dict[str | None, list[Section]] = {}
     for section in sections:
         name = section.take({"pipeline": str}, finish=False).get("pipeline")
-        grouped.setdefault(name, []).append(section)
+        grouped.setdefault(None if name == default else name, []).append(section)
     return grouped
+
+
+MAX_PIPELINE_NAME = 100  # the leads.pipeline column
+
+
+def check_pipeline_name(s: Section, name: str, taken: list[str]) -> None:
+    if name != name.strip() or not 1 <= len(name) <= MAX_PIPELINE_NAME:
+        s.fail("name", f"a name of 1 to {MAX_PIPELINE_NAME} characters, no space around it, is expected")
+    clash = next((other for other in taken if other.casefold() == name.casefold()), None)
+    if clash is not None:
+        s.fail("name", f"{name!r} is already a pipeline ({clash!r}; names are told apart whatever their case; "
+                       f"the default one's is [pipeline] name)")
 
 
 def parse_pipelines(sections: list[Section], options: dict[str | None, list[Section]], default: Pipeline,
                     owners: set[str], stages: tuple[str, ...], types: tuple[str, ...],
-                    roles: frozenset[str]) -> dict[str, Pipeline]:
+                    roles: frozenset[str], fields: Mapping[str, FieldSpec] | None = None) -> dict[str, Pipeline]:
     """``[[pipelines]]``: each its statuses (a status closed in one is closed
     in all), its rules as ``[pipeline]`` has them, its ``[[statuses]]``
     (``pipeline = "NAME"``). The default pipeline comes first."""
@@ -89,12 +111,15 @@ def parse_pipelines(sections: list[Section], options: dict[str | None, list[Sect
         values = s.take({"name": str, "statuses": list_of_str, "closed_statuses": list_of_str,
                          "default_status": str}, required=("name", "statuses"), finish=False)
         name, statuses = values["name"], values["statuses"]
-        if name in pipelines:
-            s.fail("name", f"{name!r} is already a pipeline (the default one is {default.name!r}: [pipeline] name)")
+        check_pipeline_name(s, name, list(pipelines))
+        if len(set(statuses)) != len(statuses):
+            s.fail("statuses", "each status must be named once")
         closed = values.get("closed_statuses", ())
         for status in closed:
             check_status(s, "closed_statuses", status, statuses)
         first_open = next((status for status in statuses if status not in closed), None)
+        if first_open is None:
+            s.fail("statuses", "at least one open status is expected (a lead starts in one)")
         default_status = values.get("default_status", first_open)
         check_status(s, "default_status", default_status, statuses)
         if default_status in closed:
@@ -105,7 +130,7 @@ def parse_pipelines(sections: list[Section], options: dict[str | None, list[Sect
                 s.fail("closed_statuses", f"{status!r} is {'open' if status in closed else 'closed'} in the "
                                           f"{other} pipeline: a status is closed in every pipeline or in none")
         pipeline = parse_pipeline(s, options.pop(name, []), tuple(statuses), tuple(closed), default_status, owners,
-                                  stages, types, roles)
+                                  stages, types, roles, fields)
         pipelines[name] = replace(pipeline, name=name, default=False)
         closed_anywhere.update(dict.fromkeys(closed, name))
         open_anywhere.update(dict.fromkeys(pipeline.open_statuses(), name))
@@ -126,7 +151,7 @@ def parse_follow_up(s: Section, raw: dict, reasons: tuple[str, ...], types: tupl
 
 
 def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...],
-                 roles: frozenset[str] = frozenset()) -> StatusOptions:
+                 roles: frozenset[str] = frozenset(), fields: Mapping[str, FieldSpec] | None = None) -> StatusOptions:
     values = s.take({"name": str, "set_on": str, "locked": bool, "required": list_of_str, "tasks": array,
                      "steps": array}, required=("name",))
     check_status(s, "name", values["name"], statuses)
@@ -142,6 +167,12 @@ def parse_status(s: Section, statuses: tuple[str, ...], stages: tuple[str, ...],
         s.fail("locked", "a locked status is set by automation only, so it needs set_on")
     tasks = tuple(parse_task(s, i, raw) for i, raw in enumerate(values.get("tasks", ())))
     steps = tuple(parse_step(s, i, raw, roles) for i, raw in enumerate(values.get("steps", ())))
+    for index, step in enumerate(steps):  # a value a declared field takes (a choice, a number, a date)
+        if step.kind == "set":
+            try:
+                normalized(step.values, Pipeline(statuses=(), fields=fields or {}))
+            except Refused as exc:
+                s.fail(f"steps[{index}].set", str(exc))
     return StatusOptions(values["name"], set_on, values.get("locked", False), values.get("required", ()), tasks,
                          steps)
 
@@ -206,8 +237,7 @@ def assign_step(table: Section, values: dict, after: timedelta, roles: frozenset
 
 def set_step(table: Section, values: dict, after: timedelta, roles) -> Step:
     """Fields automation sets: never the contact's address (mail is matched on
-    it), nor what has its own option; declared types are checked once the
-    pipeline's fields are known (``check_set_steps``)."""
+    it), nor what has its own option; declared types are checked by ``parse_status``."""
     given = values["set"]
     if not given or not all(isinstance(v, str) and v.strip() for v in given.values()):
         table.fail("set", "fields and their values (text, not empty) are expected, e.g. { priority = \"high\" }")
@@ -215,17 +245,6 @@ def set_step(table: Section, values: dict, after: timedelta, roles) -> Step:
         if name.strip().casefold() in (*RESERVED, "email"):
             table.fail("set", f"{name.strip()} is not a field a workflow sets")
     return Step("set", after, values={name.strip(): value.strip() for name, value in given.items()})
-
-
-def check_set_steps(s: Section, pipeline: Pipeline) -> None:
-    """Each ``set`` step's values, by the pipeline's declared fields (a choice, a number, a date)."""
-    for number, option in enumerate(pipeline.options.values()):  # in [[statuses]] order
-        for index, step in enumerate(option.steps):
-            if step.kind == "set":
-                try:
-                    normalized(step.values, pipeline)
-                except Refused as exc:
-                    s.fail(f"statuses[{number}].steps[{index}].set", str(exc))
 
 
 STEP_SCHEMAS = {

@@ -21,9 +21,9 @@ Plain code: no SQL, no clock, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from leadtap.core.rules import authres
 from leadtap.core.rules import tokens
@@ -38,9 +38,14 @@ class ReplyPolicy:
     secret: bytes
     max_age: timedelta
     authserv_id: str | None = None
-    admins: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()  # the default pipeline's
     dkim_identity: str = DOMAIN  # mailbox: a DKIM signature for the From address itself (header.i)
     digest_max_age: timedelta = timedelta(days=7)
+    pipeline_admins: Mapping[str, frozenset[str]] = field(default_factory=dict)  # [[pipelines]]' by name
+
+    def admins_of(self, pipeline: str | None) -> frozenset[str]:
+        """Who may act on a lead of ``pipeline`` (its column: None for the default one)."""
+        return self.admins if pipeline is None else self.pipeline_admins.get(pipeline, self.admins)
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,8 @@ def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...],
         .outerjoin(Owner, Owner.id == Task.owner_id)
         .where(Task.state == "open", Task.due_at <= now - rule.after)
         # an onboarding's tasks go on after its lead closes (won leads usually do)
-        .where(or_(Lead.status.not_in(closed), Task.onboarding_id.is_not(None)), awake(now))
+        .where(or_(Lead.status.not_in(closed), Task.onboarding_id.is_not(None)), awake(now),
+               *of_rules_pipeline(rule))
         .order_by(Task.due_at, Task.id)
     ).all()
     return [Due(lead, owner, rule, 0, now - task.due_at, task.due_at, task) for task, lead, owner in rows]

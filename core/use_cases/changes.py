@@ -219,6 +219,27 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
     return len(leads)
 
 
+def rename_pipeline(session: Session, rules: LeadRules, old: str, new: str, actor: Actor, now: datetime,
+                    dry_run: bool = False) -> tuple[int, Pipeline]:
+    """A pipeline renamed (or removed, or made the default) in the config: the
+    leads still under the old name go to a configured one, their statuses as
+    they are (``check`` then lists any the new one has not). Not a move."""
+    pipeline = rules.pipeline_named(new)
+    keys = [p.key for p in (rules.pipelines.values() or [rules.pipeline]) if p.key is not None]
+    if old in keys:
+        raise Refused(f"{old!r} is still a configured pipeline: a rename moves the leads of a pipeline no longer "
+                      f"in [[pipelines]]")
+    leads = session.scalars(select(Lead).where(Lead.pipeline == old).order_by(Lead.id).with_for_update()).all()
+    if not leads:
+        raise Refused(f"no lead is in a pipeline named {old!r}")
+    if not dry_run:
+        for lead in leads:
+            lead.pipeline = pipeline.key
+            add_activity(session, lead.id, "pipeline", f"{old} → {pipeline.name} (renamed)", actor, now,
+                         {"from": old, "to": pipeline.name, "renamed": True})
+    return len(leads), pipeline
+
+
 def of_pipeline(pipeline: Pipeline):
     """The condition on leads for ``pipeline``'s."""
     from leadtap.core.use_cases.views import in_pipeline
@@ -345,7 +366,7 @@ def record(session: Session, rules: LeadRules, lead: Lead, change: Change, recor
 def lead_fields(lead: Lead) -> dict:
     """The lead as a task title template sees it."""
     return {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
-            "status": lead.status}
+            "status": lead.status, "pipeline": lead.pipeline}
 
 
 def owner_email(session: Session, lead: Lead) -> str | None:

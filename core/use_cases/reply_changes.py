@@ -177,11 +177,11 @@ def check_lead(session: Session, policy: ReplyPolicy, sender: str, lead_id: int,
     """The lead still exists and is the sender's to change (or they are an
     admin). ``tell_owner``: the reason may name its owner (the ledger's, never
     mailed back)."""
-    row = session.execute(select(Lead.id, Owner.email, Owner.active).outerjoin(Owner, Owner.id == Lead.owner_id)
-                          .where(Lead.id == lead_id)).one_or_none()
+    row = session.execute(select(Lead.id, Lead.pipeline, Owner.email, Owner.active)
+                          .outerjoin(Owner, Owner.id == Lead.owner_id).where(Lead.id == lead_id)).one_or_none()
     if row is None:
         raise NotAuthorised(f"lead {lead_id} no longer exists")
-    why = may_act(sender, policy.admins, lead_id, row.email, bool(row.active), tell_owner)
+    why = may_act(sender, policy.admins_of(row.pipeline), lead_id, row.email, bool(row.active), tell_owner)
     if why:
         raise NotAuthorised(why)
 

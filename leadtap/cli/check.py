@@ -217,8 +217,8 @@ def check_statuses(app: App) -> str:
             .group_by(Lead.status).order_by(Lead.status))]
     if lost:
         said = "; ".join(f"{count} in {name!r}" for name, count in lost)
-        raise LeadtapError(f"leads in pipelines no longer configured: {said} ([[pipelines]] names "
-                           f"{', '.join(p.name for p in pipelines)})")
+        raise LeadtapError(f"leads in pipelines no longer configured: {said}; move them with: leadtap leads "
+                           f"rename-pipeline {lost[0][0]!r} NEW (NEW one of {', '.join(p.name for p in pipelines)})")
     if stranded:
         pipeline = stranded[0][0]
         said = "; ".join(f"{count} in {status!r}" + (f" ({p.name})" if len(pipelines) > 1 else "")

@@ -41,6 +41,12 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     rename.add_argument("--dry-run", action="store_true", help="say how many leads; change nothing")
     rename.add_argument("--pipeline", help="the leads of this pipeline (default: the default pipeline)")
     rename.set_defaults(handler=cmd_leads_rename_status)
+    moved = leads.add_parser("rename-pipeline",
+                             help="move the leads of a pipeline no longer configured to a configured one")
+    moved.add_argument("old", help="the pipeline as the leads have it (no longer in [[pipelines]])")
+    moved.add_argument("new", help="a configured pipeline ([[pipelines]] name, or the default one's)")
+    moved.add_argument("--dry-run", action="store_true", help="say how many leads; change nothing")
+    moved.set_defaults(handler=cmd_leads_rename_pipeline)
     show = leads.add_parser("show", help="one lead with its thread and activities")
     show.add_argument("id", type=record_id)
     show.set_defaults(handler=cmd_leads_show)
@@ -232,6 +238,18 @@ def cmd_leads_rename_status(app: App, args: argparse.Namespace) -> int:
     verb = "would move" if args.dry_run else "moved"
     print(f"{verb} {renamed} lead{'s' if renamed != 1 else ''} from {args.old!r} (no longer configured) "
           f"to {pick(args.new, pipeline.statuses)!r}; their stays go on")
+    return EXIT_OK
+
+
+def cmd_leads_rename_pipeline(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases.changes import acting, rename_pipeline
+    with app.ready_database().transaction() as session:
+        moved, pipeline = rename_pipeline(session, app.lead_rules(), args.old, args.new,
+                                          acting(session, None, app.config.pipeline), utcnow(), dry_run=args.dry_run)
+    verb = "would move" if args.dry_run else "moved"
+    print(f"{verb} {moved} lead{'s' if moved != 1 else ''} from the pipeline {args.old!r} (no longer configured) "
+          f"to {pipeline.name!r}; their statuses as they were (leadtap check lists any it has not)")
     return EXIT_OK
 
 
