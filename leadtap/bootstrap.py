@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from leadtap.scheduler.notifications import NotificationSender, SendReport
     from leadtap.scheduler.reminders import ReminderSweep
     from leadtap.scheduler.render import Renderer, ReplyHeaders
+    from leadtap.scheduler.webhooks import WebhookSender
     from leadtap.scheduler.workflows import StepRunner
 
 DEFAULT_CONFIG = "leadtap.toml"
@@ -228,13 +229,19 @@ class App:
 
     def send_notifications(self, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
         """The outbox: the workflows' steps due, then what owners are owed
-        (no email without an [smtp] table)."""
+        (no email without an [smtp] table), then the webhooks' events."""
         from leadtap.scheduler.notifications import SendReport
 
         steps = self.step_runner(should_stop=should_stop).run() if self.config.workflows else None
         report = SendReport() if self.config.smtp is None else self.notification_sender(should_stop=should_stop).run()
         report.steps = steps
+        report.webhooks = self.webhook_sender(should_stop=should_stop).run() if self.config.webhooks else None
         return report
+
+    def webhook_sender(self, **kwargs) -> WebhookSender:
+        from leadtap.scheduler.webhooks import WebhookSender
+
+        return WebhookSender(self.config, self.ready_database(), **kwargs)
 
     def ready_database(self) -> Database:
         """The database, checked to be at the newest schema, owners in sync."""

@@ -272,7 +272,8 @@ class Daemon(Push):
         self.notifier.status(self.status())
         if report.failed and not report.sign_in_refused:
             self.log.warning("poll_done", mailbox=mailbox, summary=report.summary())
-        if ((report.counts[Outcome.LEAD] and (app.config.notifications.enabled or app.config.workflows))
+        if ((report.counts[Outcome.LEAD] and (app.config.notifications.enabled or app.config.workflows
+                                              or app.config.webhooks))
                 or (report.counts[Outcome.NOT_LEAD] and app.config.commands.enabled)):
             self.notification_job(wait=False)  # new owners, and replies' senders, hear within the poll
         return True

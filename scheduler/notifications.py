@@ -64,15 +64,19 @@ class SendReport:
     failed: int = 0
     dropped: int = 0
     steps: StepReport | None = None  # the workflows' steps run in the same call
+    webhooks: object = None  # the webhook deliveries of the same call (scheduler.webhooks.WebhookReport)
 
     def summary(self) -> str:
         said = (f"notifications: {self.sent} sent, {self.retry} to retry, {self.failed} refused, "
                 f"{self.dropped} no longer owed")
-        return f"{self.steps.summary()}; {said}" if self.steps is not None else said
+        parts = [self.steps.summary() if self.steps is not None else None, said,
+                 self.webhooks.summary() if self.webhooks is not None else None]
+        return "; ".join(part for part in parts if part)
 
     @property
     def anything(self) -> bool:
-        return bool(self.sent or self.retry or self.failed or self.dropped) or bool(self.steps and self.steps.anything)
+        return (bool(self.sent or self.retry or self.failed or self.dropped) or bool(self.steps and self.steps.anything)
+                or bool(self.webhooks and self.webhooks.anything))
 
 
 class NotificationSender:

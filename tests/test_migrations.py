@@ -49,7 +49,7 @@ def test_an_install_with_leads_activities_and_opportunities_upgrades_to_the_newe
 
         before, after = upgrade_schema(engine)
 
-        assert (before, after) == ("0002", "0015")
+        assert (before, after) == ("0002", "0016")
         with engine.begin() as c:
             assert c.execute(text("SELECT id, automation_stopped, follow_up_of, snoozed_until FROM leads "
                                   "ORDER BY id")).all() == [(1, False, None, None), (2, False, None, None)]
@@ -91,4 +91,4 @@ def test_the_head_read_from_the_scripts_is_alembics_own():
 
     from leadtap.core.store.engine import MIGRATIONS, head_revision
 
-    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0015"
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head() == "0016"

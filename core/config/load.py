@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from leadtap.core.config.webhooks import WebhookConfig, parse_webhook
 from leadtap.core.config.pipeline import default_name, parse_pipeline, parse_pipelines, statuses_by_pipeline
 from leadtap.core.config.reminders import (  # noqa: F401  (re-exported: the reminder config's home)
     BusinessHours,
@@ -149,6 +150,7 @@ class Config:
     oauth2: TokenKeyConfig = TokenKeyConfig()
     pipeline: Pipeline = Pipeline(DEFAULT_STATUSES, DEFAULT_CLOSED, "New")  # the default one
     pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # every one by name, the default first
+    webhooks: tuple[WebhookConfig, ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -188,7 +190,7 @@ class Config:
     def owes_mail(self) -> bool:
         """Owners may be owed emails, or workflows' steps (the outbox is run on a schedule)."""
         deals = self.opportunities.deals
-        return (self.notifications.enabled or self.commands.enabled or self.workflows
+        return (self.notifications.enabled or self.commands.enabled or self.workflows or bool(self.webhooks)
                 or any(r.reassign_after for r in self.reminders.rules)
                 or (self.smtp is not None and (deals.staleness.enabled or deals.onboarding is not None)))
 
@@ -216,6 +218,8 @@ class Config:
             self.oauth2.key.reveal()
         if self.commands.enabled:
             self.commands.secret.reveal()
+        for hook in self.webhooks:
+            hook.secret.reveal()
 
 
 def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
@@ -271,6 +275,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
             raise ConfigError(path, f"mailboxes[{index}].pipeline",
                               f"unknown pipeline {box.pipeline!r}; expected one of {list(pipelines)}")
     notifications = parse_notifications(root.table("notifications"))
+    webhooks = tuple(parse_webhook(section, environ) for section in root.array("webhooks"))
     metrics = parse_metrics(root.table("metrics"))
     token_key = parse_token_key(root.table("oauth2"), environ,
                                 needed=any(server.oauth2 for server in (*mailboxes, smtp) if server is not None))
@@ -298,6 +303,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
     check_unique(path, "owners", "email", [o.email.lower() for o in owners])
     check_unique(path, "mailboxes", "name", [m.name for m in mailboxes])
     check_unique(path, "extraction_templates", "name", template_names)
+    check_unique(path, "webhooks", "name", [hook.name for hook in webhooks])
     return Config(
         path=path,
         database=database,
@@ -316,6 +322,7 @@ def parse_config(raw: dict, path: Path, environ: Mapping[str, str]) -> Config:
         oauth2=token_key,
         pipeline=pipeline,
         pipelines=pipelines,
+        webhooks=webhooks,
         warnings=tuple(warnings),
     )
 

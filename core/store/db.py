@@ -379,6 +379,35 @@ class ContactEmail(Base):
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class WebhookDelivery(OutboxRow, Base):
+    """An event owed to a webhook endpoint (``[[webhooks]]``): written in the
+    transaction that made it, sent after it commits, through the outbox
+    protocol; ``webhook_id`` is the same on every retry. A lead's events go
+    out in order: one waits while an earlier one to the same endpoint does."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(50))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)  # None: a test ping
+    webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    answer: Mapped[str | None] = mapped_column(Text)  # the last HTTP status and the start of the body
+
+    __table_args__ = (Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_endpoint_lead", "endpoint", "lead_id", "id"))
+
+
+class WebhookEndpoint(Base):
+    """An endpoint that answered 410 Gone: nothing more goes to it until its config changes (its URL)."""
+
+    __tablename__ = "webhook_endpoints"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    disabled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class MailboxLease(Base):
     """Which worker serves a mailbox, until when: renewed by its passes, free
     for another worker once it expires (its worker died)."""

@@ -174,6 +174,7 @@ class LeadSettings:
     authserv_id: str | None = None  # [commands] authserv_id: whose Authentication-Results vouch for a From
     steps: tuple = ()  # the workflow of ``status`` (core.rules.workflows.Step): owed for each new lead
     pipeline: str | None = None  # the mailbox's [[pipelines]] name (None: the default pipeline)
+    webhooks: tuple = ()  # [[webhooks]]: a new lead is owed to those that want lead.created
     stage_steps: tuple = ()  # the workflow of ``opportunity_stage``: owed for each new deal
 
     @classmethod
@@ -196,6 +197,7 @@ class LeadSettings:
             authserv_id=config.commands.authserv_id,
             steps=pipeline.option(pipeline.default_status).steps,
             stage_steps=config.opportunities.deals.steps.get(config.opportunities.stages[0], ()),
+            webhooks=tuple(hook for hook in config.webhooks if hook.wants("lead.created")),
         )
 
 

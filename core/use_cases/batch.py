@@ -44,6 +44,7 @@ from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, Lea
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+from leadtap.core.use_cases.webhooks import owe_created
 from leadtap.core.use_cases.workflows import step_rows
 
 
@@ -340,6 +341,8 @@ class LeadBatch:
         self.write_steps()
         if self.settings.opportunity_stage is not None and self.new_leads:
             session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
+        if self.settings.webhooks and self.new_leads:  # after its deal: the payload carries it
+            owe_created(session, self.settings.webhooks, [lead.id for lead in self.new_leads], self.now)
         rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
         if rows:
             session.execute(insert(ThreadMessage), rows)

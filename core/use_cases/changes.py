@@ -29,6 +29,7 @@ from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_p
 from leadtap.core.store import notifications
 from leadtap.core.store.reminders import stay_start
 from leadtap.core.store.services import clip, lock_rotation
+from leadtap.core.use_cases import webhooks
 from leadtap.core.use_cases.workflows import owe_steps
 
 LEAD_FIELDS = {"name": 300, "email": 320, "phone": 100, "company": 300}  # and their column lengths
@@ -56,6 +57,7 @@ class LeadRules:
     default_type: str | None = None
     pipelines: Mapping[str, Pipeline] = field(default_factory=dict)  # every pipeline by name (``pipeline``: the default)
     config: Config | None = None  # what the pipelines came from (their names, in any case)
+    webhooks: tuple = ()  # [[webhooks]]: the events a change is are owed to them
 
     def pipeline_of(self, lead) -> Pipeline:
         """A lead's pipeline (its rules and statuses): its ``pipeline`` column's, else the default one."""
@@ -85,7 +87,8 @@ class LeadRules:
         return cls(config.pipeline, config.assignment.role, config.opportunities.deals, render_title,
                    config.notifications.enabled, config.smtp is not None, sources, config.assignment.enabled,
                    config.opportunities.auto_create, config.assignment.company_owner,
-                   frozenset(config.assignment.free_mail), leads.types, leads.default_type, config.pipelines, config)
+                   frozenset(config.assignment.free_mail), leads.types, leads.default_type, config.pipelines, config,
+                   config.webhooks)
 
     @property
     def first_stage(self) -> str:
@@ -356,6 +359,8 @@ def record(session: Session, rules: LeadRules, lead: Lead, change: Change, recor
     not ``activity`` (a staleness warning) leaves the lead's activity time and snooze."""
     for event in change.events:
         (recorders or RECORDERS)[type(event)](session, rules, lead, change, event)
+    if rules.webhooks:
+        webhooks.owe_change(session, rules.webhooks, rules.deals, lead, change)
     if activity:
         lead.last_activity_at = change.at
         if not change.of(lifecycle.Snoozed):

@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from leadtap.cli import (auth, check, db, examples, extract, failed, leads, notifications, onboarding, opportunities,
-                         owners, poll, reminders, replies, tasks, worker)
+                         owners, poll, reminders, replies, tasks, webhooks, worker)
 from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from leadtap.core.errors import ConfigError, LeadtapError
 
@@ -49,6 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (db, poll, extract, leads, tasks, opportunities, onboarding, owners, failed, worker, reminders,
-                   notifications, replies, auth, examples, check):
+                   notifications, webhooks, replies, auth, examples, check):
         module.add_commands(subcommands)
     return parser

@@ -64,8 +64,8 @@ def owes_mail(app, done: list) -> bool:
     """A new owner (of a lead, or of an onboarding) is told at once; a workflow's first steps run."""
     from leadtap.core.rules import deals, lifecycle
 
-    if any(change.of(lifecycle.StepsOwed) for change in done):
-        return True
+    if app.config.webhooks or any(change.of(lifecycle.StepsOwed) for change in done):
+        return True  # the events it is go out to the webhooks at once
     if any(change.of(lifecycle.OwnerChanged) or change.of(lifecycle.Created) for change in done):
         return app.config.notifications.enabled
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None

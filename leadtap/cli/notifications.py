@@ -27,7 +27,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
 
 
 def cmd_notify(app: App, args: argparse.Namespace) -> int:
-    if app.config.smtp is None and not app.config.workflows:
+    if app.config.smtp is None and not app.config.workflows and not app.config.webhooks:
         print("notifications: off (no [smtp] table in the config)")
         return EXIT_OK
     report = app.send_notifications()

@@ -39,7 +39,7 @@ def report_passes(app: App, reports) -> int:
     """Each mailbox's line, then what the passes made owed: new owners' and replies' emails."""
     for report in reports:
         print(report.summary())
-    if app.config.notifications.enabled or app.config.commands.enabled or app.config.workflows:
+    if app.config.notifications.enabled or app.config.commands.enabled or app.config.workflows or app.config.webhooks:
         print(app.send_notifications().summary())
     return EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK
 

@@ -1,0 +1,82 @@
+"""Webhook events owed, in the transaction that makes them (a change to a
+lead or its deal, a batch of new leads): one ``webhook_deliveries`` row per
+event and endpoint that wants it, sent after the commit by
+``scheduler.webhooks``. An endpoint that answered 410 Gone is owed nothing
+more until its URL changes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy.orm import Session, aliased
+
+from leadtap.core.rules import webhooks
+from leadtap.core.rules.lifecycle import Change
+from leadtap.core.store.db import Lead, Opportunity, Owner, WebhookDelivery, WebhookEndpoint
+from leadtap.core.store.outbox import Outbox
+from leadtap.core.use_cases.views import lead_dict
+
+
+class OrderedOutbox(Outbox):
+    """The outbox of webhook deliveries: a lead's events to one endpoint go
+    out in order — a row is claimed only when every earlier one of its lead
+    and endpoint is delivered (or given up), or claimed by the same sender
+    just before it (who sends them in order, and stops at a failure)."""
+
+    def claim(self, session: Session, row_id: int, token: str, now: datetime) -> bool:
+        m, earlier = WebhookDelivery, aliased(WebhookDelivery)
+        waiting = exists().where(earlier.endpoint == m.endpoint, earlier.lead_id == m.lead_id, earlier.id < m.id,
+                                 earlier.state.in_(("pending", "claimed")),
+                                 ~and_(earlier.state == "claimed", earlier.token == token))
+        won = session.execute(update(m).where(m.id == row_id, self.claimable(now), ~waiting)
+                              .values(state="claimed", token=token, claimed_at=now))
+        return won.rowcount == 1
+
+
+OUTBOX = OrderedOutbox(WebhookDelivery)
+
+
+def live_endpoints(session: Session, hooks) -> list:
+    """The configured endpoints that did not answer 410 Gone at their URL."""
+    if not hooks:
+        return []
+    gone = {(e.name, e.url) for e in session.scalars(select(WebhookEndpoint))}
+    return [hook for hook in hooks if (hook.name, hook.url) not in gone]
+
+
+def row(hook, event: str, lead_id: int | None, body: dict, now: datetime) -> dict:
+    return {"endpoint": hook.name, "event": event, "lead_id": lead_id, "webhook_id": f"msg_{uuid.uuid4().hex}",
+            "payload": body, "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+
+def owe_change(session: Session, hooks, deals, lead: Lead, change: Change) -> None:
+    """The events ``change`` is (``core.rules.webhooks.events_of``), for each endpoint that wants them."""
+    found = webhooks.events_of(change, deals.won, deals.lost)
+    wanted = [(hook, event, what) for event, what in found for hook in live_endpoints(session, hooks)
+              if hook.wants(event)]
+    if not wanted:
+        return
+    session.flush()
+    data = lead_data(session, [lead.id])[lead.id]
+    session.execute(insert(WebhookDelivery), [row(hook, event, lead.id, webhooks.payload(event, change.at, data, what),
+                                                  change.at) for hook, event, what in wanted])
+
+
+def owe_created(session: Session, hooks, lead_ids: list[int], now: datetime) -> None:
+    """A batch of leads made from mail: ``lead.created`` for each, to each endpoint that wants it."""
+    wanting = [hook for hook in live_endpoints(session, hooks) if hook.wants("lead.created")]
+    if not wanting or not lead_ids:
+        return
+    data = lead_data(session, lead_ids)
+    session.execute(insert(WebhookDelivery), [
+        row(hook, "lead.created", lead_id, webhooks.payload("lead.created", now, data[lead_id], {"by": "mail"}), now)
+        for lead_id in lead_ids for hook in wanting])
+
+
+def lead_data(session: Session, lead_ids: list[int]) -> dict[int, dict]:
+    """Each lead as ``leads show`` gives it (its owner, its deal), in one query."""
+    rows = session.execute(select(Lead, Owner, Opportunity).outerjoin(Owner, Owner.id == Lead.owner_id)
+                           .outerjoin(Opportunity, Opportunity.lead_id == Lead.id).where(Lead.id.in_(lead_ids)))
+    return {lead.id: lead_dict(lead, owner, deal) for lead, owner, deal in rows}

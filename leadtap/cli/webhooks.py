@@ -1,0 +1,98 @@
+"""``leadtap webhooks list|retry|test``: the events owed to ``[[webhooks]]``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, record_id
+
+if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
+    from leadtap.bootstrap import App
+
+
+def add_commands(subcommands: argparse._SubParsersAction) -> None:
+    hooks = subcommands.add_parser("webhooks", help="the events sent to [[webhooks]]: list, retry, test") \
+        .add_subparsers(dest="webhooks_command", required=True)
+    listing = hooks.add_parser("list", help="the latest deliveries, their attempts and the last answer")
+    listing.add_argument("--failed", action="store_true", help="only those given up")
+    listing.set_defaults(handler=cmd_webhooks_list)
+    retry = hooks.add_parser("retry", help="a delivery given up (or all of them) owed again, from now")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=record_id)
+    which.add_argument("--all", action="store_true", help="every delivery given up")
+    retry.set_defaults(handler=cmd_webhooks_retry)
+    test = hooks.add_parser("test", help="send a signed ping to one endpoint now, and show its answer")
+    test.add_argument("name", help="a [[webhooks]] name")
+    test.set_defaults(handler=cmd_webhooks_test)
+
+
+def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from leadtap.core.store.db import WebhookDelivery, WebhookEndpoint
+
+    app.db.check_schema()
+    with app.db.transaction() as session:
+        query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(200)
+        if args.failed:
+            query = query.where(WebhookDelivery.state == "failed")
+        rows = list(session.scalars(query))
+        gone = list(session.scalars(select(WebhookEndpoint)))
+    for endpoint in gone:
+        print(f"endpoint {endpoint.name} disabled {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC ({endpoint.url}): "
+              f"{endpoint.reason}")
+    if not rows:
+        print("no webhook deliveries" + (" given up" if args.failed else ""))
+    for row in rows:
+        when = f"{row.sent_at:%Y-%m-%d %H:%M}" if row.sent_at else f"next {row.next_attempt_at:%Y-%m-%d %H:%M}"
+        lead = f"lead {row.lead_id}" if row.lead_id else "ping"
+        print(f"{row.id:>6}  {row.endpoint}  {row.event}  {lead}  {row.state}  {row.attempts} attempts  {when}  "
+              f"{row.webhook_id}" + (f"  — {row.last_error or row.answer}" if row.state != "sent" and
+                                     (row.last_error or row.answer) else ""))
+    return EXIT_OK
+
+
+def cmd_webhooks_retry(app: App, args: argparse.Namespace) -> int:
+    from sqlalchemy import update
+
+    from leadtap.core.store.db import WebhookDelivery
+    from leadtap.core.store.engine import utcnow
+
+    now = utcnow()
+    with app.ready_database().transaction() as session:
+        query = update(WebhookDelivery).where(WebhookDelivery.state == "failed")
+        if not args.all:
+            query = query.where(WebhookDelivery.id == args.id)
+        owed = session.execute(query.values(state="pending", attempts=0, next_attempt_at=now, created_at=now,
+                                            token=None, claimed_at=None)).rowcount
+    if not owed:
+        print("nothing to retry" + ("" if args.all else f": no delivery {args.id} given up"))
+        return EXIT_FAILED
+    print(f"{owed} deliver{'y' if owed == 1 else 'ies'} owed again")
+    print(app.send_notifications().summary())
+    return EXIT_OK
+
+
+def cmd_webhooks_test(app: App, args: argparse.Namespace) -> int:
+    from leadtap.core.rules.webhooks import payload
+    from leadtap.core.store.db import WebhookDelivery
+    from leadtap.core.store.engine import utcnow
+    from leadtap.core.use_cases.webhooks import row
+
+    hook = next((h for h in app.config.webhooks if h.name == args.name), None)
+    if hook is None:
+        names = ", ".join(h.name for h in app.config.webhooks) or "none configured"
+        print(f"leadtap: unknown webhook {args.name!r}; expected one of {names}")
+        return EXIT_USAGE
+    now = utcnow()
+    with app.ready_database().transaction() as session:
+        ping = WebhookDelivery(**row(hook, "ping", None, payload("ping", now, {}, {"by": "cli"}), now))
+        session.add(ping)
+        session.flush()
+        ping_id = ping.id
+    app.webhook_sender().run()
+    with app.db.transaction() as session:
+        sent = session.get(WebhookDelivery, ping_id)
+        print(f"{hook.name} ({hook.url}): {sent.state}, {sent.answer or sent.last_error}")
+        return EXIT_OK if sent.state == "sent" else EXIT_FAILED

@@ -1,0 +1,202 @@
+"""Delivering the webhook events owed (``core.use_cases.webhooks``): claimed
+once across workers, each POSTed with its Standard Webhooks headers (the
+same ``webhook-id`` on every retry, a fresh timestamp and signature), the
+answer recorded:
+
+- a 2xx: delivered;
+- 410 Gone: the endpoint is disabled (until its URL changes), its events
+  given up, said in the log;
+- anything else — another status, a timeout, no connection, a redirect
+  (never followed) — tried again after a backoff with jitter (1 minute,
+  doubling, at most an hour) until ``horizon`` after the event, then failed
+  with the last answer.
+
+A lead's events to one endpoint go out in order: after one fails, the later
+ones claimed with it are released untried. The response body is read up to
+``MAX_ANSWER`` bytes; the secret is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from leadtap.core.config.load import Config
+from leadtap.core.logs import get_logger
+from leadtap.core.rules.webhooks import secret_bytes, signature
+from leadtap.core.store.db import WebhookDelivery, WebhookEndpoint
+from leadtap.core.store.engine import Database, utcnow
+from leadtap.core.store.outbox import backoff
+from leadtap.core.use_cases.webhooks import OUTBOX
+from leadtap.scheduler.outbox import claim_due
+
+BATCH = 200
+MAX_ANSWER = 4096  # bytes of a receiver's answer kept (and read)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a POST came to: an HTTP status (None: none came) and what was said."""
+
+    status: int | None
+    said: str
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.said}" if self.status is not None else self.said
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+    """One POST, never following a redirect; every failure an Answer, never raised."""
+    import requests
+
+    try:
+        with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                           stream=True) as response:
+            said = response.raw.read(MAX_ANSWER, decode_content=True).decode("utf-8", "replace").strip()
+            if 300 <= response.status_code < 400:
+                said = f"a redirect to {response.headers.get('Location', '?')} (not followed)"
+            return Answer(response.status_code, said[:500])
+    except requests.Timeout:
+        return Answer(None, f"no answer within {timeout:g} s")
+    except requests.RequestException as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
+
+
+@dataclass
+class WebhookReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    gone: int = 0
+
+    def summary(self) -> str:
+        return (f"webhooks: {self.sent} delivered, {self.retry} to retry, {self.failed} given up, "
+                f"{self.gone} endpoints gone")
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.sent or self.retry or self.failed or self.gone)
+
+
+class WebhookSender:
+    def __init__(self, config: Config, db: Database, clock: Callable[[], datetime] = utcnow,
+                 should_stop: Callable[[], bool] = lambda: False, send: Callable[..., Answer] = post,
+                 rng: random.Random | None = None):
+        self.config, self.db, self.clock, self.should_stop, self.send = config, db, clock, should_stop, send
+        self.hooks = {hook.name: hook for hook in config.webhooks}
+        self.rng = rng or random.Random()
+        self.log = get_logger("leadtap.webhooks")
+        self.gone_now: set[str] = set()  # endpoints that answered 410 in this run
+
+    def run(self) -> WebhookReport:
+        report = WebhookReport()
+        if not self.hooks:
+            return report
+        now = self.clock()
+        token = uuid.uuid4().hex
+        mine = claim_due(self.db, OUTBOX, now, token, BATCH)
+        with self.db.transaction() as session:
+            rows = {row.id: row for row in session.query(WebhookDelivery).filter(WebhookDelivery.id.in_(mine))}
+        stopped: set[tuple[str, int | None]] = set()  # (endpoint, lead) whose earlier event failed just now
+        for row_id in mine:
+            row = rows[row_id]
+            group = (row.endpoint, row.lead_id)
+            if row.endpoint in self.gone_now:
+                self.finish(row, token, now, "failed", "the endpoint answered 410 Gone")
+                report.failed += 1
+                continue
+            if self.should_stop() or group in stopped:
+                self.release(row_id, token)
+                continue
+            try:
+                delivered = self.deliver(row, token, now, report)
+            except Exception as exc:  # a bug, or this event's data: retried later, alone; the rest go on
+                self.log.exception("webhook_not_sent", row=row.id)
+                given_up = self.retry(row, self.hooks[row.endpoint].horizon if row.endpoint in self.hooks
+                                      else timedelta(0), token, now, Answer(None, f"{type(exc).__name__}: {exc}"))
+                report.failed += given_up
+                report.retry += not given_up
+                delivered = False
+            if not delivered:
+                stopped.add(group)
+        return report
+
+    def deliver(self, row: WebhookDelivery, token: str, now: datetime, report: WebhookReport) -> bool:
+        hook = self.hooks.get(row.endpoint)
+        if hook is None:
+            self.finish(row, token, now, "dropped", f"no [[webhooks]] named {row.endpoint!r} any more")
+            report.failed += 1
+            return True
+        body = json.dumps(row.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        stamp = int(time.time())  # the attempt's, by the wall clock: receivers check it is recent
+        headers = {"content-type": "application/json", "user-agent": "leadtap", "webhook-id": row.webhook_id,
+                   "webhook-timestamp": str(stamp),
+                   "webhook-signature": signature(secret_bytes(hook.secret.reveal()), row.webhook_id, stamp, body)}
+        started = time.monotonic()
+        answer = self.send(hook.url, body, headers, hook.timeout.total_seconds())
+        about = {"endpoint": hook.name, "type": row.event, "lead_id": row.lead_id, "webhook_id": row.webhook_id,
+                 "ms": round((time.monotonic() - started) * 1000)}
+        if answer.delivered:
+            self.finish(row, token, now, "sent", None, answer)
+            report.sent += 1
+            self.log.info("webhook_delivered", status=answer.status, **about)
+            return True
+        if answer.status == 410:
+            self.gone(hook, row, token, now, answer)
+            self.gone_now.add(hook.name)
+            report.gone += 1
+            self.log.error("webhook_endpoint_gone", url=hook.url, **about)
+            return False
+        given_up = self.retry(row, hook.horizon, token, now, answer)
+        report.failed += given_up
+        report.retry += not given_up
+        self.log.warning("webhook_failed", answer=str(answer), given_up=given_up, **about)
+        return False
+
+    def finish(self, row: WebhookDelivery, token: str, now: datetime, state: str, error: str | None,
+               answer: Answer | None = None) -> None:
+        with self.db.transaction() as session:
+            if OUTBOX.finish(session, row.id, token, now, state, error) and answer is not None:
+                session.get(WebhookDelivery, row.id).answer = str(answer)
+
+    def retry(self, row: WebhookDelivery, horizon: timedelta, token: str, now: datetime, answer: Answer) -> bool:
+        """Pending again after a backoff with jitter; given up past the horizon. True when given up."""
+        with self.db.transaction() as session:
+            mine = session.get(WebhookDelivery, row.id)
+            if mine is None or mine.token != token or mine.state != "claimed":
+                return False
+            mine.attempts += 1
+            mine.answer = mine.last_error = str(answer)
+            wait = backoff(mine.attempts) * self.rng.uniform(0.8, 1.2)
+            if now + wait > row.created_at + horizon:
+                mine.state, mine.last_error = "failed", f"given up after {mine.attempts} attempts: {answer}"
+                return True
+            mine.state, mine.token, mine.claimed_at, mine.next_attempt_at = "pending", None, None, now + wait
+            return False
+
+    def gone(self, hook, row: WebhookDelivery, token: str, now: datetime, answer: Answer) -> None:
+        """410 Gone: the endpoint takes nothing more; what it was owed is given up."""
+        with self.db.transaction() as session:
+            if session.get(WebhookEndpoint, hook.name) is None:
+                session.add(WebhookEndpoint(name=hook.name, url=hook.url, disabled_at=now, reason=str(answer)))
+            else:
+                endpoint = session.get(WebhookEndpoint, hook.name)
+                endpoint.url, endpoint.disabled_at, endpoint.reason = hook.url, now, str(answer)
+            session.query(WebhookDelivery).filter(
+                WebhookDelivery.endpoint == hook.name, WebhookDelivery.state == "pending"
+            ).update({"state": "failed", "last_error": f"the endpoint answered 410 Gone: {answer}"})
+            OUTBOX.finish(session, row.id, token, now, "failed", f"the endpoint answered 410 Gone: {answer}")
+            session.get(WebhookDelivery, row.id).answer = str(answer)
+
+    def release(self, row_id: int, token: str) -> None:
+        with self.db.transaction() as session:
+            OUTBOX.release(session, row_id, token)

@@ -1,0 +1,226 @@
+"""Webhooks: the events a lead and its deal go through, POSTed to
+``[[webhooks]]`` endpoints, signed as the Standard Webhooks specification
+says — checked here with that specification's reference library — owed in
+the transaction that makes them and sent through the outbox: retried with
+the same id, given up past their horizon, an endpoint that answers 410
+disabled, a lead's events in order, each event once under two workers.
+
+The receiver is a real HTTP server on loopback, started by the tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import update
+from standardwebhooks.webhooks import Webhook
+
+from leadtap.bootstrap import build_app
+from leadtap.core.rules.webhooks import secret_bytes, signature
+from leadtap.core.store.db import WebhookDelivery
+from tests.helpers import enquiry, run_leadtap, write_config
+from tests.test_config import config, load, refused
+from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
+from tests.test_workers import run_at_once
+from tests.test_workflows import start
+
+SECRET = "whsec_" + base64.b64encode(b"leadtap-test-webhook-secret-32b!").decode()
+
+
+class Receiver:
+    """An HTTP server that keeps what it is sent and answers as told (``answers``: statuses in turn, then 200)."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"no")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        """What came, each verified with the Standard Webhooks reference library."""
+        verifier = Webhook(SECRET)
+        return [verifier.verify(body, headers) for headers, body in self.received]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def hooks(url: str, secret_file, events=("lead.created", "lead.status_changed", "lead.assigned", "deal.stage_changed",
+                                         "deal.won")) -> str:
+    listed = ", ".join(f'"{e}"' for e in events)
+    return f'[[webhooks]]\nname = "crm"\nurl = "{url}"\nevents = [{listed}]\nsecret_file = "{secret_file}"\n'
+
+
+# --- the rules -----------------------------------------------------------------------
+
+
+def test_the_signature_is_the_standard_webhooks_one():
+    body = b'{"type":"lead.created"}'
+    stamp = int(datetime.now(timezone.utc).timestamp())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(stamp),
+               "webhook-signature": signature(secret_bytes(SECRET), "msg_1", stamp, body)}
+
+    assert Webhook(SECRET).verify(body, headers) == {"type": "lead.created"}
+    with pytest.raises(Exception):
+        Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_a_webhook_reads_from_the_config_and_bad_ones_are_refused(tmp_path):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    loaded = load(tmp_path, config(extra=hooks("https://hooks.example.com/x", tmp_path / "hook.secret")))
+    (hook,) = loaded.webhooks
+    assert hook.name == "crm" and hook.wants("lead.created") and not hook.wants("deal.lost")
+    assert hook.timeout == timedelta(seconds=10) and hook.horizon == timedelta(days=3)
+    assert secret_bytes(hook.secret.reveal()) == b"leadtap-test-webhook-secret-32b!"
+
+    for url, words in (("http://hooks.example.com/x", "http:// only to this machine"),
+                       ("https://user:pw@hooks.example.com/x", "no credentials in the URL"),
+                       ("ftp://hooks.example.com/x", "an https:// URL is expected")):
+        assert words in str(refused(tmp_path, config(extra=hooks(url, tmp_path / "hook.secret"))))
+    error = refused(tmp_path, config(extra=hooks("https://h.example.com", tmp_path / "x", events=("lead.won",))))
+    assert "webhooks[0].events: unknown event 'lead.won'" in str(error)
+    (tmp_path / "bad.secret").write_text("not-a-whsec-secret")
+    loaded = load(tmp_path, config(extra=hooks("https://h.example.com", tmp_path / "bad.secret")))
+    with pytest.raises(Exception, match="webhooks\\[0\\].secret_file: the secret is 0 bytes"):
+        loaded.webhooks[0].secret.reveal()
+
+
+# --- against a receiver --------------------------------------------------------------
+
+
+@pytest.fixture
+def hooked(env, mailbox, receiver, tmp_path):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    mailbox.append(enquiry(name="Jo Smith", email="jo@acme.test", company="ACME"))
+    env.configure(mailbox.section(), extra=hooks(receiver.url, tmp_path / "hook.secret"))
+    env.upgrade()
+    return env
+
+
+def send(env: Env, at: datetime):
+    app = build_app(str(env.path))
+    try:
+        return app.webhook_sender(clock=lambda: at).run()
+    finally:
+        app.close()
+
+
+def test_a_new_lead_and_its_changes_reach_the_endpoint_signed_and_in_order(hooked, receiver):
+    code, out, _ = hooked.cli("poll")
+    assert code == 0 and "webhooks: 1 delivered" in out
+    assert hooked.cli("leads", "set", "1", "--status", "Attempting")[0] == 0
+    assert hooked.cli("leads", "assign", "1", "ben@example.com")[0] == 0
+    assert hooked.cli("opportunities", "set", "1", "--stage", "Won", "--field", "amount=1200",
+                      "--field", "close_date=2026-12-31")[0] == 0
+
+    events = receiver.events()
+    assert [e["type"] for e in events] == ["lead.created", "lead.status_changed", "lead.assigned",
+                                           "deal.stage_changed", "deal.won"]
+    created = events[0]
+    assert created["version"] == 1 and created["data"]["lead"]["name"] == "Jo Smith"
+    assert created["data"]["lead"]["opportunity"]["stage"] == "Discovery" and created["data"]["change"] == {"by": "mail"}
+    assert events[1]["data"]["change"]["to"] == "Attempting" and events[2]["data"]["change"]["to"] == "ben@example.com"
+    assert events[4]["data"]["lead"]["opportunity"]["stage"] == "Won"
+    assert len({headers["webhook-id"] for headers, _ in receiver.received}) == 5
+
+
+def test_a_failed_delivery_is_retried_with_the_same_id_and_given_up_past_its_horizon(hooked, receiver):
+    receiver.answers = [500, 503]
+    hooked.poll()  # 500: pending again
+    now = datetime.now(timezone.utc)
+    assert send(hooked, now).sent == 0  # its backoff has not run out
+    report = send(hooked, now + timedelta(minutes=3))  # 503
+    assert (report.sent, report.retry) == (0, 1)
+    assert send(hooked, now + timedelta(minutes=10)).sent == 1
+    ids = [headers["webhook-id"] for headers, _ in receiver.received]
+    assert len(ids) == 3 and len(set(ids)) == 1
+
+    receiver.answers = [500, 500]
+    hooked.cli("leads", "set", "1", "--status", "Attempting")  # sent at once: 500
+    report = send(hooked, now + timedelta(days=4))  # 500 again, past the 3-day horizon of an event made now
+    assert report.failed == 1
+    code, out, _ = hooked.cli("webhooks", "list", "--failed")
+    assert "lead.status_changed  lead 1  failed" in out and "given up after" in out
+    code, out, _ = hooked.cli("webhooks", "retry", "--all")
+    assert code == 0 and "1 delivery owed again" in out and "webhooks: 1 delivered" in out
+
+
+def test_an_endpoint_that_answers_410_is_disabled(hooked, receiver):
+    receiver.answers = [410]
+    hooked.poll()
+    hooked.cli("leads", "set", "1", "--status", "Attempting")
+
+    assert len(receiver.received) == 1  # nothing more goes to it
+    code, out, _ = hooked.cli("webhooks", "list")
+    assert "endpoint crm disabled" in out and "HTTP 410" in out
+
+
+def test_a_leads_later_event_waits_for_its_earlier_one(hooked, receiver):
+    receiver.answers = [500]
+    hooked.poll()  # lead.created: refused for now
+    hooked.cli("leads", "set", "1", "--status", "Attempting")  # its status change waits behind it
+    assert len(receiver.received) == 1
+
+    report = send(hooked, datetime.now(timezone.utc) + timedelta(minutes=5))
+
+    assert report.sent == 2
+    assert [e["type"] for e in receiver.events()] == ["lead.created", "lead.created", "lead.status_changed"]
+
+
+def test_webhooks_test_sends_a_signed_ping(hooked, receiver):
+    code, out, _ = hooked.cli("webhooks", "test", "crm")
+
+    assert code == 0 and "crm (http://127.0.0.1" in out and "sent, HTTP 200: ok" in out
+    assert receiver.events()[0]["type"] == "ping"
+    code, _, _ = hooked.cli("webhooks", "test", "nope")
+    assert code == 2
+
+
+def test_two_workers_deliver_each_event_once(tmp_path, postgres_url, mailbox, receiver):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    for n in range(30):
+        mailbox.append(enquiry(name=f"Person {n}", email=f"p{n}@client.test"))
+    path = write_config(tmp_path / "leadtap.toml", postgres_url, mailbox.section(),
+                        extra="[ingest]\nbatch_size = 5\n" + hooks(receiver.url, tmp_path / "hook.secret"))
+    assert run_leadtap("db", "upgrade", config=path).returncode == 0
+    assert run_leadtap("poll", config=path).returncode == 0
+    assert len(receiver.received) == 30
+    receiver.received.clear()
+    app = build_app(str(path))
+    with app.db.transaction() as session:  # every event owed again, as if never sent
+        session.execute(update(WebhookDelivery).values(state="pending", sent_at=None))
+    app.close()
+
+    results = run_at_once(start(path, "notify"), start(path, "notify"))
+
+    assert [code for code, _, _ in results] == [0, 0], results
+    ids = [headers["webhook-id"] for headers, _ in receiver.received]
+    assert len(ids) == 30 and len(set(ids)) == 30
+    assert {json.loads(body)["type"] for _, body in receiver.received} == {"lead.created"}
