@@ -237,3 +237,42 @@ def reset_failed(session: Session, ids: list[int] | None) -> list[tuple[str, int
     if entries:
         session.execute(update(LedgerEntry).where(LedgerEntry.id.in_([e.id for e in entries])).values(attempts=0))
     return [(e.mailbox, e.uid) for e in entries]
+
+
+# --- export -----------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("id", "name", "email", "phone", "company", "status", "pipeline", "owner", "source", "type",
+                  "mailbox", "subject", "received_at", "created_at", "status_changed_at", "last_activity_at",
+                  "deal_stage", "deal_amount", "deal_close_date", "message")
+
+
+def export_columns(declared: tuple[str, ...]) -> tuple[str, ...]:
+    """The export's columns, in a stable order: the lead's, its deal's, then each declared custom field."""
+    return (*EXPORT_COLUMNS, *(f"fields.{name}" for name in declared))
+
+
+def export_rows(session: Session, since: datetime | None = None, status: str | None = None,
+                pipeline: tuple[str | None] | None = None, batch: int = 1000) -> Iterator[dict]:
+    """Every lead (received since ``since``, in ``status``, of ``pipeline``), by
+    id, streamed ``batch`` at a time: memory stays flat however many there are."""
+    query = (select(Lead, Owner.email, Opportunity.stage, Opportunity.fields)
+             .outerjoin(Owner, Owner.id == Lead.owner_id).outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
+             .order_by(Lead.id).execution_options(yield_per=batch))
+    if since is not None:
+        query = query.where(Lead.received_at >= since)
+    if status:
+        query = query.where(Lead.status == status)
+    if pipeline is not None:
+        query = query.where(in_pipeline(pipeline[0]))
+    for lead, owner, stage, deal_fields in session.execute(query):
+        deal_fields = deal_fields or {}
+        row = {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
+               "status": lead.status, "pipeline": lead.pipeline, "owner": owner, "source": lead.source,
+               "type": lead.type, "mailbox": lead.mailbox, "subject": lead.subject,
+               "received_at": iso(lead.received_at), "created_at": iso(lead.created_at),
+               "status_changed_at": iso(lead.status_changed_at), "last_activity_at": iso(lead.last_activity_at),
+               "deal_stage": stage, "deal_amount": deal_fields.get("amount"),
+               "deal_close_date": deal_fields.get("close_date"), "message": lead.message}
+        row.update({f"fields.{name}": value for name, value in (lead.fields or {}).items()})
+        session.expunge(lead)  # nothing of a streamed lead stays in the session
+        yield row

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id,
                                 refuse_unknown_owner)
+from leadtap.cli import export
 from leadtap.cli.output import write_rows
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
     listing.add_argument("--stale", metavar="DURATION", type=duration, help='only open leads quiet that long ("7d")')
     add_order(listing, "the first N leads")
     listing.set_defaults(handler=cmd_leads_list)
+    export.add_arguments(leads.add_parser("export", help="every lead, streamed to CSV or JSON Lines"))
     kanban = leads.add_parser("board", help="the Kanban: each status's count and its first leads")
     kanban.add_argument("--owner", help="the owner's email")
     kanban.add_argument("--pipeline", help="this pipeline's statuses and leads (default: the default pipeline)")
