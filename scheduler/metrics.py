@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from leadtap.core.rules.model import Outcome
 
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+POST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
@@ -43,6 +44,12 @@ class Metrics:
                              "dropped)", ["result"], registry=r)
         self.notifications = Counter("leadtap_notifications", "Owner emails, by result (sent, refused, retried, "
                                      "dropped)", ["result"], registry=r)
+        self.webhooks = Counter("leadtap_webhook_deliveries", "Webhook deliveries, by endpoint and outcome "
+                                "(delivered, retried, given_up, gone)", ["endpoint", "outcome"], registry=r)
+        self.webhook_seconds = Histogram("leadtap_webhook_duration_seconds", "One POST to an endpoint, its answer read",
+                                         ["endpoint"], buckets=POST_BUCKETS, registry=r)
+        self.webhook_waiting = Gauge("leadtap_webhook_oldest_undelivered_seconds",
+                                     "Age of the oldest webhook event not yet delivered (0: none)", registry=r)
         self.idle = Gauge("leadtap_idle_connected", "1 while the mailbox's IDLE connection is up", ["mailbox"],
                           registry=r)
         self.auth_ok = Gauge("leadtap_mailbox_auth_ok", "0 while the mailbox's sign-in is refused (a person must act)",
@@ -88,6 +95,13 @@ class Metrics:
         for result, n in (("sent", report.sent), ("refused", report.failed), ("retried", report.retry),
                           ("dropped", report.dropped)):
             self.notifications.labels(result).inc(n)
+        hooks = report.webhooks
+        if hooks is not None:
+            for endpoint, outcome, seconds in hooks.attempts:
+                self.webhooks.labels(endpoint, outcome).inc()
+                if seconds is not None:
+                    self.webhook_seconds.labels(endpoint).observe(seconds)
+            self.webhook_waiting.set(hooks.oldest_waiting)
         steps = report.steps
         if steps is not None:
             for result, n in (("done", steps.done), ("sent", steps.sent), ("refused", steps.failed),

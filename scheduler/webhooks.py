@@ -22,9 +22,11 @@ import json
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
+
+from sqlalchemy import func
 
 from leadtap.core.config.load import Config
 from leadtap.core.logs import get_logger
@@ -71,12 +73,42 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
 
 
+def head(url: str, timeout: float) -> Answer:
+    """A HEAD request, as ``leadtap check`` reaches an endpoint; never raised."""
+    import requests
+
+    try:
+        response = requests.head(url, timeout=timeout, allow_redirects=False)
+        return Answer(response.status_code, "")
+    except requests.RequestException as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def ping(app, hook) -> tuple[str, str]:
+    """A signed ``ping`` owed to ``hook`` and sent now: its state and the answer."""
+    from leadtap.core.rules.webhooks import payload
+    from leadtap.core.use_cases.webhooks import row
+
+    now = utcnow()
+    with app.ready_database().transaction() as session:
+        ping_row = WebhookDelivery(**row(hook, "ping", None, payload("ping", now, {}, {"by": "cli"}), now))
+        session.add(ping_row)
+        session.flush()
+        ping_id = ping_row.id
+    app.webhook_sender().run()
+    with app.db.transaction() as session:
+        sent = session.get(WebhookDelivery, ping_id)
+        return sent.state, sent.answer or sent.last_error or ""
+
+
 @dataclass
 class WebhookReport:
     sent: int = 0
     retry: int = 0
     failed: int = 0
     gone: int = 0
+    attempts: list = field(default_factory=list)  # (endpoint, outcome, seconds or None), for the metrics
+    oldest_waiting: float = 0.0  # seconds since the oldest event still owed was made
 
     def summary(self) -> str:
         return (f"webhooks: {self.sent} delivered, {self.retry} to retry, {self.failed} given up, "
@@ -128,7 +160,14 @@ class WebhookSender:
                 delivered = False
             if not delivered:
                 stopped.add(group)
+        report.oldest_waiting = self.oldest_waiting(now)
         return report
+
+    def oldest_waiting(self, now: datetime) -> float:
+        with self.db.transaction() as session:
+            oldest = session.query(func.min(WebhookDelivery.created_at)).filter(
+                WebhookDelivery.state.in_(("pending", "claimed"))).scalar()
+        return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
 
     def deliver(self, row: WebhookDelivery, token: str, now: datetime, report: WebhookReport) -> bool:
         hook = self.hooks.get(row.endpoint)
@@ -145,20 +184,24 @@ class WebhookSender:
         answer = self.send(hook.url, body, headers, hook.timeout.total_seconds())
         about = {"endpoint": hook.name, "type": row.event, "lead_id": row.lead_id, "webhook_id": row.webhook_id,
                  "ms": round((time.monotonic() - started) * 1000)}
+        seconds = time.monotonic() - started
         if answer.delivered:
             self.finish(row, token, now, "sent", None, answer)
             report.sent += 1
+            report.attempts.append((hook.name, "delivered", seconds))
             self.log.info("webhook_delivered", status=answer.status, **about)
             return True
         if answer.status == 410:
             self.gone(hook, row, token, now, answer)
             self.gone_now.add(hook.name)
             report.gone += 1
+            report.attempts.append((hook.name, "gone", seconds))
             self.log.error("webhook_endpoint_gone", url=hook.url, **about)
             return False
         given_up = self.retry(row, hook.horizon, token, now, answer)
         report.failed += given_up
         report.retry += not given_up
+        report.attempts.append((hook.name, "given_up" if given_up else "retried", seconds))
         self.log.warning("webhook_failed", answer=str(answer), given_up=given_up, **about)
         return False
 

@@ -224,3 +224,33 @@ def test_two_workers_deliver_each_event_once(tmp_path, postgres_url, mailbox, re
     ids = [headers["webhook-id"] for headers, _ in receiver.received]
     assert len(ids) == 30 and len(set(ids)) == 30
     assert {json.loads(body)["type"] for _, body in receiver.received} == {"lead.created"}
+
+
+def test_check_reaches_each_endpoint_by_head_or_by_a_signed_ping(hooked, receiver, tmp_path):
+    code, out, _ = hooked.cli("check")
+    assert f"ok    webhook crm: {receiver.url} answers (HEAD: HTTP 501)" in out  # the test receiver takes POST only
+
+    ping = hooks(receiver.url, tmp_path / "hook.secret") + 'check = "ping"\n'
+    hooked.configure(*hooked.sections, extra=ping)
+    code, out, _ = hooked.cli("check")
+    assert f"ok    webhook crm: {receiver.url} took a signed ping (HTTP 200: ok)" in out
+    assert receiver.events()[-1]["type"] == "ping"
+
+    hooked.configure(*hooked.sections, extra=hooks("http://127.0.0.1:9/hooks", tmp_path / "hook.secret"))
+    code, out, _ = hooked.cli("check")
+    assert code == 1 and "FAIL  webhook crm: http://127.0.0.1:9/hooks: ConnectionError" in out
+
+
+def test_the_metrics_count_deliveries_by_endpoint_and_outcome(hooked, receiver):
+    from leadtap.scheduler.metrics import Metrics
+    from leadtap.scheduler.notifications import SendReport
+
+    receiver.answers = [500, 500]
+    hooked.poll()  # refused for now
+    metrics = Metrics()
+    metrics.sent(SendReport(webhooks=send(hooked, datetime.now(timezone.utc) + timedelta(minutes=5))))
+
+    sample = metrics.registry.get_sample_value
+    assert sample("leadtap_webhook_deliveries_total", {"endpoint": "crm", "outcome": "retried"}) == 1
+    assert sample("leadtap_webhook_duration_seconds_count", {"endpoint": "crm"}) == 1
+    assert sample("leadtap_webhook_oldest_undelivered_seconds") >= 300

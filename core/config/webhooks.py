@@ -15,6 +15,7 @@ from leadtap.core.rules.webhooks import EVENTS, FORMATS, secret_bytes
 DEFAULT_TIMEOUT = timedelta(seconds=10)
 DEFAULT_HORIZON = timedelta(days=3)
 MAX_NAME = 100  # the webhook_deliveries.endpoint column
+CHECKS = ("head", "ping", "none")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class WebhookConfig:
     format: str = "json"
     timeout: timedelta = DEFAULT_TIMEOUT
     horizon: timedelta = DEFAULT_HORIZON  # how long an event is retried before it is given up
+    check: str = "head"  # what `leadtap check` does: head (a HEAD request), ping (a signed ping), none
 
     def wants(self, event: str) -> bool:
         return event in self.events
@@ -33,7 +35,7 @@ class WebhookConfig:
 
 def parse_webhook(s: Section, environ: Mapping[str, str]) -> WebhookConfig:
     values = s.take({"name": str, "url": str, "events": list_of_str, "secret_file": str, "secret_env": str,
-                     "format": str, "timeout": parse_seconds, "horizon": parse_seconds},
+                     "format": str, "timeout": parse_seconds, "horizon": parse_seconds, "check": str},
                     required=("name", "url", "events"))
     name = values["name"]
     if name != name.strip() or len(name) > MAX_NAME:
@@ -44,6 +46,8 @@ def parse_webhook(s: Section, environ: Mapping[str, str]) -> WebhookConfig:
             s.fail("events", f"unknown event {event!r}; expected some of {list(EVENTS)}")
     if not values["events"]:
         s.fail("events", f"at least one event is expected, of {list(EVENTS)}")
+    if values.get("check", "head") not in CHECKS:
+        s.fail("check", f"{values['check']!r}: expected one of {list(CHECKS)}")
     if values.get("format", "json") not in FORMATS:
         s.fail("format", f"{values['format']!r}: expected one of {list(FORMATS)}")
     given = [key for key in ("secret_file", "secret_env") if key in values]
@@ -55,7 +59,8 @@ def parse_webhook(s: Section, environ: Mapping[str, str]) -> WebhookConfig:
     return WebhookConfig(name, values["url"], tuple(dict.fromkeys(values["events"])), secret,
                          values.get("format", "json"),
                          timedelta(seconds=values["timeout"]) if "timeout" in values else DEFAULT_TIMEOUT,
-                         timedelta(seconds=values["horizon"]) if "horizon" in values else DEFAULT_HORIZON)
+                         timedelta(seconds=values["horizon"]) if "horizon" in values else DEFAULT_HORIZON,
+                         values.get("check", "head"))
 
 
 def secret_size(value: str) -> int:

@@ -55,6 +55,9 @@ def cmd_check(app: App, args: argparse.Namespace) -> int:
         checks.append(("commands", lambda: check_commands(app.config)))
     if app.config.metrics.enabled:
         checks.append(("metrics", lambda: check_metrics(app)))
+    for hook in app.config.webhooks:
+        if hook.check != "none":
+            checks.append((f"webhook {hook.name}", lambda hook=hook: check_webhook(app, hook)))
     failures = 0
     for name, check in checks:
         try:
@@ -142,6 +145,23 @@ def check_task_title(app: App, title: str) -> str:
         return f"renders: {app.renderer().render_title(title, sample_item()['lead'])!r}"
     except RenderError as exc:
         raise TemplateError(str(exc)) from None
+
+
+def check_webhook(app: App, hook) -> str:
+    """The endpoint answers: a HEAD (any HTTP answer will do), or a signed ping (a 2xx is expected)."""
+    from leadtap.scheduler.webhooks import head, ping
+
+    hook.secret.reveal()  # a ConfigError names the key: missing, unreadable, not whsec_
+    if hook.check == "ping":
+        state, answer = ping(app, hook)
+        if state != "sent":
+            raise LeadtapError(f"{hook.url}: the ping was not taken: {answer}")
+        return f"{hook.url} took a signed ping ({answer})"
+    answer = head(hook.url, hook.timeout.total_seconds())
+    if answer.status is None:
+        raise LeadtapError(f"{hook.url}: {answer}")
+    said = "; WARNING: it answers 410 Gone" if answer.status == 410 else ""
+    return f"{hook.url} answers (HEAD: HTTP {answer.status}){said}"
 
 
 def check_smtp(app: App) -> str:

@@ -75,24 +75,13 @@ def cmd_webhooks_retry(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks_test(app: App, args: argparse.Namespace) -> int:
-    from leadtap.core.rules.webhooks import payload
-    from leadtap.core.store.db import WebhookDelivery
-    from leadtap.core.store.engine import utcnow
-    from leadtap.core.use_cases.webhooks import row
+    from leadtap.scheduler.webhooks import ping
 
     hook = next((h for h in app.config.webhooks if h.name == args.name), None)
     if hook is None:
         names = ", ".join(h.name for h in app.config.webhooks) or "none configured"
         print(f"leadtap: unknown webhook {args.name!r}; expected one of {names}")
         return EXIT_USAGE
-    now = utcnow()
-    with app.ready_database().transaction() as session:
-        ping = WebhookDelivery(**row(hook, "ping", None, payload("ping", now, {}, {"by": "cli"}), now))
-        session.add(ping)
-        session.flush()
-        ping_id = ping.id
-    app.webhook_sender().run()
-    with app.db.transaction() as session:
-        sent = session.get(WebhookDelivery, ping_id)
-        print(f"{hook.name} ({hook.url}): {sent.state}, {sent.answer or sent.last_error}")
-        return EXIT_OK if sent.state == "sent" else EXIT_FAILED
+    state, answer = ping(app, hook)
+    print(f"{hook.name} ({hook.url}): {state}, {answer}")
+    return EXIT_OK if state == "sent" else EXIT_FAILED
