@@ -30,7 +30,7 @@ from sqlalchemy import func
 
 from leadtap.core.config.load import Config
 from leadtap.core.logs import get_logger
-from leadtap.core.rules.webhooks import secret_bytes, signature
+from leadtap.core.rules.webhooks import formatted, secret_bytes, signature
 from leadtap.core.store.db import WebhookDelivery, WebhookEndpoint
 from leadtap.core.store.engine import Database, utcnow
 from leadtap.core.store.outbox import backoff
@@ -175,7 +175,9 @@ class WebhookSender:
             self.finish(row, token, now, "dropped", f"no [[webhooks]] named {row.endpoint!r} any more")
             report.failed += 1
             return True
-        body = json.dumps(row.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        lead_id = (row.payload.get("data", {}).get("lead") or {}).get("id")
+        message = formatted(hook.format, row.payload, self.config.reminders.link(lead_id) if lead_id else None)
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         stamp = int(time.time())  # the attempt's, by the wall clock: receivers check it is recent
         headers = {"content-type": "application/json", "user-agent": "leadtap", "webhook-id": row.webhook_id,
                    "webhook-timestamp": str(stamp),

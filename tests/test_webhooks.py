@@ -254,3 +254,44 @@ def test_the_metrics_count_deliveries_by_endpoint_and_outcome(hooked, receiver):
     assert sample("leadtap_webhook_deliveries_total", {"endpoint": "crm", "outcome": "retried"}) == 1
     assert sample("leadtap_webhook_duration_seconds_count", {"endpoint": "crm"}) == 1
     assert sample("leadtap_webhook_oldest_undelivered_seconds") >= 300
+
+
+EVENT = {"type": "lead.created", "timestamp": "2026-12-06T10:00:00+00:00", "version": 1,
+         "data": {"lead": {"id": 7, "name": "Jo <b>Smith</b>", "company": "ACME & Co", "email": "jo@acme.test",
+                           "source": "Website", "status": "New", "owner": "ana@example.com",
+                           "opportunity": {"stage": "Discovery"},
+                           "message": "Line 1\nLine 2\nLine 3\nLine 4\nLine 5\nLine 6"},
+                  "change": {"by": "mail"}}}
+
+
+def test_a_slack_message_and_a_teams_card_say_the_lead_in_a_few_lines():
+    from leadtap.core.rules.webhooks import formatted
+
+    slack = formatted("slack", EVENT, "https://crm.example.com/leads/7")
+    assert slack["text"] == "New lead: #7 Jo <b>Smith</b>"
+    fields = {f["text"] for f in slack["blocks"][1]["fields"]}
+    assert "*Company*\nACME &amp; Co" in fields and "*Owner*\nana@example.com" in fields
+    assert slack["blocks"][2]["text"]["text"] == "Line 1\nLine 2\nLine 3\nLine 4\nLine 5"  # the first five lines
+    assert slack["blocks"][3]["elements"][0]["url"] == "https://crm.example.com/leads/7"
+
+    card = formatted("teams", EVENT, None)["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    facts = card["content"]["body"][1]["facts"]
+    assert {"title": "Deal", "value": "Discovery"} in facts and "actions" not in card["content"]
+    assert formatted("json", EVENT, None) is EVENT
+
+
+def test_a_slack_endpoint_gets_block_kit(env, mailbox, receiver, tmp_path):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    mailbox.append(enquiry(name="Jo Smith", email="jo@acme.test", company="ACME"))
+    env.configure(mailbox.section(), extra=hooks(receiver.url, tmp_path / "hook.secret", events=("lead.created",))
+                  + 'format = "slack"\n[reminders]\nlead_url = "https://crm.example.com/leads/{id}"\n')
+    env.upgrade()
+
+    assert env.poll() == 0
+
+    (headers, body) = receiver.received[0]
+    message = json.loads(body)
+    assert message["text"] == "New lead: #1 Jo Smith" and message["blocks"][0]["type"] == "header"
+    assert message["blocks"][-1]["elements"][0]["url"] == "https://crm.example.com/leads/1"
+    assert headers["webhook-id"].startswith("msg_")

@@ -22,7 +22,7 @@ from datetime import datetime
 from leadtap.core.rules import lifecycle
 
 EVENTS = ("lead.created", "lead.status_changed", "lead.assigned", "deal.stage_changed", "deal.won", "deal.lost")
-FORMATS = ("json",)
+FORMATS = ("json", "slack", "teams")  # the Standard Webhooks JSON; a Slack incoming webhook; a Teams workflow
 VERSION = 1  # of the payload: a field's meaning changes only with a new version
 
 
@@ -66,3 +66,71 @@ def payload(event: str, at: datetime, lead: dict, change: dict) -> dict:
     it (with its deal), and what changed."""
     return {"type": event, "timestamp": at.isoformat(), "version": VERSION,
             "data": {"lead": lead, "change": change}}
+
+
+# --- chat formats ------------------------------------------------------------------
+
+HEADLINES = {"lead.created": "New lead", "lead.status_changed": "Lead moved", "lead.assigned": "Lead assigned",
+             "deal.stage_changed": "Deal moved", "deal.won": "Deal won", "deal.lost": "Deal lost", "ping": "Ping"}
+
+
+def summary(event: dict, link: str | None) -> tuple[str, list[tuple[str, str]], str]:
+    """A chat message's parts: its headline, its facts (label, value) and the
+    first lines of the enquiry — plain text, each value cut short."""
+    lead, change = event["data"].get("lead") or {}, event["data"].get("change") or {}
+    who = lead.get("name") or lead.get("email") or lead.get("phone") or "(no name)"
+    headline = f"{HEADLINES.get(event['type'], event['type'])}: #{lead.get('id', '')} {who}".strip()
+    if "to" in change and event["type"] != "lead.created":
+        headline += f" → {change['to']}"
+    facts = [(label, str(value)[:200]) for label, value in (
+        ("Company", lead.get("company")), ("Email", lead.get("email")), ("Phone", lead.get("phone")),
+        ("Source", lead.get("source")), ("Status", lead.get("status")), ("Owner", lead.get("owner")),
+        ("Deal", (lead.get("opportunity") or {}).get("stage"))) if value]
+    message = "\n".join((lead.get("message") or "").strip().splitlines()[:5])[:500]
+    return headline, facts, message
+
+
+def slack_message(event: dict, link: str | None) -> dict:
+    """A Slack incoming webhook's message (Block Kit), with ``text`` for notifications."""
+    headline, facts, message = summary(event, link)
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": headline[:150]}}]
+    if facts:
+        blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{escape_slack(value)}"}
+                                                     for label, value in facts[:10]]})
+    if message:
+        blocks.append({"type": "section", "text": {"type": "plain_text", "text": message}})
+    if link:
+        blocks.append({"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text",
+                                                                                   "text": "Open the lead"},
+                                                        "url": link}]})
+    return {"text": headline, "blocks": blocks}
+
+
+def escape_slack(text: str) -> str:
+    """Slack's mrkdwn takes &, < and > as markup: a lead's data shows as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def teams_card(event: dict, link: str | None) -> dict:
+    """A Teams Workflows webhook's message: one Adaptive Card."""
+    headline, facts, message = summary(event, link)
+    body: list[dict] = [{"type": "TextBlock", "text": headline, "weight": "Bolder", "size": "Medium", "wrap": True}]
+    if facts:
+        body.append({"type": "FactSet", "facts": [{"title": label, "value": value} for label, value in facts]})
+    if message:
+        body.append({"type": "TextBlock", "text": message, "wrap": True})
+    card = {"type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "version": "1.4",
+            "body": body}
+    if link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open the lead", "url": link}]
+    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                                                "content": card}]}
+
+
+def formatted(fmt: str, event: dict, link: str | None) -> dict:
+    """What is POSTed: the event itself (json), or a chat message made of it."""
+    if fmt == "slack":
+        return slack_message(event, link)
+    if fmt == "teams":
+        return teams_card(event, link)
+    return event
