@@ -15,6 +15,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 import pytest
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
@@ -22,13 +23,14 @@ from standardwebhooks.webhooks import Webhook
 from leadtap.bootstrap import build_app
 from leadtap.core.rules.webhooks import secret_bytes, signature
 from leadtap.core.store.db import WebhookDelivery
-from tests.helpers import enquiry, run_leadtap, write_config
+from tests.helpers import ROOT, enquiry, run_leadtap, write_config
 from tests.test_config import config, load, refused
 from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
 from tests.test_workers import run_at_once
 from tests.test_workflows import start
 
 SECRET = "whsec_" + base64.b64encode(b"leadtap-test-webhook-secret-32b!").decode()
+SCHEMA = json.loads((ROOT / "docs" / "webhook-event.schema.json").read_text())
 
 
 class Receiver:
@@ -56,9 +58,13 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def events(self) -> list[dict]:
-        """What came, each verified with the Standard Webhooks reference library."""
+        """What came, each verified with the Standard Webhooks reference library
+        and checked against the documented JSON Schema."""
         verifier = Webhook(SECRET)
-        return [verifier.verify(body, headers) for headers, body in self.received]
+        events = [verifier.verify(body, headers) for headers, body in self.received]
+        for event in events:
+            jsonschema.validate(event, SCHEMA, format_checker=jsonschema.FormatChecker())
+        return events
 
     def close(self):
         self.server.shutdown()
@@ -279,6 +285,13 @@ def test_a_slack_message_and_a_teams_card_say_the_lead_in_a_few_lines():
     facts = card["content"]["body"][1]["facts"]
     assert {"title": "Deal", "value": "Discovery"} in facts and "actions" not in card["content"]
     assert formatted("json", EVENT, None) is EVENT
+
+
+def test_the_schema_refuses_what_is_not_an_event():
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**EVENT, "type": "lead.won"}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**EVENT, "data": {"change": {"by": "mail"}}}, SCHEMA)
 
 
 def test_a_slack_endpoint_gets_block_kit(env, mailbox, receiver, tmp_path):
