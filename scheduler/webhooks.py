@@ -56,13 +56,14 @@ class Answer:
         return f"HTTP {self.status}: {self.said}" if self.status is not None else self.said
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
-    """One POST, never following a redirect; every failure an Answer, never raised."""
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, session=None) -> Answer:
+    """One POST (over ``session``'s kept-alive connections, when given), never
+    following a redirect; every failure an Answer, never raised."""
     import requests
 
     try:
-        with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
-                           stream=True) as response:
+        with (session or requests).post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                                        stream=True) as response:
             said = response.raw.read(MAX_ANSWER, decode_content=True).decode("utf-8", "replace").strip()
             if 300 <= response.status_code < 400:
                 said = f"a redirect to {response.headers.get('Location', '?')} (not followed)"
@@ -128,6 +129,7 @@ class WebhookSender:
         self.rng = rng or random.Random()
         self.log = get_logger("leadtap.webhooks")
         self.gone_now: set[str] = set()  # endpoints that answered 410 in this run
+        self.http = None  # a requests.Session while a batch is delivered
 
     def run(self) -> WebhookReport:
         report = WebhookReport()
@@ -136,6 +138,21 @@ class WebhookSender:
         now = self.clock()
         token = uuid.uuid4().hex
         mine = claim_due(self.db, OUTBOX, now, token, BATCH)
+        if not mine:
+            report.oldest_waiting = self.oldest_waiting(now)
+            return report
+        import requests
+
+        self.http = requests.Session()  # one connection per endpoint for the whole batch
+        try:
+            self.deliver_all(mine, token, now, report)
+        finally:
+            self.http.close()
+            self.http = None
+        report.oldest_waiting = self.oldest_waiting(now)
+        return report
+
+    def deliver_all(self, mine: list[int], token: str, now: datetime, report: WebhookReport) -> None:
         with self.db.transaction() as session:
             rows = {row.id: row for row in session.query(WebhookDelivery).filter(WebhookDelivery.id.in_(mine))}
         stopped: set[tuple[str, int | None]] = set()  # (endpoint, lead) whose earlier event failed just now
@@ -160,8 +177,6 @@ class WebhookSender:
                 delivered = False
             if not delivered:
                 stopped.add(group)
-        report.oldest_waiting = self.oldest_waiting(now)
-        return report
 
     def oldest_waiting(self, now: datetime) -> float:
         with self.db.transaction() as session:
@@ -183,7 +198,7 @@ class WebhookSender:
                    "webhook-timestamp": str(stamp),
                    "webhook-signature": signature(secret_bytes(hook.secret.reveal()), row.webhook_id, stamp, body)}
         started = time.monotonic()
-        answer = self.send(hook.url, body, headers, hook.timeout.total_seconds())
+        answer = self.send(hook.url, body, headers, hook.timeout.total_seconds(), session=self.http)
         about = {"endpoint": hook.name, "type": row.event, "lead_id": row.lead_id, "webhook_id": row.webhook_id,
                  "ms": round((time.monotonic() - started) * 1000)}
         seconds = time.monotonic() - started
