@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from leadtap.core.logs import get_logger
 from leadtap.core.rules.webhooks import formatted, secret_bytes, signature
 from leadtap.core.store.db import WebhookDelivery, WebhookEndpoint
 from leadtap.core.store.engine import Database, utcnow
-from leadtap.core.store.outbox import backoff
+from leadtap.core.store.outbox import backoff, send_until
 from leadtap.core.use_cases.webhooks import OUTBOX
 from leadtap.scheduler.outbox import claim_due
 
@@ -58,20 +59,50 @@ class Answer:
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, session=None) -> Answer:
     """One POST (over ``session``'s kept-alive connections, when given), never
-    following a redirect; every failure an Answer, never raised."""
+    following a redirect, within ``timeout`` in all — connecting, sending,
+    the answer's head (urllib3's total) and its body, read until the time is
+    up — and every failure an Answer, never raised."""
     import requests
+    from urllib3.util import Timeout
 
+    started = time.monotonic()
     try:
-        with (session or requests).post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
-                                        stream=True) as response:
-            said = response.raw.read(MAX_ANSWER, decode_content=True).decode("utf-8", "replace").strip()
+        with (session or plain_session()).post(url, data=body, headers=headers, timeout=Timeout(total=timeout),
+                                               allow_redirects=False, stream=True) as response:
+            said = read_answer(response.raw, started + timeout)
             if 300 <= response.status_code < 400:
                 said = f"a redirect to {response.headers.get('Location', '?')} (not followed)"
-            return Answer(response.status_code, said[:500])
+            return Answer(response.status_code, printable(said))
     except requests.Timeout:
         return Answer(None, f"no answer within {timeout:g} s")
-    except requests.RequestException as exc:
-        return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
+    except Exception as exc:  # requests' errors, and urllib3's while the body is read
+        return Answer(None, printable(f"{type(exc).__name__}: {exc}"))
+
+
+def read_answer(raw, deadline: float) -> str:
+    """The answer's body, up to ``MAX_ANSWER`` bytes, no later than ``deadline`` (a receiver may dribble it)."""
+    chunks, size = [], 0
+    while size < MAX_ANSWER and time.monotonic() < deadline:
+        chunk = raw.read1(min(1024, MAX_ANSWER - size), decode_content=True)  # what has come, not all asked
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace").strip()
+
+
+def printable(text: str) -> str:
+    """A receiver's words as a terminal and a log may show them: no control character, 500 at most."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]+", " ", text)[:500]
+
+
+def plain_session():
+    """A session that takes no proxy, .netrc or CA bundle from the environment: http:// stays on this machine."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def head(url: str, timeout: float) -> Answer:
@@ -96,9 +127,11 @@ def ping(app, hook) -> tuple[str, str]:
         session.add(ping_row)
         session.flush()
         ping_id = ping_row.id
-    app.webhook_sender().run()
+    app.webhook_sender(only=[ping_id]).run()
     with app.db.transaction() as session:
         sent = session.get(WebhookDelivery, ping_id)
+        if sent.state != "sent":  # said now, not tried again for days
+            sent.state = "dropped" if sent.state == "pending" else sent.state
         return sent.state, sent.answer or sent.last_error or ""
 
 
@@ -123,13 +156,14 @@ class WebhookReport:
 class WebhookSender:
     def __init__(self, config: Config, db: Database, clock: Callable[[], datetime] = utcnow,
                  should_stop: Callable[[], bool] = lambda: False, send: Callable[..., Answer] = post,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, only: list[int] | None = None):
         self.config, self.db, self.clock, self.should_stop, self.send = config, db, clock, should_stop, send
         self.hooks = {hook.name: hook for hook in config.webhooks}
         self.rng = rng or random.Random()
         self.log = get_logger("leadtap.webhooks")
         self.gone_now: set[str] = set()  # endpoints that answered 410 in this run
         self.http = None  # a requests.Session while a batch is delivered
+        self.only = only  # these rows, if due (a ping): nothing else
 
     def run(self) -> WebhookReport:
         report = WebhookReport()
@@ -137,33 +171,41 @@ class WebhookSender:
             return report
         now = self.clock()
         token = uuid.uuid4().hex
-        mine = claim_due(self.db, OUTBOX, now, token, BATCH)
+        if self.only is not None:
+            with self.db.transaction() as session:
+                mine = [row_id for row_id in self.only if OUTBOX.claim(session, row_id, token, now)]
+        else:
+            mine = claim_due(self.db, OUTBOX, now, token, BATCH)
         if not mine:
             report.oldest_waiting = self.oldest_waiting(now)
             return report
-        import requests
-
-        self.http = requests.Session()  # one connection per endpoint for the whole batch
+        self.http = plain_session()  # one connection per endpoint for the whole batch
         try:
-            self.deliver_all(mine, token, now, report)
+            self.deliver_all(mine, token, now, report, send_until())
         finally:
             self.http.close()
             self.http = None
         report.oldest_waiting = self.oldest_waiting(now)
         return report
 
-    def deliver_all(self, mine: list[int], token: str, now: datetime, report: WebhookReport) -> None:
+    def deliver_all(self, mine: list[int], token: str, now: datetime, report: WebhookReport,
+                    deadline: float) -> None:
+        """In claim order; an endpoint that fails once in a run gets nothing
+        more in it (its rows released untried: one slow or down endpoint costs
+        one timeout a run, not one a lead); nothing is sent past half the
+        claims' lease, so no other worker takes over a row being sent."""
         with self.db.transaction() as session:
             rows = {row.id: row for row in session.query(WebhookDelivery).filter(WebhookDelivery.id.in_(mine))}
-        stopped: set[tuple[str, int | None]] = set()  # (endpoint, lead) whose earlier event failed just now
+            self.gone_now |= {e.name for e in session.query(WebhookEndpoint)
+                              if e.name in self.hooks and e.url == self.hooks[e.name].url}
+        troubled: set[str] = set()  # endpoints that failed in this run
         for row_id in mine:
             row = rows[row_id]
-            group = (row.endpoint, row.lead_id)
             if row.endpoint in self.gone_now:
-                self.finish(row, token, now, "failed", "the endpoint answered 410 Gone")
+                self.finish(row, token, now, "failed", "the endpoint answered 410 Gone: it is disabled")
                 report.failed += 1
                 continue
-            if self.should_stop() or group in stopped:
+            if self.should_stop() or row.endpoint in troubled or time.monotonic() > deadline:
                 self.release(row_id, token)
                 continue
             try:
@@ -176,7 +218,7 @@ class WebhookSender:
                 report.retry += not given_up
                 delivered = False
             if not delivered:
-                stopped.add(group)
+                troubled.add(row.endpoint)
 
     def oldest_waiting(self, now: datetime) -> float:
         with self.db.transaction() as session:

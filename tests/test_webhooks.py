@@ -308,3 +308,126 @@ def test_a_slack_endpoint_gets_block_kit(env, mailbox, receiver, tmp_path):
     assert message["text"] == "New lead: #1 Jo Smith" and message["blocks"][0]["type"] == "header"
     assert message["blocks"][-1]["elements"][0]["url"] == "https://crm.example.com/leads/1"
     assert headers["webhook-id"].startswith("msg_")
+
+
+# --- what a review found ------------------------------------------------------------------
+
+
+class Dribbler(Receiver):
+    """A receiver that answers one byte at a time, slowly, for ever."""
+
+    def __init__(self):
+        super().__init__()
+        self.server.shutdown()
+        self.server.server_close()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({}, b""))
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    for _ in range(100):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        import time
+                        time.sleep(0.3)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_post_ends_within_its_timeout_however_slowly_a_receiver_answers():
+    import time
+
+    from leadtap.scheduler.webhooks import post
+
+    dribbler = Dribbler()
+    try:
+        started = time.monotonic()
+        answer = post(dribbler.url, b"{}", {"content-type": "application/json"}, 1.0)
+        assert time.monotonic() - started < 2.5 and answer.status == 200 and len(answer.said) < 10
+    finally:
+        dribbler.close()
+
+
+def test_an_endpoint_that_fails_costs_one_attempt_a_run_and_a_note_waits_for_nothing(env, mailbox, receiver,
+                                                                                     tmp_path):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    for n in range(4):
+        mailbox.append(enquiry(name=f"Person {n}", email=f"p{n}@client.test"))
+    env.configure(mailbox.section(), extra=hooks(receiver.url, tmp_path / "hook.secret"))
+    env.upgrade()
+    receiver.answers = [500] * 10
+
+    code, out, _ = env.cli("poll")
+
+    assert "webhooks: 0 delivered, 1 to retry" in out and len(receiver.received) == 1  # the other 3 wait, untried
+    code, out, _ = env.cli("leads", "note", "2", "called back")
+    assert code == 0 and "webhooks" not in out  # a note is no event: nothing is sent
+    code, _, _ = env.cli("notify")
+    assert code == 1  # a delivery refused says so in the exit code
+
+
+def test_cause_goes_before_effect_and_a_follow_up_lead_is_announced(env, mailbox, receiver, tmp_path):
+    (tmp_path / "hook.secret").write_text(SECRET)
+    mailbox.append(enquiry(name="Jo Smith", email="jo@acme.test"))
+    env.configure(mailbox.section(), extra=hooks(receiver.url, tmp_path / "hook.secret", events=(
+        "lead.created", "lead.status_changed", "deal.stage_changed", "deal.lost")) + (
+        '[pipeline]\ndisqualified = "Disqualified"\ndisqualify_reasons = ["Bad timing", "Other"]\n'
+        'follow_up = { reasons = ["Bad timing"], after = "30d" }\n'))
+    env.upgrade()
+    env.poll()
+
+    assert env.cli("leads", "set", "1", "--status", "Disqualified", "--reason", "Bad timing")[0] == 0
+
+    events = receiver.events()
+    assert [(e["type"], e["data"]["lead"]["id"]) for e in events] == [
+        ("lead.created", 1), ("lead.status_changed", 1), ("deal.stage_changed", 1), ("deal.lost", 1),
+        ("lead.created", 2)]
+    assert events[1]["data"]["lead"]["last_activity_at"] is not None
+    assert events[4]["data"]["change"] == {"by": "follow-up of lead 1"}
+
+
+def test_retry_keeps_order_and_never_posts_to_a_disabled_endpoint(hooked, receiver):
+    receiver.answers = [500, 500]
+    hooked.poll()
+    hooked.cli("leads", "set", "1", "--status", "Attempting")
+    send(hooked, datetime.now(timezone.utc) + timedelta(days=4))  # lead.created given up; then its status change
+    send(hooked, datetime.now(timezone.utc) + timedelta(days=4, minutes=10))
+    assert [e["type"] for e in receiver.events()][-1] == "lead.status_changed"
+
+    code, out, _ = hooked.cli("webhooks", "retry", "--all")
+    assert code == 1 and "nothing to retry" in out  # old news after new is not sent
+
+    receiver.answers = [410]
+    hooked.cli("leads", "set", "1", "--status", "Contacted")  # 410: disabled
+    sent = len(receiver.received)
+    code, out, _ = hooked.cli("webhooks", "retry", "--all")
+    assert len(receiver.received) == sent and "webhooks: 0 delivered" in out
+
+
+def test_http_to_this_machine_takes_no_proxy_from_the_environment(hooked, receiver, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+
+    code, out, _ = hooked.cli("poll")
+
+    assert "webhooks: 1 delivered" in out and len(receiver.received) == 1
+
+
+def test_check_reads_the_webhook_secret_even_unreached(hooked, receiver, tmp_path):
+    (tmp_path / "short.secret").write_text("whsec_" + base64.b64encode(b"short").decode())
+    hooked.configure(*hooked.sections, extra=hooks(receiver.url, tmp_path / "short.secret") + 'check = "none"\n')
+
+    code, out, _ = hooked.cli("check")
+
+    assert code == 1 and "FAIL  webhook crm:" in out and "the secret is 5 bytes; at least 24" in out

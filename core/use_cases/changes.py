@@ -357,15 +357,24 @@ def record(session: Session, rules: LeadRules, lead: Lead, change: Change, recor
     """The lead's new state and one activity per event; ``recorders`` for
     other events than the lead's (``core.use_cases.deal_changes``). A change that is
     not ``activity`` (a staleness warning) leaves the lead's activity time and snooze."""
-    for event in change.events:
-        (recorders or RECORDERS)[type(event)](session, rules, lead, change, event)
-    if rules.webhooks:
-        webhooks.owe_change(session, rules.webhooks, rules.deals, lead, change)
-    if activity:
-        lead.last_activity_at = change.at
-        if not change.of(lifecycle.Snoozed):
-            lead.snoozed_until = None  # any activity ends a snooze
-    session.flush()
+    depth = session.info.get("recording", 0)
+    session.info["recording"] = depth + 1  # a change recorded inside another (a deal lost with its lead)
+    try:
+        for event in change.events:
+            (recorders or RECORDERS)[type(event)](session, rules, lead, change, event)
+        if activity:
+            lead.last_activity_at = change.at
+            if not change.of(lifecycle.Snoozed):
+                lead.snoozed_until = None  # any activity ends a snooze
+        session.flush()
+        if rules.webhooks:  # the cause's events before the effects': written when the outermost change is
+            webhooks.owe_change(session, rules.webhooks, rules.deals, lead, change, depth)
+    except BaseException:
+        if depth == 0:  # refused, rolled back: nothing it owed is owed
+            session.info.pop("webhooks_owed", None)
+        raise
+    finally:
+        session.info["recording"] = depth
 
 
 def lead_fields(lead: Lead) -> dict:
@@ -503,6 +512,9 @@ def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event:
     session.flush()
     add_activity(session, follow.id, "created", f"follow-up of lead {lead.id}", change.actor, change.at,
                  {"follow_up_of": lead.id})
+    if rules.webhooks:
+        webhooks.owe_created(session, rules.webhooks, [follow.id], change.at, by=f"follow-up of lead {lead.id}",
+                             depth=session.info.get("recording", 0))
 
 
 def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.OwnerChanged) -> None:

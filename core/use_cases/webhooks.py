@@ -51,28 +51,41 @@ def row(hook, event: str, lead_id: int | None, body: dict, now: datetime) -> dic
             "payload": body, "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
 
 
-def owe_change(session: Session, hooks, deals, lead: Lead, change: Change) -> None:
-    """The events ``change`` is (``core.rules.webhooks.events_of``), for each endpoint that wants them."""
+def owe_change(session: Session, hooks, deals, lead: Lead, change: Change, depth: int = 0) -> None:
+    """The events ``change`` is (``core.rules.webhooks.events_of``), for each
+    endpoint that wants them. A change recorded inside another (``depth``)
+    waits for it: the outer change's events are written first — a lead's
+    events go out in the order of cause and effect."""
     found = webhooks.events_of(change, deals.won, deals.lost)
     wanted = [(hook, event, what) for event, what in found for hook in live_endpoints(session, hooks)
               if hook.wants(event)]
-    if not wanted:
-        return
-    session.flush()
-    data = lead_data(session, [lead.id])[lead.id]
-    session.execute(insert(WebhookDelivery), [row(hook, event, lead.id, webhooks.payload(event, change.at, data, what),
-                                                  change.at) for hook, event, what in wanted])
+    waiting = session.info.setdefault("webhooks_owed", [])
+    if wanted:
+        data = lead_data(session, [lead.id])[lead.id]
+        waiting.append((depth, [row(hook, event, lead.id, webhooks.payload(event, change.at, data, what), change.at)
+                                for hook, event, what in wanted]))
+    if depth == 0:  # an inner change was owed first: the outer one's events go before it (a stable sort)
+        owed = [each for _, rows in sorted(session.info.pop("webhooks_owed"), key=lambda item: item[0])
+                for each in rows]
+        if owed:
+            session.execute(insert(WebhookDelivery), owed)
 
 
-def owe_created(session: Session, hooks, lead_ids: list[int], now: datetime) -> None:
-    """A batch of leads made from mail: ``lead.created`` for each, to each endpoint that wants it."""
+def owe_created(session: Session, hooks, lead_ids: list[int], now: datetime, by: str = "mail",
+                depth: int = 0) -> None:
+    """Leads made from mail (a batch), or a follow-up lead while its
+    lead's change is recorded (``depth``: after that change's events):
+    ``lead.created`` for each, to each endpoint that wants it."""
     wanting = [hook for hook in live_endpoints(session, hooks) if hook.wants("lead.created")]
     if not wanting or not lead_ids:
         return
     data = lead_data(session, lead_ids)
-    session.execute(insert(WebhookDelivery), [
-        row(hook, "lead.created", lead_id, webhooks.payload("lead.created", now, data[lead_id], {"by": "mail"}), now)
-        for lead_id in lead_ids for hook in wanting])
+    rows = [row(hook, "lead.created", lead_id, webhooks.payload("lead.created", now, data[lead_id], {"by": by}), now)
+            for lead_id in lead_ids for hook in wanting]
+    if depth:
+        session.info.setdefault("webhooks_owed", []).append((depth, rows))
+    else:
+        session.execute(insert(WebhookDelivery), rows)
 
 
 def lead_data(session: Session, lead_ids: list[int]) -> dict[int, dict]:

@@ -64,11 +64,20 @@ def owes_mail(app, done: list) -> bool:
     """A new owner (of a lead, or of an onboarding) is told at once; a workflow's first steps run."""
     from leadtap.core.rules import deals, lifecycle
 
-    if app.config.webhooks or any(change.of(lifecycle.StepsOwed) for change in done):
-        return True  # the events it is go out to the webhooks at once
+    if any(change.of(lifecycle.StepsOwed) for change in done) or owes_webhooks(app, done):
+        return True
     if any(change.of(lifecycle.OwnerChanged) or change.of(lifecycle.Created) for change in done):
         return app.config.notifications.enabled
     return any(change.of(deals.OnboardingNeeded) for change in done) and app.config.smtp is not None
+
+
+def owes_webhooks(app, done: list) -> bool:
+    """The change is an event a webhook wants (a note is none): it goes out at once."""
+    from leadtap.core.rules.webhooks import events_of
+
+    deals = app.config.opportunities.deals
+    return any(hook.wants(event) for change in done for event, _ in events_of(change, deals.won, deals.lost)
+               for hook in app.config.webhooks)
 
 
 def parse_field(text: str) -> tuple[str, str]:

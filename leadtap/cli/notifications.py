@@ -32,8 +32,10 @@ def cmd_notify(app: App, args: argparse.Namespace) -> int:
         return EXIT_OK
     report = app.send_notifications()
     print(report.summary())
-    steps = report.steps
-    return EXIT_FAILED if report.retry or report.failed or (steps and (steps.retry or steps.failed)) else EXIT_OK
+    steps, hooks = report.steps, report.webhooks
+    troubles = [report.retry, report.failed, steps and (steps.retry or steps.failed),
+                hooks and (hooks.retry or hooks.failed or hooks.gone)]
+    return EXIT_FAILED if any(troubles) else EXIT_OK
 
 
 def cmd_notifications_list(app: App, args: argparse.Namespace) -> int:

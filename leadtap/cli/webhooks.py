@@ -38,7 +38,8 @@ def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
         if args.failed:
             query = query.where(WebhookDelivery.state == "failed")
         rows = list(session.scalars(query))
-        gone = list(session.scalars(select(WebhookEndpoint)))
+        urls = {hook.name: hook.url for hook in app.config.webhooks}
+        gone = [e for e in session.scalars(select(WebhookEndpoint)) if urls.get(e.name) == e.url]
     for endpoint in gone:
         print(f"endpoint {endpoint.name} disabled {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC ({endpoint.url}): "
               f"{endpoint.reason}")
@@ -54,22 +55,29 @@ def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks_retry(app: App, args: argparse.Namespace) -> int:
-    from sqlalchemy import update
+    from sqlalchemy import exists, update
+    from sqlalchemy.orm import aliased
 
     from leadtap.core.store.db import WebhookDelivery
     from leadtap.core.store.engine import utcnow
 
     now = utcnow()
+    later = aliased(WebhookDelivery)
+    # an event whose lead had a later one delivered since would bring old news after new: left given up
+    superseded = exists().where(later.endpoint == WebhookDelivery.endpoint, later.lead_id == WebhookDelivery.lead_id,
+                                later.id > WebhookDelivery.id, later.state == "sent")
     with app.ready_database().transaction() as session:
-        query = update(WebhookDelivery).where(WebhookDelivery.state == "failed")
+        query = update(WebhookDelivery).where(WebhookDelivery.state == "failed", ~superseded)
         if not args.all:
             query = query.where(WebhookDelivery.id == args.id)
         owed = session.execute(query.values(state="pending", attempts=0, next_attempt_at=now, created_at=now,
                                             token=None, claimed_at=None)).rowcount
     if not owed:
-        print("nothing to retry" + ("" if args.all else f": no delivery {args.id} given up"))
+        print("nothing to retry" + ("" if args.all else f": delivery {args.id} is not given up, or its lead's "
+                                                         f"later events went out since (it would be old news)"))
         return EXIT_FAILED
-    print(f"{owed} deliver{'y' if owed == 1 else 'ies'} owed again")
+    print(f"{owed} deliver{'y' if owed == 1 else 'ies'} owed again (any whose lead's later events went out: "
+          f"left as they are)")
     print(app.send_notifications().summary())
     return EXIT_OK
 
