@@ -57,7 +57,8 @@ class Answer:
         return f"HTTP {self.status}: {self.said}" if self.status is not None else self.said
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, session=None) -> Answer:
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, session=None,
+         ca_file: str | None = None) -> Answer:
     """One POST (over ``session``'s kept-alive connections, when given), never
     following a redirect, within ``timeout`` in all — connecting, sending,
     the answer's head (urllib3's total) and its body, read until the time is
@@ -68,7 +69,8 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, session
     started = time.monotonic()
     try:
         with (session or plain_session()).post(url, data=body, headers=headers, timeout=Timeout(total=timeout),
-                                               allow_redirects=False, stream=True) as response:
+                                               allow_redirects=False, stream=True,
+                                               verify=ca_file or True) as response:
             said = read_answer(response.raw, started + timeout)
             if 300 <= response.status_code < 400:
                 said = f"a redirect to {response.headers.get('Location', '?')} (not followed)"
@@ -105,12 +107,12 @@ def plain_session():
     return session
 
 
-def head(url: str, timeout: float) -> Answer:
+def head(url: str, timeout: float, ca_file: str | None = None) -> Answer:
     """A HEAD request, as ``leadtap check`` reaches an endpoint; never raised."""
     import requests
 
     try:
-        response = requests.head(url, timeout=timeout, allow_redirects=False)
+        response = plain_session().head(url, timeout=timeout, allow_redirects=False, verify=ca_file or True)
         return Answer(response.status_code, "")
     except requests.RequestException as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
@@ -240,7 +242,8 @@ class WebhookSender:
                    "webhook-timestamp": str(stamp),
                    "webhook-signature": signature(secret_bytes(hook.secret.reveal()), row.webhook_id, stamp, body)}
         started = time.monotonic()
-        answer = self.send(hook.url, body, headers, hook.timeout.total_seconds(), session=self.http)
+        answer = self.send(hook.url, body, headers, hook.timeout.total_seconds(), session=self.http,
+                           ca_file=hook.ca_file)
         about = {"endpoint": hook.name, "type": row.event, "lead_id": row.lead_id, "webhook_id": row.webhook_id,
                  "ms": round((time.monotonic() - started) * 1000)}
         seconds = time.monotonic() - started

@@ -431,3 +431,41 @@ def test_check_reads_the_webhook_secret_even_unreached(hooked, receiver, tmp_pat
     code, out, _ = hooked.cli("check")
 
     assert code == 1 and "FAIL  webhook crm:" in out and "the secret is 5 bytes; at least 24" in out
+
+
+def test_an_https_endpoint_is_verified_against_its_ca(hooked, receiver, tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    url = receiver.url.replace("http://", "https://")
+    config = hooks(url, tmp_path / "hook.secret")
+
+    hooked.configure(*hooked.sections, extra=config)  # the system's CAs do not know this one
+    code, out, _ = hooked.cli("poll")
+    assert "webhooks: 0 delivered, 1 to retry" in out and "CERTIFICATE_VERIFY_FAILED" in hooked.cli(
+        "webhooks", "list")[1]
+
+    hooked.configure(*hooked.sections, extra=config + f'ca_file = "{tmp_path / "ca.pem"}"\n')
+    report = send(hooked, datetime.now(timezone.utc) + timedelta(minutes=5))
+    assert report.sent == 1 and receiver.events()[0]["type"] == "lead.created"
+
+
+def test_a_delivery_whose_sender_died_is_sent_again_with_its_id(hooked, receiver):
+    receiver.answers = [500]
+    hooked.poll()
+    app = build_app(str(hooked.path))
+    with app.db.transaction() as session:  # as a worker killed mid-POST leaves it
+        row = session.get(WebhookDelivery, 1)
+        row.state, row.token, row.claimed_at = "claimed", "dead", datetime.now(timezone.utc) - timedelta(hours=1)
+        first_id = row.webhook_id
+    app.close()
+
+    assert send(hooked, datetime.now(timezone.utc)).sent == 1  # its claim's lease ran out: taken over
+
+    assert [headers["webhook-id"] for headers, _ in receiver.received] == [first_id, first_id]

@@ -28,6 +28,7 @@ class WebhookConfig:
     timeout: timedelta = DEFAULT_TIMEOUT
     horizon: timedelta = DEFAULT_HORIZON  # how long an event is retried before it is given up
     check: str = "head"  # what `leadtap check` does: head (a HEAD request), ping (a signed ping), none
+    ca_file: str | None = None  # trust this CA for the https:// endpoint instead of the system's
 
     def wants(self, event: str) -> bool:
         return event in self.events
@@ -35,7 +36,8 @@ class WebhookConfig:
 
 def parse_webhook(s: Section, environ: Mapping[str, str]) -> WebhookConfig:
     values = s.take({"name": str, "url": str, "events": list_of_str, "secret_file": str, "secret_env": str,
-                     "format": str, "timeout": parse_seconds, "horizon": parse_seconds, "check": str},
+                     "format": str, "timeout": parse_seconds, "horizon": parse_seconds, "check": str,
+                     "ca_file": str},
                     required=("name", "url", "events"))
     name = values["name"]
     if name != name.strip() or len(name) > MAX_NAME:
@@ -60,7 +62,8 @@ def parse_webhook(s: Section, environ: Mapping[str, str]) -> WebhookConfig:
                          values.get("format", "json"),
                          timedelta(seconds=values["timeout"]) if "timeout" in values else DEFAULT_TIMEOUT,
                          timedelta(seconds=values["horizon"]) if "horizon" in values else DEFAULT_HORIZON,
-                         values.get("check", "head"))
+                         values.get("check", "head"),
+                         str(s.path.resolve().parent / values["ca_file"]) if "ca_file" in values else None)
 
 
 def secret_size(value: str) -> int:

@@ -158,7 +158,7 @@ def check_webhook(app: App, hook) -> str:
         if state != "sent":
             raise LeadtapError(f"{hook.url}: the ping was not taken: {answer}")
         return f"{hook.url} took a signed ping ({answer})"
-    answer = head(hook.url, hook.timeout.total_seconds())
+    answer = head(hook.url, hook.timeout.total_seconds(), hook.ca_file)
     if answer.status is None:
         raise LeadtapError(f"{hook.url}: {answer}")
     said = "; WARNING: it answers 410 Gone" if answer.status == 410 else ""
