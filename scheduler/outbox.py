@@ -39,6 +39,8 @@ def claim_due(db, outbox: Outbox, now: datetime, token: str, limit: int) -> list
     if not ids:
         return []
     with db.transaction() as session:
+        if hasattr(outbox, "claim_many"):  # one statement for the batch
+            return outbox.claim_many(session, ids, token, now)
         return [row_id for row_id in ids if outbox.claim(session, row_id, token, now)]
 
 

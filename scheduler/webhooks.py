@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
 
 from leadtap.core.config.load import Config
 from leadtap.core.logs import get_logger
@@ -40,6 +40,7 @@ from leadtap.scheduler.outbox import claim_due
 
 BATCH = 200
 MAX_ANSWER = 4096  # bytes of a receiver's answer kept (and read)
+RECORD_EVERY = 50  # deliveries recorded in one transaction
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class WebhookSender:
         self.gone_now: set[str] = set()  # endpoints that answered 410 in this run
         self.http = None  # a requests.Session while a batch is delivered
         self.only = only  # these rows, if due (a ping): nothing else
+        self.delivered: list[tuple[int, str]] = []  # (row, answer) delivered, not yet recorded
 
     def run(self) -> WebhookReport:
         report = WebhookReport()
@@ -185,6 +187,7 @@ class WebhookSender:
         try:
             self.deliver_all(mine, token, now, report, send_until())
         finally:
+            self.record_delivered(token, now)
             self.http.close()
             self.http = None
         report.oldest_waiting = self.oldest_waiting(now)
@@ -248,7 +251,9 @@ class WebhookSender:
                  "ms": round((time.monotonic() - started) * 1000)}
         seconds = time.monotonic() - started
         if answer.delivered:
-            self.finish(row, token, now, "sent", None, answer)
+            self.delivered.append((row.id, str(answer)))  # recorded with others: one commit for many
+            if len(self.delivered) >= RECORD_EVERY:
+                self.record_delivered(token, now)
             report.sent += 1
             report.attempts.append((hook.name, "delivered", seconds))
             self.log.info("webhook_delivered", status=answer.status, **about)
@@ -266,6 +271,19 @@ class WebhookSender:
         report.attempts.append((hook.name, "given_up" if given_up else "retried", seconds))
         self.log.warning("webhook_failed", answer=str(answer), given_up=given_up, **about)
         return False
+
+    def record_delivered(self, token: str, now: datetime) -> None:
+        """The deliveries made since the last record, in one transaction (a crash
+        before it sends them again, with their ids: receivers deduplicate)."""
+        if self.delivered:
+            table = WebhookDelivery.__table__
+            with self.db.transaction() as session:
+                session.connection().execute(
+                    update(table).where(table.c.id == bindparam("row_id"), table.c.token == token,
+                                        table.c.state == "claimed")
+                    .values(state="sent", sent_at=now, answer=bindparam("said"), last_error=None),
+                    [{"row_id": row_id, "said": answer} for row_id, answer in self.delivered])
+            self.delivered = []
 
     def finish(self, row: WebhookDelivery, token: str, now: datetime, state: str, error: str | None,
                answer: Answer | None = None) -> None:

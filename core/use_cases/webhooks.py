@@ -25,6 +25,23 @@ class OrderedOutbox(Outbox):
     and endpoint is delivered (or given up), or claimed by the same sender
     just before it (who sends them in order, and stops at a failure)."""
 
+    def claim_many(self, session: Session, row_ids: list[int], token: str, now: datetime) -> list[int]:
+        """The rows of ``row_ids`` this sender wins, in two statements: all
+        that no earlier undelivered row outside the batch holds back; then any
+        whose earlier row another sender holds (or that was not due) given back."""
+        m, earlier = WebhookDelivery, aliased(WebhookDelivery)
+        outside = exists().where(earlier.endpoint == m.endpoint, earlier.lead_id == m.lead_id, earlier.id < m.id,
+                                 earlier.state.in_(("pending", "claimed")), earlier.id.not_in(row_ids))
+        session.execute(update(m).where(m.id.in_(row_ids), self.claimable(now), ~outside)
+                        .values(state="claimed", token=token, claimed_at=now))
+        held_back = exists().where(earlier.endpoint == m.endpoint, earlier.lead_id == m.lead_id, earlier.id < m.id,
+                                   earlier.state.in_(("pending", "claimed")),
+                                   ~and_(earlier.state == "claimed", earlier.token == token))
+        session.execute(update(m).where(m.id.in_(row_ids), m.token == token, m.state == "claimed", held_back)
+                        .values(state="pending", token=None, claimed_at=None))
+        return list(session.scalars(select(m.id).where(m.id.in_(row_ids), m.token == token, m.state == "claimed")
+                                    .order_by(m.id)))
+
     def claim(self, session: Session, row_id: int, token: str, now: datetime) -> bool:
         m, earlier = WebhookDelivery, aliased(WebhookDelivery)
         waiting = exists().where(earlier.endpoint == m.endpoint, earlier.lead_id == m.lead_id, earlier.id < m.id,
