@@ -80,6 +80,15 @@ steps = [ { task = "Call {{ lead.name }}", due = "4h", after = "1d" }, { assign 
 """
 
 
+WEBHOOK = """
+[[webhooks]]
+name = "hook{n}"
+url = "http://127.0.0.1:9/hooks"
+events = ["lead.created"]
+secret_env = "BENCH_WEBHOOK_SECRET"
+"""
+
+
 # The notifications' extraction template, for every benchmark that polls them (put into a config by format()).
 TEMPLATE = """
 [[extraction_templates]]
@@ -270,6 +279,9 @@ def main() -> None:
     parser.add_argument("--workers", help="e.g. 1,2: that many `leadtap run` processes, each in turn")
     parser.add_argument("--database", help="a PostgreSQL URL, with --workers")
     parser.add_argument("--mailboxes", type=int, default=4, help="with --workers (default 4)")
+    parser.add_argument("--webhooks", type=int, default=0, metavar="N",
+                        help="N [[webhooks]] wanting lead.created (what owing the events costs ingest; their "
+                             "endpoint refuses connections, so the sends after the pass cost one attempt each)")
     parser.add_argument("--workflow", action="store_true",
                         help="New has a workflow: each lead owes two steps (what owing them costs ingest)")
     args = parser.parse_args()
@@ -283,7 +295,9 @@ def main() -> None:
         config = work / "leadtap.toml"
         config.write_text(CONFIG.format(template=TEMPLATE, db=work / "bench.db", port=server.port,
                                         password=server.password, batch=args.batch, parallel="false" if args.sequential else "true")
-                          + (WORKFLOW if args.workflow else ""))
+                          + (WORKFLOW if args.workflow else "")
+                          + "".join(WEBHOOK.format(n=n) for n in range(args.webhooks)))
+        os.environ["BENCH_WEBHOOK_SECRET"] = "whsec_" + "bGVhZHRhcC1iZW5jaC13ZWJob29rLXNlY3JldC0zMiE="
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "--log-level", "error",
                         "db", "upgrade"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
         print("running one ingest pass ...", file=sys.stderr)
@@ -292,7 +306,8 @@ def main() -> None:
     parse_rate = parse_only_rate(args.n)
     rate = args.n / seconds
     print(f"messages:              {args.n}{' (parallel_parsing = false)' if args.sequential else ''}"
-          f"{' (New has a workflow of two steps)' if args.workflow else ''}")
+          f"{' (New has a workflow of two steps)' if args.workflow else ''}"
+          f"{f' ({args.webhooks} webhooks want lead.created)' if args.webhooks else ''}")
     print(f"poll result:           {summary}")
     print(f"ingest pass:           {seconds:.1f} s, {rate:.0f} messages/s")
     print(f"peak memory, all:      {tree_mb:.0f} MB  (poll and its parsing process together, sampled every 50 ms)")

@@ -469,3 +469,14 @@ def test_a_delivery_whose_sender_died_is_sent_again_with_its_id(hooked, receiver
     assert send(hooked, datetime.now(timezone.utc)).sent == 1  # its claim's lease ran out: taken over
 
     assert [headers["webhook-id"] for headers, _ in receiver.received] == [first_id, first_id]
+
+
+def test_a_receiver_that_is_down_loses_nothing(hooked, receiver, tmp_path):
+    hooked.configure(*hooked.sections, extra=hooks("http://127.0.0.1:9/hooks", tmp_path / "hook.secret"))
+    code, out, _ = hooked.cli("poll")
+    assert code == 0 and "webhooks: 0 delivered, 1 to retry" in out
+    assert "ConnectionError" in hooked.cli("webhooks", "list")[1]
+
+    hooked.configure(*hooked.sections, extra=hooks(receiver.url, tmp_path / "hook.secret"))  # it is back
+    assert send(hooked, datetime.now(timezone.utc) + timedelta(minutes=5)).sent == 1
+    assert receiver.events()[0]["data"]["lead"]["name"] == "Jo Smith"
