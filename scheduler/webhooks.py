@@ -224,6 +224,8 @@ class WebhookSender:
                 delivered = False
             if not delivered:
                 troubled.add(row.endpoint)
+            if len(self.delivered) >= RECORD_EVERY:  # out of the row's own handling: a failed record is no retry of it
+                self.record_delivered(token, now)
 
     def oldest_waiting(self, now: datetime) -> float:
         with self.db.transaction() as session:
@@ -252,8 +254,6 @@ class WebhookSender:
         seconds = time.monotonic() - started
         if answer.delivered:
             self.delivered.append((row.id, str(answer)))  # recorded with others: one commit for many
-            if len(self.delivered) >= RECORD_EVERY:
-                self.record_delivered(token, now)
             report.sent += 1
             report.attempts.append((hook.name, "delivered", seconds))
             self.log.info("webhook_delivered", status=answer.status, **about)

@@ -60,3 +60,38 @@ def test_the_export_filters_and_refuses_what_it_does_not_know(env, mailbox):
                         (("--status", "Gone"), "unknown status 'Gone'"), (("--pipeline", "x"), "unknown pipeline")):
         code, _, err = env.cli("leads", "export", *args)
         assert code == 2 and words in err, err
+
+
+def test_more_cells_that_may_be_formulas_are_text_and_jsonl_keeps_one_line_a_lead():
+    from leadtap.cli.export import json_line
+
+    assert [safe_cell(v) for v in (" =1+1", "\n=1+1", "\uff1d1+1", "|cmd", "\r\n", "a=b")] == [
+        "' =1+1", "'\n=1+1", "'\uff1d1+1", "'|cmd", "'\r\n", "a=b"]
+    line = json_line({"message": "one\u2028two\x85three"})
+    assert line.count("\n") == 1 and len(line.splitlines()) == 1 and json.loads(line)["message"] == "one\u2028two\x85three"
+
+
+def test_an_export_leaves_the_database_writable_and_an_earlier_file_whole(env, mailbox, tmp_path):
+    from sqlalchemy import text
+
+    from leadtap.bootstrap import build_app
+
+    if not env.database_url.startswith("sqlite"):
+        return  # PostgreSQL readers never hold a write lock
+    env.configure(mailbox.section())
+    env.upgrade()
+    entered(env, ("--name", "Jo", "--phone", "1"))
+    app, other = build_app(str(env.path)), build_app(str(env.path))
+    with app.db.reading() as session:
+        session.execute(text("select count(*) from leads")).scalar()
+        with other.db.transaction() as writer:  # would wait 30 s, then fail, under a write lock
+            writer.execute(text("update leads set company = 'ACME' where id = 1"))
+    app.close()
+    other.close()
+
+    target = tmp_path / "leads.csv"
+    target.write_text("yesterday's export\n")
+    code, _, err = env.cli("leads", "export", "--status", "Gone", "--output", str(target))
+    assert code == 2 and target.read_text() == "yesterday's export\n"
+    code, _, err = env.cli("leads", "export", "--output", str(tmp_path / "no-such-dir" / "leads.csv"))
+    assert code == 1 and "cannot write" in err and "No such file or directory" in err

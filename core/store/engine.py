@@ -43,6 +43,17 @@ class Database:
             yield session
 
     @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads, rolled back at the end: on SQLite a
+        deferred BEGIN, so a long read (an export) never holds the write lock."""
+        with self.sessions() as session:
+            session.connection(execution_options={"leadtap_read_only": True})
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextmanager
     def rehearsal(self) -> Iterator[Rehearsal]:
         """A dry run's database: its work is all rolled back at the end."""
         with self.sessions() as session:
@@ -122,7 +133,8 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get("leadtap_read_only")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def sqlite_file(engine: Engine) -> str | None:

@@ -6,15 +6,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from leadtap.cli.common import EXIT_OK, EXIT_USAGE
+from leadtap.core.errors import LeadtapError
 
 if TYPE_CHECKING:
     from leadtap.bootstrap import App
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet takes as a formula (OWASP's CSV injection)
+# What a spreadsheet may take as a formula's start (OWASP's CSV injection), full-width forms and DDE's pipe too;
+# looked for after any leading blank, which an import may trim.
+FORMULA_STARTS = ("=", "+", "-", "@", "|", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+BLANKS = " \t\r\n\u3000"
+LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}  # JSON may hold them; a line reader splits
 PROGRESS_EVERY = 50_000
 
 
@@ -34,7 +42,16 @@ def safe_cell(value) -> str:
     if value is None:
         return ""
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    starts_blank = text[:1] in ("\t", "\r")
+    return "'" + text if starts_blank or text.lstrip(BLANKS).startswith(FORMULA_STARTS) else text
+
+
+def json_line(row: dict) -> str:
+    """One JSON Lines record: no character a line reader takes for the end of a line."""
+    line = json.dumps(row, ensure_ascii=False)
+    for raw, escaped in LINE_BREAKS.items():
+        line = line.replace(raw, escaped)
+    return line + "\n"
 
 
 def cmd_leads_export(app: App, args: argparse.Namespace) -> int:
@@ -63,20 +80,36 @@ def cmd_leads_export(app: App, args: argparse.Namespace) -> int:
     if pipeline is False:
         return EXIT_USAGE
     app.db.check_schema()
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    try:
-        with app.db.transaction() as session:
-            status = known_status(app, session, args.status, app.config.statuses) if args.status else None
-            if args.status and status is None:
-                return EXIT_USAGE
-            rows = export_rows(session, since, status, (pipeline.key,) if pipeline else None)
-            count = write(rows, columns, args.format, out, args.bom, progress=bool(args.output))
-    finally:
-        if args.output:
-            out.close()
-    if args.output:
-        print(f"exported {count} lead{'s' if count != 1 else ''} to {args.output}", file=sys.stderr)
+    with app.db.reading() as session:  # on SQLite: no write lock, however long the export takes
+        status = known_status(app, session, args.status, app.config.statuses) if args.status else None
+        if args.status and status is None:
+            return EXIT_USAGE
+        rows = export_rows(session, since, status, (pipeline.key,) if pipeline else None)
+        if not args.output:
+            write(rows, columns, args.format, sys.stdout, args.bom, progress=False)
+            return EXIT_OK
+        count = write_file(Path(args.output), rows, columns, args.format, args.bom)
+    print(f"exported {count} lead{'s' if count != 1 else ''} to {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def write_file(target: Path, rows: Iterable[dict], columns: tuple[str, ...], fmt: str, bom: bool) -> int:
+    """Into a file beside ``target``, renamed to it once whole: an export that
+    fails leaves no part of itself, and an earlier file as it was."""
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    except OSError as exc:
+        raise LeadtapError(f"cannot write {target}: {exc.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            count = write(rows, columns, fmt, out, bom, progress=True)
+        os.replace(temporary, target)
+        return count
+    except OSError as exc:
+        raise LeadtapError(f"cannot write {target}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def write(rows: Iterable[dict], columns: tuple[str, ...], fmt: str, out, bom: bool, progress: bool) -> int:
@@ -90,7 +123,7 @@ def write(rows: Iterable[dict], columns: tuple[str, ...], fmt: str, out, bom: bo
         if fmt == "csv":
             writer.writerow([safe_cell(row.get(column)) for column in columns])
         else:
-            out.write(json.dumps({column: row.get(column) for column in columns}, ensure_ascii=False) + "\n")
+            out.write(json_line({column: row.get(column) for column in columns}))
         count += 1
         if progress and count % PROGRESS_EVERY == 0:
             print(f"exported {count} leads …", file=sys.stderr, flush=True)

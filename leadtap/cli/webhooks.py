@@ -63,9 +63,9 @@ def cmd_webhooks_retry(app: App, args: argparse.Namespace) -> int:
 
     now = utcnow()
     later = aliased(WebhookDelivery)
-    # an event whose lead had a later one delivered since would bring old news after new: left given up
+    # an event whose lead had a later one delivered since (or being delivered) would bring old news after new
     superseded = exists().where(later.endpoint == WebhookDelivery.endpoint, later.lead_id == WebhookDelivery.lead_id,
-                                later.id > WebhookDelivery.id, later.state == "sent")
+                                later.id > WebhookDelivery.id, later.state.in_(("sent", "claimed")))
     with app.ready_database().transaction() as session:
         query = update(WebhookDelivery).where(WebhookDelivery.state == "failed", ~superseded)
         if not args.all:
