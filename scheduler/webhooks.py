@@ -122,11 +122,11 @@ def head(url: str, timeout: float, ca_file: str | None = None) -> Answer:
 def ping(app, hook) -> tuple[str, str]:
     """A signed ``ping`` owed to ``hook`` and sent now: its state and the answer."""
     from leadtap.core.rules.webhooks import payload
-    from leadtap.core.use_cases.webhooks import row
+    from leadtap.core.use_cases.webhooks import encoded, row
 
     now = utcnow()
     with app.ready_database().transaction() as session:
-        ping_row = WebhookDelivery(**row(hook, "ping", None, payload("ping", now, {}, {"by": "cli"}), now))
+        ping_row = WebhookDelivery(**row(hook, "ping", None, encoded(payload("ping", now, {}, {"by": "cli"})), now))
         session.add(ping_row)
         session.flush()
         ping_id = ping_row.id
@@ -239,9 +239,13 @@ class WebhookSender:
             self.finish(row, token, now, "dropped", f"no [[webhooks]] named {row.endpoint!r} any more")
             report.failed += 1
             return True
-        lead_id = (row.payload.get("data", {}).get("lead") or {}).get("id")
-        message = formatted(hook.format, row.payload, self.config.reminders.link(lead_id) if lead_id else None)
-        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if hook.format == "json":
+            body = row.payload.encode("utf-8")  # as it was made, once for every endpoint
+        else:
+            event = json.loads(row.payload)
+            lead_id = (event.get("data", {}).get("lead") or {}).get("id")
+            message = formatted(hook.format, event, self.config.reminders.link(lead_id) if lead_id else None)
+            body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         stamp = int(time.time())  # the attempt's, by the wall clock: receivers check it is recent
         headers = {"content-type": "application/json", "user-agent": "leadtap", "webhook-id": row.webhook_id,
                    "webhook-timestamp": str(stamp),

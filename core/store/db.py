@@ -391,7 +391,7 @@ class WebhookDelivery(OutboxRow, Base):
     event: Mapped[str] = mapped_column(String(50))
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)  # None: a test ping
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[str] = mapped_column(Text)  # the event's JSON as POSTed (made once for every endpoint)
     answer: Mapped[str | None] = mapped_column(Text)  # the last HTTP status and the start of the body
 
     __table_args__ = (Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),

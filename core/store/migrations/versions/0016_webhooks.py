@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column('event', sa.String(length=50), nullable=False),
         sa.Column('lead_id', sa.Integer(), nullable=True),
         sa.Column('webhook_id', sa.String(length=64), nullable=False),
-        sa.Column('payload', sa.JSON(), nullable=False),
+        sa.Column('payload', sa.Text(), nullable=False),
         sa.Column('answer', sa.Text(), nullable=True),
         sa.Column('state', sa.String(length=20), nullable=False),
         sa.Column('token', sa.String(length=32), nullable=True),
