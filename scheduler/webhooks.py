@@ -204,6 +204,7 @@ class WebhookSender:
             self.gone_now |= {e.name for e in session.query(WebhookEndpoint)
                               if e.name in self.hooks and e.url == self.hooks[e.name].url}
         troubled: set[str] = set()  # endpoints that failed in this run
+        untried: list[int] = []  # released together at the end: pending again, no attempt counted
         for row_id in mine:
             row = rows[row_id]
             if row.endpoint in self.gone_now:
@@ -211,7 +212,7 @@ class WebhookSender:
                 report.failed += 1
                 continue
             if self.should_stop() or row.endpoint in troubled or time.monotonic() > deadline:
-                self.release(row_id, token)
+                untried.append(row_id)
                 continue
             try:
                 delivered = self.deliver(row, token, now, report)
@@ -226,6 +227,7 @@ class WebhookSender:
                 troubled.add(row.endpoint)
             if len(self.delivered) >= RECORD_EVERY:  # out of the row's own handling: a failed record is no retry of it
                 self.record_delivered(token, now)
+        self.release(untried, token)
 
     def oldest_waiting(self, now: datetime) -> float:
         with self.db.transaction() as session:
@@ -324,6 +326,10 @@ class WebhookSender:
             OUTBOX.finish(session, row.id, token, now, "failed", f"the endpoint answered 410 Gone: {answer}")
             session.get(WebhookDelivery, row.id).answer = str(answer)
 
-    def release(self, row_id: int, token: str) -> None:
-        with self.db.transaction() as session:
-            OUTBOX.release(session, row_id, token)
+    def release(self, row_ids: list[int], token: str) -> None:
+        if row_ids:
+            with self.db.transaction() as session:
+                session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(row_ids),
+                                                              WebhookDelivery.token == token,
+                                                              WebhookDelivery.state == "claimed")
+                                .values(state="pending", token=None, claimed_at=None))
