@@ -201,5 +201,4 @@ class NotificationSender:
     def release(self, ids: list[int], token: str) -> None:
         if ids:
             with self.db.transaction() as session:
-                for notification_id in ids:
-                    release(session, notification_id, token)
+                release(session, ids, token)

@@ -329,7 +329,4 @@ class WebhookSender:
     def release(self, row_ids: list[int], token: str) -> None:
         if row_ids:
             with self.db.transaction() as session:
-                session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(row_ids),
-                                                              WebhookDelivery.token == token,
-                                                              WebhookDelivery.state == "claimed")
-                                .values(state="pending", token=None, claimed_at=None))
+                OUTBOX.release(session, row_ids, token)

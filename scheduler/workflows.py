@@ -245,9 +245,8 @@ class StepRunner:
                 workflows.give_back(session, letter.row_id)
 
     def release(self, ids: list[int], token: str) -> None:
+        """Untried: no attempt is in flight, so no Message-ID was used (``letter`` reads it as a cut-off send)."""
         if ids:
             with self.db.transaction() as session:
-                for row_id in ids:
-                    OUTBOX.release(session, row_id, token)
-                    workflows.not_tried(session, row_id)
+                OUTBOX.release(session, ids, token, message_id=None)
 

@@ -100,8 +100,10 @@ class Outbox:
             row.next_attempt_at = now + backoff(row.attempts)
         return row.state
 
-    def release(self, session: Session, row_id: int, token: str) -> None:
-        """Not tried (the sender stopped, or the server is down for all): pending again, no attempt counted."""
+    def release(self, session: Session, row_ids: list[int], token: str, **also) -> None:
+        """Not tried (the sender stopped, or the server is down for all): pending
+        again, no attempt counted — in one statement; ``also``: other columns reset with it."""
         m = self.model
-        session.execute(update(m).where(m.id == row_id, m.token == token, m.state == "claimed")
-                        .values(state="pending", token=None, claimed_at=None))
+        if row_ids:
+            session.execute(update(m).where(m.id.in_(row_ids), m.token == token, m.state == "claimed")
+                            .values(state="pending", token=None, claimed_at=None, **also))

@@ -34,6 +34,7 @@ from leadtap.core.config.load import ReminderRule
 from leadtap.core.store.outbox import CLAIM_LEASE
 from leadtap.core.rules.model import is_away
 from leadtap.core.store.db import Lead, Owner, Reminder, Task
+from leadtap.core.store.services import of_pipeline
 
 
 # The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.
@@ -146,9 +147,7 @@ def stale_leads(session: Session, rule: ReminderRule, now: datetime) -> list[Due
 
 def of_rules_pipeline(rule: ReminderRule) -> list:
     """A rule with a ``pipeline``: its leads only."""
-    if rule.pipeline is None:
-        return []
-    return [Lead.pipeline.is_(None) if rule.pipeline_key is None else Lead.pipeline == rule.pipeline_key]
+    return [] if rule.pipeline is None else [of_pipeline(rule.pipeline_key)]
 
 
 def overdue_tasks(session: Session, rule: ReminderRule, closed: tuple[str, ...], now: datetime) -> list[Due]:

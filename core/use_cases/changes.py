@@ -28,7 +28,7 @@ from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Pipeline, Ref
 from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_pool
 from leadtap.core.store import notifications
 from leadtap.core.store.reminders import stay_start
-from leadtap.core.store.services import clip, lock_rotation
+from leadtap.core.store.services import clip, lock_rotation, of_pipeline
 from leadtap.core.use_cases import webhooks
 from leadtap.core.use_cases.workflows import owe_steps
 
@@ -204,7 +204,7 @@ def rename_status(session: Session, rules: LeadRules, old: str, new: str, actor:
     if not pipeline.is_open(new):
         raise Refused(f"{new!r} is closed: a rename would close the leads without what closing does (a reason, "
                       f"their tasks, their deals); move them with leads set")
-    leads = session.scalars(select(Lead).where(Lead.status == old, of_pipeline(pipeline)).order_by(Lead.id)
+    leads = session.scalars(select(Lead).where(Lead.status == old, of_pipeline(pipeline.key)).order_by(Lead.id)
                             .with_for_update()).all()
     if not leads:
         raise Refused(f"no lead is in {old!r}")
@@ -241,13 +241,6 @@ def rename_pipeline(session: Session, rules: LeadRules, old: str, new: str, acto
             add_activity(session, lead.id, "pipeline", f"{old} → {pipeline.name} (renamed)", actor, now,
                          {"from": old, "to": pipeline.name, "renamed": True})
     return len(leads), pipeline
-
-
-def of_pipeline(pipeline: Pipeline):
-    """The condition on leads for ``pipeline``'s."""
-    from leadtap.core.use_cases.views import in_pipeline
-
-    return in_pipeline(pipeline.key)
 
 
 def reassign(session: Session, rules: LeadRules, lead_id: int, to: str, actor: Actor, now: datetime) -> Change:

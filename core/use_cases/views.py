@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.store.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from leadtap.core.rules.model import Outcome
+from leadtap.core.store.services import of_pipeline
 
 LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
 
@@ -134,7 +135,7 @@ def list_leads(session: Session, status: str | None = None, owner: str | None = 
     if owner:
         query = query.where(Owner.email == owner.lower())
     if pipeline is not None:
-        query = query.where(in_pipeline(pipeline[0]))
+        query = query.where(of_pipeline(pipeline[0]))
     if snoozed_at is not None:
         query = query.where(Lead.snoozed_until > snoozed_at)
     if quiet_since is not None:
@@ -159,11 +160,6 @@ def ordering(sort: str, desc: bool, statuses: tuple[str, ...]) -> list:
     return [key.desc() if desc else key for key in (*keys, Lead.id)]
 
 
-def in_pipeline(key: str | None):
-    """Leads of the pipeline whose column value is ``key`` (None: the default pipeline)."""
-    return Lead.pipeline.is_(None) if key is None else Lead.pipeline == key
-
-
 def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_status: int, sort: str,
           desc: bool, pipeline: tuple[str | None] | None = None) -> list[dict]:
     """The Kanban: per status (the pipeline's, then any no longer configured)
@@ -171,7 +167,7 @@ def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_st
     ``pipeline``: (its key,) — its leads only."""
     counted = select(Lead.status, func.count()).outerjoin(Owner, Owner.id == Lead.owner_id).group_by(Lead.status)
     if pipeline is not None:
-        counted = counted.where(in_pipeline(pipeline[0]))
+        counted = counted.where(of_pipeline(pipeline[0]))
     if owner:
         counted = counted.where(Owner.email == owner.lower())
     counts = dict(session.execute(counted).all())
@@ -263,7 +259,7 @@ def export_rows(session: Session, since: datetime | None = None, status: str | N
     if status:
         query = query.where(Lead.status == status)
     if pipeline is not None:
-        query = query.where(in_pipeline(pipeline[0]))
+        query = query.where(of_pipeline(pipeline[0]))
     for lead, owner, stage, deal_fields in session.execute(query):
         deal_fields = deal_fields or {}
         row = {"id": lead.id, "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,

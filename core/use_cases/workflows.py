@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -196,11 +196,6 @@ def reserve_contact(session: Session, contact: str, template: str, row_id: int, 
 def give_back(session: Session, row_id: int) -> None:
     """A step whose email to the contact was not sent frees the contact's period."""
     session.execute(delete(ContactEmail).where(ContactEmail.step_id == row_id))
-
-
-def not_tried(session: Session, row_id: int) -> None:
-    """Released untried (our server down, the sender stopping): no attempt is in flight."""
-    session.execute(update(WorkflowStep).where(WorkflowStep.id == row_id).values(message_id=None))
 
 
 def letter(session: Session, row: WorkflowStep, step: Step, lead: Lead, now: datetime,

@@ -223,7 +223,7 @@ def check_statuses(app: App) -> str:
     from sqlalchemy import func, select
 
     from leadtap.core.store.db import Lead
-    from leadtap.core.use_cases.views import in_pipeline
+    from leadtap.core.store.services import of_pipeline
     pipelines = app.config.every_pipeline
     try:
         app.db.check_schema()
@@ -234,7 +234,7 @@ def check_statuses(app: App) -> str:
             Lead.pipeline.is_not(None), Lead.pipeline.not_in([p.key for p in pipelines if p.key is not None]))
             .group_by(Lead.pipeline).order_by(Lead.pipeline)).all()
         stranded = [(pipeline, status, count) for pipeline in pipelines for status, count in session.execute(
-            select(Lead.status, func.count()).where(in_pipeline(pipeline.key), Lead.status.not_in(pipeline.statuses))
+            select(Lead.status, func.count()).where(of_pipeline(pipeline.key), Lead.status.not_in(pipeline.statuses))
             .group_by(Lead.status).order_by(Lead.status))]
     if lost:
         said = "; ".join(f"{count} in {name!r}" for name, count in lost)
