@@ -44,7 +44,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with Dovecot(tls=False) as server:
         config.write_text(CONFIG.format(template=TEMPLATE, db=db, port=server.port, password=server.password,
-                                        batch=100, parallel="true").replace('templates = ["contact-form"]',
+                                        batch=100, parallel="true", extra="").replace('templates = ["contact-form"]',
                                                                  'templates = ["contact-form"]\npoll_interval = "60s"'))
         subprocess.run([sys.executable, "-m", "leadtap", "--config", str(config), "db", "upgrade"], check=True,
                        capture_output=True, env=env)

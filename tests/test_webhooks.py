@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from leadtap.bootstrap import build_app
 from leadtap.core.rules.webhooks import secret_bytes, signature
 from leadtap.core.store.db import WebhookDelivery
+from leadtap.core.use_cases.views import show_lead
 from tests.helpers import ROOT, enquiry, run_leadtap, write_config
 from tests.test_config import config, load, refused
 from tests.test_ingest import Env, env  # noqa: F401  (the fixture)
@@ -155,6 +156,32 @@ def test_a_new_lead_and_its_changes_reach_the_endpoint_signed_and_in_order(hooke
     assert events[1]["data"]["change"]["to"] == "Attempting" and events[2]["data"]["change"]["to"] == "ben@example.com"
     assert events[4]["data"]["lead"]["opportunity"]["stage"] == "Won"
     assert len({headers["webhook-id"] for headers, _ in receiver.received}) == 5
+
+
+def test_a_mail_leads_created_event_says_the_lead_as_leads_show_reads_it_back(hooked, mailbox, receiver):
+    """The batch's events are made from the rows it writes: they must say
+    what the database then holds (times in UTC, the deal with its id)."""
+    offset = enquiry(name="Ona Petraitė", email="ona@uab.test", company="UAB", subject="Kaina",
+                     message="Line one\nline two").replace(b"Date: Fri, 20 Nov 2026 09:30:00 +0000",
+                                                            b"Date: Fri, 20 Nov 2026 11:30:00 +0200")
+    assert b"+0200" in offset
+    mailbox.append(offset)
+    assert hooked.cli("poll")[0] == 0
+
+    app = build_app(str(hooked.path))
+    try:
+        with app.db.transaction() as session:
+            stored = {lead_id: show_lead(session, lead_id) for lead_id in (1, 2)}
+    finally:
+        app.close()
+    events = receiver.events()
+    assert [e["type"] for e in events] == ["lead.created", "lead.created"]
+    for event in events:
+        lead = event["data"]["lead"]
+        kept = {key: value for key, value in stored[lead["id"]].items() if key not in ("thread", "tasks", "activities")}
+        assert lead == json.loads(json.dumps(kept))
+        assert lead["opportunity"]["id"] and lead["owner"]
+    assert stored[2]["received_at"] == "2026-11-20T09:30:00+00:00" and stored[2]["name"] == "Ona Petraitė"
 
 
 def test_a_failed_delivery_is_retried_with_the_same_id_and_given_up_past_its_horizon(hooked, receiver):

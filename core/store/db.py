@@ -8,6 +8,7 @@ Alembic migrations in ``core/store/migrations`` (``leadtap db upgrade``).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +43,24 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def read_back(model: type, values: dict) -> SimpleNamespace:
+    """A row just inserted from ``values`` as reading it back gives it:
+    every column of ``model`` (its default where not given) and times in UTC."""
+    return SimpleNamespace(**{column.key: in_utc(values[column.key] if column.key in values else default_of(column))
+                              for column in model.__table__.columns})
+
+
+def default_of(column) -> Any:
+    default = column.default
+    if default is None:
+        return None
+    return default.arg(None) if default.is_callable else default.arg  # a callable default is wrapped to take a context
+
+
+def in_utc(value: Any) -> Any:
+    return value.astimezone(timezone.utc) if isinstance(value, datetime) else value
 
 
 class Base(DeclarativeBase):

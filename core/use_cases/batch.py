@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from leadtap.core.store.db import (
     Activity,
     Lead,
+    read_back,
     LedgerEntry,
     Notification,
     Opportunity,
@@ -44,6 +45,7 @@ from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, Lea
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+from leadtap.core.use_cases.views import lead_dict
 from leadtap.core.use_cases.webhooks import owe_created
 from leadtap.core.use_cases.workflows import step_rows
 
@@ -339,10 +341,9 @@ class LeadBatch:
         self.write_leads()
         self.write_notifications()
         self.write_steps()
-        if self.settings.opportunity_stage is not None and self.new_leads:
-            session.execute(insert(Opportunity), [self.opportunity_row(lead) for lead in self.new_leads])
+        deals = self.write_opportunities()
         if self.settings.webhooks and self.new_leads:  # after its deal: the payload carries it
-            owe_created(session, self.settings.webhooks, [lead.id for lead in self.new_leads], self.now)
+            owe_created(session, self.settings.webhooks, self.as_shown(deals), self.now)
         rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
         if rows:
             session.execute(insert(ThreadMessage), rows)
@@ -386,6 +387,24 @@ class LeadBatch:
                      for row in step_rows(lead.id, settings.opportunity_stage, settings.stage_steps, now, now, True)]
         if rows:
             self.session.execute(insert(WorkflowStep), rows)
+
+    def write_opportunities(self) -> dict[int, dict]:
+        """Each new lead's deal, if leads come with one: its row, with its id, by lead id."""
+        if self.settings.opportunity_stage is None or not self.new_leads:
+            return {}
+        rows = [self.opportunity_row(lead) for lead in self.new_leads]
+        ids = self.session.scalars(insert(Opportunity).returning(Opportunity.id, sort_by_parameter_order=True),
+                                   rows).all()
+        return {row["lead_id"]: row | {"id": new_id} for row, new_id in zip(rows, ids, strict=True)}
+
+    def as_shown(self, deals: dict[int, dict]) -> dict[int, dict]:
+        """Each new lead as ``leads show`` will read it back, made from the
+        rows just written rather than read again (what owing its webhook
+        events costs a lead)."""
+        return {lead.id: lead_dict(read_back(Lead, lead.row | {"id": lead.id}),
+                                   self.owners.get(lead.row["owner_id"]),
+                                   read_back(Opportunity, deals[lead.id]) if lead.id in deals else None)
+                for lead in self.new_leads}
 
     def opportunity_row(self, lead: NewLead) -> dict:
         row = lead.row

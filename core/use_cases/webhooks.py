@@ -96,17 +96,18 @@ def owe_change(session: Session, hooks, deals, lead: Lead, change: Change, depth
             write(session, owed)
 
 
-def owe_created(session: Session, hooks, lead_ids: list[int], now: datetime, by: str = "mail",
+def owe_created(session: Session, hooks, leads: dict[int, dict], now: datetime, by: str = "mail",
                 depth: int = 0) -> None:
     """Leads made from mail (a batch), or a follow-up lead while its
     lead's change is recorded (``depth``: after that change's events):
-    ``lead.created`` for each, to each endpoint that wants it."""
+    ``lead.created`` for each of ``leads`` (its id: the lead as ``leads
+    show`` gives it), to each endpoint that wants it."""
     wanting = [hook for hook in live_endpoints(session, hooks) if hook.wants("lead.created")]
-    if not wanting or not lead_ids:
+    if not wanting or not leads:
         return
-    data = lead_data(session, lead_ids)
-    bodies = {lead_id: encoded(webhooks.payload("lead.created", now, data[lead_id], {"by": by})) for lead_id in lead_ids}
-    rows = [row(hook, "lead.created", lead_id, bodies[lead_id], now) for lead_id in lead_ids for hook in wanting]
+    bodies = {lead_id: encoded(webhooks.payload("lead.created", now, data, {"by": by}))
+              for lead_id, data in leads.items()}
+    rows = [row(hook, "lead.created", lead_id, body, now) for lead_id, body in bodies.items() for hook in wanting]
     if depth:
         session.info.setdefault("webhooks_owed", []).append((depth, rows))
     else:
