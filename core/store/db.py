@@ -7,6 +7,7 @@ Alembic migrations in ``core/store/migrations`` (``leadtap db upgrade``).
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -48,8 +49,13 @@ class UTCDateTime(TypeDecorator):
 def read_back(model: type, values: dict) -> SimpleNamespace:
     """A row just inserted from ``values`` as reading it back gives it:
     every column of ``model`` (its default where not given) and times in UTC."""
-    return SimpleNamespace(**{column.key: in_utc(values[column.key] if column.key in values else default_of(column))
-                              for column in model.__table__.columns})
+    return SimpleNamespace(**{key: in_utc(values[key]) if key in values else default_of(column)
+                              for key, column in columns_of(model)})
+
+
+@functools.cache
+def columns_of(model: type) -> tuple:
+    return tuple((column.key, column) for column in model.__table__.columns)
 
 
 def default_of(column) -> Any:
