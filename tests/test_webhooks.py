@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 
 from leadtap.bootstrap import build_app
-from leadtap.core.rules.webhooks import secret_bytes, signature
+from leadtap.core.rules.webhooks import secret_bytes, signature, webhook_id
 from leadtap.core.store.db import WebhookDelivery
 from leadtap.core.use_cases.views import show_lead
 from tests.helpers import ROOT, enquiry, run_leadtap, write_config
@@ -97,6 +98,15 @@ def test_the_signature_is_the_standard_webhooks_one():
     assert Webhook(SECRET).verify(body, headers) == {"type": "lead.created"}
     with pytest.raises(Exception):
         Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_a_webhook_id_is_unique_and_later_ones_sort_after_earlier_ones():
+    first = datetime(2026, 12, 6, 10, 0, tzinfo=timezone.utc)
+    same = [webhook_id(first) for _ in range(1000)]
+    later = webhook_id(first + timedelta(milliseconds=1))
+
+    assert len(set(same)) == 1000 and all(re.fullmatch(r"msg_[0-9a-f]{32}", each) for each in same)
+    assert max(same) < later < webhook_id(first + timedelta(days=3650))
 
 
 def test_a_webhook_reads_from_the_config_and_bad_ones_are_refused(tmp_path):

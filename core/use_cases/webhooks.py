@@ -7,7 +7,6 @@ more until its URL changes."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime
 
 from sqlalchemy import and_, exists, insert, select, update
@@ -65,7 +64,7 @@ def live_endpoints(session: Session, hooks) -> list:
 
 
 def row(hook, event: str, lead_id: int | None, body: str, now: datetime) -> dict:
-    return {"endpoint": hook.name, "event": event, "lead_id": lead_id, "webhook_id": f"msg_{uuid.uuid4().hex}",
+    return {"endpoint": hook.name, "event": event, "lead_id": lead_id, "webhook_id": webhooks.webhook_id(now),
             "payload": body, "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
 
 
