@@ -325,11 +325,18 @@ def write_config(path: Path, db: Path, server, args, webhooks: int = 0, extra: s
     return path
 
 
+def cpu_of_children() -> float:
+    """Seconds of CPU (user and system) of the child processes waited for so far, and theirs."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def compare_webhooks(args) -> None:
     """Passes over the same messages, each into a fresh database, alternately
     with no webhook and with N wanting lead.created (--rounds of each): what
     owing the events costs ingest, as a ratio measured in one run."""
     rates: dict[int, list[float]] = {0: [], args.webhooks: []}
+    cpu: dict[int, list[float]] = {0: [], args.webhooks: []}  # ms of CPU a message, every process of the poll
     with Dovecot(tls=False) as server:
         fill_mailbox(server, args.n)
         for round_ in range(args.rounds):
@@ -337,16 +344,21 @@ def compare_webhooks(args) -> None:
                 work = Path(tempfile.mkdtemp(prefix="leadtap-bench-"))
                 config = write_config(work / "leadtap.toml", work / "bench.db", server, args, hooks,
                                       extra="unread_only = false")  # every pass reads the same messages
+                before = cpu_of_children()
                 seconds, _, _, summary = run_poll(config)
                 rates[hooks].append(args.n / seconds)
-                print(f"round {round_ + 1}, {hooks} webhooks: {args.n / seconds:.0f} messages/s ({summary})",
-                      file=sys.stderr)
+                cpu[hooks].append((cpu_of_children() - before) / args.n * 1000)
+                print(f"round {round_ + 1}, {hooks} webhooks: {args.n / seconds:.0f} messages/s, "
+                      f"{cpu[hooks][-1]:.2f} ms of CPU a message ({summary})", file=sys.stderr)
     none, some = (sorted(r)[len(r) // 2] for r in rates.values())
+    cpu_none, cpu_some = (sorted(c)[len(c) // 2] for c in cpu.values())
     print(f"messages:              {args.n} a pass, {args.rounds} passes each, alternating")
     print(f"no webhook:            {' '.join(f'{r:.0f}' for r in rates[0])} messages/s (median {none:.0f})")
     print(f"{args.webhooks} webhooks:            {' '.join(f'{r:.0f}' for r in rates[args.webhooks])} "
           f"messages/s (median {some:.0f})")
     print(f"ratio:                 {some / none:.2f}  (target >= 0.95; each lead owes lead.created to every endpoint)")
+    print(f"CPU a message:         {cpu_none:.2f} ms against {cpu_some:.2f} ms with {args.webhooks} webhooks "
+          f"(medians; the poll and its parsing process together)")
     print(f"machine:               {os.cpu_count()} cores, Python {sys.version.split()[0]}")
 
 if __name__ == "__main__":
