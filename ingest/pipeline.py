@@ -347,7 +347,7 @@ class MailboxIngest:
 
     def decide_and_write(self, session, rotation, uidvalidity: int, items: list[Prepared], known: dict,
                          now) -> dict[int, Result]:
-        batch = LeadBatch(session, self.settings, rotation, now)
+        batch = LeadBatch(session, self.settings, rotation, now, self.rules.render_title)
         replies = []
         batch.load([i.message for i in items if i.message], {i.uid: known[i.uid] for i in items if i.uid in known})
         # Contacts a message may be about: its own, those an owner's mail is addressed to, a forward's.

@@ -116,6 +116,12 @@ class Rendered:
     html: str | None
 
 
+def said(value):
+    """What ``{{ … }}`` prints: nothing for a field a lead does not have
+    (``Call {{ lead.name }} at {{ lead.company }}`` reads ``Call Ona at``, not ``at None``)."""
+    return "" if value is None else value
+
+
 class Renderer:
     def __init__(self, templates_dir: str | None = None):
         loaders = [FileSystemLoader(templates_dir)] if templates_dir else []
@@ -124,6 +130,7 @@ class Renderer:
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html.j2")),
             keep_trailing_newline=False,
+            finalize=said,
         )
         self.titles: dict = {}  # task title templates, compiled
 

@@ -210,6 +210,16 @@ def test_a_task_title_that_fails_on_a_lead_is_a_render_error():
         Renderer().render_title("{{ lead.name + ' at ' + lead.company }}", {"name": "Jo", "company": None})
 
 
+def test_a_field_the_lead_does_not_have_prints_as_nothing_in_titles_and_emails():
+    from leadtap.scheduler.render import Renderer
+
+    renderer = Renderer()
+    assert renderer.render_title("Call {{ lead.name }} at {{ lead.company }}", {"name": "Jo", "company": None}) \
+        == "Call Jo at"
+    assert renderer.env.from_string("Hi {{ lead.name }}, {{ n }} {{ flag }}").render(
+        lead={"name": None}, n=0, flag=False) == "Hi , 0 False"
+
+
 def test_a_task_added_by_hand_is_the_owners_and_a_closed_lead_takes_none(leads):
     code, out, _ = leads.cli("tasks", "add", "2", "Send {{ not a template }}", "--due", "2026-12-01",
                              "--by", "ben@example.com")

@@ -7,6 +7,7 @@ person moved back, never on an auto-reply."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -314,3 +315,28 @@ def test_a_reply_that_cannot_move_the_lead_for_a_missing_field_says_so_once_on_t
     assert moved["blocked"] is None  # Attempting's call: cancelled as the lead left it
     assert [(t["title"], t["state"]) for t in moved["tasks"]] == [("Call Jo Smith", "cancelled")]
     assert moved["activities"][-1]["summary"] == "1 open task of Attempting cancelled"
+
+
+def test_a_lead_from_mail_gets_its_first_status_tasks_as_one_entered_by_hand(env, mailbox):
+    """The default status's tasks are made when a lead enters it — by mail
+    as by `leads add`: the owner's, due from the lead's arrival, titled in
+    the sandbox with the lead's fields."""
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", company="Client"))
+    env.configure(mailbox.section(), extra='''
+[[statuses]]
+name = "New"
+tasks = [ { title = "Call {{ lead.name }} at {{ lead.company }}", due = "4h" }, { title = "{{ lead.nope.deeper }}", due = "1d" } ]
+''')
+    env.upgrade()
+    assert env.poll() == 0
+    assert env.cli("leads", "add", "--name", "Ona", "--email", "ona@else.test")[0] == 0
+
+    mailed, by_hand = show(env, 1), show(env, 2)
+    assert [t["title"] for t in mailed["tasks"]] == ["Call Jo Smith at Client", "{{ lead.nope.deeper }}"]
+    assert [t["title"] for t in by_hand["tasks"]] == ["Call Ona at", "{{ lead.nope.deeper }}"]
+    created = datetime.fromisoformat(mailed["created_at"])
+    assert datetime.fromisoformat(mailed["tasks"][0]["due_at"]) == created + timedelta(hours=4)
+    assert [a["kind"] for a in mailed["activities"]] == ["created", "task", "task"]
+    assert [a["kind"] for a in by_hand["activities"]][-2:] == ["task", "task"]
+    owners = {row["id"]: row["owner"] for row in env.leads()}
+    assert json.loads(env.cli("tasks", "list", "--format", "json")[1])[0]["owner"] == owners[1] is not None

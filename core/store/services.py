@@ -181,6 +181,7 @@ class LeadSettings:
     pipeline: str | None = None  # the mailbox's [[pipelines]] name (None: the default pipeline)
     webhooks: tuple = ()  # [[webhooks]]: a new lead is owed to those that want lead.created
     stage_steps: tuple = ()  # the workflow of ``opportunity_stage``: owed for each new deal
+    tasks: tuple = ()  # the tasks of ``status`` (TaskTemplate): made for each new lead, as for one entered by hand
 
     @classmethod
     def for_mailbox(cls, config: Config, mailbox: MailboxConfig) -> "LeadSettings":
@@ -201,6 +202,7 @@ class LeadSettings:
             service_senders=tuple(m.sender for m in config.opportunities.deals.moves if m.on == "mail" and m.sender),
             authserv_id=config.commands.authserv_id,
             steps=pipeline.option(pipeline.default_status).steps,
+            tasks=pipeline.option(pipeline.default_status).tasks,
             stage_steps=config.opportunities.deals.steps.get(config.opportunities.stages[0], ()),
             webhooks=tuple(hook for hook in config.webhooks if hook.wants("lead.created")),
         )

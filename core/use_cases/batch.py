@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ from leadtap.core.store.db import (
     Owner,
     Rotation,
     SeenMessage,
+    Task,
     ThreadMessage,
     WorkflowStep,
 )
@@ -45,6 +46,7 @@ from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, Lea
                                       present, rotation_pool)
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
+from leadtap.core.use_cases.changes import lead_fields
 from leadtap.core.use_cases.views import lead_dict
 from leadtap.core.use_cases.webhooks import owe_created
 from leadtap.core.use_cases.workflows import step_rows
@@ -95,6 +97,7 @@ class LeadBatch:
     settings: LeadSettings
     rotation: Rotation
     now: datetime
+    render_title: Callable[[str, dict], str] = lambda title, _lead: title  # LeadRules.render_title: in the sandbox
     decided: list[Decided] = field(default_factory=list)
     identities: dict[str, LeadRef | None] = field(default_factory=dict)
     threads: dict[str, LeadRef] = field(default_factory=dict)
@@ -341,6 +344,7 @@ class LeadBatch:
         self.write_leads()
         self.write_notifications()
         self.write_steps()
+        self.write_tasks()
         deals = self.write_opportunities()
         if self.settings.webhooks and self.new_leads:  # after its deal: the payload carries it
             owe_created(session, self.settings.webhooks, self.as_shown(deals), self.now)
@@ -387,6 +391,23 @@ class LeadBatch:
                      for row in step_rows(lead.id, settings.opportunity_stage, settings.stage_steps, now, now, True)]
         if rows:
             self.session.execute(insert(WorkflowStep), rows)
+
+    def write_tasks(self) -> None:
+        """Each new lead entered the default status: its tasks, made as for
+        a lead entered by hand (the owner's, titles rendered with the lead)."""
+        settings, now = self.settings, self.now
+        if not settings.tasks or not self.new_leads:
+            return
+        rows = []
+        for lead in self.new_leads:
+            seen_as = lead_fields(read_back(Lead, lead.row | {"id": lead.id}))
+            for task in settings.tasks:
+                title, due_at = clip(self.render_title(task.title, seen_as), 500), now + task.due
+                rows.append({"lead_id": lead.id, "owner_id": lead.row["owner_id"], "title": title, "due_at": due_at,
+                             "state": "open", "status": settings.status, "created_at": now})
+                self.activities.append({"lead": lead, "kind": "task", "summary": title,
+                                        "details": {"due_at": due_at.isoformat()}})
+        self.session.execute(insert(Task), rows)
 
     def write_opportunities(self) -> dict[int, dict]:
         """Each new lead's deal, if leads come with one: its row, with its id, by lead id."""
