@@ -194,6 +194,25 @@ def test_a_mail_leads_created_event_says_the_lead_as_leads_show_reads_it_back(ho
     assert stored[2]["received_at"] == "2026-11-20T09:30:00+00:00" and stored[2]["name"] == "Ona Petraitė"
 
 
+def test_webhooks_list_pages_and_filters_by_endpoint_and_lead(hooked, receiver, mailbox):
+    mailbox.append(enquiry(name="Ona", email="ona@uab.test"))
+    assert hooked.cli("poll")[0] == 0
+    assert hooked.cli("leads", "set", "1", "--status", "Attempting")[0] == 0
+
+    code, out, _ = hooked.cli("webhooks", "list", "--limit", "2")
+    lines = out.splitlines()
+    assert code == 0 and [line.split()[3:5] for line in lines[:2]] == [["lead", "1"], ["lead", "2"]]
+    assert lines[2] == f"(the latest 2; older ones: --before {lines[1].split()[0]})"
+    code, out, _ = hooked.cli("webhooks", "list", "--before", lines[1].split()[0])
+    assert code == 0 and [line.split()[2:5] for line in out.splitlines()] == [["lead.created", "lead", "1"]]
+    code, out, _ = hooked.cli("webhooks", "list", "--lead", "1", "--endpoint", "crm")
+    assert code == 0 and len(out.splitlines()) == 2 and "lead 2" not in out
+    code, _, err = hooked.cli("webhooks", "list", "--endpoint", "slack")
+    assert code == 2 and "no deliveries to 'slack'; the [[webhooks]] are crm" in err
+    with pytest.raises(SystemExit):
+        hooked.cli("webhooks", "list", "--limit", "0")
+
+
 def test_a_failed_delivery_is_retried_with_the_same_id_and_given_up_past_its_horizon(hooked, receiver):
     receiver.answers = [500, 503]
     hooked.poll()  # 500: pending again

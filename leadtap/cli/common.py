@@ -28,6 +28,17 @@ def record_id(text: str) -> int:
     return value
 
 
+def positive(text: str) -> int:
+    """A count (``--limit``): 1 to a million."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: 1 to 1000000 is expected")
+    return value
+
+
 def duration(text: str) -> str:
     try:
         parse_seconds(text)

@@ -8,8 +8,8 @@ import json
 import sys
 from datetime import timedelta
 
-from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, record_id,
-                                refuse_unknown_owner)
+from leadtap.cli.common import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, change, duration, moment, parse_field, positive,
+                                record_id, refuse_unknown_owner)
 from leadtap.cli import export
 from leadtap.cli.output import write_rows
 from typing import TYPE_CHECKING
@@ -124,16 +124,6 @@ def add_order(parser: argparse.ArgumentParser, limit_help: str, default: int | N
                         help="stale: the longest without activity first")
     parser.add_argument("--desc", action="store_true", help="the other way round")
     parser.add_argument("--limit", type=positive, default=default, metavar="N", help=limit_help)
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r}: 1 to 1000000 is expected")
-    return value
 
 
 def known_status(app: App, session, given: str, statuses: tuple[str, ...]) -> str | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
-from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, record_id
+from leadtap.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, positive, record_id
 
 if TYPE_CHECKING:  # the handlers import what they use: --help loads none of it
     from leadtap.bootstrap import App
@@ -16,6 +17,11 @@ def add_commands(subcommands: argparse._SubParsersAction) -> None:
         .add_subparsers(dest="webhooks_command", required=True)
     listing = hooks.add_parser("list", help="the latest deliveries, their attempts and the last answer")
     listing.add_argument("--failed", action="store_true", help="only those given up")
+    listing.add_argument("--endpoint", metavar="NAME", help="only those to this [[webhooks]] name")
+    listing.add_argument("--lead", type=record_id, metavar="ID", help="only this lead's events")
+    listing.add_argument("--limit", type=positive, default=200, metavar="N", help="the latest N (default 200)")
+    listing.add_argument("--before", type=record_id, metavar="ID",
+                         help="those older than delivery ID (the page after one that ended at ID)")
     listing.set_defaults(handler=cmd_webhooks_list)
     retry = hooks.add_parser("retry", help="a delivery given up (or all of them) owed again, from now")
     which = retry.add_mutually_exclusive_group(required=True)
@@ -34,15 +40,18 @@ def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
 
     app.db.check_schema()
     with app.db.transaction() as session:
-        query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(200)
-        if args.failed:
-            query = query.where(WebhookDelivery.state == "failed")
-        rows = list(session.scalars(query))
+        rows = list(session.scalars(chosen(args).order_by(WebhookDelivery.id.desc()).limit(args.limit + 1)))
+        more = len(rows) > args.limit
+        rows = rows[:args.limit]
         urls = {hook.name: hook.url for hook in app.config.webhooks}
         gone = [e for e in session.scalars(select(WebhookEndpoint)) if urls.get(e.name) == e.url]
     for endpoint in gone:
         print(f"endpoint {endpoint.name} disabled {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC ({endpoint.url}): "
               f"{endpoint.reason}")
+    if args.endpoint and args.endpoint not in urls and not rows:
+        names = ", ".join(urls) or "none configured"
+        print(f"leadtap: no deliveries to {args.endpoint!r}; the [[webhooks]] are {names}", file=sys.stderr)
+        return EXIT_USAGE
     if not rows:
         print("no webhook deliveries" + (" given up" if args.failed else ""))
     for row in rows:
@@ -51,7 +60,27 @@ def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
         print(f"{row.id:>6}  {row.endpoint}  {row.event}  {lead}  {row.state}  {row.attempts} attempts  {when}  "
               f"{row.webhook_id}" + (f"  — {row.last_error or row.answer}" if row.state != "sent" and
                                      (row.last_error or row.answer) else ""))
+    if more:
+        print(f"(the latest {args.limit}; older ones: --before {rows[-1].id})")
     return EXIT_OK
+
+
+def chosen(args: argparse.Namespace):
+    """The deliveries ``webhooks list`` is asked for (newest first, a page at a time)."""
+    from sqlalchemy import select
+
+    from leadtap.core.store.db import WebhookDelivery as row
+
+    query = select(row)
+    if args.failed:
+        query = query.where(row.state == "failed")
+    if args.endpoint:
+        query = query.where(row.endpoint == args.endpoint)
+    if args.lead:
+        query = query.where(row.lead_id == args.lead)
+    if args.before:
+        query = query.where(row.id < args.before)
+    return query
 
 
 def cmd_webhooks_retry(app: App, args: argparse.Namespace) -> int:
