@@ -34,7 +34,7 @@ from leadtap.core.logs import get_logger
 from leadtap.core.rules.webhooks import formatted, secret_bytes, signature
 from leadtap.core.store.db import WebhookDelivery, WebhookEndpoint
 from leadtap.core.store.engine import Database, utcnow
-from leadtap.core.store.outbox import backoff, send_until
+from leadtap.core.store.outbox import send_until
 from leadtap.core.use_cases.webhooks import OUTBOX
 from leadtap.scheduler.outbox import claim_due
 
@@ -300,17 +300,9 @@ class WebhookSender:
     def retry(self, row: WebhookDelivery, horizon: timedelta, token: str, now: datetime, answer: Answer) -> bool:
         """Pending again after a backoff with jitter; given up past the horizon. True when given up."""
         with self.db.transaction() as session:
-            mine = session.get(WebhookDelivery, row.id)
-            if mine is None or mine.token != token or mine.state != "claimed":
-                return False
-            mine.attempts += 1
-            mine.answer = mine.last_error = str(answer)
-            wait = backoff(mine.attempts) * self.rng.uniform(0.8, 1.2)
-            if now + wait > row.created_at + horizon:
-                mine.state, mine.last_error = "failed", f"given up after {mine.attempts} attempts: {answer}"
-                return True
-            mine.state, mine.token, mine.claimed_at, mine.next_attempt_at = "pending", None, None, now + wait
-            return False
+            state = OUTBOX.retry_later(session, row.id, token, now, str(answer), until=row.created_at + horizon,
+                                       spread=self.rng.uniform(0.8, 1.2), answer=str(answer))
+        return state == "failed"
 
     def gone(self, hook, row: WebhookDelivery, token: str, now: datetime, answer: Answer) -> None:
         """410 Gone: the endpoint takes nothing more; what it was owed is given up."""

@@ -229,7 +229,7 @@ def test_a_failed_delivery_is_retried_with_the_same_id_and_given_up_past_its_hor
     report = send(hooked, now + timedelta(days=4))  # 500 again, past the 3-day horizon of an event made now
     assert report.failed == 1
     code, out, _ = hooked.cli("webhooks", "list", "--failed")
-    assert "lead.status_changed  lead 1  failed" in out and "given up after" in out
+    assert "lead.status_changed  lead 1  failed" in out and "gave up after" in out
     code, out, _ = hooked.cli("webhooks", "retry", "--all")
     assert code == 0 and "1 delivery owed again" in out and "webhooks: 1 delivered" in out
 

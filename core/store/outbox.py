@@ -84,20 +84,27 @@ class Outbox:
         return done.rowcount == 1
 
     def retry_later(self, session: Session, row_id: int, token: str, now: datetime, error: str,
-                    max_attempts: int) -> str:
-        """A failure that may pass: pending again after a backoff (1 min, doubling,
-        at most an hour), or failed once ``max_attempts`` is reached. Returns the state."""
+                    max_attempts: int | None = None, until: datetime | None = None, spread: float = 1.0,
+                    **also) -> str:
+        """A failure that may pass: pending again after a backoff (1 min,
+        doubling, at most an hour; times ``spread``: a jitter the caller
+        draws), or failed — once ``max_attempts`` is reached, or when the
+        next attempt would come after ``until``. ``also``: other columns
+        set with it. Returns the state."""
         m = self.model
         row = session.scalar(select(m).where(m.id == row_id, m.token == token, m.state == "claimed"))
         if row is None:
             return "taken over"
         row.attempts += 1
         row.last_error = error
-        if row.attempts >= max_attempts:
+        for column, value in also.items():
+            setattr(row, column, value)
+        wait = backoff(row.attempts) * spread
+        if (max_attempts is not None and row.attempts >= max_attempts) or (until is not None and now + wait > until):
             row.state, row.last_error = "failed", f"gave up after {row.attempts} attempts: {error}"
         else:
             row.state, row.token, row.claimed_at = "pending", None, None
-            row.next_attempt_at = now + backoff(row.attempts)
+            row.next_attempt_at = now + wait
         return row.state
 
     def release(self, session: Session, row_ids: list[int], token: str, **also) -> None:
