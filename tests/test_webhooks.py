@@ -107,6 +107,9 @@ def test_a_webhook_id_is_unique_and_later_ones_sort_after_earlier_ones():
 
     assert len(set(same)) == 1000 and all(re.fullmatch(r"msg_[0-9a-f]{32}", each) for each in same)
     assert max(same) < later < webhook_id(first + timedelta(days=3650))
+    exact = datetime(1978, 8, 31, 21, 42, 17, 923000, tzinfo=timezone.utc)  # as a float, one millisecond low
+    assert webhook_id(exact)[4:16] == f"{273447737923:012x}"
+    assert re.fullmatch(r"msg_0{12}[0-9a-f]{20}", webhook_id(datetime(1969, 7, 20, tzinfo=timezone.utc)))
 
 
 def test_a_webhook_reads_from_the_config_and_bad_ones_are_refused(tmp_path):
@@ -176,6 +179,7 @@ def test_a_mail_leads_created_event_says_the_lead_as_leads_show_reads_it_back(ho
                                                             b"Date: Fri, 20 Nov 2026 11:30:00 +0200")
     assert b"+0200" in offset
     mailbox.append(offset)
+    mailbox.append(enquiry(name="Ona", email="ona@uab.test", subject="Kaina, vėl"))  # joins lead 2, same batch
     assert hooked.cli("poll")[0] == 0
 
     app = build_app(str(hooked.path))
@@ -192,6 +196,7 @@ def test_a_mail_leads_created_event_says_the_lead_as_leads_show_reads_it_back(ho
         assert lead == json.loads(json.dumps(kept))
         assert lead["opportunity"]["id"] and lead["owner"]
     assert stored[2]["received_at"] == "2026-11-20T09:30:00+00:00" and stored[2]["name"] == "Ona Petraitė"
+    assert stored[2]["last_activity_at"] and not stored[1]["last_activity_at"]
 
 
 def test_webhooks_list_pages_and_filters_by_endpoint_and_lead(hooked, receiver, mailbox):

@@ -55,7 +55,13 @@ def read_back(model: type, values: dict) -> SimpleNamespace:
 
 @functools.cache
 def columns_of(model: type) -> tuple:
-    return tuple((column.key, column) for column in model.__table__.columns)
+    columns = tuple(model.__table__.columns)
+    made_by_the_database = [c.key for c in columns if c.server_default is not None
+                            or (c.default is not None and not (c.default.is_scalar or c.default.is_callable))]
+    if made_by_the_database:
+        raise TypeError(f"read_back({model.__name__}): {', '.join(made_by_the_database)} take a value the database "
+                        f"makes, which only reading the row back can tell")
+    return tuple((column.key, column) for column in columns)
 
 
 def default_of(column) -> Any:

@@ -347,7 +347,7 @@ class LeadBatch:
         self.write_tasks()
         deals = self.write_opportunities()
         if self.settings.webhooks and self.new_leads:  # after its deal: the payload carries it
-            owe_created(session, self.settings.webhooks, self.as_shown(deals), self.now)
+            owe_created(session, self.settings.webhooks, lambda: self.as_shown(deals), self.now)
         rows = [{"lead_id": lead_id(lead), "message_id": mid} for lead, mid in self.thread_rows]
         if rows:
             session.execute(insert(ThreadMessage), rows)
@@ -421,8 +421,11 @@ class LeadBatch:
     def as_shown(self, deals: dict[int, dict]) -> dict[int, dict]:
         """Each new lead as ``leads show`` will read it back, made from the
         rows just written rather than read again (what owing its webhook
-        events costs a lead)."""
-        return {lead.id: lead_dict(read_back(Lead, lead.row | {"id": lead.id}),
+        events costs a lead); one a later message of the batch joins has
+        its activity then, as ``record_mail`` will write it."""
+        touched = {id(lead) for lead, _, _ in self.touches}
+        return {lead.id: lead_dict(read_back(Lead, lead.row | {"id": lead.id}
+                                             | ({"last_activity_at": self.now} if id(lead) in touched else {})),
                                    self.owners.get(lead.row["owner_id"]),
                                    read_back(Opportunity, deals[lead.id]) if lead.id in deals else None)
                 for lead in self.new_leads}

@@ -506,8 +506,8 @@ def follow_up_lead(session, rules: LeadRules, lead: Lead, change: Change, event:
     add_activity(session, follow.id, "created", f"follow-up of lead {lead.id}", change.actor, change.at,
                  {"follow_up_of": lead.id})
     if rules.webhooks:
-        webhooks.owe_created(session, rules.webhooks, webhooks.lead_data(session, [follow.id]), change.at, by=f"follow-up of lead {lead.id}",
-                             depth=session.info.get("recording", 0))
+        webhooks.owe_created(session, rules.webhooks, lambda: webhooks.lead_data(session, [follow.id]), change.at,
+                             by=f"follow-up of lead {lead.id}", depth=session.info.get("recording", 0))
 
 
 def owner_changed(session, rules, lead: Lead, change: Change, event: lifecycle.OwnerChanged) -> None:

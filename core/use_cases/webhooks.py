@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Callable
 
 from sqlalchemy import and_, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
@@ -95,17 +96,20 @@ def owe_change(session: Session, hooks, deals, lead: Lead, change: Change, depth
             write(session, owed)
 
 
-def owe_created(session: Session, hooks, leads: dict[int, dict], now: datetime, by: str = "mail",
+def owe_created(session: Session, hooks, leads: Callable[[], dict[int, dict]], now: datetime, by: str = "mail",
                 depth: int = 0) -> None:
     """Leads made from mail (a batch), or a follow-up lead while its
     lead's change is recorded (``depth``: after that change's events):
-    ``lead.created`` for each of ``leads`` (its id: the lead as ``leads
-    show`` gives it), to each endpoint that wants it."""
+    ``lead.created`` for each lead ``leads()`` gives (its id: the lead as
+    ``leads show`` gives it — asked only when an endpoint wants the event),
+    to each endpoint that wants it."""
     wanting = [hook for hook in live_endpoints(session, hooks) if hook.wants("lead.created")]
-    if not wanting or not leads:
+    if not wanting:
         return
     bodies = {lead_id: encoded(webhooks.payload("lead.created", now, data, {"by": by}))
-              for lead_id, data in leads.items()}
+              for lead_id, data in leads().items()}
+    if not bodies:
+        return
     rows = [row(hook, "lead.created", lead_id, body, now) for lead_id, body in bodies.items() for hook in wanting]
     if depth:
         session.info.setdefault("webhooks_owed", []).append((depth, rows))
