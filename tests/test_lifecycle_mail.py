@@ -322,6 +322,7 @@ def test_a_lead_from_mail_gets_its_first_status_tasks_as_one_entered_by_hand(env
     as by `leads add`: the owner's, due from the lead's arrival, titled in
     the sandbox with the lead's fields."""
     mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", company="Client"))
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test", subject="Me again"))  # joins lead 1, same batch
     env.configure(mailbox.section(), extra='''
 [[statuses]]
 name = "New"
@@ -336,7 +337,9 @@ tasks = [ { title = "Call {{ lead.name }} at {{ lead.company }}", due = "4h" }, 
     assert [t["title"] for t in by_hand["tasks"]] == ["Call Ona at", "{{ lead.nope.deeper }}"]
     created = datetime.fromisoformat(mailed["created_at"])
     assert datetime.fromisoformat(mailed["tasks"][0]["due_at"]) == created + timedelta(hours=4)
-    assert [a["kind"] for a in mailed["activities"]] == ["created", "task", "task"]
+    assert [a["kind"] for a in mailed["activities"]][:3] == ["created", "task", "task"]
+    assert len(mailed["activities"]) == 4 and mailed["activities"][1]["details"] | {"due_at": None} == {
+        "by": "automation", "how": "mail", "due_at": None}
     assert [a["kind"] for a in by_hand["activities"]][-2:] == ["task", "task"]
     owners = {row["id"]: row["owner"] for row in env.leads()}
     assert json.loads(env.cli("tasks", "list", "--format", "json")[1])[0]["owner"] == owners[1] is not None

@@ -112,6 +112,16 @@ def test_a_webhook_id_is_unique_and_later_ones_sort_after_earlier_ones():
     assert re.fullmatch(r"msg_0{12}[0-9a-f]{20}", webhook_id(datetime(1969, 7, 20, tzinfo=timezone.utc)))
 
 
+def test_retry_later_refuses_to_set_what_is_no_column_or_its_own():
+    from leadtap.core.use_cases.webhooks import OUTBOX
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+
+    with pytest.raises(TypeError, match="anwser is no column"):
+        OUTBOX.retry_later(None, 1, "token", now, "500", anwser="500")
+    with pytest.raises(TypeError, match="state is no column"):
+        OUTBOX.retry_later(None, 1, "token", now, "500", state="sent")
+
+
 def test_a_webhook_reads_from_the_config_and_bad_ones_are_refused(tmp_path):
     (tmp_path / "hook.secret").write_text(SECRET)
     loaded = load(tmp_path, config(extra=hooks("https://hooks.example.com/x", tmp_path / "hook.secret")))
@@ -214,6 +224,10 @@ def test_webhooks_list_pages_and_filters_by_endpoint_and_lead(hooked, receiver, 
     assert code == 0 and len(out.splitlines()) == 2 and "lead 2" not in out
     code, _, err = hooked.cli("webhooks", "list", "--endpoint", "slack")
     assert code == 2 and "no deliveries to 'slack'; the [[webhooks]] are crm" in err
+    hooked.path.write_text(hooked.path.read_text().replace('name = "crm"', 'name = "crm2"'))
+    code, out, _ = hooked.cli("webhooks", "list", "--endpoint", "crm", "--failed")  # removed, its rows kept
+    assert code == 0 and out == "no webhook deliveries given up\n"
+    assert len(hooked.cli("webhooks", "list", "--endpoint", "crm")[1].splitlines()) == 3
     with pytest.raises(SystemExit):
         hooked.cli("webhooks", "list", "--limit", "0")
 

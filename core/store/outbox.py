@@ -52,6 +52,9 @@ def backoff(attempts: int) -> timedelta:
     return min(FIRST_RETRY * 2 ** (attempts - 1), LAST_RETRY)
 
 
+OWN_COLUMNS = {"state", "token", "claimed_at", "attempts", "last_error", "next_attempt_at"}  # what retry_later sets
+
+
 @dataclass(frozen=True)
 class Outbox:
     """The claim protocol over ``model`` (its columns: id, state, token,
@@ -92,6 +95,9 @@ class Outbox:
         next attempt would come after ``until``. ``also``: other columns
         set with it. Returns the state."""
         m = self.model
+        unknown = (set(also) - set(m.__table__.columns.keys())) | (set(also) & OWN_COLUMNS)
+        if unknown:
+            raise TypeError(f"retry_later: {', '.join(sorted(unknown))} is no column it may set on {m.__tablename__}")
         row = session.scalar(select(m).where(m.id == row_id, m.token == token, m.state == "claimed"))
         if row is None:
             return "taken over"

@@ -38,7 +38,7 @@ from leadtap.core.store.db import (
     ThreadMessage,
     WorkflowStep,
 )
-from leadtap.core.rules import intake
+from leadtap.core.rules import intake, lifecycle
 from leadtap.core.rules.deals import MailFacts, glob
 from leadtap.core.rules.free_mail import company_domain, domain_of
 from leadtap.core.rules.reply_rules import NotAuthorised, check_authentication
@@ -394,20 +394,23 @@ class LeadBatch:
 
     def write_tasks(self) -> None:
         """Each new lead entered the default status: its tasks, made as for
-        a lead entered by hand (the owner's, titles rendered with the lead)."""
+        a lead entered by hand (the owner's, titles rendered with the lead),
+        each an activity right after the lead's ``created``."""
         settings, now = self.settings, self.now
         if not settings.tasks or not self.new_leads:
             return
-        rows = []
+        rows, said = [], {}
         for lead in self.new_leads:
             seen_as = lead_fields(read_back(Lead, lead.row | {"id": lead.id}))
             for task in settings.tasks:
                 title, due_at = clip(self.render_title(task.title, seen_as), 500), now + task.due
                 rows.append({"lead_id": lead.id, "owner_id": lead.row["owner_id"], "title": title, "due_at": due_at,
                              "state": "open", "status": settings.status, "created_at": now})
-                self.activities.append({"lead": lead, "kind": "task", "summary": title,
-                                        "details": {"due_at": due_at.isoformat()}})
+                said.setdefault(id(lead), []).append({"lead": lead, "kind": "task", "summary": title, "details": {
+                    "by": lifecycle.AUTOMATION, "how": "mail", "due_at": due_at.isoformat()}})
         self.session.execute(insert(Task), rows)
+        self.activities = [each for activity in self.activities for each in
+                           (activity, *(said.get(id(activity["lead"]), ()) if activity["kind"] == "created" else ()))]
 
     def write_opportunities(self) -> dict[int, dict]:
         """Each new lead's deal, if leads come with one: its row, with its id, by lead id."""

@@ -43,12 +43,14 @@ def cmd_webhooks_list(app: App, args: argparse.Namespace) -> int:
         rows = list(session.scalars(chosen(args).order_by(WebhookDelivery.id.desc()).limit(args.limit + 1)))
         more = len(rows) > args.limit
         rows = rows[:args.limit]
+        unknown = args.endpoint and args.endpoint not in {hook.name for hook in app.config.webhooks} and not \
+            session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.endpoint == args.endpoint).limit(1))
         urls = {hook.name: hook.url for hook in app.config.webhooks}
         gone = [e for e in session.scalars(select(WebhookEndpoint)) if urls.get(e.name) == e.url]
     for endpoint in gone:
         print(f"endpoint {endpoint.name} disabled {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC ({endpoint.url}): "
               f"{endpoint.reason}")
-    if args.endpoint and args.endpoint not in urls and not rows:
+    if unknown:  # neither configured nor in the table: a removed endpoint's deliveries still list
         names = ", ".join(urls) or "none configured"
         print(f"leadtap: no deliveries to {args.endpoint!r}; the [[webhooks]] are {names}", file=sys.stderr)
         return EXIT_USAGE
