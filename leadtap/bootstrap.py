@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from leadtap.ingest.imap import ImapMailbox
     from leadtap.ingest.pipeline import MailboxIngest
     from leadtap.ingest.report import PassReport
-    from leadtap.scheduler.mailer import SmtpMailer
+    from leadtap.scheduler.mailer import Outage, SmtpMailer
     from leadtap.scheduler.notifications import NotificationSender, SendReport
     from leadtap.scheduler.reminders import ReminderSweep
     from leadtap.scheduler.render import Renderer, ReplyHeaders
@@ -59,6 +59,7 @@ class App:
     templates: dict[str, BoundTemplate]
     _db: Database | None = None
     _tokens: TokenSource | None = None
+    _smtp_outage: Outage | None = None
 
     @property
     def db(self) -> Database:
@@ -157,11 +158,13 @@ class App:
                        tokens=self.mailbox_tokens(box)).run()
 
     def mailer(self) -> SmtpMailer:
-        from leadtap.scheduler.mailer import SmtpMailer
+        from leadtap.scheduler.mailer import Outage, SmtpMailer
 
         if self.config.smtp is None:
             raise ConfigError(self.config.path, "smtp", "no [smtp] table: leadtap cannot send email")
-        return SmtpMailer(self.config.smtp, tokens=self.tokens_of(self.smtp_sign_in()))
+        if self._smtp_outage is None:  # one a process: every sender says an outage once
+            self._smtp_outage = Outage()
+        return SmtpMailer(self.config.smtp, tokens=self.tokens_of(self.smtp_sign_in()), outage=self._smtp_outage)
 
     def renderer(self) -> Renderer:
         from leadtap.scheduler.render import Renderer

@@ -8,7 +8,10 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from email.message import Message
+from typing import Callable
 
 from leadtap.core.config.load import SmtpConfig
 from leadtap.core.errors import ConfigError, MailSendError, OAuth2Error
@@ -28,11 +31,40 @@ class Dropped(Exception):
     """The server closed the connection; one reconnect is worth trying."""
 
 
+class Outage:
+    """Whether sending fails for every email — the server, or our sign-in —
+    so that it is said once an outage (its first failure, then its end), not
+    by every sweep that has mail: one per process, shared by every sender."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.since: float | None = None
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    def begins(self) -> bool:
+        """A failure for every email: True when it starts an outage (to be said)."""
+        with self.lock:
+            if self.since is not None:
+                return False
+            self.since = self.clock()
+            return True
+
+    def ends(self) -> float | None:
+        """An email went out: how long the outage lasted (seconds) when this ends one, else None."""
+        with self.lock:
+            if self.since is None:
+                return None
+            lasted, self.since = self.clock() - self.since, None
+            return lasted
+
+
 class SmtpMailer:
-    def __init__(self, config: SmtpConfig, tokens=None):
-        """``tokens``: where ``auth = "oauth2"`` gets its access token (leadtap.auth.tokens.BoundTokens)."""
+    def __init__(self, config: SmtpConfig, tokens=None, outage: Outage | None = None):
+        """``tokens``: where ``auth = "oauth2"`` gets its access token
+        (leadtap.auth.tokens.BoundTokens); ``outage``: the process's."""
         self.config = config
         self.tokens = tokens
+        self.outage = outage or Outage()
         self.client: smtplib.SMTP | None = None
 
     def __enter__(self) -> "SmtpMailer":

@@ -3,7 +3,9 @@ notifications): built, handed to the SMTP adapter, and its failure turned
 into data — ``MailSendError(permanent=…)`` — never raised, so one bad email
 never ends a run. Every email says so in the log: ``<event>_sent``,
 ``<event>_failed`` (the server's answer), ``<event>_not_sent`` (a template
-broken since ``check``, or a bug: with its traceback, tried again later)."""
+broken since ``check``, or a bug: with its traceback, tried again later).
+A failure for every email (the server down, our sign-in refused) is an
+error once an outage (``mailer.Outage``), then ``smtp_back`` when one goes out."""
 
 from __future__ import annotations
 
@@ -23,11 +25,18 @@ def send_one(mailer: SmtpMailer, log, event: str, make_email: Callable[[], Messa
     try:
         mailer.send(make_email())
     except MailSendError as error:
-        log.error(f"{event}_failed", error=str(error), permanent=error.permanent, **about)
+        if error.sweep_wide and not mailer.outage.begins():  # said when the outage began
+            log.debug(f"{event}_failed", error=str(error), **about)
+        else:
+            log.error(f"{event}_failed", error=str(error), permanent=error.permanent, **about,
+                      **({"detail": "said once until an email goes out again"} if error.sweep_wide else {}))
         return error
     except Exception as exc:  # a template broken since `check`, or a bug: tried again later
         log.exception(f"{event}_not_sent", **about)
         return MailSendError(f"{type(exc).__name__}: {exc}", permanent=False)
+    lasted = mailer.outage.ends()
+    if lasted is not None:
+        log.warning("smtp_back", detail=f"emails go out again after {lasted:.0f} s of failing")
     log.info(f"{event}_sent", **about)
     return None
 

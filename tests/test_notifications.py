@@ -214,3 +214,32 @@ def test_two_workers_tell_each_owner_once(tmp_path, postgres_url, mailbox, smtp)
     told = sorted((m["To"], m["Subject"]) for m in smtp.messages)
     assert len(told) == 40 and len(set(told)) == 40
     assert {to for to, _ in told} == {"ana@example.com", "ben@example.com", "cy@example.com"}
+
+
+def test_an_smtp_outage_is_said_once_and_its_end_too(env, mailbox):
+    """Every sweep with mail finds the server down: the log says so once an
+    outage (not once a sweep, all day long), then says when mail goes out again."""
+    import io
+
+    from leadtap.core.logs import configure_logging
+
+    smtp = SmtpServer()  # its port chosen, nothing listening yet
+    mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
+    env.configure(mailbox.section(), extra=notifications_config(smtp.port))
+    env.upgrade()
+    app = build_app(str(env.path))
+    stream = io.StringIO()
+    try:
+        configure_logging("info", stream=stream)
+        assert app.ingest_mailboxes()[0].error is None
+        at = datetime.now(timezone.utc)
+        for minutes in range(4):
+            assert app.notification_sender(clock=lambda: at + timedelta(minutes=minutes)).run().sent == 0
+        assert stream.getvalue().count("notification_failed") == 1, stream.getvalue()
+        assert "said once until an email goes out again" in stream.getvalue()
+        with smtp:
+            assert app.notification_sender(clock=lambda: at + timedelta(minutes=5)).run().sent == 1
+        assert stream.getvalue().count("smtp_back") == 1 and "notification_sent" in stream.getvalue()
+    finally:
+        configure_logging()
+        app.close()
