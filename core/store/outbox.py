@@ -97,7 +97,7 @@ class Outbox:
         m = self.model
         unknown = (set(also) - set(m.__table__.columns.keys())) | (set(also) & OWN_COLUMNS)
         if unknown:
-            raise TypeError(f"retry_later: {', '.join(sorted(unknown))} is no column it may set on {m.__tablename__}")
+            raise TypeError(f"retry_later: {', '.join(sorted(unknown))} is no column it may set on {m.__table__.name}")
         row = session.scalar(select(m).where(m.id == row_id, m.token == token, m.state == "claimed"))
         if row is None:
             return "taken over"
