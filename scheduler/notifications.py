@@ -46,7 +46,8 @@ from leadtap.core.store.notifications import (
 from leadtap.core.use_cases.deal_changes import warning_moot
 from leadtap.core.use_cases.deal_views import deal_row, onboarding_view
 from leadtap.core.rules.reply_grammar import help_text
-from leadtap.core.use_cases.views import lead_dict, open_task_list, reply_view
+from leadtap.core.use_cases.listing import lead_dict
+from leadtap.core.use_cases.views import open_task_list, reply_view
 from leadtap.core.logs import get_logger
 from leadtap.scheduler.mailer import SmtpMailer
 from leadtap.scheduler.outbox import claim_due, send_each, send_one

@@ -50,7 +50,8 @@ from leadtap.core.store.reminders import (
     owners_with_role,
     release,
 )
-from leadtap.core.use_cases.views import lead_dict, open_task_list
+from leadtap.core.use_cases.listing import lead_dict
+from leadtap.core.use_cases.views import open_task_list
 from leadtap.core.logs import get_logger
 from leadtap.scheduler.outbox import send_one
 from leadtap.scheduler.deals import DealReport, DealSweep

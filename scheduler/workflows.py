@@ -39,7 +39,8 @@ from leadtap.core.store.services import lock_rotation
 from leadtap.core.store.db import Owner
 from leadtap.core.use_cases import workflows
 from leadtap.core.use_cases.deal_views import deal_row
-from leadtap.core.use_cases.views import lead_dict, open_task_list
+from leadtap.core.use_cases.listing import lead_dict
+from leadtap.core.use_cases.views import open_task_list
 from leadtap.core.use_cases.workflows import OUTBOX, Letter
 from leadtap.scheduler.outbox import claim_due, send_each, send_one
 from leadtap.scheduler.render import Renderer, ReplyHeaders, compose

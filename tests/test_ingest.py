@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from leadtap.core.store.db import Lead, LedgerEntry
-from leadtap.core.use_cases.views import list_leads
+from leadtap.core.use_cases.listing import list_leads
 from leadtap.ingest.pipeline import MailboxIngest
 from leadtap.bootstrap import build_app
 from leadtap.cli import main

@@ -68,12 +68,12 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules} | ({"sqlalchemy.orm"} & set(sys.modules)))))
 """
 
 
 def loaded_by(*argv: str) -> set[str]:
-    """The top-level packages a ``leadtap`` command has loaded when it ends."""
+    """The top-level packages a ``leadtap`` command has loaded when it ends (and ``sqlalchemy.orm``)."""
     import subprocess
     import sys
 
@@ -84,13 +84,34 @@ def loaded_by(*argv: str) -> set[str]:
 
 def test_a_command_loads_only_what_it_uses(tmp_path):
     """What keeps start-up short (bench/startup.py): ``--help`` no SQLAlchemy,
-    ``leads list`` no protocol library, scheduler or logging library."""
+    ``leads list`` no ORM, protocol library, scheduler or logging library."""
     config = tmp_path / "leadtap.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "leadtap.db"}"\n'
                       '[[owners]]\nemail = "ana@example.com"\nroles = ["sales"]\n')
     assert "sqlalchemy" in loaded_by("--config", str(config), "db", "upgrade")
     assert not {"sqlalchemy", "structlog", "tomllib"} & loaded_by("--help")
     listing = loaded_by("--config", str(config), "leads", "list")
-    assert "sqlalchemy" in listing
+    assert "sqlalchemy" in listing and "sqlalchemy.orm" not in listing  # the listing reads through Core
     assert not {"structlog", "imaplib", "imapclient", "smtplib", "apscheduler", "alembic", "jinja2",
                 "mailparser", "authlib", "requests", "cryptography"} & listing  # (asyncio and ssl come with SQLAlchemy itself)
+
+
+def test_each_command_is_built_alone_from_the_module_that_adds_it(capsys):
+    """``leadtap leads list`` builds the parser of ``leads`` only: the table
+    of commands must name every command the modules add, and each once."""
+    import argparse
+
+    from leadtap.cli import COMMANDS, MODULES, build_parser, command_in, main
+
+    def commands_of(parser: argparse.ArgumentParser) -> set[str]:
+        (subcommands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(subcommands.choices)
+
+    assert commands_of(build_parser()) == set(COMMANDS) and set(COMMANDS.values()) == set(MODULES)
+    for name, module in COMMANDS.items():
+        assert name in commands_of(build_parser(["--config", "x.toml", name])), name
+    assert commands_of(build_parser(["--log-level", "debug", "leads", "list"])) == {"leads"}
+    assert command_in(["--config", "leads", "tasks"]) == "tasks" and command_in(["--help"]) is None
+    with pytest.raises(SystemExit):
+        main(["nope"])
+    assert "invalid choice: 'nope' (choose from 'db', 'poll'," in capsys.readouterr().err

@@ -12,10 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # the ORM is loaded by the first session: a listing through Core starts without it
+    from sqlalchemy.orm import Session
 
 from leadtap.core.errors import DatabaseUnavailable, SchemaError
 
@@ -30,7 +34,12 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @functools.cached_property
+    def sessions(self):
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -52,6 +61,16 @@ class Database:
                 yield session
             finally:
                 session.rollback()
+
+    @contextmanager
+    def looking(self) -> Iterator[Connection]:
+        """A connection that only reads, through SQLAlchemy Core (no ORM: a
+        listing starts sooner), rolled back at the end; on SQLite a deferred BEGIN."""
+        with self.engine.connect().execution_options(leadtap_read_only=True) as connection:
+            try:
+                yield connection
+            finally:
+                connection.rollback()
 
     @contextmanager
     def rehearsal(self) -> Iterator[Rehearsal]:

@@ -34,7 +34,7 @@ from leadtap.core.config.load import ReminderRule
 from leadtap.core.store.outbox import CLAIM_LEASE
 from leadtap.core.rules.model import is_away
 from leadtap.core.store.db import Lead, Owner, Reminder, Task
-from leadtap.core.store.services import of_pipeline
+from leadtap.core.store.tables import of_pipeline
 
 
 # The pseudo-recipient of a reassignment's claim: once per lead, rule, stay and number.

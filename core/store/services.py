@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadtap.core.config.load import Config, MailboxConfig
-from leadtap.core.store.db import Lead, LedgerEntry, MailboxState, Owner, Rotation
+from leadtap.core.store.db import LedgerEntry, MailboxState, Owner, Rotation
 from leadtap.core.rules.model import IncomingMessage, Outcome
 
 
@@ -153,11 +153,6 @@ def advance_last_uid(session: Session, mailbox: str, uidvalidity: int, uid: int,
         state.last_uid = uid
     if folder is not None:
         state.folder = folder
-
-
-def of_pipeline(key: str | None):
-    """The leads of the pipeline whose ``pipeline`` column holds ``key`` (None: the default pipeline)."""
-    return Lead.pipeline.is_(None) if key is None else Lead.pipeline == key
 
 
 @dataclass(frozen=True)

@@ -377,3 +377,8 @@ workers = Table(
     Column("id", String(200), primary_key=True),
     Column("seen_at", UTCDateTime, nullable=False),
 )
+
+
+def of_pipeline(key: str | None):
+    """The leads of the pipeline whose ``pipeline`` column holds ``key`` (None: the default pipeline)."""
+    return leads.c.pipeline.is_(None) if key is None else leads.c.pipeline == key

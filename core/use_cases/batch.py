@@ -47,7 +47,7 @@ from leadtap.core.rules.model import (Candidate, Forwarded, IncomingMessage, Lea
 from leadtap.core.store.notifications import NEW_LEAD, new_rows
 from leadtap.core.store.services import LeadSettings, MessageRef, Result, clip, clip_all, message_details
 from leadtap.core.use_cases.changes import lead_fields
-from leadtap.core.use_cases.views import lead_dict
+from leadtap.core.use_cases.listing import lead_dict
 from leadtap.core.use_cases.webhooks import owe_created
 from leadtap.core.use_cases.workflows import step_rows
 

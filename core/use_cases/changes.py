@@ -28,7 +28,8 @@ from leadtap.core.rules.lifecycle import Actor, Change, LeadState, Pipeline, Ref
 from leadtap.core.rules.model import next_in_turn, opportunity_title, rotation_pool
 from leadtap.core.store import notifications
 from leadtap.core.store.reminders import stay_start
-from leadtap.core.store.services import clip, lock_rotation, of_pipeline
+from leadtap.core.store.services import clip, lock_rotation
+from leadtap.core.store.tables import of_pipeline
 from leadtap.core.use_cases import webhooks
 from leadtap.core.use_cases.workflows import owe_steps
 

@@ -12,7 +12,7 @@ from leadtap.core.rules import deals
 from leadtap.core.use_cases.changes import LeadRules
 from leadtap.core.use_cases.deal_changes import as_deal, stale_candidates
 from leadtap.core.store.db import Lead, OnboardingRecord, Opportunity, Owner, Task
-from leadtap.core.use_cases.views import deal_dict, iso
+from leadtap.core.use_cases.listing import deal_dict, iso
 
 DEAL_COLUMNS = ("id", "lead_id", "title", "stage", "amount", "owner", "stage_changed_at", "closes_at")
 ONBOARDING_COLUMNS = ("id", "opportunity_id", "lead_id", "title", "owner", "state", "open_tasks", "next_due")

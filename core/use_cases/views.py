@@ -6,67 +6,14 @@ import re
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import case, func, or_, select, true, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadtap.core.rules.reply_grammar import help_text
 from leadtap.core.store.db import Activity, CommandReply, Lead, LedgerEntry, Opportunity, Owner, Task, ThreadMessage
 from leadtap.core.rules.model import Outcome
-from leadtap.core.store.services import of_pipeline
-
-LEAD_COLUMNS = ("id", "name", "email", "phone", "company", "status", "owner", "source", "mailbox", "received_at")
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def lead_dict(lead: Lead, owner: Owner | None, opportunity: Opportunity | None) -> dict:
-    return {
-        "id": lead.id,
-        "name": lead.name,
-        "email": lead.email,
-        "phone": lead.phone,
-        "company": lead.company,
-        "message": lead.message,
-        "fields": lead.fields or {},
-        "source": lead.source,
-        "type": lead.type,
-        "status": lead.status,
-        "pipeline": lead.pipeline,  # None: the default pipeline
-        "status_changed_at": iso(lead.status_changed_at),
-        "owner": owner.email if owner else None,
-        "owner_name": owner.name if owner else None,
-        "opportunity": deal_dict(opportunity) if opportunity else None,
-        "mailbox": lead.mailbox,
-        "subject": lead.subject,
-        "received_at": iso(lead.received_at),
-        "created_at": iso(lead.created_at),
-        "warnings": lead.warnings or [],
-        "last_activity_at": iso(lead.last_activity_at),
-        "snoozed_until": iso(lead.snoozed_until),
-        "follow_up_of": lead.follow_up_of,
-        "blocked": lead.blocked,  # why automation could not move it on, until it moves
-    }
-
-
-def deal_dict(opportunity: Opportunity) -> dict:
-    fields = dict(opportunity.fields or {})
-    return {
-        "id": opportunity.id,
-        "lead_id": opportunity.lead_id,
-        "title": opportunity.title,
-        "stage": opportunity.stage,
-        "amount": fields.get("amount"),
-        "close_date": fields.get("close_date"),
-        "fields": fields,
-        "created_at": iso(opportunity.created_at),
-        "stage_changed_at": iso(opportunity.stage_changed_at),
-        "closed_at": iso(opportunity.closed_at),
-        "lost_reason": opportunity.lost_reason,
-        "warned_for": iso(opportunity.warned_for),
-    }
-
+from leadtap.core.store.tables import of_pipeline
+from leadtap.core.use_cases.listing import iso, lead_dict, list_leads
 
 def open_task_list(session: Session, lead_id: int, as_of: datetime | None = None) -> list[dict]:
     """The lead's open tasks (those open ``as_of`` then, if given), soonest
@@ -110,54 +57,6 @@ def list_replies(session: Session, limit: int = 200) -> list[dict]:
              "subject": entry.subject, "lead_id": entry.lead_id, "outcome": entry.reason,
              "results": reply.results if reply is not None and entry.reason.startswith("reply: ") else []}
             for entry, reply in entries]
-
-
-SORTS = ("id", "received", "status", "owner", "stale")
-
-
-def list_leads(session: Session, status: str | None = None, owner: str | None = None,
-               snoozed_at: datetime | None = None, quiet_since: datetime | None = None,
-               closed: tuple[str, ...] = (), sort: str = "id", desc: bool = False, limit: int | None = None,
-               statuses: tuple[str, ...] = (), pipeline: tuple[str | None] | None = None) -> Iterator[dict]:
-    """``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
-    open leads with no activity since then; ``pipeline``: (its key,) — its
-    leads only. ``sort``: one of ``SORTS`` —
-    ``status`` in the pipeline's order (``statuses``), ``stale`` the longest
-    quiet first — then by id; ``limit``: the first that many."""
-    query = (
-        select(Lead, Owner, Opportunity)
-        .outerjoin(Owner, Owner.id == Lead.owner_id)
-        .outerjoin(Opportunity, Opportunity.lead_id == Lead.id)
-        .order_by(*ordering(sort, desc, statuses))
-    )
-    if status:
-        query = query.where(Lead.status == status)
-    if owner:
-        query = query.where(Owner.email == owner.lower())
-    if pipeline is not None:
-        query = query.where(of_pipeline(pipeline[0]))
-    if snoozed_at is not None:
-        query = query.where(Lead.snoozed_until > snoozed_at)
-    if quiet_since is not None:
-        query = query.where(Lead.status.not_in(closed) if closed else true(),
-                            func.coalesce(Lead.last_activity_at, Lead.created_at) < quiet_since)
-    if limit is not None:
-        query = query.limit(limit)
-    for lead, lead_owner, opportunity in session.execute(query).yield_per(500):
-        yield lead_dict(lead, lead_owner, opportunity)
-
-
-def ordering(sort: str, desc: bool, statuses: tuple[str, ...]) -> list:
-    """The ORDER BY of a listing: the key, then the id (the same way round)."""
-    keys = {
-        "id": [],
-        "received": [Lead.received_at],
-        "status": [case({name: index for index, name in enumerate(statuses)}, value=Lead.status,
-                        else_=len(statuses)), Lead.status] if statuses else [Lead.status],
-        "owner": [Owner.email.is_(None), Owner.email],
-        "stale": [func.coalesce(Lead.last_activity_at, Lead.created_at)],
-    }[sort]
-    return [key.desc() if desc else key for key in (*keys, Lead.id)]
 
 
 def board(session: Session, statuses: tuple[str, ...], owner: str | None, per_status: int, sort: str,

@@ -17,7 +17,7 @@ from leadtap.core.rules import webhooks
 from leadtap.core.rules.lifecycle import Change
 from leadtap.core.store.db import Lead, Opportunity, Owner, WebhookDelivery, WebhookEndpoint
 from leadtap.core.store.outbox import Outbox
-from leadtap.core.use_cases.views import lead_dict
+from leadtap.core.use_cases.listing import lead_dict
 
 
 class OrderedOutbox(Outbox):

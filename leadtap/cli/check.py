@@ -223,7 +223,7 @@ def check_statuses(app: App) -> str:
     from sqlalchemy import func, select
 
     from leadtap.core.store.db import Lead
-    from leadtap.core.store.services import of_pipeline
+    from leadtap.core.store.tables import of_pipeline
     pipelines = app.config.every_pipeline
     try:
         app.db.check_schema()

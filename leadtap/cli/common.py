@@ -113,13 +113,13 @@ def refuse_unknown_owner(app, email: str | None) -> bool:
     listing those it knows (the config's owners and those who had leads before)."""
     from sqlalchemy import select
 
-    from leadtap.core.store.db import Owner
+    from leadtap.core.store.tables import owners
 
     if email is None:
         return False
     app.db.check_schema()
-    with app.db.transaction() as session:
-        known = sorted(set(session.scalars(select(Owner.email))) | {o.email.lower() for o in app.config.owners})
+    with app.db.looking() as connection:
+        known = sorted(set(connection.scalars(select(owners.c.email))) | {o.email.lower() for o in app.config.owners})
     if email.strip().lower() in known:
         return False
     print(f"leadtap: unknown owner {email!r}; expected one of {', '.join(known) or '(no owners yet)'}",

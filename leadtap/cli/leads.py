@@ -126,14 +126,15 @@ def add_order(parser: argparse.ArgumentParser, limit_help: str, default: int | N
     parser.add_argument("--limit", type=positive, default=default, metavar="N", help=limit_help)
 
 
-def known_status(app: App, session, given: str, statuses: tuple[str, ...]) -> str | None:
-    """A configured status (in any case), or one leads still have though the config no longer names it."""
+def known_status(app: App, reader, given: str, statuses: tuple[str, ...]) -> str | None:
+    """A configured status (in any case), or one leads still have though the
+    config no longer names it; ``reader``: a Connection or a Session."""
     from sqlalchemy import select
 
     from leadtap.core.rules.reply_grammar import pick
-    from leadtap.core.store.db import Lead
+    from leadtap.core.store.tables import leads
     name = pick(given, statuses)
-    if name in statuses or session.scalar(select(Lead.id).where(Lead.status == given).limit(1)) is not None:
+    if name in statuses or reader.scalar(select(leads.c.id).where(leads.c.status == given).limit(1)) is not None:
         return name
     print(f"leadtap: unknown status {given!r}; expected one of {', '.join(statuses)}", file=sys.stderr)
     return None
@@ -154,7 +155,7 @@ def chosen_pipeline(app: App, name: str | None):
 def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
     from leadtap.core.config.values import parse_seconds
     from leadtap.core.store.engine import utcnow
-    from leadtap.core.use_cases.views import LEAD_COLUMNS, list_leads
+    from leadtap.core.use_cases.listing import LEAD_COLUMNS, list_leads
     if refuse_unknown_owner(app, args.owner):
         return EXIT_USAGE
     now = utcnow()
@@ -164,12 +165,12 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     statuses = pipeline.statuses if pipeline else app.config.statuses
     app.db.check_schema()
-    with app.db.transaction() as session:
+    with app.db.looking() as connection:  # SQLAlchemy Core: the ORM is never loaded
         if args.status is not None:
-            args.status = known_status(app, session, args.status, statuses)
+            args.status = known_status(app, connection, args.status, statuses)
             if args.status is None:
                 return EXIT_USAGE
-        leads = list_leads(session, args.status, args.owner, now if args.snoozed else None, quiet_since,
+        leads = list_leads(connection, args.status, args.owner, now if args.snoozed else None, quiet_since,
                            app.config.closed, args.sort, args.desc, args.limit, statuses,
                            (pipeline.key,) if pipeline else None)
         columns = LEAD_COLUMNS if len(app.config.every_pipeline) == 1 else (
