@@ -1,7 +1,8 @@
 """How long a `leadtap` command takes to start and answer, beside the floor
 it cannot go under: Python itself, Python importing SQLAlchemy (which every
-command that reads the database needs), and SQLAlchemy's ORM with leadtap's
-mapped tables (which load the rest of the ORM).
+command that reads the database needs: `leads list` reads through its Core
+alone), and SQLAlchemy's ORM with leadtap's mapped tables (which the
+commands that change leads load).
 
     .venv/bin/python bench/startup.py [--runs 15]
 

@@ -63,7 +63,7 @@ class Database:
                 session.rollback()
 
     @contextmanager
-    def looking(self) -> Iterator[Connection]:
+    def reading_connection(self) -> Iterator[Connection]:
         """A connection that only reads, through SQLAlchemy Core (no ORM: a
         listing starts sooner), rolled back at the end; on SQLite a deferred BEGIN."""
         with self.engine.connect().execution_options(leadtap_read_only=True) as connection:

@@ -118,7 +118,7 @@ def refuse_unknown_owner(app, email: str | None) -> bool:
     if email is None:
         return False
     app.db.check_schema()
-    with app.db.looking() as connection:
+    with app.db.reading_connection() as connection:
         known = sorted(set(connection.scalars(select(owners.c.email))) | {o.email.lower() for o in app.config.owners})
     if email.strip().lower() in known:
         return False

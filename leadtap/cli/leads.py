@@ -165,7 +165,7 @@ def cmd_leads_list(app: App, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     statuses = pipeline.statuses if pipeline else app.config.statuses
     app.db.check_schema()
-    with app.db.looking() as connection:  # SQLAlchemy Core: the ORM is never loaded
+    with app.db.reading_connection() as connection:  # SQLAlchemy Core: the ORM is never loaded
         if args.status is not None:
             args.status = known_status(app, connection, args.status, statuses)
             if args.status is None:
