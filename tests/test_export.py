@@ -95,3 +95,27 @@ def test_an_export_leaves_the_database_writable_and_an_earlier_file_whole(env, m
     assert code == 2 and target.read_text() == "yesterday's export\n"
     code, _, err = env.cli("leads", "export", "--output", str(tmp_path / "no-such-dir" / "leads.csv"))
     assert code == 1 and "cannot write" in err and "No such file or directory" in err
+
+
+def test_leads_list_answers_at_once_while_another_process_writes(env, mailbox):
+    """The schema check and the listing only read: on SQLite they begin
+    deferred, so a worker's open write transaction never makes them wait."""
+    import time
+
+    from sqlalchemy import text
+
+    from leadtap.bootstrap import build_app
+
+    env.configure(mailbox.section())
+    env.upgrade()
+    entered(env, ("--name", "Jo", "--phone", "1"))
+    writer_app = build_app(str(env.path))
+    try:
+        with writer_app.db.transaction() as writer:  # holds SQLite's write lock until it ends
+            writer.execute(text("update leads set company = 'ACME' where id = 1"))
+            started = time.monotonic()
+            code, out, err = env.cli("leads", "list", "--owner", "ana@example.com", "--status", "new")
+            assert code == 0 and "(1 lead)" in out, err
+            assert time.monotonic() - started < 5  # under the lock it waited 30 s, then failed
+    finally:
+        writer_app.close()

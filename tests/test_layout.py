@@ -112,6 +112,12 @@ def test_each_command_is_built_alone_from_the_module_that_adds_it(capsys):
         assert name in commands_of(build_parser(["--config", "x.toml", name])), name
     assert commands_of(build_parser(["--log-level", "debug", "leads", "list"])) == {"leads"}
     assert command_in(["--config", "leads", "tasks"]) == "tasks" and command_in(["--help"]) is None
+    assert command_in(["--config=x.toml", "leads"]) == "leads"
+    for before in (["--conf", "leads"], ["-h"], ["--help"], ["--"]):  # argparse reads these: every parser is built
+        assert command_in([*before, "leads", "list"]) is None
+    with pytest.raises(SystemExit) as exited:
+        main(["--conf", "leads", "tasks", "--help"])  # --conf is --config abbreviated: its value is "leads"
+    assert exited.value.code == 0 and "usage: leadtap tasks" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["nope"])
     assert "invalid choice: 'nope' (choose from 'db', 'poll'," in capsys.readouterr().err

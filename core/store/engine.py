@@ -177,7 +177,7 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str]:
     """The database's schema revision (None: no schema) and the newest one.
     Read without Alembic, whose import costs more than most commands take."""
     try:
-        with engine.connect() as connection:
+        with engine.connect().execution_options(leadtap_read_only=True) as connection:  # never waits for a writer
             current = None
             if inspect(connection).has_table("alembic_version"):
                 current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()

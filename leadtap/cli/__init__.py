@@ -68,11 +68,18 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def command_in(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names: its first word that is neither an option nor an option's value."""
+    """The command ``argv`` names: its first word after ``--config`` and
+    ``--log-level`` (and their values). None after any other option before
+    it — ``--help``, an abbreviation argparse reads (``--conf``), ``--`` —
+    so that every command's parser is built, as argparse may need."""
     words = iter(argv)
     for word in words:
         if word in ("--config", "--log-level"):
             next(words, None)
-        elif not word.startswith("-"):
+        elif word.startswith(("--config=", "--log-level=")):
+            continue
+        elif word.startswith("-"):
+            return None
+        else:
             return word
     return None
