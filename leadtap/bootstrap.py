@@ -166,6 +166,11 @@ class App:
             self._smtp_outage = Outage()
         return SmtpMailer(self.config.smtp, tokens=self.tokens_of(self.smtp_sign_in()), outage=self._smtp_outage)
 
+    @property
+    def smtp_down(self) -> bool:
+        """True while the SMTP server takes no email, as this process's last send found it."""
+        return self._smtp_outage is not None and self._smtp_outage.since is not None
+
     def renderer(self) -> Renderer:
         from leadtap.scheduler.render import Renderer
 

@@ -325,6 +325,7 @@ class Daemon(Push):
             self.notifying.release()
         if self.metrics is not None:
             self.metrics.sent(report)
+            self.metrics.smtp(self.app.smtp_down)
         if report.anything:
             self.log.info("notifications_done", summary=report.summary())
 
@@ -336,6 +337,7 @@ class Daemon(Push):
         report = app.reminder_sweep(should_stop=self.state.stop.is_set).run()
         if self.metrics is not None:
             self.metrics.sweep(report)
+            self.metrics.smtp(app.smtp_down)
         if report.due or report.skipped or report.deals.anything:
             self.log.info("sweep_done", summary=report.summary())
         if report.owes_mail:

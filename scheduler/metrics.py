@@ -55,6 +55,9 @@ class Metrics:
         self.auth_ok = Gauge("leadtap_mailbox_auth_ok", "0 while the mailbox's sign-in is refused (a person must act)",
                              ["mailbox"], registry=r)
         self.lease = Gauge("leadtap_lease_held", "1 while this worker serves the mailbox", ["mailbox"], registry=r)
+        self.smtp_ok = Gauge("leadtap_smtp_ok", "0 while the SMTP server takes no email (down, or our sign-in "
+                             "refused)", registry=r)
+        self.smtp_ok.set(1)
 
     def serve(self, host: str, port: int) -> None:
         """The /metrics endpoint, in a thread of its own."""
@@ -107,6 +110,10 @@ class Metrics:
             for result, n in (("done", steps.done), ("sent", steps.sent), ("refused", steps.failed),
                               ("retried", steps.retry), ("dropped", steps.dropped)):
                 self.steps.labels(result).inc(n)
+
+    def smtp(self, down: bool) -> None:
+        """After a send: whether the SMTP server took no email (``mailer.Outage``)."""
+        self.smtp_ok.set(0 if down else 1)
 
     def troubles(self, counts: Iterable[tuple[str, int, int]]) -> None:
         """(mailbox, failed, set aside) as the ledger says now."""

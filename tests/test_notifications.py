@@ -222,6 +222,7 @@ def test_an_smtp_outage_is_said_once_and_its_end_too(env, mailbox):
     import io
 
     from leadtap.core.logs import configure_logging
+    from leadtap.scheduler.metrics import Metrics
 
     smtp = SmtpServer()  # its port chosen, nothing listening yet
     mailbox.append(enquiry(name="Jo Smith", email="jo@client.test"))
@@ -237,9 +238,14 @@ def test_an_smtp_outage_is_said_once_and_its_end_too(env, mailbox):
             assert app.notification_sender(clock=lambda: at + timedelta(minutes=minutes)).run().sent == 0
         assert stream.getvalue().count("notification_failed") == 1, stream.getvalue()
         assert "said once until an email goes out again" in stream.getvalue()
+        metrics = Metrics()
+        metrics.smtp(app.smtp_down)
+        assert metrics.registry.get_sample_value("leadtap_smtp_ok") == 0
         with smtp:
             assert app.notification_sender(clock=lambda: at + timedelta(minutes=5)).run().sent == 1
         assert stream.getvalue().count("smtp_back") == 1 and "notification_sent" in stream.getvalue()
+        metrics.smtp(app.smtp_down)
+        assert not app.smtp_down and metrics.registry.get_sample_value("leadtap_smtp_ok") == 1
     finally:
         configure_logging()
         app.close()
