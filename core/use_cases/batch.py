@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 from leadtap.core.store.db import (
     Activity,
     Lead,
-    read_back,
     LedgerEntry,
     Notification,
     Opportunity,
@@ -37,6 +36,7 @@ from leadtap.core.store.db import (
     Task,
     ThreadMessage,
     WorkflowStep,
+    read_back,
 )
 from leadtap.core.rules import intake, lifecycle
 from leadtap.core.rules.deals import MailFacts, glob

@@ -75,11 +75,11 @@ def list_leads(reader, status: str | None = None, owner: str | None = None,
                closed: tuple[str, ...] = (), sort: str = "id", desc: bool = False, limit: int | None = None,
                statuses: tuple[str, ...] = (), pipeline: tuple[str | None] | None = None) -> Iterator[dict]:
     """Leads as ``lead_dict`` gives them, read through SQLAlchemy Core
-    (``reader``: a Connection, or a Session). ``snoozed_at``: only leads snoozed at that time; ``quiet_since``: only
-    open leads with no activity since then; ``pipeline``: (its key,) — its
-    leads only. ``sort``: one of ``SORTS`` —
-    ``status`` in the pipeline's order (``statuses``), ``stale`` the longest
-    quiet first — then by id; ``limit``: the first that many."""
+    (``reader``: a Connection, or a Session). ``snoozed_at``: only leads
+    snoozed at that time; ``quiet_since``: only open leads with no activity
+    since then; ``pipeline``: (its key,) — its leads only. ``sort``: one of
+    ``SORTS`` — ``status`` in the pipeline's order (``statuses``), ``stale``
+    the longest quiet first — then by id; ``limit``: the first that many."""
     query = (
         select(leads, owners, deals)
         .outerjoin(owners, owners.c.id == leads.c.owner_id)

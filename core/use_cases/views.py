@@ -15,6 +15,7 @@ from leadtap.core.rules.model import Outcome
 from leadtap.core.store.tables import of_pipeline
 from leadtap.core.use_cases.listing import iso, lead_dict, list_leads
 
+
 def open_task_list(session: Session, lead_id: int, as_of: datetime | None = None) -> list[dict]:
     """The lead's open tasks (those open ``as_of`` then, if given), soonest
     due first, numbered as ``/done N`` takes them."""

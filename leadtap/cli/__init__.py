@@ -44,15 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.close()
 
 
-MODULES = (db, poll, extract, leads, tasks, opportunities, onboarding, owners, failed, worker, reminders, notifications,
-           webhooks, replies, auth, examples, check)
-# Each command and the module that adds it: a command's parser is built alone (argparse takes ~0.2 ms a
-# parser, and there are sixty); tests/test_layout.py checks the table against what the modules add.
+# Each command and the module that adds it, in --help's order: a command's parser is built alone (argparse
+# takes ~0.2 ms a parser, and there are sixty); tests/test_layout.py checks the table against what the modules add.
 COMMANDS = {"db": db, "poll": poll, "extract": extract, "leads": leads, "tasks": tasks, "opportunities": opportunities,
             "onboarding": onboarding, "owners": owners, "failed": failed, "run": worker, "remind": reminders,
             "reminders": reminders, "notify": notifications, "notifications": notifications, "steps": notifications,
             "webhooks": webhooks, "replies": replies, "auth": auth, "demo": examples, "example-config": examples,
             "check": check}
+MODULES = tuple(dict.fromkeys(COMMANDS.values()))  # each once, in the order of their first command
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
